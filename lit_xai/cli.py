@@ -1,0 +1,114 @@
+"""Command line: ``python train.py --config configs/<experiment>.yaml`` (LightningCLI with ``run=False``).
+
+The CLI trains, then tests on the best checkpoint. ``--ckpt_path`` resumes a run; ``--print_config`` prints the
+fully resolved configuration. ``data.num_classes``, ``data.task`` and ``data.class_names`` are linked into the
+model, so configs never repeat them.
+
+``lit-xai audit --config configs/x.yaml`` runs the artifact audit of the configured datamodule's training set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+# lightning 2.6.6 + jsonargparse >= 4.49 print deprecation warnings on every run (Lightning-AI/pytorch-lightning#21900)
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
+from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
+from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
+
+__all__ = ["XaiCLI", "main", "tool_main"]
+
+
+class XaiCLI(LightningCLI):
+    """LightningCLI with the data -> model links and a ``--ckpt_path`` option (``run=False`` has no subcommands)."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: D102
+        parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="checkpoint to resume training from")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="run trainer.test on the best checkpoint")
+        for attribute in ("num_classes", "task", "class_names"):
+            parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
+
+
+def main(args: ArgsType = None) -> XaiCLI:
+    """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests."""
+    import lit_xai.callbacks  # noqa: F401  (so short class paths in configs resolve)
+    import lit_xai.datamodules  # noqa: F401
+    import lit_xai.models  # noqa: F401
+
+    cli = XaiCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        run=False,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
+    if cli.config.get("test_after_fit", True) and not trainer.interrupted:
+        has_test = _has_test_data(datamodule)
+        if has_test:
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path="best" if best else None)
+    return cli
+
+
+def _has_test_data(datamodule: LightningDataModule) -> bool:
+    return type(datamodule).test_dataloader is not LightningDataModule.test_dataloader
+
+
+def tool_main(argv: Optional[list[str]] = None) -> int:
+    """``lit-xai <command>``: ``train`` (same as lit-xai-train) or ``audit`` (artifact audit of the training set)."""
+    import argparse
+    import json
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lit-xai {train,audit} --config CONFIG [options]")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        main(rest)
+        return 0
+    if command != "audit":
+        print(f"unknown command {command!r}; choose one of: train, audit", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="lit-xai audit")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--split", default="train", choices=["train", "val", "test"])
+    parser.add_argument("--detectors", nargs="+", default=["ring", "dark_corners"])
+    parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--output", default=None, help="write the JSON report here")
+    opts = parser.parse_args(rest)
+    datamodule = instantiate_datamodule(opts.config)
+    from lit_xai.artifacts import audit_datamodule
+
+    report = audit_datamodule(datamodule, split=opts.split, detectors=tuple(opts.detectors),
+                              max_samples=opts.max_samples)
+    print(report.summary() if hasattr(report, "summary") else report)
+    if opts.output:
+        with open(opts.output, "w") as fh:
+            json.dump(report.to_dict(), fh, indent=2)
+    return 0
+
+
+def instantiate_datamodule(config_path: str) -> LightningDataModule:
+    """Instantiate only the ``data:`` section of a training config."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    import lit_xai.datamodules  # noqa: F401
+
+    with open(config_path) as fh:
+        config = yaml.safe_load(fh) or {}
+    if "data" not in config:
+        raise ValueError(f"{config_path} has no 'data:' section")
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(LightningDataModule, "data")
+    cfg = parser.parse_object({"data": config["data"]})
+    return parser.instantiate_classes(cfg).data
