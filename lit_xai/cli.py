@@ -19,7 +19,7 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
 
-__all__ = ["XaiCLI", "main", "tool_main"]
+__all__ = ["XaiCLI", "build_cli", "main", "tool_main", "instantiate_datamodule"]
 
 
 class XaiCLI(LightningCLI):
@@ -32,13 +32,13 @@ class XaiCLI(LightningCLI):
             parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
 
 
-def main(args: ArgsType = None) -> XaiCLI:
-    """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests."""
+def build_cli(args: ArgsType = None) -> XaiCLI:
+    """Parse a config and instantiate trainer, model and datamodule without running anything."""
     import lit_xai.callbacks  # noqa: F401  (so short class paths in configs resolve)
     import lit_xai.datamodules  # noqa: F401
     import lit_xai.models  # noqa: F401
 
-    cli = XaiCLI(
+    return XaiCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
@@ -48,6 +48,11 @@ def main(args: ArgsType = None) -> XaiCLI:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+
+
+def main(args: ArgsType = None) -> XaiCLI:
+    """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests."""
+    cli = build_cli(args)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("test_after_fit", True) and not trainer.interrupted:

@@ -1,0 +1,79 @@
+"""Every config instantiates; the CLI trains, tests on the best checkpoint, resumes and prints its config."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_xai.cli import build_cli, main, tool_main
+from lit_xai.models.architectures import ARCHITECTURES
+
+CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+FAST = [
+    "--trainer.max_epochs=1",
+    "--trainer.logger.init_args.save_dir=logs",
+    "--data.init_args.num_train=96",
+    "--data.init_args.num_val=32",
+    "--data.init_args.num_test=32",
+    "--data.init_args.image_size=32",
+    "--data.init_args.batch_size=32",
+]
+
+
+def test_there_are_configs_for_every_experiment():
+    names = {p.stem for p in CONFIGS}
+    assert {"demo", "melanoma_resnet50", "melanoma_resnet50_attention", "melanoma_efficientnet_relu", "covid_vgg16",
+            "covid_resnet50", "chexpert_densenet121"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_instantiates(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["--config", str(config)])
+    model, dm, trainer = cli.model, cli.datamodule, cli.trainer
+    assert model.hparams.architecture in ARCHITECTURES
+    # the links: what the data declares, the model receives
+    assert model.num_classes == dm.num_classes and model.task == dm.task
+    assert list(model.class_names) == list(dm.class_names)
+    assert trainer.max_epochs >= 1
+    assert any(type(cb).__name__ == "ExplanationMonitor" for cb in trainer.callbacks)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, dm.image_size, dm.image_size))
+    assert out.shape == (1, dm.num_classes)
+
+
+def test_demo_trains_tests_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demo = str(CONFIGS[[p.stem for p in CONFIGS].index("demo")])
+    cli = main(["--config", demo, *FAST])
+    trainer = cli.trainer
+    assert trainer.current_epoch == 1
+    assert "test/acc" in trainer.callback_metrics  # trainer.test ran on the best checkpoint
+    assert list(Path("logs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
+    ckpt = trainer.checkpoint_callback.best_model_path
+    assert ckpt and Path(ckpt).is_file()
+    resumed = main(["--config", demo, *FAST, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}", "--test_after_fit=false"])
+    assert resumed.trainer.current_epoch == 2
+    assert resumed.trainer.global_step == 2 * trainer.global_step  # continued, not restarted
+
+
+def test_print_config(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    demo = str(CONFIGS[[p.stem for p in CONFIGS].index("demo")])
+    with pytest.raises(SystemExit) as exit_info:
+        build_cli(["--config", demo, "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "lit_xai.models.ImageClassifier" in out and "ExplanationMonitor" in out
+
+
+def test_unknown_architecture_from_cli_lists_choices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demo = str(CONFIGS[[p.stem for p in CONFIGS].index("demo")])
+    with pytest.raises(ValueError, match="choose one of:.*tiny_resnet"):
+        build_cli(["--config", demo, "--model.init_args.architecture=resnet5O"])
+
+
+def test_tool_help():
+    assert tool_main(["--help"]) == 0
+    assert tool_main(["nope"]) == 2
