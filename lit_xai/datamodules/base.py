@@ -1,0 +1,583 @@
+"""Base DataModule for image classification: splits, loaders, transforms and the per-item dict contract.
+
+A dataset subclass declares ``class_names`` and ``task`` and implements :meth:`ImageDataModule.index_samples`
+(a cheap table of targets, file paths and optional group ids / predefined splits / artifact flags). The base owns
+everything else: stratified, group-aware splits, albumentations transforms, loaders, normalization and probe
+selection. Items follow ``docs/CONTRACTS.md``::
+
+    {"image": float (3, H, W) normalized, "target": long scalar | float (K,), "index": int,
+     "artifact": bool (if known), "artifact_mask": bool (H, W) (if known)}
+
+Example:
+    >>> import numpy as np
+    >>> class Toy(ImageDataModule):
+    ...     class_names = ("cat", "dog")
+    ...     task = "binary"
+    ...     def index_samples(self):
+    ...         return SampleTable(targets=np.arange(20) % 2)
+    ...     def make_reader(self, split, rows):
+    ...         return ArrayImageReader(np.zeros((len(rows), 8, 8, 3), np.uint8))
+    >>> dm = Toy(batch_size=4, image_size=8, val_fraction=0.2, test_fraction=0.2)
+    >>> dm.num_classes, len(dm.dataset("train")), sorted(dm.dataset("val")[0])
+    (2, 12, ['image', 'index', 'target'])
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalize, normalize
+
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "ArrayImageReader",
+    "FileImageReader",
+    "ImageDataModule",
+    "ImageDataset",
+    "ImageReader",
+    "SampleTable",
+    "split_indices",
+]
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
+
+
+# --------------------------------------------------------------------------------------------------------- splits
+def _strata(targets: np.ndarray) -> np.ndarray:
+    """One stratum per sample: the label, or for multilabel the rarest positive label (K if none)."""
+    if targets.ndim == 1:
+        return targets.astype(np.int64)
+    positive = np.nan_to_num(targets.astype(np.float64), nan=0.0) > 0.5
+    # Rarest-first so that rare findings are spread over all splits rather than swamped by common ones.
+    order = np.argsort(positive.sum(axis=0), kind="stable")
+    strata = np.full(len(targets), targets.shape[1], dtype=np.int64)
+    for label in order[::-1]:
+        strata[positive[:, label]] = label
+    return strata
+
+
+def split_indices(
+    targets: np.ndarray | Sequence[Any],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int = 0,
+    groups: np.ndarray | Sequence[Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """Stratified (and, with ``groups``, group-preserving) train/val/test split of sample indices.
+
+    Each group (e.g. a patient) goes wholly to one split. Groups are stratified by their rarest member class, so a
+    patient with any melanoma counts as a melanoma patient. Within each stratum the groups are shuffled (seeded) and
+    laid end to end; a group goes to test, val or train depending on where its midpoint falls, so each split gets
+    close to its fraction of the *images* of that stratum even when group sizes differ.
+
+    Args:
+        targets: ``(N,)`` class indices, or ``(N, K)`` multilabel targets (NaN = unknown counts as negative).
+        val_fraction, test_fraction: fractions of the samples for validation and test, each in [0, 1), sum < 1.
+        seed: seed of the shuffle.
+        groups: optional ``(N,)`` group ids (any values with a stable ``str``); ``None`` treats every sample as its
+            own group, and so does a missing id (``None``, NaN, empty string) within ``groups``.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}`` sorted int64 index arrays partitioning ``range(N)``.
+
+    Example:
+        >>> parts = split_indices([0, 1] * 10, 0.2, 0.2, seed=0)
+        >>> [len(parts[s]) for s in ("train", "val", "test")]
+        [12, 4, 4]
+    """
+    _check_fractions(val_fraction, test_fraction)
+    targets = np.asarray(targets)
+    n = len(targets)
+    if groups is None:
+        group_ids = np.arange(n)
+    else:
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} entries but targets has {n}")
+        # A missing id (None, NaN, "") is unknown, not shared: each such sample is its own group.
+        keys = [f"\0sample{i}" if _missing(g) else str(g) for i, g in enumerate(groups)]
+        _, group_ids = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
+    n_groups = int(group_ids.max()) + 1 if n else 0
+    strata = _strata(targets)
+    counts = np.bincount(strata, minlength=1)
+    # A group's stratum is its member class that is rarest in the whole dataset.
+    rarity = counts[strata]
+    group_stratum = np.zeros(n_groups, dtype=np.int64)
+    group_rarity = np.full(n_groups, np.iinfo(np.int64).max)
+    np.minimum.at(group_rarity, group_ids, rarity)
+    is_rarest = rarity == group_rarity[group_ids]
+    group_stratum[group_ids[is_rarest]] = strata[is_rarest]
+    group_size = np.bincount(group_ids, minlength=n_groups)
+
+    rng = np.random.default_rng(seed)
+    assignment = np.zeros(n_groups, dtype=np.int64)  # 0 train, 1 val, 2 test
+    for stratum in np.unique(group_stratum):
+        members = np.flatnonzero(group_stratum == stratum)
+        members = members[rng.permutation(len(members))]
+        sizes = group_size[members]
+        midpoints = (np.cumsum(sizes) - sizes / 2.0) / sizes.sum()
+        assignment[members[midpoints < test_fraction + val_fraction]] = 1
+        assignment[members[midpoints < test_fraction]] = 2
+    sample_split = assignment[group_ids]
+    return {name: np.flatnonzero(sample_split == code) for code, name in ((0, "train"), (1, "val"), (2, "test"))}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value)
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"val_fraction + test_fraction must be < 1 to leave training data, got {val_fraction} + {test_fraction}"
+        )
+
+
+# -------------------------------------------------------------------------------------------------- sample table
+@dataclass(frozen=True)
+class SampleTable:
+    """What a dataset subclass knows about its samples before loading any image.
+
+    Attributes:
+        targets: ``(N,)`` int class indices (binary/multiclass) or ``(N, K)`` float multilabel targets.
+        paths: optional ``N`` image file paths, read by the default :class:`FileImageReader`.
+        groups: optional ``(N,)`` group ids (patient, lesion); no group crosses splits.
+        splits: optional ``(N,)`` predefined split names in ``{"train", "val", "test"}``. A split that is absent is
+            carved out of ``train`` with the datamodule's fractions (e.g. official train + test, no val).
+        artifacts: optional ``(N,)`` bool artifact flags (e.g. annotated vignettes).
+    """
+
+    targets: np.ndarray
+    paths: Sequence[str] | None = None
+    groups: np.ndarray | None = None
+    splits: np.ndarray | None = None
+    artifacts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.targets)
+        for name in ("paths", "groups", "splits", "artifacts"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"SampleTable.{name} has {len(value)} entries but targets has {n}")
+        if self.splits is not None:
+            unknown = set(np.unique(np.asarray(self.splits).astype(str))) - set(SPLITS)
+            if unknown:
+                raise ValueError(f"SampleTable.splits may only contain {SPLITS}, found {sorted(unknown)}")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+# ------------------------------------------------------------------------------------------------------- readers
+class ImageReader(Protocol):
+    """Loads the raw pixels of the samples of one split, by position within that split."""
+
+    def image(self, position: int) -> np.ndarray:
+        """uint8 ``(H, W, 3)`` RGB image."""
+        ...
+
+    def artifact_mask(self, position: int) -> np.ndarray | None:
+        """bool ``(H, W)`` ground-truth artifact mask, or ``None`` if unknown for this dataset."""
+        ...
+
+
+class FileImageReader:
+    """Reads image files with Pillow (converted to RGB); no artifact masks.
+
+    Example:
+        >>> FileImageReader(["a.png"]).paths
+        ['a.png']
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = [str(p) for p in paths]
+
+    def image(self, position: int) -> np.ndarray:
+        with Image.open(self.paths[position]) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+    def artifact_mask(self, position: int) -> np.ndarray | None:
+        return None
+
+
+class ArrayImageReader:
+    """Serves images (and optional artifact masks) from in-memory arrays.
+
+    Example:
+        >>> r = ArrayImageReader(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4, 4), bool))
+        >>> r.image(1).shape, r.artifact_mask(1).shape
+        ((4, 4, 3), (4, 4))
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray | None = None) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if masks is not None and masks.shape != images.shape[:3]:
+            raise ValueError(f"masks must be (N, H, W) = {images.shape[:3]}, got {masks.shape}")
+        self.images = images
+        self.masks = None if masks is None else masks.astype(bool)
+
+    def image(self, position: int) -> np.ndarray:
+        return self.images[position]
+
+    def artifact_mask(self, position: int) -> np.ndarray | None:
+        return None if self.masks is None else self.masks[position]
+
+
+# ------------------------------------------------------------------------------------------------------- dataset
+class ImageDataset(Dataset):
+    """One split: items are dicts following ``docs/CONTRACTS.md``; ``index`` is the position in this dataset.
+
+    Args:
+        reader: loads raw pixels by position.
+        targets: ``(N,)`` int or ``(N, K)`` float targets of this split.
+        transform: augmentation + normalization.
+        artifacts: optional ``(N,)`` bool artifact flags. If absent but the reader has masks, the flag is
+            ``mask.any()``.
+    """
+
+    def __init__(
+        self,
+        reader: ImageReader,
+        targets: np.ndarray,
+        transform: ImageTransform,
+        artifacts: np.ndarray | None = None,
+    ) -> None:
+        self.reader = reader
+        self.targets = np.asarray(targets)
+        self.transform = transform
+        self.artifacts = None if artifacts is None else np.asarray(artifacts, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a split of {len(self)} samples")
+        index = int(index) % len(self)
+        mask = self.reader.artifact_mask(index)
+        image, mask_t = self.transform(self.reader.image(index), mask)
+        target = self.targets[index]
+        item: dict[str, Any] = {
+            "image": image,
+            "target": torch.as_tensor(target, dtype=torch.float32 if self.targets.ndim == 2 else torch.long),
+            "index": index,
+        }
+        if self.artifacts is not None:
+            item["artifact"] = bool(self.artifacts[index])
+        elif mask is not None:
+            item["artifact"] = bool(mask.any())
+        if mask_t is not None:
+            item["artifact_mask"] = mask_t
+        return item
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Each worker holds a copy of the transform with the same albumentations state; without re-seeding every worker
+    # would apply the same augmentation sequence. torch.initial_seed() differs per worker and derives from the
+    # loader's generator, so runs stay reproducible.
+    info = get_worker_info()
+    dataset = info.dataset if info is not None else None
+    transform = getattr(dataset, "transform", None)
+    if isinstance(transform, ImageTransform):
+        transform.reseed(torch.initial_seed())
+
+
+# --------------------------------------------------------------------------------------------------- datamodule
+class ImageDataModule(L.LightningDataModule):
+    """Base class of the image classification DataModules.
+
+    Subclasses set ``class_names`` and ``task`` and implement :meth:`index_samples`; override
+    :meth:`make_reader` for anything other than image files, and :meth:`build_dataset` for a custom dataset class.
+
+    Args:
+        batch_size: samples per batch.
+        num_workers: data loader worker processes (0 = load in the main process).
+        image_size: images are resized to ``image_size x image_size``.
+        val_fraction, test_fraction: split fractions (ignored for splits the dataset predefines).
+        seed: seed of the split, of the training shuffle and of the augmentation.
+        augment: augment training images.
+        augment_strength: scale of the augmentation ranges (0 = none, 1 = default).
+        mean, std: normalization statistics (ImageNet by default).
+        pin_memory: pin loader memory (useful on GPU).
+
+    Example:
+        >>> import numpy as np
+        >>> class Toy(ImageDataModule):
+        ...     class_names = ("a", "b", "c")
+        ...     task = "multiclass"
+        ...     def index_samples(self):
+        ...         return SampleTable(targets=np.arange(30) % 3, groups=np.arange(30) // 2)
+        ...     def make_reader(self, split, rows):
+        ...         return ArrayImageReader(np.full((len(rows), 12, 12, 3), 128, np.uint8))
+        >>> dm = Toy(batch_size=5, image_size=8)
+        >>> batch = next(iter(dm.train_dataloader()))
+        >>> tuple(batch["image"].shape), batch["target"].dtype, dm.num_classes
+        ((5, 3, 8, 8), torch.int64, 3)
+    """
+
+    class_names: ClassVar[tuple[str, ...]] = ()
+    task: ClassVar[str] = "multiclass"
+    #: Orientation carries no meaning (dermoscopy): enables vertical flips and 90-degree rotations.
+    orientation_invariant: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        image_size: int = 224,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        seed: int = 0,
+        augment: bool = True,
+        augment_strength: float = 1.0,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self._validate_class_declaration()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if image_size < 8:
+            raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
+        _check_fractions(val_fraction, test_fraction)
+        if augment_strength < 0:
+            raise ValueError(f"augment_strength must be >= 0, got {augment_strength}")
+        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need 3 values each and std > 0, got mean={mean}, std={std}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.augment = augment
+        self.augment_strength = augment_strength
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.pin_memory = pin_memory
+        self._save_init_arguments()
+        self._table: SampleTable | None = None
+        self._rows: dict[str, np.ndarray] | None = None
+        self._datasets: dict[str, ImageDataset] = {}
+        self._generators: dict[str, torch.Generator] = {}
+
+    # ----------------------------------------------------------------------------------- declared by subclasses
+    def index_samples(self) -> SampleTable:
+        """Return the table of all samples (targets, paths, groups, ...). Must not load images."""
+        raise NotImplementedError(f"{type(self).__name__} must implement index_samples() -> SampleTable")
+
+    def make_reader(self, split: str, rows: np.ndarray) -> ImageReader:
+        """Reader for the samples ``rows`` (indices into the sample table) of ``split``; default: image files."""
+        table = self.table
+        if table.paths is None:
+            raise NotImplementedError(
+                f"{type(self).__name__}.index_samples() returned no paths; override make_reader() to load images"
+            )
+        return FileImageReader([table.paths[i] for i in rows])
+
+    def build_dataset(self, split: str, rows: np.ndarray) -> ImageDataset:
+        """The dataset of ``split``; override to return an :class:`ImageDataset` subclass."""
+        table = self.table
+        return ImageDataset(
+            reader=self.make_reader(split, rows),
+            targets=table.targets[rows],
+            transform=self.transform(train=split == "train"),
+            artifacts=None if table.artifacts is None else np.asarray(table.artifacts)[rows],
+        )
+
+    # ------------------------------------------------------------------------------------------------- contract
+    @property
+    def num_classes(self) -> int:
+        """Number of model outputs: 2 for binary (two logits, class 1 positive), else ``len(class_names)``."""
+        return 2 if self.task == "binary" else len(self.class_names)
+
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], ``(3, H, W)`` or ``(N, 3, H, W)`` -> model input."""
+        return normalize(images01, self.mean, self.std)
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Model input -> images in [0, 1] (for display)."""
+        return denormalize(images, self.mean, self.std)
+
+    def transform(self, train: bool) -> ImageTransform:
+        """The training (augmenting) or evaluation (resize only) transform of this datamodule."""
+        return ImageTransform(
+            self.image_size,
+            train=train,
+            augment=self.augment,
+            strength=self.augment_strength,
+            vertical_flip=self.orientation_invariant,
+            mean=self.mean,
+            std=self.std,
+            seed=self.seed,
+        )
+
+    # --------------------------------------------------------------------------------------------------- splits
+    @property
+    def table(self) -> SampleTable:
+        """The sample table (indexed on first use)."""
+        if self._table is None:
+            table = self.index_samples()
+            self._check_table(table)
+            self._table = table
+        return self._table
+
+    def split_rows(self, split: str) -> np.ndarray:
+        """Indices into :attr:`table` of the samples of ``split``."""
+        self._check_split(split)
+        if self._rows is None:
+            self._rows = self._compute_splits(self.table)
+        return self._rows[split]
+
+    def targets(self, split: str) -> np.ndarray:
+        """Targets of ``split`` without loading any image (e.g. for stratified probe selection)."""
+        return np.asarray(self.table.targets)[self.split_rows(split)]
+
+    def dataset(self, split: str) -> ImageDataset:
+        """The dataset of ``split`` ("train", "val" or "test"), built on first use."""
+        self._check_split(split)
+        if split not in self._datasets:
+            self._datasets[split] = self.build_dataset(split, self.split_rows(split))
+        return self._datasets[split]
+
+    def probe_indices(self, split: str = "val", per_class: int = 2, seed: int | None = None) -> list[int]:
+        """A fixed, class-stratified choice of ``per_class`` sample positions per class in ``split``.
+
+        For multilabel tasks a class's probes are drawn among samples positive for it (without repeats).
+
+        Example:
+            >>> import numpy as np
+            >>> class Toy(ImageDataModule):
+            ...     class_names, task = ("a", "b"), "binary"
+            ...     def index_samples(self):
+            ...         return SampleTable(targets=np.arange(40) % 2)
+            >>> len(Toy().probe_indices("val", per_class=2))
+            4
+        """
+        if per_class < 1:
+            raise ValueError(f"per_class must be >= 1, got {per_class}")
+        targets = self.targets(split)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        chosen: list[int] = []
+        for label in range(len(self.class_names)):
+            if targets.ndim == 2:
+                candidates = np.flatnonzero(np.nan_to_num(targets[:, label]) > 0.5)
+                candidates = np.setdiff1d(candidates, chosen)
+            else:
+                candidates = np.flatnonzero(targets == label)
+            take = min(per_class, len(candidates))
+            chosen += sorted(int(i) for i in rng.choice(candidates, size=take, replace=False))
+        return chosen
+
+    # -------------------------------------------------------------------------------------------------- lightning
+    def setup(self, stage: str | None = None) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in needed.get(stage or "", SPLITS):
+            self.dataset(split)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        # A seeded generator drives both the shuffle order and the worker base seeds, so a run is reproducible
+        # for a fixed num_workers without touching the global RNG. It is kept, so re-created loaders
+        # (reload_dataloaders_every_n_epochs) continue the stream instead of repeating the first epoch's order.
+        generator = self._generators.setdefault(split, torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=default_collate,
+            pin_memory=self.pin_memory,
+            generator=generator,
+            worker_init_fn=_seed_worker,
+            persistent_workers=False,
+        )
+
+    # ------------------------------------------------------------------------------------------------- internals
+    def _validate_class_declaration(self) -> None:
+        name = type(self).__name__
+        if self.task not in TASKS:
+            raise ValueError(f"{name}.task must be one of {TASKS}, got {self.task!r}")
+        if not self.class_names:
+            raise ValueError(f"{name} must declare class_names (a tuple of class names)")
+        if self.task == "binary" and len(self.class_names) != 2:
+            raise ValueError(
+                f"{name} is binary, so class_names must be (negative, positive); got {tuple(self.class_names)}"
+            )
+
+    def _save_init_arguments(self) -> None:
+        # Stored in checkpoints (``datamodule_hyper_parameters``) so a run can be traced back to its data. Only the
+        # arguments of the concrete class's own signature: a subclass that fixes a base argument (the synthetic data
+        # fixes the split fractions) must be re-creatable as ``cls(**hparams)``.
+        params = inspect.signature(type(self).__init__).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            self.save_hyperparameters(frame=inspect.currentframe().f_back)
+            return
+        names = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
+        self.save_hyperparameters(*names, frame=inspect.currentframe().f_back)
+
+    def _check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+    def _check_table(self, table: SampleTable) -> None:
+        targets = np.asarray(table.targets)
+        name = type(self).__name__
+        if self.task == "multilabel":
+            if targets.ndim != 2 or targets.shape[1] != len(self.class_names):
+                raise ValueError(
+                    f"{name}: multilabel targets must be (N, {len(self.class_names)}), got {targets.shape}"
+                )
+        elif targets.ndim != 1 or (len(targets) and (targets.min() < 0 or targets.max() >= self.num_classes)):
+            seen = np.unique(targets)[:10].tolist() if targets.ndim == 1 else targets.shape
+            raise ValueError(f"{name}: {self.task} targets must be (N,) ints in [0, {self.num_classes}), got {seen}")
+
+    def _compute_splits(self, table: SampleTable) -> dict[str, np.ndarray]:
+        if table.splits is None:
+            return split_indices(table.targets, self.val_fraction, self.test_fraction, self.seed, table.groups)
+        names = np.asarray(table.splits).astype(str)
+        rows = {s: np.flatnonzero(names == s) for s in SPLITS}
+        missing = [s for s in ("val", "test") if len(rows[s]) == 0]
+        fractions = {"val": self.val_fraction, "test": self.test_fraction}
+        if missing and any(fractions[s] > 0 for s in missing):
+            # Carve absent splits out of the predefined training set, keeping groups together.
+            pool = rows["train"]
+            parts = split_indices(
+                np.asarray(table.targets)[pool],
+                fractions["val"] if "val" in missing else 0.0,
+                fractions["test"] if "test" in missing else 0.0,
+                self.seed,
+                None if table.groups is None else np.asarray(table.groups)[pool],
+            )
+            rows["train"] = pool[parts["train"]]
+            for s in missing:
+                rows[s] = pool[parts[s]]
+        return rows
