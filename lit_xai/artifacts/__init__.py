@@ -1,5 +1,55 @@
-"""Pure artifact detectors, inserters and reliance measures (no Lightning inside)."""
+"""Pure artifact detectors, inserters, dataset audit, reliance measures and SpRAy (no Lightning inside)."""
 
-from .inserters import insert_ring, ring_mask
+from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
+from .detectors import (
+    DARK_CORNERS_THRESHOLD,
+    DEFAULT_THRESHOLDS,
+    DETECTORS,
+    MARKER_THRESHOLD,
+    RING_THRESHOLD,
+    detect_dark_corners,
+    detect_marker,
+    detect_ring,
+    get_detector,
+    register_detector,
+    relative_darkness,
+)
+from .inserters import MARKER_COLORS, insert_marker, insert_ring, remove_ring, ring_mask
+from .reliance import counterfactual_shift, paired_shift, predict_proba, relevance_in_mask, removal_shift
+from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
 
-__all__ = ["insert_ring", "ring_mask"]
+__all__ = [
+    "ArtifactAssociation",
+    "ArtifactClusterResult",
+    "AuditReport",
+    "ClusterReport",
+    "DARK_CORNERS_THRESHOLD",
+    "DEFAULT_THRESHOLDS",
+    "DETECTORS",
+    "MARKER_COLORS",
+    "MARKER_THRESHOLD",
+    "RING_THRESHOLD",
+    "SprayResult",
+    "artifact_cluster",
+    "association_table",
+    "audit_datamodule",
+    "audit_dataset",
+    "counterfactual_shift",
+    "detect_dark_corners",
+    "detect_marker",
+    "detect_ring",
+    "get_detector",
+    "insert_marker",
+    "insert_ring",
+    "kmeans",
+    "paired_shift",
+    "predict_proba",
+    "relative_darkness",
+    "relevance_in_mask",
+    "remove_ring",
+    "removal_shift",
+    "register_detector",
+    "ring_mask",
+    "spray",
+    "spray_features",
+]

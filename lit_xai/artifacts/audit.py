@@ -1,0 +1,630 @@
+"""Dataset audit: how often do artifacts occur, and do they predict the label (a shortcut waiting to be learned)?
+
+:func:`audit_dataset` runs image-space detectors (:data:`lit_xai.artifacts.DETECTORS`) over any iterable of items
+or batches and cross-tabulates the flags with the labels; :func:`audit_datamodule` does it for a split of a
+``lit_xai`` datamodule (denormalizing with ``dm.denormalize``, deterministic subset, failed items counted).
+
+**When is an artifact "label-predictive"?** For each class ``c`` (one-vs-rest; per label for multilabel tasks),
+the 2x2 table artifact x class must show all of
+
+1. a *significant* association: two-sided Fisher exact test, Bonferroni-corrected over the classes, ``p < 1e-3``
+   (strict because audits run many detectors on thousands of images, where tiny, harmless differences are
+   significant);
+2. a *strong* association: odds ratio ``>= 3`` (Haldane-corrected) in favour of ``c``. The odds ratio is symmetric
+   between a class and its complement, so "patches -> benign" is caught although its lift is only
+   P(benign | patch) / P(benign) = 0.99 / 0.80 = 1.24; on balanced binary data with a rare artifact it equals
+   lift >= 1.5 (75 % vs 50 %);
+3. enough *support*: at least 10 images that carry the artifact *and* belong to ``c`` (fewer cannot teach a network
+   a shortcut, and percentages of tiny counts mislead).
+
+The thresholds are arguments (``alpha``, ``min_odds_ratio``, ``min_support``) and recorded in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .detectors import DEFAULT_THRESHOLDS, Detector, get_detector
+
+__all__ = [
+    "ALPHA",
+    "ANNOTATED",
+    "MIN_ODDS_RATIO",
+    "MIN_SUPPORT",
+    "ArtifactAssociation",
+    "AuditReport",
+    "audit_dataset",
+    "audit_datamodule",
+    "association_table",
+]
+
+#: default criteria for "label-predictive" (see the module docstring)
+ALPHA = 1e-3
+MIN_ODDS_RATIO = 3.0
+MIN_SUPPORT = 10
+#: name under which a dataset's own ``artifact`` flags (annotations) are audited
+ANNOTATED = "annotated"
+_MAX_FAILURE_MESSAGES = 20
+_MAX_CONSECUTIVE_FAILURES = 50
+
+
+@dataclass
+class ArtifactAssociation:
+    """Prevalence of one artifact and its association with the labels.
+
+    Per-class lists follow ``AuditReport.class_names``. For multilabel tasks "class" means "label positive".
+
+    Attributes:
+        name: detector name (or ``"annotated"`` for the dataset's own flags).
+        threshold: detector score threshold used (``None`` for annotations).
+        n_with: images flagged.
+        prevalence: ``n_with / n_images``.
+        count_by_class: flagged images per class.
+        prevalence_by_class: P(artifact | class).
+        p_class_given_artifact: P(class | artifact) (NaN when nothing is flagged).
+        p_class_given_clean: P(class | no artifact).
+        p_class: P(class) overall.
+        lift: ``P(class | artifact) / P(class)``.
+        odds_ratio: odds ratio of the one-vs-rest 2x2 table (Haldane-corrected: +0.5 per cell).
+        p_value: two-sided Fisher exact p per class, Bonferroni-corrected over the classes.
+        chi2, chi2_p, cramers_v: chi-square test of independence of artifact x class (2 x K; multiclass/binary
+            only) and its effect size Cramér's V in [0, 1].
+        mutual_information: I(artifact; class) in bits (multiclass/binary only).
+        predictive_classes: classes for which the artifact is label-predictive.
+        agreement: precision/recall of this detector against the dataset's ``artifact`` flags, when present.
+    """
+
+    name: str
+    threshold: float | None
+    n_with: int
+    prevalence: float
+    count_by_class: list[int]
+    prevalence_by_class: list[float]
+    p_class_given_artifact: list[float]
+    p_class_given_clean: list[float]
+    p_class: list[float]
+    lift: list[float]
+    odds_ratio: list[float]
+    p_value: list[float]
+    chi2: float | None = None
+    chi2_p: float | None = None
+    cramers_v: float | None = None
+    mutual_information: float | None = None
+    predictive_classes: list[str] = field(default_factory=list)
+    agreement: dict[str, float] | None = None
+
+    @property
+    def label_predictive(self) -> bool:
+        """True when the artifact is label-predictive for at least one class."""
+        return bool(self.predictive_classes)
+
+
+@dataclass
+class AuditReport:
+    """Result of :func:`audit_dataset`.
+
+    Attributes:
+        n_images: images audited (failed items excluded).
+        n_failed: items (or batches of a loader) that could not be read; they are *not* silently dropped.
+        failures: the first 20 failure messages.
+        class_names, task: the label space.
+        class_counts: images per class (positives per label for multilabel).
+        artifacts: one :class:`ArtifactAssociation` per detector (plus ``"annotated"`` for dataset flags).
+        verdicts: human-readable sentences, one per label-predictive artifact and class.
+        criteria: the thresholds used for "label-predictive".
+    """
+
+    n_images: int
+    n_failed: int
+    failures: list[str]
+    class_names: list[str]
+    task: str
+    class_counts: list[int]
+    artifacts: dict[str, ArtifactAssociation]
+    verdicts: list[str]
+    criteria: dict[str, float]
+
+    def label_predictive(self, artifact: str) -> bool:
+        """Whether ``artifact`` is label-predictive for some class; the error lists the audited artifacts."""
+        if artifact not in self.artifacts:
+            raise KeyError(f"artifact {artifact!r} was not audited; audited: {', '.join(self.artifacts)}")
+        return self.artifacts[artifact].label_predictive
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (NaN and infinities become ``None``)."""
+        return _jsonable(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        """A few lines for logs: prevalence per artifact and class, then the verdicts."""
+        counts = ", ".join(f"{n} {c}" for c, n in zip(self.class_names, self.class_counts))
+        lines = [f"audited {self.n_images} images ({counts}); {self.n_failed} failed"]
+        for a in self.artifacts.values():
+            per_class = ", ".join(f"{c} {100 * p:.0f} %" for c, p in zip(self.class_names, a.prevalence_by_class))
+            v = "" if a.cramers_v is None else f"; Cramér's V {a.cramers_v:.2f}"
+            lines.append(f"{a.name}: {a.n_with} images ({100 * a.prevalence:.1f} %; {per_class}{v})")
+        lines += self.verdicts or ["no artifact is label-predictive"]
+        return "\n".join(lines)
+
+
+def association_table(
+    flags: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    task: str = "multiclass",
+    name: str = "artifact",
+    threshold: float | None = None,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+) -> ArtifactAssociation:
+    """Association statistics of boolean artifact ``flags`` ``(N,)`` with ``labels``.
+
+    Args:
+        flags: ``(N,)`` bool.
+        labels: ``(N,)`` class indices, or ``(N, K)`` 0/1 for ``task="multilabel"``.
+        class_names: K names.
+
+    Example:
+        >>> import numpy as np
+        >>> labels = np.repeat([0, 1], 50)
+        >>> flags = np.r_[np.zeros(45, bool), np.ones(5, bool), np.zeros(20, bool), np.ones(30, bool)]
+        >>> a = association_table(flags, labels, ["benign", "melanoma"], "binary")
+        >>> a.predictive_classes, round(a.p_class_given_artifact[1], 2)
+        (['melanoma'], 0.86)
+    """
+    flags = np.asarray(flags, dtype=bool)
+    n = len(flags)
+    k = len(class_names)
+    labels = np.asarray(labels)
+    if task == "multilabel":
+        member = np.nan_to_num(labels.astype(float)) > 0.5
+        if member.shape != (n, k):
+            raise ValueError(f"multilabel labels must be (N, {k}), got {member.shape}")
+    else:
+        labels = labels.astype(np.int64).reshape(-1)
+        if len(labels) != n:
+            raise ValueError(f"got {n} flags but {len(labels)} labels")
+        if n and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
+        member = labels[:, None] == np.arange(k)[None, :]
+    n_with = int(flags.sum())
+    with_c = (member & flags[:, None]).sum(0)
+    clean_c = (member & ~flags[:, None]).sum(0)
+    tot_c = member.sum(0)
+    # binary one-vs-rest tables of class 0 and class 1 are mirror images: one test, not two
+    n_tests = 1 if task == "binary" else max(k, 1)
+    odds, pvals = [], []
+    for c in range(k):
+        a, b = int(with_c[c]), n_with - int(with_c[c])  # artifact & c, artifact & not c
+        cc, d = int(clean_c[c]), (n - n_with) - int(clean_c[c])  # clean & c, clean & not c
+        odds.append(((a + 0.5) * (d + 0.5)) / ((b + 0.5) * (cc + 0.5)))
+        p = stats.fisher_exact([[a, b], [cc, d]])[1] if n else 1.0
+        pvals.append(min(1.0, float(p) * n_tests))
+    p_c = tot_c / max(n, 1)
+    p_c_a = with_c / n_with if n_with else np.full(k, np.nan)
+    p_c_clean = clean_c / (n - n_with) if n > n_with else np.full(k, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = np.where(p_c > 0, p_c_a / np.where(p_c > 0, p_c, 1), np.nan)
+        prev_c = np.where(tot_c > 0, with_c / np.maximum(tot_c, 1), np.nan)
+    predictive = [
+        class_names[c]
+        for c in range(k)
+        if pvals[c] < alpha and odds[c] >= min_odds_ratio and with_c[c] >= min_support
+    ]
+    chi2 = chi2_p = cramers_v = mi = None
+    if task != "multilabel":
+        table = np.stack([with_c, clean_c]).astype(float)
+        chi2, chi2_p, cramers_v, mi = _independence(table)
+    return ArtifactAssociation(
+        name=name,
+        threshold=threshold,
+        n_with=n_with,
+        prevalence=n_with / max(n, 1),
+        count_by_class=[int(x) for x in with_c],
+        prevalence_by_class=[float(x) for x in prev_c],
+        p_class_given_artifact=[float(x) for x in p_c_a],
+        p_class_given_clean=[float(x) for x in p_c_clean],
+        p_class=[float(x) for x in p_c],
+        lift=[float(x) for x in lift],
+        odds_ratio=[float(x) for x in odds],
+        p_value=pvals,
+        chi2=chi2,
+        chi2_p=chi2_p,
+        cramers_v=cramers_v,
+        mutual_information=mi,
+        predictive_classes=predictive,
+    )
+
+
+def _independence(table: np.ndarray) -> tuple[float, float, float, float]:
+    """Chi-square (no continuity correction), its p, Cramér's V and mutual information (bits) of a 2 x K table."""
+    table = table[:, table.sum(0) > 0]  # empty classes carry no information and break the expected counts
+    n = table.sum()
+    if n == 0 or table.shape[1] < 2 or (table.sum(1) == 0).any():
+        return 0.0, 1.0, 0.0, 0.0  # artifact never or always present (or one class): independent by construction
+    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+    v = math.sqrt(chi2 / (n * (min(table.shape) - 1)))
+    joint = table / n
+    outer = joint.sum(1, keepdims=True) * joint.sum(0, keepdims=True)
+    nz = joint > 0
+    mi = float((joint[nz] * np.log2(joint[nz] / outer[nz])).sum())
+    return float(chi2), float(p), float(v), mi
+
+
+def _verdicts(assoc: ArtifactAssociation, class_names: Sequence[str]) -> list[str]:
+    out = []
+    for c, name in enumerate(class_names):
+        if name not in assoc.predictive_classes:
+            continue
+        subject = "images annotated with an artifact" if assoc.name == ANNOTATED else f"images with {assoc.name}"
+        out.append(
+            f"{assoc.name}: {100 * assoc.p_class_given_artifact[c]:.0f} % of {subject} are {name} vs "
+            f"{100 * assoc.p_class[c]:.0f} % overall (n = {assoc.n_with}; odds ratio "
+            f"{assoc.odds_ratio[c]:.1f}, lift {assoc.lift[c]:.2f}, Fisher p = {assoc.p_value[c]:.1e}) -- "
+            "label-predictive: a model can learn it as a shortcut"
+        )
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------- collection
+class _Collector:
+    """Accumulates images into same-shape batches, runs the detectors, keeps flags, labels and annotations."""
+
+    def __init__(
+        self,
+        detectors: dict[str, tuple[Detector, float]],
+        denormalize: Callable[[torch.Tensor], torch.Tensor] | None,
+        batch_size: int,
+    ) -> None:
+        self.detectors = detectors
+        self.denormalize = denormalize
+        self.batch_size = batch_size
+        self.flags: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
+        self.labels: list[np.ndarray] = []
+        self.annotations: list[np.ndarray] = []
+        self.has_annotations = True
+        self._images: list[torch.Tensor] = []
+        self.n = 0
+
+    def add(self, images: torch.Tensor, labels: np.ndarray, annotations: np.ndarray | None) -> None:
+        if self._images and self._images[0].shape[1:] != images.shape[1:]:
+            self.flush()  # detectors need one shape per batch; raw datasets may mix sizes
+        self._images.append(images)
+        self.labels.append(labels)
+        if annotations is None:
+            self.has_annotations = False
+        else:
+            self.annotations.append(annotations)
+        self.n += len(images)
+        if sum(len(x) for x in self._images) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._images:
+            return
+        x = torch.cat(self._images).detach().float().cpu()
+        self._images = []
+        if self.denormalize is not None:
+            x = self.denormalize(x)
+        if x.min() < -0.25 or x.max() > 1.25:
+            raise ValueError(
+                f"audit images must be in [0, 1] but range over [{x.min():.2f}, {x.max():.2f}]; they look normalized: "
+                "pass denormalize=datamodule.denormalize (audit_datamodule does this for you)"
+            )
+        x = x.clamp(0.0, 1.0)
+        for name, (fn, threshold) in self.detectors.items():
+            scores, _ = fn(x)
+            self.flags[name].append((scores >= threshold).numpy())
+
+
+def _split_item(item: Any) -> tuple[torch.Tensor, Any, Any]:
+    """``(image(s), target(s), artifact flag(s) or None)`` of a dataset item or a collated batch."""
+    if isinstance(item, dict):
+        if "image" not in item or "target" not in item:
+            raise ValueError(f"dict items need 'image' and 'target' keys, got {sorted(item)}")
+        return item["image"], item["target"], item.get("artifact")
+    if isinstance(item, (tuple, list)) and len(item) >= 2:
+        return item[0], item[1], None
+    raise ValueError(f"cannot read an item of type {type(item).__name__}; expected a dict or an (image, target) pair")
+
+
+def _as_batch(image: Any, target: Any, flag: Any, task: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+    image = torch.as_tensor(image)
+    single = image.ndim == 3
+    if single:
+        image = image[None]
+    if image.ndim != 4:
+        raise ValueError(f"images must be (C, H, W) or (N, C, H, W), got {tuple(image.shape)}")
+    t = torch.as_tensor(target).detach().cpu().numpy()
+    if task == "multilabel":
+        t = t.reshape(len(image), -1)
+    else:
+        t = t.reshape(len(image))
+    a = None if flag is None else torch.as_tensor(flag).detach().cpu().numpy().astype(bool).reshape(len(image))
+    return image, t, a
+
+
+def audit_dataset(
+    items: Iterable[Any],
+    detectors: Sequence[str] | dict[str, Detector] = ("ring",),
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    threshold: float | dict[str, float] | None = None,
+    max_samples: int | None = None,
+    task: str = "multiclass",
+    batch_size: int = 64,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+) -> AuditReport:
+    """Audit artifact prevalence and label association over ``items``.
+
+    Args:
+        items: a dataset, a list or a DataLoader yielding dict items/batches (``image``, ``target``, optional
+            ``artifact``, per ``docs/CONTRACTS.md``) or ``(image, target)`` pairs. Images are ``(C, H, W)`` or
+            batches ``(N, C, H, W)``, in [0, 1] unless ``denormalize`` is given.
+        detectors: names in :data:`lit_xai.artifacts.DETECTORS`, or a dict name -> detector function.
+        class_names: label names; default ``class_0 ...`` sized by the largest label seen.
+        denormalize: maps model-input images back to [0, 1] (e.g. ``datamodule.denormalize``).
+        threshold: score threshold, one for all detectors or per name; default each detector's own.
+        max_samples: stop after this many images (the *first* ones; :func:`audit_datamodule` samples evenly).
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        alpha, min_odds_ratio, min_support: criteria for "label-predictive" (module docstring).
+
+    Returns:
+        An :class:`AuditReport`. Items that raise while being read are counted in ``n_failed``.
+
+    Example:
+        >>> import torch
+        >>> from lit_xai.artifacts import insert_ring
+        >>> skin = torch.tensor([0.85, 0.62, 0.5])[None, :, None, None].expand(40, 3, 32, 32).clone()
+        >>> ringed, _ = insert_ring(skin[:20], torch.Generator().manual_seed(0))
+        >>> items = [(img, 1) for img in ringed] + [(img, 0) for img in skin[20:]]
+        >>> report = audit_dataset(items, class_names=["benign", "melanoma"], task="binary")
+        >>> report.label_predictive("ring"), report.verdicts[0][:50]
+        (True, 'ring: 100 % of images with ring are melanoma vs 50')
+    """
+    if task not in ("binary", "multiclass", "multilabel"):
+        raise ValueError(f"task must be 'binary', 'multiclass' or 'multilabel', got {task!r}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 or None, got {max_samples}")
+    chosen = _resolve_detectors(detectors, threshold)
+    collector = _Collector(chosen, denormalize, batch_size)
+    failures: list[str] = []
+    n_failed = 0
+    iterator = iter(items)
+    position = consecutive = 0
+
+    def fail(message: str) -> None:
+        nonlocal n_failed
+        n_failed += 1
+        if len(failures) < _MAX_FAILURE_MESSAGES:
+            failures.append(message)
+
+    while max_samples is None or collector.n < max_samples:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except Exception as err:  # unreadable file, broken decode, ...: count it, keep going
+            fail(f"item/batch {position}: {type(err).__name__}: {err}")
+            position += 1
+            consecutive += 1
+            if consecutive >= _MAX_CONSECUTIVE_FAILURES:
+                failures.append(f"stopped after {consecutive} consecutive failures")
+                break
+            continue
+        position += 1
+        if isinstance(item, _Failure):
+            fail(str(item))
+            continue
+        if item is None:
+            fail(f"item/batch {position - 1}: got None")
+            continue
+        consecutive = 0
+        image, target, flag = _as_batch(*_split_item(item), task=task)
+        if max_samples is not None and collector.n + len(image) > max_samples:
+            keep = max_samples - collector.n
+            image, target, flag = image[:keep], target[:keep], None if flag is None else flag[:keep]
+        collector.add(image, target, flag)
+    collector.flush()
+    return _report(collector, failures, n_failed, class_names, task, alpha, min_odds_ratio, min_support)
+
+
+def _resolve_detectors(
+    detectors: Sequence[str] | dict[str, Detector], threshold: float | dict[str, float] | None
+) -> dict[str, tuple[Detector, float]]:
+    if isinstance(detectors, str):
+        detectors = (detectors,)
+    named = dict(detectors) if isinstance(detectors, dict) else {name: get_detector(name) for name in detectors}
+    if not named:
+        raise ValueError("give at least one detector, e.g. detectors=('ring',)")
+    out = {}
+    for name, fn in named.items():
+        if isinstance(threshold, dict):
+            t = threshold.get(name, DEFAULT_THRESHOLDS.get(name))
+        else:
+            t = threshold if threshold is not None else DEFAULT_THRESHOLDS.get(name)
+        if t is None:
+            raise ValueError(f"no default threshold for custom detector {name!r}; pass threshold={{{name!r}: ...}}")
+        out[name] = (fn, float(t))
+    return out
+
+
+def _report(
+    col: _Collector,
+    failures: list[str],
+    n_failed: int,
+    class_names: Sequence[str] | None,
+    task: str,
+    alpha: float,
+    min_odds_ratio: float,
+    min_support: int,
+) -> AuditReport:
+    if col.n == 0:
+        labels = np.zeros((0, len(class_names or [])) if task == "multilabel" else 0)
+    else:
+        labels = np.concatenate(col.labels)
+    if class_names is None:
+        k = labels.shape[1] if task == "multilabel" and labels.ndim == 2 else int(labels.max()) + 1 if col.n else 0
+        k = max(k, 2) if task == "binary" else k
+        class_names = [f"class_{c}" for c in range(k)]
+    class_names = list(class_names)
+    kwargs = {"alpha": alpha, "min_odds_ratio": min_odds_ratio, "min_support": min_support, "task": task}
+    artifacts: dict[str, ArtifactAssociation] = {}
+    annotations = np.concatenate(col.annotations) if col.has_annotations and col.annotations else None
+    for name, (_, t) in col.detectors.items():
+        flags = np.concatenate(col.flags[name]) if col.flags[name] else np.zeros(0, bool)
+        assoc = association_table(flags, labels, class_names, name=name, threshold=t, **kwargs)
+        if annotations is not None:
+            assoc.agreement = _agreement(flags, annotations)
+        artifacts[name] = assoc
+    if annotations is not None:
+        artifacts[ANNOTATED] = association_table(annotations, labels, class_names, name=ANNOTATED, **kwargs)
+    if task == "multilabel":
+        counts = [int(x) for x in (np.nan_to_num(labels.astype(float)) > 0.5).sum(0)] if col.n else [0] * len(
+            class_names
+        )
+    else:
+        counts = [int((labels == c).sum()) for c in range(len(class_names))]
+    verdicts = [v for a in artifacts.values() for v in _verdicts(a, class_names)]
+    return AuditReport(
+        n_images=col.n,
+        n_failed=n_failed,
+        failures=failures,
+        class_names=class_names,
+        task=task,
+        class_counts=counts,
+        artifacts=artifacts,
+        verdicts=verdicts,
+        criteria={"alpha": alpha, "min_odds_ratio": min_odds_ratio, "min_support": float(min_support)},
+    )
+
+
+def _agreement(flags: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    tp = float((flags & truth).sum())
+    return {
+        "precision": tp / flags.sum() if flags.sum() else float("nan"),
+        "recall": tp / truth.sum() if truth.sum() else float("nan"),
+        "n_annotated": float(truth.sum()),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- datamodules
+class _Failure:
+    """Marker yielded in place of an item that raised, so the audit counts it with its dataset index."""
+
+    def __init__(self, index: int, err: Exception) -> None:
+        self.message = f"index {index}: {type(err).__name__}: {err}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _items(dataset: Any, indices: Sequence[int]) -> Iterator[Any]:
+    """Items ``indices`` of a map-style dataset; a failing item becomes a :class:`_Failure`, not an exception."""
+    for i in indices:
+        try:
+            yield dataset[i]
+        except Exception as err:
+            yield _Failure(i, err)
+
+
+def _split_dataset(dm: Any, split: str, augmented: bool) -> Any:
+    if hasattr(dm, "dataset") and callable(dm.dataset):
+        ds = dm.dataset(split)
+    else:
+        if hasattr(dm, "setup"):
+            dm.setup(None)
+        ds = None
+        for attr in (f"{split}_dataset", f"{split}_set", f"data_{split}", f"{split}_ds"):
+            ds = getattr(dm, attr, None)
+            if ds is not None:
+                break
+        if ds is None:
+            raise ValueError(
+                f"cannot find the {split!r} dataset of {type(dm).__name__}: expected dm.dataset({split!r}) or an "
+                f"attribute {split}_dataset; call audit_dataset(dataset, ...) directly instead"
+            )
+    if not augmented and hasattr(ds, "transform") and hasattr(dm, "transform") and callable(dm.transform):
+        # audit the stored images, not a random augmentation of them: a shallow copy with the eval transform
+        ds = copy.copy(ds)
+        ds.transform = dm.transform(train=False)
+    return ds
+
+
+def audit_datamodule(
+    dm: Any,
+    split: str = "train",
+    detectors: Sequence[str] | dict[str, Detector] = ("ring",),
+    threshold: float | dict[str, float] | None = None,
+    max_samples: int | None = None,
+    seed: int = 0,
+    augmented: bool = False,
+    batch_size: int = 64,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+) -> AuditReport:
+    """Audit one split of a datamodule (``class_names``, ``task``, ``denormalize`` and ``dataset(split)``).
+
+    Args:
+        dm: a :class:`lit_xai.datamodules.ImageDataModule` (or anything exposing the same names).
+        split: "train", "val" or "test".
+        max_samples: audit a deterministic, seeded random subset of this many items (sorted indices), so a
+            split ordered by class is still sampled fairly; ``None`` audits everything.
+        augmented: audit images as the training loader sees them; default ``False`` swaps in the evaluation
+            transform (on a shallow copy of the dataset; the datamodule is untouched).
+        detectors, threshold, alpha, min_odds_ratio, min_support: see :func:`audit_dataset`.
+
+    Example:
+        >>> from lit_xai.datamodules import SyntheticShortcutDataModule
+        >>> dm = SyntheticShortcutDataModule(num_train=200, num_val=8, num_test=8, image_size=32)
+        >>> audit_datamodule(dm, "train").label_predictive("ring")
+        True
+    """
+    for name in ("class_names", "task", "denormalize"):
+        if not hasattr(dm, name):
+            raise ValueError(f"{type(dm).__name__} has no {name!r}; use audit_dataset(...) with explicit arguments")
+    ds = _split_dataset(dm, split, augmented)
+    n = len(ds)
+    indices = np.arange(n)
+    if max_samples is not None and max_samples < n:
+        indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    return audit_dataset(
+        _items(ds, indices.tolist()),
+        detectors=detectors,
+        class_names=list(dm.class_names),
+        denormalize=dm.denormalize,
+        threshold=threshold,
+        task=str(dm.task),
+        batch_size=batch_size,
+        alpha=alpha,
+        min_odds_ratio=min_odds_ratio,
+        min_support=min_support,
+    )
