@@ -24,6 +24,7 @@ from .probes import Probes, probes_from_tensors, select_probes, validation_datas
 __all__ = ["ExplanationMonitor", "METHODS"]
 
 METHODS = ("lrp", "crp", "gradcam", "attention_gradcam")
+CANONIZER_FAMILIES = ("none", "resnet", "vgg", "densenet", "efficientnet", "resnet_attention")
 MAP_METHODS = ("lrp", "gradcam", "attention_gradcam")  # methods giving one (H, W) map per row: drift is tracked
 
 
@@ -45,6 +46,8 @@ class ExplanationMonitor(Callback):
         crp_top_k: concepts shown per probe.
         crp_reference_pool: validation images searched for each concept's reference images (0 = none).
         gradcam_layer: Grad-CAM layer; None = from the registry or the torchvision family.
+        canonizers: zennit canonizers by family name (``"resnet"``, ``"vgg"``, ``"densenet"``, ``"efficientnet"``,
+            ``"resnet_attention"``) or ``"none"`` for plain conv/linear/ReLU networks; None = registry / inferred.
         module_attr: attribute of the LightningModule that maps images to logits (None = its forward).
         task: ``"multilabel"`` makes probabilities sigmoid instead of softmax; None = ``pl_module.task`` if present.
         class_names: names for captions; None = ``pl_module.class_names`` / the datamodule's, else indices.
@@ -84,6 +87,7 @@ class ExplanationMonitor(Callback):
         crp_top_k: int = 4,
         crp_reference_pool: int = 32,
         gradcam_layer: Optional[str] = None,
+        canonizers: Optional[str] = None,
         module_attr: Optional[str] = None,
         task: Optional[Literal["binary", "multiclass", "multilabel"]] = None,
         class_names: Optional[list[str]] = None,
@@ -123,6 +127,9 @@ class ExplanationMonitor(Callback):
         self.crp_top_k = crp_top_k
         self.crp_reference_pool = crp_reference_pool
         self.gradcam_layer = gradcam_layer
+        if canonizers is not None and canonizers not in CANONIZER_FAMILIES:
+            raise ValueError(f"unknown canonizers {canonizers!r}; choose from {', '.join(CANONIZER_FAMILIES)}")
+        self.canonizers = canonizers
         self.module_attr = module_attr
         self.task = task
         self.class_names = class_names
@@ -192,13 +199,7 @@ class ExplanationMonitor(Callback):
             return  # only rank 0 explains
         self._denormalize = denormalizer(trainer)
         if self.probes is None:
-            dm = trainer.datamodule
-            if dm is None:
-                raise ValueError(
-                    "ExplanationMonitor needs probe images: pass a datamodule to trainer.fit, or give probes=... "
-                    "and probe_targets=..."
-                )
-            dataset = validation_dataset(dm)
+            dataset = validation_dataset(trainer.datamodule, trainer)
             self.probes = select_probes(dataset, self.num_probes, self.seed, self.num_artifact_probes,
                                         indices=self.probe_indices)
             if "crp" in self.methods and self.crp_reference_pool > 0:
@@ -266,6 +267,7 @@ class ExplanationMonitor(Callback):
                 crp_layer=self.crp_layer,
                 crp_top_k=self.crp_top_k,
                 gradcam_layer=self.gradcam_layer,
+                canonizers=self.canonizers,
             )
             references = self._concept_references(module, result) if "crp" in self.methods else None
         scalars: dict[str, float] = {}
@@ -314,14 +316,8 @@ class ExplanationMonitor(Callback):
         pool = self._reference_pool
         targets = pool.targets if pool.targets.ndim == 1 else pool.targets.float().argmax(1)
         refs = concept_references(module, pool.images, targets, layer=result.crp_layer, channels=channels, n_ref=1)
-        out = {}
-        for c in channels:
-            entry = refs.get(c) if isinstance(refs, dict) else None
-            if entry is None:
-                continue
-            idx = entry["indices"] if isinstance(entry, dict) else entry
-            out[c] = self._denormalize(pool.images[torch.as_tensor(idx).long()][:1])
-        return out
+        crops = refs.crops(self._denormalize(pool.images))  # (K, 1, 3, s, s): the most relevant region
+        return {int(c): crops[k] for k, c in enumerate(refs.channels.tolist())}
 
     # ------------------------------------------------------------------ drift
     def _pool(self, maps: torch.Tensor) -> torch.Tensor:
@@ -467,13 +463,30 @@ def explain_probes(
     crp_layer: Optional[str] = None,
     crp_top_k: int = 4,
     gradcam_layer: Optional[str] = None,
+    canonizers: Optional[str] = None,
 ) -> ProbeExplanations:
     """Pure function behind the monitor: predictions and heatmaps of every method for the probe rows.
 
     Usable from a notebook: ``explain_probes(model, select_probes(val_dataset, 8), methods=("lrp", "gradcam"))``.
     """
-    from ..explainers import CRP, LRP, GradCAM
-    from ..explainers._core import default_concept_layer, explanation_model
+
+    with torch.inference_mode(False):  # under trainer.validate/test every tensor made here must be a normal one
+        probes = Probes(probes.images.clone(), probes.targets.clone(), list(probes.ids), probes.artifact.clone(),
+                        probes.artifact_masks)
+        return _explain_probes(module, probes, methods, targets, task, lrp_composite, crp_layer, crp_top_k,
+                               gradcam_layer, canonizers)
+
+
+def _explain_probes(module: torch.nn.Module, probes: Probes, methods: Sequence[str], targets: str, task: str,
+                    lrp_composite: Optional[str], crp_layer: Optional[str], crp_top_k: int,
+                    gradcam_layer: Optional[str], canonizers: Optional[str] = None) -> ProbeExplanations:
+    from ..explainers import CRP, LRP, AttentionGradCAM, GradCAM
+    from ..explainers._core import _family_canonizers, default_concept_layer, explanation_model
+
+    def fresh_canonizers() -> Optional[list]:  # canonizers hold state: a new set for every explainer
+        if canonizers is None:
+            return None
+        return [] if canonizers == "none" else _family_canonizers(canonizers)
 
     multilabel = task == "multilabel"
     out = ProbeExplanations()
@@ -491,14 +504,15 @@ def explain_probes(
         x = probes.images[rows.probe]
         for method in methods:
             if method == "lrp":
-                heat = LRP(composite=lrp_composite)(module, x, rows.cls)
+                heat = LRP(composite=lrp_composite, canonizers=fresh_canonizers())(module, x, rows.cls)
             elif method == "gradcam":
                 heat = GradCAM(layer=gradcam_layer)(module, x, rows.cls)
             elif method == "attention_gradcam":
-                heat = GradCAM(layer=gradcam_layer, attention=True)(module, x, rows.cls)
+                heat = AttentionGradCAM(layer=gradcam_layer)(module, x, rows.cls)
             else:
                 if kind == out.primary:
-                    out.concepts["crp"] = CRP(layer=out.crp_layer, composite=lrp_composite)(
+                    out.concepts["crp"] = CRP(layer=out.crp_layer, composite=lrp_composite,
+                                              canonizers=fresh_canonizers())(
                         module, x, rows.cls, top_k=crp_top_k
                     )
                 continue

@@ -47,14 +47,33 @@ def read_item(item: Any) -> dict[str, Any]:
     raise TypeError(f"unsupported dataset item {type(item).__name__}: return a dict or an (image, target) tuple")
 
 
-def validation_dataset(datamodule: Any) -> Dataset:
-    """The validation dataset of a datamodule (``dataset('val')`` if it has one, else its val dataloader's)."""
+def validation_dataset(datamodule: Any, trainer: Any = None) -> Dataset:
+    """The validation dataset: ``datamodule.dataset('val')``, its val dataloader's dataset, or -- without a
+    datamodule -- the dataset of the val dataloader given to ``trainer.fit``/``validate``."""
+    if datamodule is None:
+        return _trainer_val_dataset(trainer)
     if hasattr(datamodule, "dataset") and callable(datamodule.dataset):
         try:
             return datamodule.dataset("val")
         except (KeyError, ValueError, RuntimeError):
             pass
     loader = datamodule.val_dataloader()
+    if isinstance(loader, (list, tuple)):
+        loader = loader[0]
+    return loader.dataset
+
+
+def _trainer_val_dataset(trainer: Any) -> Dataset:
+    # Lightning loads val dataloaders lazily, after setup/on_fit_start; read the source the user passed instead.
+    loop = trainer.validate_loop if str(getattr(trainer.state.fn, "value", "")) == "validate" else \
+        trainer.fit_loop.epoch_loop.val_loop
+    source = getattr(loop, "_data_source", None)
+    if source is None or not source.is_defined():
+        raise ValueError(
+            "no validation data to pick probe images from: pass a datamodule or val_dataloaders to the trainer, "
+            "or give probes=... and probe_targets=..."
+        )
+    loader = source.dataloader()
     if isinstance(loader, (list, tuple)):
         loader = loader[0]
     return loader.dataset
