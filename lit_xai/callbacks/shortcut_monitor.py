@@ -153,6 +153,8 @@ class ShortcutMonitor(Callback):
         spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
         shift_threshold: counterfactual mean shift of P(class) that counts as reliance.
         relevance_threshold: relevance-in-mask ratio that counts as concentrated on the artifact.
+        patience: consecutive measurements that must meet the rule before the alert fires (early in training a
+            network briefly leans on any salient pattern, even an uninformative one; a shortcut persists).
         target_class: class name to watch; None = the classes the audit finds the artifact predictive of, else
             the class most associated with it.
         lrp_composite, module_attr: as for :class:`ExplanationMonitor`.
@@ -171,8 +173,9 @@ class ShortcutMonitor(Callback):
         num_probes: int = 8,
         num_counterfactual: int = 64,
         spray_samples: int = 64,
-        shift_threshold: float = 0.1,
+        shift_threshold: float = 0.2,
         relevance_threshold: float = 1.5,
+        patience: int = 2,
         target_class: Optional[str] = None,
         lrp_composite: Optional[str] = None,
         module_attr: Optional[str] = None,
@@ -186,6 +189,8 @@ class ShortcutMonitor(Callback):
             raise ValueError(f"unknown artifact detectors {unknown or detectors}; choose from {', '.join(DETECTORS)}")
         if every_n_epochs < 1:
             raise ValueError("every_n_epochs must be >= 1")
+        if patience < 1:
+            raise ValueError("patience must be >= 1")
         self.detectors = tuple(detectors)
         self.every_n_epochs = every_n_epochs
         self.audit = audit
@@ -196,6 +201,7 @@ class ShortcutMonitor(Callback):
         self.spray_samples = spray_samples
         self.shift_threshold = shift_threshold
         self.relevance_threshold = relevance_threshold
+        self.patience = patience
         self.target_class = target_class
         self.lrp_composite = lrp_composite
         self.module_attr = module_attr
@@ -207,6 +213,7 @@ class ShortcutMonitor(Callback):
         self.history: list[dict[str, Any]] = []
         self.audit_report: Optional[dict[str, Any]] = None
         self._audit_flags: dict[str, list[str]] = {}
+        self._streak: dict[str, int] = {}
         self._pool: Optional[ReliancePool] = None
         self._log_dir: Optional[str] = None
         self._datamodule: Any = None
@@ -219,13 +226,14 @@ class ShortcutMonitor(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"alerts": list(self.alerts), "history": list(self.history), "audit": self.audit_report,
-                "audit_flags": dict(self._audit_flags)}
+                "audit_flags": dict(self._audit_flags), "streak": dict(self._streak)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.alerts = list(state_dict.get("alerts", []))
         self.history = list(state_dict.get("history", []))
         self.audit_report = state_dict.get("audit")
         self._audit_flags = dict(state_dict.get("audit_flags", {}))
+        self._streak = dict(state_dict.get("streak", {}))
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -341,8 +349,11 @@ class ShortcutMonitor(Callback):
                 self.history.append(record)
                 already = any(a["artifact"] == artifact and a["class"] == name for a in self.alerts)
                 audit_flagged = name in self._audit_flags.get(artifact, [])
-                if not already and alert_decision(evidence, audit_flagged, self.shift_threshold,
-                                                  self.relevance_threshold):
+                key = f"{artifact}/{name}"
+                met = alert_decision(evidence, audit_flagged, self.shift_threshold, self.relevance_threshold)
+                self._streak[key] = self._streak.get(key, 0) + 1 if met else 0
+                record["rule_met"] = met
+                if not already and self._streak[key] >= self.patience:
                     alert = {"artifact": artifact, "epoch": epoch, "class": name,
                              "evidence": {**_plain(evidence), "audit_label_predictive": audit_flagged},
                              "message": _message(artifact, name, evidence, audit_flagged)}
@@ -362,7 +373,7 @@ class ShortcutMonitor(Callback):
         os.makedirs(self._log_dir, exist_ok=True)
         report = {"alerts": self.alerts, "audit": self.audit_report, "history": self.history,
                   "criteria": {"shift_threshold": self.shift_threshold,
-                               "relevance_threshold": self.relevance_threshold}}
+                               "relevance_threshold": self.relevance_threshold, "patience": self.patience}}
         with open(os.path.join(self._log_dir, self.report_name), "w") as fh:
             json.dump(_plain(report), fh, indent=2)
 

@@ -1,0 +1,386 @@
+"""Concept Relevance Propagation (CRP) on plain zennit 0.5.1.
+
+CRP (Achtibat et al., 2023) splits an LRP heatmap by the *concepts* (channels) of one layer: the conditional
+heatmap of channel ``c`` is the input relevance that flows through channel ``c`` of that layer only.
+
+How it is computed here (zennit-crp's ``exclude_parallel=True`` semantics, without depending on zennit-crp):
+
+1. the images are repeated once per requested (image, channel) pair and sent through the model *once* per chunk,
+   inside the zennit composite context, with a forward hook on the layer registered **after** the composite, so the
+   captured tensor is the one zennit's rules see (on zennit 0.5.1 and 1.x alike, where a mask registered before
+   the composite is silently ignored);
+2. first backward stage: ``autograd.grad`` from the target logit to the layer output gives the relevance *at* the
+   layer;
+3. second stage: ``autograd.grad`` from the layer output only, with that relevance masked to one channel per row as
+   the incoming gradient (no tensor hook is needed, none can be left behind).
+
+Starting the second stage at the layer output means relevance that bypasses the layer (the skip path of a residual
+block when the layer sits inside the block) never reaches the input, which is what makes conditional heatmaps of
+layers inside residual branches differ from each other (zennit-crp issue #16). At a graph cut (a block output such
+as ``layer3``) the sum of the conditional heatmaps over *all* channels equals the full LRP heatmap; inside a branch
+it equals the branch's share of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from zennit.core import Composite
+
+from ..models.architectures.registry import spec_of
+from ._core import (
+    as_targets,
+    default_concept_layer,
+    explanation_model,
+    make_composite,
+    prepare_input,
+    resolve_canonizers,
+    resolve_layer_name,
+)
+
+__all__ = [
+    "CRP",
+    "capture_output",
+    "channel_relevances",
+    "composite_context",
+    "crp_heatmaps",
+    "layer_relevance",
+]
+
+ChannelSpec = Sequence[int] | torch.Tensor
+
+
+@contextlib.contextmanager
+def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hook keeping ``module``'s output tensor in the yielded dict under ``"out"``.
+
+    The rest of the network receives a *clone* of the output, so an in-place operation downstream (``F.relu(x,
+    inplace=True)``) cannot change the captured tensor or its ``grad_fn``. Register it after a zennit composite so
+    the captured tensor is the one the composite's rules see. The hook is removed and the dict cleared on exit, so
+    the tensor and the autograd graph it holds are freed by reference counting as soon as the caller drops them
+    (zennit-crp-style cleanup outside ``finally``, with a tensor hook closing over such state, forms a reference
+    cycle that grows memory until the cyclic collector happens to run).
+
+    Raises:
+        RuntimeError: if the module runs more than once per forward (reused modules have no single output).
+    """
+    state: dict[str, torch.Tensor] = {}
+
+    def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(
+                f"layer {type(mod).__name__} returns {type(output).__name__}; pick a module returning a tensor"
+            )
+        if "out" in state:
+            raise RuntimeError(
+                f"layer {type(mod).__name__} runs more than once per forward pass (a reused module); "
+                "pick a module that is called exactly once"
+            )
+        state["out"] = output
+        return output.clone()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield state
+    finally:
+        handle.remove()
+        state.clear()
+
+
+@contextlib.contextmanager
+def composite_context(composite: Composite, net: nn.Module) -> Iterator[nn.Module]:
+    """Register ``composite`` on ``net`` and always remove it, also when ``register`` itself fails half-way.
+
+    zennit's own ``composite.context`` only removes on a clean ``__enter__``: an exception inside ``register`` (e.g.
+    a canonizer meeting an unexpected module) would leave hooks and merged BatchNorm weights behind.
+    """
+    try:
+        composite.register(net)
+        yield net
+    finally:
+        composite.remove()
+
+
+def _target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if out.ndim != 2:
+        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
+    if bool(((targets < 0) | (targets >= out.shape[1])).any()):
+        raise ValueError(f"targets {targets.tolist()} out of range for {out.shape[1]} logits")
+    rows = torch.arange(out.shape[0], device=out.device)
+    init = torch.zeros_like(out)
+    init[rows, targets] = out[rows, targets].detach()
+    return init
+
+
+def layer_relevance(
+    net: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: str,
+    composite: str = "epsilon_plus_flat",
+    canonizers: list | None = None,
+    composite_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Relevance at ``layer`` and at the input from one LRP pass on an already prepared ``net`` (no copy/restore).
+
+    Returns:
+        ``(layer_rel, input_rel)``: relevance at the layer output (shape of the layer output, e.g. ``(N, C, h, w)``)
+        and input relevance ``(N, C_in, H, W)`` — the full LRP attribution, skip paths included.
+    """
+    module = dict(net.named_modules())[resolve_layer_name(net, layer)]
+    comp = make_composite(composite, resolve_canonizers(net, canonizers), **(composite_kwargs or {}))
+    x = prepare_input(images, net)
+    with composite_context(comp, net) as modified, capture_output(module) as state:
+        out = modified(x)
+        init = _target_init(out, as_targets(targets, x.shape[0], out.device))
+        layer_rel, input_rel = torch.autograd.grad(out, (state["out"], x), grad_outputs=init)
+    return layer_rel.detach(), input_rel.detach()
+
+
+def _channel_mask(channels: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    mask = torch.zeros(channels.shape[0], shape[1], *([1] * (len(shape) - 2)), dtype=torch.float32)
+    mask[torch.arange(channels.shape[0]), channels.cpu()] = 1.0
+    return mask
+
+
+def crp_heatmaps(
+    net: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: str,
+    channels: torch.Tensor,
+    composite: str = "epsilon_plus_flat",
+    canonizers: list | None = None,
+    batch_size: int = 16,
+    exclude_parallel: bool = True,
+    composite_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditional heatmaps on an already prepared ``net`` (no copy, no restore; see :class:`CRP`).
+
+    Args:
+        net: model in eval mode with gradients enabled (e.g. from :func:`~lit_xai.explainers.explanation_model`).
+        images: ``(N, C, H, W)`` model input.
+        targets: ``(N,)`` class indices whose logits start the relevance.
+        layer: module name of the concept layer.
+        channels: ``(N, K)`` channel ids; row ``i`` lists the concepts to condition image ``i`` on.
+        composite: zennit composite name.
+        canonizers: zennit canonizers (``None``: registry / torchvision family).
+        batch_size: (image, channel) pairs per forward/backward pass.
+        exclude_parallel: two-stage backward (default). ``False`` only masks the layer output during one plain
+            backward pass, so relevance bypassing the layer leaks into every map (zennit-crp < 0.6, issue #16);
+            kept to demonstrate that failure.
+        composite_kwargs: extra arguments of the zennit composite (e.g. ``zero_params="bias"``).
+
+    Returns:
+        ``(heatmaps (N, K, H, W), relevances (N, K))``: conditional input relevance summed over colour channels, and
+        the relevance each channel receives at the layer (with a conservative rule set below the layer each
+        heatmap sums to its relevance).
+    """
+    n, k = channels.shape
+    if channels.shape[0] != images.shape[0]:
+        raise ValueError(f"channels must have one row per image ({images.shape[0]}), got shape {tuple(channels.shape)}")
+    module = dict(net.named_modules())[resolve_layer_name(net, layer)]
+    targets = as_targets(targets, n, torch.device("cpu"))
+    image_idx = torch.arange(n).repeat_interleave(k)
+    flat_channels = channels.reshape(-1).cpu()
+    heat_chunks, rel_chunks = [], []
+    comp = make_composite(composite, resolve_canonizers(net, canonizers), **(composite_kwargs or {}))
+    # one composite context for all chunks: canonizing (BatchNorm merge) once, not once per chunk
+    with composite_context(comp, net) as modified, capture_output(module) as state:
+        for start in range(0, n * k, batch_size):
+            rows = image_idx[start : start + batch_size]
+            chans = flat_channels[start : start + batch_size]
+            x = prepare_input(images[rows.to(images.device)], net)
+            try:
+                out = modified(x)
+                init = _target_init(out, targets[rows].to(out.device))
+                layer_out = state["out"]
+                n_channels = layer_out.shape[1] if layer_out.ndim >= 2 else 0
+                if layer_out.ndim < 2 or int(chans.max()) >= n_channels or int(chans.min()) < 0:
+                    raise ValueError(
+                        f"channel ids must lie in [0, {n_channels}) for layer {layer!r} with output shape "
+                        f"{tuple(layer_out.shape)}, got {chans.tolist()}"
+                    )
+                mask = _channel_mask(chans, layer_out.shape).to(layer_out)
+                if exclude_parallel:
+                    (layer_rel,) = torch.autograd.grad(out, layer_out, grad_outputs=init, retain_graph=True)
+                    masked = layer_rel * mask
+                    (rel_in,) = torch.autograd.grad(layer_out, x, grad_outputs=masked)
+                else:
+                    captured: dict[str, torch.Tensor] = {}
+
+                    def mask_hook(
+                        grad: torch.Tensor, mask: torch.Tensor = mask, captured: dict = captured
+                    ) -> torch.Tensor:
+                        captured["masked"] = grad * mask
+                        return captured["masked"]
+
+                    handle = layer_out.register_hook(mask_hook)
+                    try:
+                        (rel_in,) = torch.autograd.grad(out, x, grad_outputs=init)
+                    finally:
+                        handle.remove()
+                    masked = captured.pop("masked")
+                heat_chunks.append(rel_in.detach().sum(1))
+                rel_chunks.append(masked.detach().reshape(masked.shape[0], -1).sum(1))
+            finally:
+                # the captured output references the whole graph of this chunk: drop it before the next forward
+                state.clear()
+    heat = torch.cat(heat_chunks).reshape(n, k, *images.shape[2:])
+    return heat.to(images.device), torch.cat(rel_chunks).reshape(n, k).to(images.device)
+
+
+def channel_relevances(
+    net: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: str,
+    composite: str = "epsilon_plus_flat",
+    canonizers: list | None = None,
+    batch_size: int = 16,
+    composite_kwargs: dict[str, Any] | None = None,
+) -> torch.Tensor:
+    """Relevance of every channel of ``layer``, ``(N, C)``, on an already prepared ``net`` (plain LRP, chunked).
+
+    The per-channel spatial sum of the relevance at the layer (zennit-crp's ``ChannelConcept.attribute`` without
+    normalisation) equals the total of that channel's conditional heatmap when the rules below are conservative.
+    """
+    targets = as_targets(targets, images.shape[0], torch.device("cpu"))
+    chunks = []
+    for i in range(0, images.shape[0], batch_size):
+        rel, _ = layer_relevance(
+            net, images[i : i + batch_size], targets[i : i + batch_size], layer, composite, canonizers
+        )
+        chunks.append(rel.reshape(rel.shape[0], rel.shape[1], -1).sum(2) if rel.ndim > 2 else rel)
+    return torch.cat(chunks)
+
+
+def _as_channel_tensor(channels: ChannelSpec, n: int) -> torch.Tensor:
+    ids = torch.as_tensor(channels).long().cpu()
+    if ids.ndim == 0:
+        ids = ids.reshape(1)
+    if ids.ndim == 1:
+        ids = ids.unsqueeze(0).expand(n, -1)
+    if ids.ndim != 2 or ids.shape[0] != n or ids.shape[1] == 0:
+        raise ValueError(f"channels must be a list of ids or an (N={n}, K) tensor, got shape {tuple(ids.shape)}")
+    return ids.clone()
+
+
+class CRP:
+    """Concept Relevance Propagation: one conditional LRP heatmap per (image, concept channel).
+
+    Args:
+        layer: concept layer (module name, relative to the registry network or a unique suffix). ``None`` takes the
+            architecture registry's first concept layer or a default for known torchvision families.
+        composite: zennit composite name; ``None`` takes the registry's default (``epsilon_plus_flat`` otherwise).
+        canonizers: zennit canonizers; ``None`` takes them from the registry / torchvision family, ``[]`` for none.
+        top_k: number of concepts per image when no channels are given (most relevant first).
+        batch_size: (image, channel) pairs per forward/backward pass; bounds memory.
+        exclude_parallel: two-stage backward so relevance bypassing the layer is excluded (see module docstring).
+        copy_model: explain a deep copy (default) so the caller's model cannot change.
+        composite_kwargs: extra arguments of the zennit composite, e.g. ``{"zero_params": "bias"}``.
+
+    Example:
+        >>> import torch
+        >>> from lit_xai.models.architectures import build_architecture
+        >>> net = build_architecture("tiny_resnet", num_classes=3)
+        >>> heat, ids = CRP(layer="layer3")(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 2]), top_k=4)
+        >>> heat.shape, ids.shape
+        (torch.Size([2, 4, 32, 32]), torch.Size([2, 4]))
+    """
+
+    def __init__(
+        self,
+        layer: str | None = None,
+        composite: str | None = None,
+        canonizers: list | None = None,
+        top_k: int = 8,
+        batch_size: int = 16,
+        exclude_parallel: bool = True,
+        copy_model: bool = True,
+        composite_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if top_k < 1 or batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be >= 1, got top_k={top_k}, batch_size={batch_size}")
+        self.layer = layer
+        self.composite = composite
+        self.canonizers = canonizers
+        self.top_k = top_k
+        self.batch_size = batch_size
+        self.exclude_parallel = exclude_parallel
+        self.copy_model = copy_model
+        self.composite_kwargs = dict(composite_kwargs or {})
+
+    def layer_for(self, model: nn.Module) -> str:
+        """The concept layer used for ``model`` (explicit, registry, or torchvision-family default)."""
+        return self.layer if self.layer is not None else default_concept_layer(model)
+
+    def composite_for(self, model: nn.Module) -> str:
+        """The composite name used for ``model``: the explicit one, else the registry default."""
+        if self.composite is not None:
+            return self.composite
+        spec = spec_of(model)
+        return spec.default_composite if spec is not None else "epsilon_plus_flat"
+
+    def relevances_on(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str) -> torch.Tensor:
+        """:func:`channel_relevances` with this instance's settings on an already prepared ``net``."""
+        return channel_relevances(
+            net, images, targets, layer, self.composite_for(net), self.canonizers, self.batch_size,
+            self.composite_kwargs,
+        )  # fmt: skip
+
+    def heatmaps_on(
+        self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str, channels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`crp_heatmaps` with this instance's settings on an already prepared ``net``."""
+        return crp_heatmaps(
+            net, images, targets, layer, channels, self.composite_for(net), self.canonizers, self.batch_size,
+            self.exclude_parallel, self.composite_kwargs,
+        )  # fmt: skip
+
+    def concept_relevances(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Relevance of every channel of the concept layer, ``(N, C)`` (spatial sum, signed), from plain LRP.
+
+        Row ``i`` ranks the concepts of image ``i``; ``rel[i, c]`` equals the total of the conditional heatmap of
+        channel ``c`` (up to what biases below the layer absorb).
+        """
+        targets = as_targets(targets, images.shape[0], torch.device("cpu"))
+        with explanation_model(model, self.copy_model) as net:
+            return self.relevances_on(net, images, targets, self.layer_for(net)).to(images.device)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        channels: ChannelSpec | None = None,
+        top_k: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conditional heatmaps ``(N, K, H, W)`` and their channel ids ``(N, K)``.
+
+        Args:
+            model: classifier (or a LightningModule holding it).
+            images: ``(N, C, H, W)`` normalized model input.
+            targets: ``(N,)`` class indices (an int is broadcast).
+            channels: condition on these channel ids (a list used for every image, or an ``(N, K)`` tensor) instead
+                of the most relevant ones.
+            top_k: concepts per image when ``channels`` is None (default: the instance's ``top_k``); clipped to the
+                layer's channel count. Channels are ranked by their relevance at the layer, highest first.
+        """
+        targets = as_targets(targets, images.shape[0], torch.device("cpu"))
+        k = self.top_k if top_k is None else top_k
+        if k < 1:
+            raise ValueError(f"top_k must be >= 1, got {k}")
+        with explanation_model(model, self.copy_model) as net:
+            layer = self.layer_for(net)
+            if channels is None:
+                rel = self.relevances_on(net, images, targets, layer)
+                ids = rel.topk(min(k, rel.shape[1]), dim=1).indices.cpu()
+            else:
+                ids = _as_channel_tensor(channels, images.shape[0])
+            heat, _ = self.heatmaps_on(net, images, targets, layer, ids)
+        return heat, ids.to(images.device)

@@ -1,0 +1,195 @@
+"""Grad-CAM (Selvaraju et al., 2017) and an attention-weighted variant, without pytorch_grad_cam's side effects.
+
+``cam = ReLU(sum_c w_c * A_c)`` with ``w_c`` the spatial mean of ``d logit_target / d A_c`` and ``A`` the output
+of the target layer, bilinearly upsampled to the input size. Unlike ``pytorch_grad_cam`` this never calls
+``model.zero_grad()``/``loss.backward()`` on the caller's model (it differentiates a deep copy with respect to
+the captured activation only), never leaves the model in ``eval()``, and keeps the maps *unnormalised* by
+default, so their scale stays comparable across images and epochs (drift tracking). ``normalize=True`` gives the
+per-image min-max scaling that ``pytorch_grad_cam`` always applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.architectures.registry import spec_of
+from ._core import as_targets, default_gradcam_layer, explanation_model, prepare_input, resolve_module
+from .crp import capture_output
+
+__all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize"]
+
+
+def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-map min-max scaling to ``[0, 1]`` over the last two dims; constant maps become 0."""
+    flat = maps.reshape(*maps.shape[:-2], -1)
+    lo = flat.amin(-1, keepdim=True)
+    span = flat.amax(-1, keepdim=True) - lo
+    scaled = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(maps.dtype).tiny), torch.zeros_like(flat))
+    return scaled.reshape(maps.shape)
+
+
+class GradCAM:
+    """Grad-CAM heatmaps ``(N, H, W)`` at input resolution, non-negative.
+
+    Args:
+        layer: target layer (module name, relative to the registry network or a unique suffix); ``None`` takes the
+            registry's ``gradcam_layer`` or the last block of a known torchvision family. Its output must be
+            ``(N, C, h, w)``.
+        normalize: per-image min-max scaling to ``[0, 1]`` (off by default: raw maps keep their scale, which
+            drift and faithfulness metrics need; a constant map becomes 0 when normalised).
+        batch_size: images per forward/backward pass.
+        copy_model: explain a deep copy (default) so the caller's model cannot change.
+
+    Example:
+        >>> import torch
+        >>> from lit_xai.models.architectures import build_architecture
+        >>> net = build_architecture("tiny_resnet", num_classes=3)
+        >>> cam = GradCAM(layer="layer4")(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 2]))
+        >>> cam.shape, bool((cam >= 0).all())
+        (torch.Size([2, 32, 32]), True)
+    """
+
+    def __init__(
+        self, layer: str | None = None, normalize: bool = False, batch_size: int = 32, copy_model: bool = True
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.layer = layer
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.copy_model = copy_model
+
+    def layer_for(self, model: nn.Module) -> str:
+        """The target layer used for ``model`` (explicit, registry, or torchvision-family default)."""
+        return self.layer if self.layer is not None else default_gradcam_layer(model)
+
+    def channel_weights(self, net: nn.Module, gradients: torch.Tensor) -> torch.Tensor:
+        """Channel weights ``(N, C)`` from the gradients ``(N, C, h, w)``: their spatial mean (Grad-CAM)."""
+        return gradients.mean(dim=(2, 3))
+
+    def _cams(self, net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Low-resolution maps ``(n, K, h, w)`` for one chunk; ``classes`` is ``(n, K)``."""
+        module = resolve_module(net, self.layer_for(net))
+        x = prepare_input(images, net)
+        with capture_output(module) as state:
+            out = net(x)
+            if out.ndim != 2:
+                raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
+            act = state["out"]
+            if act.ndim != 4:
+                raise ValueError(
+                    f"Grad-CAM layer {self.layer_for(net)!r} must output (N, C, h, w), got {tuple(act.shape)}; "
+                    "pick a convolutional block"
+                )
+            rows = torch.arange(out.shape[0], device=out.device)
+            cams = []
+            for k in range(classes.shape[1]):
+                # clone: class ids made under inference_mode are inference tensors, which autograd may not save
+                score = out[rows, classes[:, k].to(out.device).clone()].sum()  # images are independent in eval mode
+                # gradient w.r.t. the captured activation only: no parameter .grad, no tensor hook left behind
+                (grad,) = torch.autograd.grad(score, act, retain_graph=k < classes.shape[1] - 1)
+                weights = self.channel_weights(net, grad)
+                cams.append(F.relu((weights[:, :, None, None] * act).sum(1)).detach())
+        return torch.stack(cams, dim=1)
+
+    def per_class(self, model: nn.Module, images: torch.Tensor, classes: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """One map per class, ``(N, K, H, W)`` — e.g. every label of a multi-label task, from one forward pass.
+
+        Args:
+            model: classifier (or a LightningModule holding it).
+            images: ``(N, C, H, W)`` normalized model input.
+            classes: ``K`` class ids used for every image, or an ``(N, K)`` tensor of per-image class ids.
+        """
+        n = images.shape[0]
+        cls = torch.as_tensor(classes).long().cpu()
+        if cls.ndim == 1:
+            cls = cls.unsqueeze(0).expand(n, -1)
+        if cls.ndim != 2 or cls.shape[0] != n or cls.shape[1] == 0:
+            raise ValueError(f"classes must be K ids or an (N={n}, K) tensor, got shape {tuple(cls.shape)}")
+        with explanation_model(model, self.copy_model) as net:
+            chunks = []
+            for i in range(0, n, self.batch_size):
+                low = self._cams(net, images[i : i + self.batch_size], cls[i : i + self.batch_size])
+                chunks.append(F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False))
+        cams = torch.cat(chunks)
+        if self.normalize:
+            cams = minmax_normalize(cams)
+        return cams.to(images.device)
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = as_targets(targets, images.shape[0], torch.device("cpu"))
+        return self.per_class(model, images, targets[:, None])[:, 0]
+
+
+class AttentionGradCAM(GradCAM):
+    """Grad-CAM whose channel weights are multiplied by a channel-attention module's weights.
+
+    ``cam = ReLU(sum_c a_c * w_c * A_c)`` with ``w_c`` the Grad-CAM weight (spatial mean of the gradient of the
+    target logit w.r.t. ``A_c``), ``A`` the target layer's output (``layer4``) and ``a_c`` the attention weight of
+    channel ``c`` for that image, read from ``<attention_layer>.last_weights`` ``(N, C)`` after the forward pass.
+    Channels the attention gate suppresses thus contribute less, as users of attention ResNets did by hand. With
+    all ``a_c = 1`` it equals :class:`GradCAM`.
+
+    Args:
+        layer: target layer whose channels the attention weights index (default: registry ``gradcam_layer``).
+        attention_layer: module keeping ``last_weights``; default: the registry extra ``attention_layer``, else
+            ``"attention"``.
+        normalize, batch_size, copy_model: as for :class:`GradCAM`.
+
+    Example:
+        >>> import torch
+        >>> from lit_xai.models.architectures import build_architecture
+        >>> net = build_architecture("tiny_resnet_attention", num_classes=2)
+        >>> AttentionGradCAM()(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 1])).shape
+        torch.Size([2, 32, 32])
+    """
+
+    def __init__(
+        self,
+        layer: str | None = None,
+        attention_layer: str | None = None,
+        normalize: bool = False,
+        batch_size: int = 32,
+        copy_model: bool = True,
+    ) -> None:
+        super().__init__(layer=layer, normalize=normalize, batch_size=batch_size, copy_model=copy_model)
+        self.attention_layer = attention_layer
+
+    def attention_layer_for(self, model: nn.Module) -> str:
+        if self.attention_layer is not None:
+            return self.attention_layer
+        spec = spec_of(model)
+        return str(spec.extras.get("attention_layer", "attention")) if spec is not None else "attention"
+
+    def channel_weights(self, net: nn.Module, gradients: torch.Tensor) -> torch.Tensor:
+        name = self.attention_layer_for(net)
+        try:
+            attention = resolve_module(net, name)
+        except ValueError as err:
+            raise ValueError(
+                f"AttentionGradCAM needs a channel-attention module ({err}); pass attention_layer='<name>' or use "
+                "GradCAM for networks without attention"
+            ) from None
+        weights = getattr(attention, "last_weights", None)
+        if not isinstance(weights, torch.Tensor) or weights.shape != gradients.shape[:2]:
+            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else None
+            raise ValueError(
+                f"{name}.last_weights must be an (N, C) = {tuple(gradients.shape[:2])} tensor set by the forward "
+                f"pass (C = channels of the Grad-CAM layer), got {shape}"
+            )
+        return gradients.mean(dim=(2, 3)) * weights.detach().to(gradients)
+
+    def per_class(self, model: nn.Module, images: torch.Tensor, classes: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        if not self.copy_model:
+            # explaining in place runs forwards on the caller's model: keep its attention state as it was
+            attention = resolve_module(model, self.attention_layer_for(model))
+            saved = getattr(attention, "last_weights", None)
+            try:
+                return super().per_class(model, images, classes)
+            finally:
+                attention.last_weights = saved
+        return super().per_class(model, images, classes)
