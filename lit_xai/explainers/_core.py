@@ -16,49 +16,75 @@ import copy
 import difflib
 import gc
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+from torchvision.models import VGG, DenseNet, EfficientNet, ResNet
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from zennit import composites as zcomp
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
-from torchvision.models import ResNet, VGG
 
 from ..models.architectures.registry import ARCH_ATTR, spec_of
 
 __all__ = [
     "COMPOSITES",
-    "make_composite",
-    "explanation_model",
-    "resolve_canonizers",
-    "resolve_module",
-    "resolve_layer_name",
-    "infer_family",
     "as_targets",
+    "default_concept_layer",
+    "default_gradcam_layer",
+    "explanation_model",
+    "infer_family",
+    "make_composite",
+    "prepare_input",
     "registered_root",
+    "resolve_canonizers",
+    "resolve_layer_name",
+    "resolve_module",
 ]
 
 
-def _composite(cls: type) -> Callable[[list], zcomp.Composite]:
-    return lambda canonizers: cls(canonizers=canonizers)
+def _composite(cls: type) -> Callable[..., zcomp.Composite]:
+    return lambda canonizers, **kwargs: cls(canonizers=canonizers, **kwargs)
 
 
-#: named LRP composites (zennit 0.5.1); values take a list of canonizers
-COMPOSITES: dict[str, Callable[[list], zcomp.Composite]] = {
+def _epsilon_gamma_box(canonizers: list, **kwargs: Any) -> zcomp.Composite:
+    # ZBox bounds for inputs normalised with ImageNet-like mean/std: pixel values in [0, 1] map into about [-2.2, 2.7]
+    kwargs.setdefault("low", -3.0)
+    kwargs.setdefault("high", 3.0)
+    return zcomp.EpsilonGammaBox(canonizers=canonizers, **kwargs)
+
+
+#: named LRP composites (zennit 0.5.1); values are ``factory(canonizers, **composite_kwargs)``
+COMPOSITES: dict[str, Callable[..., zcomp.Composite]] = {
     "epsilon_plus_flat": _composite(zcomp.EpsilonPlusFlat),
     "epsilon_plus": _composite(zcomp.EpsilonPlus),
-    "epsilon_gamma_box": lambda canonizers: zcomp.EpsilonGammaBox(low=-3.0, high=3.0, canonizers=canonizers),
+    "epsilon_gamma_box": _epsilon_gamma_box,
     "epsilon_alpha2_beta1": _composite(zcomp.EpsilonAlpha2Beta1),
     "epsilon_alpha2_beta1_flat": _composite(zcomp.EpsilonAlpha2Beta1Flat),
 }
 
 
-def make_composite(name: str, canonizers: list) -> zcomp.Composite:
-    """Build the named composite with ``canonizers``; the error lists the valid names."""
+def make_composite(name: str, canonizers: list, **kwargs: Any) -> zcomp.Composite:
+    """Build the named composite with ``canonizers``; the error lists the valid names.
+
+    Args:
+        name: a key of :data:`COMPOSITES`.
+        canonizers: fresh zennit canonizers (a composite applies them on ``register``).
+        **kwargs: passed to the zennit composite, e.g. ``zero_params="bias"`` (rules ignore biases, so relevance is
+            conserved exactly), ``epsilon=0.25``, or ``low``/``high`` for ``epsilon_gamma_box``.
+
+    Example:
+        >>> type(make_composite("epsilon_plus_flat", [], zero_params="bias")).__name__
+        'EpsilonPlusFlat'
+    """
     try:
         factory = COMPOSITES[name]
     except KeyError:
         raise ValueError(f"unknown LRP composite {name!r}; choose one of: {', '.join(sorted(COMPOSITES))}") from None
-    return factory(canonizers)
+    try:
+        return factory(canonizers, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"invalid arguments {sorted(kwargs)} for LRP composite {name!r}: {err}") from None
 
 
 def registered_root(model: nn.Module) -> tuple[str, nn.Module] | None:
@@ -74,10 +100,14 @@ def infer_family(model: nn.Module) -> str | None:
     spec = spec_of(model)
     if spec is not None and spec.family:
         return spec.family
-    from torchvision.models import DenseNet, EfficientNet
+    from ..models.architectures.attention import ChannelAttention
 
-    for module in model.modules():
-        if isinstance(module, ResNet):
+    modules = list(model.modules())
+    # the gate must be found before its ResNet: plain ResNet canonizers would let relevance flow into the gate
+    if any(isinstance(m, ChannelAttention) for m in modules):
+        return "resnet_attention"
+    for module in modules:
+        if isinstance(module, (ResNet, BasicBlock, Bottleneck)):
             return "resnet"
         if isinstance(module, VGG):
             return "vgg"
@@ -105,7 +135,13 @@ def _family_canonizers(family: str) -> list:
     raise ValueError(f"no canonizers known for family {family!r}")
 
 
-FAMILY_GRADCAM_LAYER = {"resnet": "layer4", "vgg": "features", "densenet": "features", "efficientnet": "features"}
+FAMILY_GRADCAM_LAYER = {
+    "resnet": "layer4",
+    "resnet_attention": "layer4",
+    "vgg": "features",
+    "densenet": "features",
+    "efficientnet": "features",
+}
 
 
 def resolve_canonizers(model: nn.Module, canonizers: list | None) -> list:
@@ -149,7 +185,9 @@ def resolve_layer_name(model: nn.Module, name: str) -> str:
         return matches[0]
     hint = difflib.get_close_matches(name, list(names), n=5, cutoff=0.3)
     if len(matches) > 1:
-        raise ValueError(f"layer name {name!r} is ambiguous in {type(model).__name__}: {matches[:5]}; give the full name")
+        raise ValueError(
+            f"layer name {name!r} is ambiguous in {type(model).__name__}: {matches[:5]}; give the full name"
+        )
     raise ValueError(
         f"layer {name!r} not found in {type(model).__name__}; similar names: {hint or 'none'} "
         "(list them with [n for n, _ in model.named_modules()])"
@@ -181,8 +219,8 @@ def default_concept_layer(model: nn.Module) -> str:
     if spec is not None and spec.concept_layers:
         return spec.concept_layers[0]
     family = infer_family(model)
-    fallback = {"resnet": "layer3", "vgg": "features", "densenet": "features.denseblock3",
-                "efficientnet": "features.6"}
+    fallback = {"resnet": "layer3", "resnet_attention": "layer3", "vgg": "features",
+                "densenet": "features.denseblock3", "efficientnet": "features.6"}
     if family in fallback:
         return fallback[family]
     raise ValueError(f"cannot infer a CRP concept layer for {type(model).__name__}; pass layer='<module name>'")

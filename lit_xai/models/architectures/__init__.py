@@ -1,6 +1,6 @@
 """Architecture registry; importing this package registers every family."""
 
-from . import resnet  # noqa: F401  (registers)
+from . import attention, densenet, efficientnet, resnet, vgg  # noqa: F401  (importing registers the families)
 from .registry import (
     ARCH_ATTR,
     ARCHITECTURES,
