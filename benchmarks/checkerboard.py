@@ -139,8 +139,11 @@ def composite_scores(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", nargs="+", default=["tiny_resnet", "tiny_resnet_attention", "tiny_densenet",
-                                                      "tiny_efficientnet_relu", "tiny_vgg"])
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        default=["tiny_resnet", "tiny_resnet_attention", "tiny_densenet", "tiny_efficientnet_relu", "tiny_vgg"],
+    )
     parser.add_argument("--side", type=int, default=32)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)

@@ -58,8 +58,9 @@ def conservation_errors(arch: str, zero_bias: bool, side: int = 32, n: int = 4) 
     """``{column: max relative conservation error}`` for one architecture (see the module docstring)."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(1)
-    net = calibrate(build_architecture(arch, 5), torch.randn(8, 3, side, side, generator=generator), zero_bias,
-                    generator)
+    net = calibrate(
+        build_architecture(arch, 5), torch.randn(8, 3, side, side, generator=generator), zero_bias, generator
+    )
     x = torch.randn(n, 3, side, side, generator=generator)
     with torch.no_grad():
         logits = net(x)

@@ -93,8 +93,9 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
     datamodule = instantiate_datamodule(opts.config)
     from lit_xai.artifacts import audit_datamodule
 
-    report = audit_datamodule(datamodule, split=opts.split, detectors=tuple(opts.detectors),
-                              max_samples=opts.max_samples)
+    report = audit_datamodule(
+        datamodule, split=opts.split, detectors=tuple(opts.detectors), max_samples=opts.max_samples
+    )
     print(report.summary() if hasattr(report, "summary") else report)
     if opts.output:
         with open(opts.output, "w") as fh:

@@ -28,13 +28,22 @@ def main(out: str) -> None:
     seed_everything(0)
     dm = SyntheticShortcutDataModule(num_train=128, num_val=64, num_test=0, image_size=32, batch_size=32)
     model = ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=list(dm.class_names))
-    xai = ExplanationMonitor(methods=("lrp", "crp", "gradcam"), num_probes=4, crp_top_k=2, crp_reference_pool=8,
-                             verbose=False)
+    xai = ExplanationMonitor(
+        methods=("lrp", "crp", "gradcam"), num_probes=4, crp_top_k=2, crp_reference_pool=8, verbose=False
+    )
     shortcut = ShortcutMonitor(audit_max_samples=64, pool_size=32, num_counterfactual=8, spray_samples=0, verbose=False)
     strategy = DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=60))
-    trainer = Trainer(accelerator="cpu", devices=2, strategy=strategy, max_epochs=2, num_sanity_val_steps=0,
-                      logger=TensorBoardLogger(out, name="ddp"), callbacks=[xai, shortcut], enable_progress_bar=False,
-                      enable_model_summary=False)
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=strategy,
+        max_epochs=2,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(out, name="ddp"),
+        callbacks=[xai, shortcut],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, dm)
     result = {
         "rank": trainer.global_rank,

@@ -10,8 +10,10 @@ def test_steps_and_metrics_per_task(task, k):
     model = ImageClassifier("tiny_resnet", num_classes=k, task=task, class_names=[f"c{i}" for i in range(k)])
     x = torch.rand(6, 3, 32, 32)
     if task == "multilabel":
-        y = torch.tensor([[1, 0, 1, 0], [0, 1, 0, float("nan")], [1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 1],
-                          [0, 1, 1, 0]], dtype=torch.float32)
+        y = torch.tensor(
+            [[1, 0, 1, 0], [0, 1, 0, float("nan")], [1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 0, 1], [0, 1, 1, 0]],
+            dtype=torch.float32,
+        )
     else:
         y = torch.arange(6) % k
     loss = model.training_step({"image": x, "target": y}, 0)

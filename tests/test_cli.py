@@ -22,8 +22,15 @@ FAST = [
 
 def test_there_are_configs_for_every_experiment():
     names = {p.stem for p in CONFIGS}
-    assert {"demo", "melanoma_resnet50", "melanoma_resnet50_attention", "melanoma_efficientnet_relu", "covid_vgg16",
-            "covid_resnet50", "chexpert_densenet121"} <= names
+    assert {
+        "demo",
+        "melanoma_resnet50",
+        "melanoma_resnet50_attention",
+        "melanoma_efficientnet_relu",
+        "covid_vgg16",
+        "covid_resnet50",
+        "chexpert_densenet121",
+    } <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)

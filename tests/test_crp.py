@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,17 +21,7 @@ from lit_xai.models.architectures import build_architecture
 TOL = 1e-5  # relative to the largest |relevance| of the full heatmap
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_frozen_heap():
-    """One thread (shared CI cores). ``gc.freeze()`` parks the ~450k import-time objects in the permanent generation:
-    ``explanation_model`` runs a full ``gc.collect()`` per call, which otherwise costs ~0.5-1 s here, each time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

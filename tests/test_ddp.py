@@ -11,8 +11,14 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_smoke.py"
 
 def test_ddp_two_processes(tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=420,
-                          env=env, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=env,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = [json.loads((tmp_path / f"result_rank{r}.json").read_text()) for r in (0, 1)]
     r0, r1 = results

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import gc
 import os
-import types
 import weakref
 from collections.abc import Callable
 
@@ -20,7 +19,6 @@ import pytest
 import torch
 from torch import nn
 
-import lit_xai.explainers._core as core_module
 import lit_xai.explainers.crp as crp_module
 from lit_xai.explainers import CRP, LRP, AttentionGradCAM, GradCAM
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec
@@ -54,17 +52,7 @@ EXPLAINERS: dict[str, tuple[Callable[..., Callable], str, tuple]] = {
 NAMES = list(EXPLAINERS)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_frozen_heap():
-    """One thread (shared CI cores). ``gc.freeze()`` parks the ~450k import-time objects in the permanent generation:
-    ``explanation_model`` runs a full ``gc.collect()`` per call, which otherwise costs ~0.5-1 s here, each time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def training_model(arch: str) -> nn.Module:
@@ -194,9 +182,9 @@ def survivors(explainer: Callable, model: nn.Module, x: torch.Tensor, t: torch.T
     """What of the explanation outlives the call when only reference counting frees memory.
 
     Spies (forward hooks, copied into the explained deep copy) keep weak references to the copy, its parameters and
-    the ``layer3`` output. The cyclic collector is disabled and ``explanation_model``'s own ``gc.collect()`` is
-    stubbed out, so anything kept alive by a reference cycle (the hook-closure/state/tensor cycle of a CRP mask hook
-    that is not cleared) shows up here instead of being swept up by a collection that happens to run.
+    the ``layer3`` output. The cyclic collector is disabled, so anything kept alive by a reference cycle (the
+    hook-closure/state/tensor cycle of a CRP mask hook that is not cleared) shows up here instead of being swept up by
+    a collection that happens to run.
     """
     refs: list[tuple[str, weakref.ref]] = []
 
@@ -209,7 +197,6 @@ def survivors(explainer: Callable, model: nn.Module, x: torch.Tensor, t: torch.T
         refs.append(("layer3 output", weakref.ref(output)))
 
     handles = [model.register_forward_hook(spy_root), model.layer3.register_forward_hook(spy_layer)]
-    monkeypatch.setattr(core_module, "gc", types.SimpleNamespace(collect=lambda *args: 0))
     gc.collect()
     gc.disable()
     try:

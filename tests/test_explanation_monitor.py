@@ -30,16 +30,25 @@ def tiny_model(**kw) -> ImageClassifier:
 
 
 def trainer_for(tmp_path, callbacks, logger=True, **kw) -> Trainer:
-    args = dict(max_epochs=2, accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False,
-                num_sanity_val_steps=0, log_every_n_steps=1, deterministic=True)
+    args = dict(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        deterministic=True,
+    )
     args.update(kw)
     log = TensorBoardLogger(str(tmp_path), name="run", default_hp_metric=False) if logger is True else logger
     return Trainer(default_root_dir=str(tmp_path), logger=log, callbacks=callbacks, **args)
 
 
 def monitor(**kw) -> ExplanationMonitor:
-    args = dict(methods=("lrp", "crp", "gradcam"), num_probes=4, crp_top_k=2, crp_reference_pool=8, verbose=False,
-                tile=32)
+    args = dict(
+        methods=("lrp", "crp", "gradcam"), num_probes=4, crp_top_k=2, crp_reference_pool=8, verbose=False, tile=32
+    )
     args.update(kw)
     return ExplanationMonitor(**args)
 
@@ -106,8 +115,10 @@ def test_never_changes_training(tmp_path):
 
     plain, _ = final_weights([], "plain")
     watched, model = final_weights(
-        [monitor(), ShortcutMonitor(audit_max_samples=32, pool_size=16, num_counterfactual=8, spray_samples=0,
-                                    verbose=False)],
+        [
+            monitor(),
+            ShortcutMonitor(audit_max_samples=32, pool_size=16, num_counterfactual=8, spray_samples=0, verbose=False),
+        ],
         "watched",
     )
     assert plain.keys() == watched.keys()
@@ -257,8 +268,13 @@ def test_unknown_module_needs_explicit_layers(tmp_path):
     class Opaque(ForeignModule):
         def __init__(self):
             super().__init__()
-            self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                                torch.nn.Flatten(), torch.nn.Linear(4, 3))
+            self.backbone = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 4, 3),
+                torch.nn.ReLU(),
+                torch.nn.AdaptiveAvgPool2d(1),
+                torch.nn.Flatten(),
+                torch.nn.Linear(4, 3),
+            )
 
     train, val = foreign_loaders()
     trainer = trainer_for(tmp_path, [monitor(methods=("gradcam",), num_probes=3)], max_epochs=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import gc
 
 import numpy as np
 import pytest
@@ -17,18 +16,7 @@ from lit_xai.explainers._core import resolve_module
 from lit_xai.explainers.gradcam import minmax_normalize
 from lit_xai.models.architectures import build_architecture
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_frozen_heap():
-    """One thread (shared CI cores). ``gc.freeze()`` parks the ~450k import-time objects in the permanent generation:
-    ``explanation_model`` runs a full ``gc.collect()`` per call, which otherwise costs ~0.5-1 s here, each time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def scaled_head(name: str, seed: int = 0) -> nn.Module:

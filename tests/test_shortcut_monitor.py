@@ -20,14 +20,28 @@ EPOCHS = 4
 
 def run(tmp_path: Path, ring_benign: float, ring_melanoma: float) -> tuple[ShortcutMonitor, Trainer]:
     seed_everything(7)
-    dm = SyntheticShortcutDataModule(num_train=800, num_val=192, num_test=16, image_size=48, batch_size=64,
-                                     ring_fraction_benign=ring_benign, ring_fraction_melanoma=ring_melanoma, seed=1)
+    dm = SyntheticShortcutDataModule(
+        num_train=800,
+        num_val=192,
+        num_test=16,
+        image_size=48,
+        batch_size=64,
+        ring_fraction_benign=ring_benign,
+        ring_fraction_melanoma=ring_melanoma,
+        seed=1,
+    )
     model = ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=list(dm.class_names), lr=3e-3)
-    mon = ShortcutMonitor(audit_max_samples=400, pool_size=192, num_counterfactual=48, spray_samples=48,
-                          verbose=False)
-    trainer = Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=TensorBoardLogger(str(tmp_path), name="sc"),
-                      callbacks=[mon], enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      default_root_dir=str(tmp_path))
+    mon = ShortcutMonitor(audit_max_samples=400, pool_size=192, num_counterfactual=48, spray_samples=48, verbose=False)
+    trainer = Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        logger=TensorBoardLogger(str(tmp_path), name="sc"),
+        callbacks=[mon],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, dm)
     return mon, trainer
 

@@ -220,9 +220,7 @@ def association_table(
         lift = np.where(p_c > 0, p_c_a / np.where(p_c > 0, p_c, 1), np.nan)
         prev_c = np.where(tot_c > 0, with_c / np.maximum(tot_c, 1), np.nan)
     predictive = [
-        class_names[c]
-        for c in range(k)
-        if pvals[c] < alpha and odds[c] >= min_odds_ratio and with_c[c] >= min_support
+        class_names[c] for c in range(k) if pvals[c] < alpha and odds[c] >= min_odds_ratio and with_c[c] >= min_support
     ]
     chi2 = chi2_p = cramers_v = mi = None
     if task != "multilabel":
@@ -507,8 +505,8 @@ def _report(
     if annotations is not None:
         artifacts[ANNOTATED] = association_table(annotations, labels, class_names, name=ANNOTATED, **kwargs)
     if task == "multilabel":
-        counts = [int(x) for x in (np.nan_to_num(labels.astype(float)) > 0.5).sum(0)] if col.n else [0] * len(
-            class_names
+        counts = (
+            [int(x) for x in (np.nan_to_num(labels.astype(float)) > 0.5).sum(0)] if col.n else [0] * len(class_names)
         )
     else:
         counts = [int((labels == c).sum()) for c in range(len(class_names))]

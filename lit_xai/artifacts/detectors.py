@@ -181,9 +181,7 @@ def _empty_result(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @register_detector("ring", RING_THRESHOLD)
-def detect_ring(
-    images01: torch.Tensor, threshold: float = RING_THRESHOLD
-) -> tuple[torch.Tensor, torch.Tensor]:
+def detect_ring(images01: torch.Tensor, threshold: float = RING_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Detect a dark microscope ring / vignette around a circular field of view (FOV).
 
     On block means (~32x32 blocks) of the relative darkness map (:func:`relative_darkness`), fit the FOV radius
@@ -334,9 +332,7 @@ def _component_stats(labels: np.ndarray, count: int, img: np.ndarray) -> tuple[n
 
 
 @register_detector("marker", MARKER_THRESHOLD)
-def detect_marker(
-    images01: torch.Tensor, threshold: float = MARKER_THRESHOLD
-) -> tuple[torch.Tensor, torch.Tensor]:
+def detect_marker(images01: torch.Tensor, threshold: float = MARKER_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Detect a uniform patch of saturated *off-skin* colour: ink markings, colour calibration patches.
 
     Skin, melanin, blood and most lesions keep the channel order R >= G >= B; gentian-violet ink, blue/green

@@ -86,8 +86,9 @@ def concept_grid(
     n, k = channels.shape
     rows = []
     for i in range(n):
-        heat = F.interpolate(concept_maps[i].float().cpu()[:, None], size=(tile, tile), mode="bilinear",
-                             align_corners=False)[:, 0]
+        heat = F.interpolate(
+            concept_maps[i].float().cpu()[:, None], size=(tile, tile), mode="bilinear", align_corners=False
+        )[:, 0]
         overs = overlay(imgs[i : i + 1].expand(k, -1, -1, -1), heat, alpha=alpha)
         tiles = [imgs[i]] + list(overs)
         ids = ", ".join(f"c{int(c)}" for c in channels[i])
@@ -96,7 +97,9 @@ def concept_grid(
             ref_tiles = []
             for c in channels[i].tolist():
                 ref = references.get(int(c))
-                ref_tiles.append(_resize(ref[:1], tile)[0] if ref is not None and len(ref) else torch.ones(3, tile, tile))
+                ref_tiles.append(
+                    _resize(ref[:1], tile)[0] if ref is not None and len(ref) else torch.ones(3, tile, tile)
+                )
             rows.append(_row([torch.ones(3, tile, tile)] + ref_tiles, "  reference image per concept (most relevant)"))
     width = max(r.shape[2] for r in rows)
     rows = [F.pad(r, (0, width - r.shape[2]), value=1.0) for r in rows]

@@ -200,8 +200,9 @@ class ExplanationMonitor(Callback):
         self._denormalize = denormalizer(trainer)
         if self.probes is None:
             dataset = validation_dataset(trainer.datamodule, trainer)
-            self.probes = select_probes(dataset, self.num_probes, self.seed, self.num_artifact_probes,
-                                        indices=self.probe_indices)
+            self.probes = select_probes(
+                dataset, self.num_probes, self.seed, self.num_artifact_probes, indices=self.probe_indices
+            )
             if "crp" in self.methods and self.crp_reference_pool > 0:
                 self._reference_pool = select_probes(dataset, self.crp_reference_pool, self.seed + 1, 0)
         self._check_restored_probes()
@@ -211,8 +212,10 @@ class ExplanationMonitor(Callback):
             return
         tb = find_tensorboard(trainer)
         if tb is None and not self._warned_no_tb:
-            rank_zero_warn("ExplanationMonitor: no TensorBoardLogger found; heatmaps are not logged, scalars go "
-                           "through pl_module.log")
+            rank_zero_warn(
+                "ExplanationMonitor: no TensorBoardLogger found; heatmaps are not logged, scalars go "
+                "through pl_module.log"
+            )
             self._warned_no_tb = True
         if tb is not None:
             self._write_layout(tb)
@@ -307,7 +310,7 @@ class ExplanationMonitor(Callback):
                 return list(names)
         return None
 
-    def _concept_references(self, module: torch.nn.Module, result: "ProbeExplanations") -> Optional[dict]:
+    def _concept_references(self, module: torch.nn.Module, result: ProbeExplanations) -> Optional[dict]:
         if self._reference_pool is None or "crp" not in result.concepts:
             return None
         from ..explainers import concept_references
@@ -327,7 +330,7 @@ class ExplanationMonitor(Callback):
         size = (max(1, round(h * self.drift_size / max(h, w))), max(1, round(w * self.drift_size / max(h, w))))
         return F.adaptive_avg_pool2d(maps.float().cpu()[:, None], size)[:, 0]
 
-    def _update_drift(self, result: "ProbeExplanations", epoch: int) -> tuple[dict[str, float], dict[str, float]]:
+    def _update_drift(self, result: ProbeExplanations, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
         scalars: dict[str, float] = {}
         per_probe: dict[str, float] = {}
         for method, maps in result.maps.items():
@@ -366,12 +369,15 @@ class ExplanationMonitor(Callback):
         if self.probes is None:
             return
         lines = ["| probe | dataset index | target | artifact |", "|---|---|---|---|"]
-        for k, (i, t, a) in enumerate(zip(self.probes.ids, self.probes.targets.tolist(), self.probes.artifact.tolist())):
+        for k, (i, t, a) in enumerate(
+            zip(self.probes.ids, self.probes.targets.tolist(), self.probes.artifact.tolist())
+        ):
             lines.append(f"| {k} | {i} | {t} | {'yes' if a else ''} |")
         tb.experiment.add_text(f"{self.tag}/probes", "\n".join(lines), 0)
 
-    def _log_images(self, tb: Any, trainer: Trainer, result: "ProbeExplanations", references: Optional[dict],
-                    epoch: int, mode: str) -> None:
+    def _log_images(
+        self, tb: Any, trainer: Trainer, result: ProbeExplanations, references: Optional[dict], epoch: int, mode: str
+    ) -> None:
         names = self._names(trainer, trainer.lightning_module)
         images01 = self._denormalize(self.probes.images)
         step = trainer.global_step
@@ -408,12 +414,14 @@ class ProbeExplanations:
         self.crp_layer: Optional[str] = None
 
     def captions(self, kind: str, names: Optional[list[str]], epoch_label: str) -> list[str]:
+        def name(k: int) -> str:
+            return names[k] if names and 0 <= k < len(names) else str(k)
+
         rows = self.rows[kind]
         out = []
         for r in range(len(rows.probe)):
             p, c = int(rows.probe[r]), int(rows.cls[r])
             true, pred = rows.true_label[r], rows.pred_label[r]
-            name = (lambda k: names[k] if names and 0 <= k < len(names) else str(k))
             text = f"#{rows.ids[r]} {epoch_label} true={name(true) if true >= 0 else '-'} pred={name(pred)}"
             text += f" p({name(c)})={float(self.probs[p, c]):.2f}"
             if rows.artifact[r]:
@@ -425,8 +433,9 @@ class ProbeExplanations:
 class _Rows:
     """Which (probe, class) pairs are explained for one target kind."""
 
-    def __init__(self, probe: torch.Tensor, cls: torch.Tensor, probes: Probes, preds: torch.Tensor,
-                 multilabel: bool) -> None:
+    def __init__(
+        self, probe: torch.Tensor, cls: torch.Tensor, probes: Probes, preds: torch.Tensor, multilabel: bool
+    ) -> None:
         self.probe, self.cls = probe, cls
         self.ids = [probes.ids[int(p)] for p in probe]
         self.artifact = [bool(probes.artifact[int(p)]) for p in probe]
@@ -471,15 +480,30 @@ def explain_probes(
     """
 
     with torch.inference_mode(False):  # under trainer.validate/test every tensor made here must be a normal one
-        probes = Probes(probes.images.clone(), probes.targets.clone(), list(probes.ids), probes.artifact.clone(),
-                        probes.artifact_masks)
-        return _explain_probes(module, probes, methods, targets, task, lrp_composite, crp_layer, crp_top_k,
-                               gradcam_layer, canonizers)
+        probes = Probes(
+            probes.images.clone(),
+            probes.targets.clone(),
+            list(probes.ids),
+            probes.artifact.clone(),
+            probes.artifact_masks,
+        )
+        return _explain_probes(
+            module, probes, methods, targets, task, lrp_composite, crp_layer, crp_top_k, gradcam_layer, canonizers
+        )
 
 
-def _explain_probes(module: torch.nn.Module, probes: Probes, methods: Sequence[str], targets: str, task: str,
-                    lrp_composite: Optional[str], crp_layer: Optional[str], crp_top_k: int,
-                    gradcam_layer: Optional[str], canonizers: Optional[str] = None) -> ProbeExplanations:
+def _explain_probes(
+    module: torch.nn.Module,
+    probes: Probes,
+    methods: Sequence[str],
+    targets: str,
+    task: str,
+    lrp_composite: Optional[str],
+    crp_layer: Optional[str],
+    crp_top_k: int,
+    gradcam_layer: Optional[str],
+    canonizers: Optional[str] = None,
+) -> ProbeExplanations:
     from ..explainers import CRP, LRP, AttentionGradCAM, GradCAM
     from ..explainers._core import _family_canonizers, default_concept_layer, explanation_model
 
@@ -499,8 +523,10 @@ def _explain_probes(module: torch.nn.Module, probes: Probes, methods: Sequence[s
     for kind in kinds:
         rows = _rows_for(kind, probes, out.probs, multilabel)
         out.rows[kind] = rows
-        out.row_labels[kind] = [f"p{i}" if c is None else f"p{i}_c{c}" for i, c in
-                                zip(rows.ids, [None if not multilabel else int(c) for c in rows.cls])]
+        out.row_labels[kind] = [
+            f"p{i}" if c is None else f"p{i}_c{c}"
+            for i, c in zip(rows.ids, [None if not multilabel else int(c) for c in rows.cls])
+        ]
         x = probes.images[rows.probe]
         for method in methods:
             if method == "lrp":
@@ -511,11 +537,9 @@ def _explain_probes(module: torch.nn.Module, probes: Probes, methods: Sequence[s
                 heat = AttentionGradCAM(layer=gradcam_layer)(module, x, rows.cls)
             else:
                 if kind == out.primary:
-                    out.concepts["crp"] = CRP(layer=out.crp_layer, composite=lrp_composite,
-                                              canonizers=fresh_canonizers())(
-                        module, x, rows.cls, top_k=crp_top_k
-                    )
+                    out.concepts["crp"] = CRP(
+                        layer=out.crp_layer, composite=lrp_composite, canonizers=fresh_canonizers()
+                    )(module, x, rows.cls, top_k=crp_top_k)
                 continue
             out.maps.setdefault(method, {})[kind] = heat.detach().float().cpu()
     return out
-

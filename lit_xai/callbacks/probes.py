@@ -65,8 +65,11 @@ def validation_dataset(datamodule: Any, trainer: Any = None) -> Dataset:
 
 def _trainer_val_dataset(trainer: Any) -> Dataset:
     # Lightning loads val dataloaders lazily, after setup/on_fit_start; read the source the user passed instead.
-    loop = trainer.validate_loop if str(getattr(trainer.state.fn, "value", "")) == "validate" else \
-        trainer.fit_loop.epoch_loop.val_loop
+    loop = (
+        trainer.validate_loop
+        if str(getattr(trainer.state.fn, "value", "")) == "validate"
+        else trainer.fit_loop.epoch_loop.val_loop
+    )
     source = getattr(loop, "_data_source", None)
     if source is None or not source.is_defined():
         raise ValueError(
@@ -175,5 +178,9 @@ def probes_from_tensors(images: torch.Tensor, targets: torch.Tensor) -> Probes:
     if targets is None or len(targets) != len(images):
         raise ValueError("probe_targets must be given with probes, one target per image")
     n = len(images)
-    return Probes(images=images.detach().float().cpu(), targets=torch.as_tensor(targets).cpu(),
-                  ids=list(range(-1, -n - 1, -1)), artifact=torch.zeros(n, dtype=torch.bool))
+    return Probes(
+        images=images.detach().float().cpu(),
+        targets=torch.as_tensor(targets).cpu(),
+        ids=list(range(-1, -n - 1, -1)),
+        artifact=torch.zeros(n, dtype=torch.bool),
+    )

@@ -93,13 +93,26 @@ def measure_reliance(
         out["relevance_ratio"] = math.nan
     clean_other = ((~flags) & (labels != target_class)).nonzero().flatten()[:num_counterfactual]
     if len(clean_other) >= 2:
-        cf = counterfactual_shift(module, pool.images01[clean_other], target_class, INSERTERS.get(artifact, insert_ring),
-                                  normalize=normalize, task=task, seed=seed)
+        cf = counterfactual_shift(
+            module,
+            pool.images01[clean_other],
+            target_class,
+            INSERTERS.get(artifact, insert_ring),
+            normalize=normalize,
+            task=task,
+            seed=seed,
+        )
         out["counterfactual"] = {k: v for k, v in cf.items() if k not in ("shifts", "masks")}
     flagged_target = (flags & (labels == target_class)).nonzero().flatten()[:num_counterfactual]
     if artifact in ("ring", "dark_corners") and len(flagged_target) >= 2:
-        rm = removal_shift(module, pool.images01[flagged_target], target_class, masks=masks[flagged_target],
-                           normalize=normalize, task=task)
+        rm = removal_shift(
+            module,
+            pool.images01[flagged_target],
+            target_class,
+            masks=masks[flagged_target],
+            normalize=normalize,
+            task=task,
+        )
         out["removal"] = {k: v for k, v in rm.items() if k not in ("shifts", "masks")}
     if spray_samples > 0:
         members = (labels == target_class).nonzero().flatten()[:spray_samples]
@@ -113,14 +126,16 @@ def measure_reliance(
                 in_cluster = torch.as_tensor(result.labels == found.cluster)
                 entry["cluster_size"] = int(in_cluster.sum())
                 entry["cluster_artifact_share"] = float(cluster_flags[in_cluster].float().mean())
-                entry["rest_artifact_share"] = float(cluster_flags[~in_cluster].float().mean()) if (~in_cluster).any() \
-                    else math.nan
+                entry["rest_artifact_share"] = (
+                    float(cluster_flags[~in_cluster].float().mean()) if (~in_cluster).any() else math.nan
+                )
             out["spray"] = entry
     return out
 
 
-def alert_decision(evidence: dict[str, Any], audit_flagged: bool, shift_threshold: float,
-                   relevance_threshold: float) -> bool:
+def alert_decision(
+    evidence: dict[str, Any], audit_flagged: bool, shift_threshold: float, relevance_threshold: float
+) -> bool:
     """Alert when inserting the artifact moves predictions towards the class by at least ``shift_threshold`` AND
     either the relevance concentrates on the artifact (ratio ≥ ``relevance_threshold``) or the audit found the
     artifact label-predictive. The counterfactual shift is the causal test; the second condition guards against a
@@ -225,8 +240,13 @@ class ShortcutMonitor(Callback):
         return self._generate_state_key(tag=self.tag, detectors=self.detectors)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"alerts": list(self.alerts), "history": list(self.history), "audit": self.audit_report,
-                "audit_flags": dict(self._audit_flags), "streak": dict(self._streak)}
+        return {
+            "alerts": list(self.alerts),
+            "history": list(self.history),
+            "audit": self.audit_report,
+            "audit_flags": dict(self._audit_flags),
+            "streak": dict(self._streak),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.alerts = list(state_dict.get("alerts", []))
@@ -270,8 +290,9 @@ class ShortcutMonitor(Callback):
         if not trainer.is_global_zero or not self.audit or self.audit_report is not None:
             return
         start = time.perf_counter()
-        report = audit_datamodule(self._datamodule, "train", detectors=self.detectors,
-                                  max_samples=self.audit_max_samples, seed=self.seed)
+        report = audit_datamodule(
+            self._datamodule, "train", detectors=self.detectors, max_samples=self.audit_max_samples, seed=self.seed
+        )
         self.audit_report = report.to_dict()
         self._audit_flags = {name: list(a.predictive_classes) for name, a in report.artifacts.items()}
         if self.verbose:
@@ -323,9 +344,17 @@ class ShortcutMonitor(Callback):
             for cls in self._targets_for(artifact):
                 name = self._class_names[cls]
                 evidence = measure_reliance(
-                    module, self._pool, artifact, cls, self._datamodule.normalize, task=str(task),
-                    num_probes=self.num_probes, num_counterfactual=self.num_counterfactual,
-                    spray_samples=self.spray_samples, lrp_composite=self.lrp_composite, seed=self.seed,
+                    module,
+                    self._pool,
+                    artifact,
+                    cls,
+                    self._datamodule.normalize,
+                    task=str(task),
+                    num_probes=self.num_probes,
+                    num_counterfactual=self.num_counterfactual,
+                    spray_samples=self.spray_samples,
+                    lrp_composite=self.lrp_composite,
+                    seed=self.seed,
                 )
                 prefix = f"{self.tag}/{artifact}/{name}"
                 values = {
@@ -354,9 +383,13 @@ class ShortcutMonitor(Callback):
                 self._streak[key] = self._streak.get(key, 0) + 1 if met else 0
                 record["rule_met"] = met
                 if not already and self._streak[key] >= self.patience:
-                    alert = {"artifact": artifact, "epoch": epoch, "class": name,
-                             "evidence": {**_plain(evidence), "audit_label_predictive": audit_flagged},
-                             "message": _message(artifact, name, evidence, audit_flagged)}
+                    alert = {
+                        "artifact": artifact,
+                        "epoch": epoch,
+                        "class": name,
+                        "evidence": {**_plain(evidence), "audit_label_predictive": audit_flagged},
+                        "message": _message(artifact, name, evidence, audit_flagged),
+                    }
                     self.alerts.append(alert)
                     new_alerts.append(alert)
                     rank_zero_warn(f"ShortcutMonitor alert: {alert['message']}")
@@ -371,9 +404,16 @@ class ShortcutMonitor(Callback):
         if self._log_dir is None:
             return
         os.makedirs(self._log_dir, exist_ok=True)
-        report = {"alerts": self.alerts, "audit": self.audit_report, "history": self.history,
-                  "criteria": {"shift_threshold": self.shift_threshold,
-                               "relevance_threshold": self.relevance_threshold, "patience": self.patience}}
+        report = {
+            "alerts": self.alerts,
+            "audit": self.audit_report,
+            "history": self.history,
+            "criteria": {
+                "shift_threshold": self.shift_threshold,
+                "relevance_threshold": self.relevance_threshold,
+                "patience": self.patience,
+            },
+        }
         with open(os.path.join(self._log_dir, self.report_name), "w") as fh:
             json.dump(_plain(report), fh, indent=2)
 

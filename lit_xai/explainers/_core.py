@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -219,8 +218,13 @@ def default_concept_layer(model: nn.Module) -> str:
     if spec is not None and spec.concept_layers:
         return spec.concept_layers[0]
     family = infer_family(model)
-    fallback = {"resnet": "layer3", "resnet_attention": "layer3", "vgg": "features",
-                "densenet": "features.denseblock3", "efficientnet": "features.6"}
+    fallback = {
+        "resnet": "layer3",
+        "resnet_attention": "layer3",
+        "vgg": "features",
+        "densenet": "features.denseblock3",
+        "efficientnet": "features.6",
+    }
     if family in fallback:
         return fallback[family]
     raise ValueError(f"cannot infer a CRP concept layer for {type(model).__name__}; pass layer='<module name>'")
@@ -259,8 +263,9 @@ def explanation_model(model: nn.Module, copy_model: bool = True) -> Iterator[nn.
                         target.float()  # LRP's epsilon underflows in half precision
                     yield target
                 finally:
+                    # no gc.collect(): the copy is freed by reference counting (tests/test_explainer_contract.py
+                    # checks it); a full collection cost 0.2-1 s per call with torchvision imported
                     del target
-                    gc.collect()
                 return
         modes = {n: m.training for n, m in model.named_modules()}
         flags = {n: p.requires_grad for n, p in model.named_parameters()}

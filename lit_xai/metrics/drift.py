@@ -19,7 +19,9 @@ __all__ = ["ssim", "spearman", "topk_iou", "cosine", "drift_scores", "DRIFT_MEAS
 
 def _check(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"heatmaps must both be (N, H, W) with equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"heatmaps must both be (N, H, W) with equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     return a.detach().float(), b.detach().float()
 
 
@@ -86,8 +88,12 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 DRIFT_MEASURES = {"ssim": ssim, "spearman": spearman, "iou": topk_iou, "cosine": cosine}
 
 
-def drift_scores(a: torch.Tensor, b: torch.Tensor, measures: tuple[str, ...] = ("ssim", "spearman", "iou", "cosine"),
-                 top_fraction: float = 0.1) -> dict[str, torch.Tensor]:
+def drift_scores(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    measures: tuple[str, ...] = ("ssim", "spearman", "iou", "cosine"),
+    top_fraction: float = 0.1,
+) -> dict[str, torch.Tensor]:
     """All requested similarity measures between ``a`` and ``b``: ``{name: (N,)}``."""
     out = {}
     for name in measures:

@@ -110,7 +110,9 @@ class ImageClassifier(LightningModule):
         self.test_metrics = self._metrics("test")
 
     # ------------------------------------------------------------------ setup helpers
-    def _build_loss(self, class_weights: Optional[list[float]], pos_weight: Optional[Union[float, list[float]]]) -> None:
+    def _build_loss(
+        self, class_weights: Optional[list[float]], pos_weight: Optional[Union[float, list[float]]]
+    ) -> None:
         weight = None
         if class_weights is not None:
             if len(class_weights) != self.num_classes:
@@ -147,9 +149,7 @@ class ImageClassifier(LightningModule):
             },
             prefix=f"{stage}/",
         )
-        per_class = MetricCollection(
-            {"auroc": AUROC(**common, average=None), "f1": F1Score(**common, average=None)}
-        )
+        per_class = MetricCollection({"auroc": AUROC(**common, average=None), "f1": F1Score(**common, average=None)})
         metrics = {"summary": summary, "per_class": per_class}
         if self.task == "binary":
             # the positive-class view users report for binary problems (AUROC of P(class 1))
@@ -171,18 +171,24 @@ class ImageClassifier(LightningModule):
             targets = targets.float()
             valid = ~torch.isnan(targets) & (targets >= 0)
             per = F.binary_cross_entropy_with_logits(
-                logits, torch.where(valid, targets, torch.zeros_like(targets)), pos_weight=self.pos_weight,
+                logits,
+                torch.where(valid, targets, torch.zeros_like(targets)),
+                pos_weight=self.pos_weight,
                 reduction="none",
             )
             return (per * valid).sum() / valid.sum().clamp_min(1)
-        return F.cross_entropy(logits, targets.long(), weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(
+            logits, targets.long(), weight=self.class_weight, label_smoothing=self.hparams.label_smoothing
+        )
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = split_batch(batch)
         logits = self(x)
         loss = self.loss(logits, y)
         bs = x.shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "train", batch_size=bs, on_epoch=True, on_step=stage == "train")
+        self.log(
+            f"{stage}/loss", loss, prog_bar=stage != "train", batch_size=bs, on_epoch=True, on_step=stage == "train"
+        )
         if stage == "train":
             return loss
         probs = self.probabilities(logits.detach().float())

@@ -99,8 +99,9 @@ class TinyAttentionResNet(NarrowResNet):
     """:class:`~lit_xai.models.architectures.resnet.NarrowResNet` with a :class:`ChannelAttention` gate after
     ``layer4``."""
 
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (8, 16, 32, 64), blocks: int = 1,
-                 reduction: int = 16) -> None:
+    def __init__(
+        self, num_classes: int, widths: tuple[int, ...] = (8, 16, 32, 64), blocks: int = 1, reduction: int = 16
+    ) -> None:
         super().__init__(num_classes, widths=widths, blocks=blocks)
         self.attention = ChannelAttention(widths[-1], reduction=reduction)
         _move_head_last(self)

@@ -31,8 +31,12 @@ def _densenet_canonizers() -> list:
     "densenet121",
     canonizers=_densenet_canonizers,
     gradcam_layer="features",  # output of norm5, i.e. the last feature map before the (canonized) final ReLU
-    concept_layers=("features.transition3", "features.denseblock4", "features.transition2",
-                    "features.denseblock4.denselayer16.conv2"),
+    concept_layers=(
+        "features.transition3",
+        "features.denseblock4",
+        "features.transition2",
+        "features.denseblock4.denselayer16.conv2",
+    ),
     family="densenet",
     min_size=32,
 )
@@ -45,8 +49,12 @@ def build_densenet121(num_classes: int) -> nn.Module:
     "tiny_densenet",
     canonizers=_densenet_canonizers,
     gradcam_layer="features",
-    concept_layers=("features.transition2", "features.denseblock3", "features.transition1",
-                    "features.denseblock3.denselayer2.conv2"),
+    concept_layers=(
+        "features.transition2",
+        "features.denseblock3",
+        "features.transition1",
+        "features.denseblock3.denselayer2.conv2",
+    ),
     small=True,
     family="densenet",
     min_size=32,

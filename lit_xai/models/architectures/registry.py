@@ -113,9 +113,7 @@ def get_spec(name: str) -> ArchitectureSpec:
     try:
         return ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}"
-        ) from None
+        raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(sorted(ARCHITECTURES))}") from None
 
 
 def build_architecture(name: str, num_classes: int, weights_path: str | Path | None = None) -> nn.Module:
