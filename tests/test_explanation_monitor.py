@@ -154,18 +154,21 @@ def test_restores_modes_flags_and_grads_when_called_directly():
     assert no_hooks(model)
 
 
-def test_validate_test_and_mixed_precision(tmp_path):
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "bf16-true"])
+def test_validate_test_and_mixed_precision(tmp_path, precision):
     seed_everything(0)
     mon = monitor(methods=("lrp", "gradcam"))
     dm = tiny_dm()
     model = tiny_model()
-    trainer = trainer_for(tmp_path, [mon], max_epochs=1, precision="bf16-mixed")
+    trainer = trainer_for(tmp_path, [mon], max_epochs=1, precision=precision)
     trainer.fit(model, dm)
     trainer.validate(model, dm)  # inference mode
     trainer.test(model, dm)
     acc = events(tmp_path)
     assert "xai/lrp/true/validate" in acc.Tags()["images"] and "xai/gradcam/true/test" in acc.Tags()["images"]
     assert [h["epoch"] for h in mon.history] == [-1, 0]  # eval runs do not add drift points
+    heat = mon.previous["lrp"]
+    assert heat.dtype == torch.float32 and torch.isfinite(heat).all() and heat.abs().sum() > 0
 
 
 def test_fast_dev_run_and_no_tensorboard_logger(tmp_path):
