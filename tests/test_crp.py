@@ -38,7 +38,7 @@ def lrp_with_cut(net: nn.Module, x: torch.Tensor, t: torch.Tensor, cut: str | No
     Independent of CRP's machinery (one backward pass, no mask, no two-stage split).
     """
     with explanation_model(net) as m:
-        comp = make_composite("epsilon_plus_flat", resolve_canonizers(m, None))
+        comp = make_composite(LRP().composite_for(m), resolve_canonizers(m, None))  # the composite CRP uses
         xx = prepare_input(x, m)
         with comp.context(m) as mm:
             handle = resolve_module(m, cut).register_forward_hook(lambda mod, i, o: o.detach()) if cut else None
