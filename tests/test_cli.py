@@ -1,5 +1,6 @@
 """Every config instantiates; the CLI trains, tests on the best checkpoint, resumes and prints its config."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,13 @@ def test_unknown_architecture_from_cli_lists_choices(tmp_path, monkeypatch):
 def test_tool_help():
     assert tool_main(["--help"]) == 0
     assert tool_main(["nope"]) == 2
+
+
+def test_audit_command_writes_a_report(tmp_path, capsys):
+    demo = str(CONFIGS[[p.stem for p in CONFIGS].index("demo")])
+    out = tmp_path / "audit.json"
+    assert tool_main(["audit", "--config", demo, "--max_samples", "300", "--output", str(out)]) == 0
+    assert "label-predictive" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["artifacts"]["ring"]["predictive_classes"] == ["melanoma"]
+    assert report["artifacts"]["ring"]["prevalence_by_class"][0] == 0.0

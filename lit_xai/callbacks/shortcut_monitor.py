@@ -421,9 +421,9 @@ class ShortcutMonitor(Callback):
 def _message(artifact: str, cls: str, evidence: dict[str, Any], audit_flagged: bool) -> str:
     cf = evidence.get("counterfactual", {})
     parts = [
-        f"the model relies on the {artifact} artifact as evidence for '{cls}':",
-        f"inserting it into {cf.get('n', 0)} clean images of other classes raises P({cls}) by "
-        f"{cf.get('mean_shift', math.nan):+.2f} on average ({100 * cf.get('flips_to_target', 0):.0f} % flip to {cls})",
+        f"the model relies on the {artifact} artifact as evidence for '{cls}': inserting it into {cf.get('n', 0)} "
+        f"clean images of other classes raises P({cls}) by {cf.get('mean_shift', math.nan):+.2f} on average "
+        f"({100 * cf.get('flips_to_target', 0):.0f} % flip to {cls})",
     ]
     ratio = evidence.get("relevance_ratio", math.nan)
     if not math.isnan(ratio):
