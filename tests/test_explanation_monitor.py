@@ -289,3 +289,22 @@ def test_unknown_module_needs_explicit_layers(tmp_path):
     ok = monitor(methods=("gradcam", "lrp"), num_probes=3, gradcam_layer="backbone.0", canonizers="none")
     trainer_for(tmp_path / "c", [ok], max_epochs=1).fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
     assert len(ok.history) == 2
+
+
+def test_multilabel_explains_every_positive_class(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 3, 32, 32, generator=g)
+    y = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
+    loader = DataLoader(TensorDataset(x, y), batch_size=6)
+    mon = monitor(methods=("lrp", "gradcam"), num_probes=4, log_at_fit_start=False)
+    model = ImageClassifier("tiny_resnet", num_classes=3, task="multilabel")
+    trainer_for(tmp_path, [mon], max_epochs=1).fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    from lit_xai.callbacks import explain_probes
+
+    out = explain_probes(model, mon.probes, methods=("lrp",), task="multilabel")
+    rows = out.rows["true"]
+    expected = [(p, c) for p in range(4) for c in mon.probes.targets[p].nonzero().flatten().tolist()]
+    assert list(zip(rows.probe.tolist(), rows.cls.tolist())) == expected  # one row per (probe, positive class)
+    assert out.maps["lrp"]["true"].shape == (len(expected), 32, 32)
+    assert torch.allclose(out.probs, torch.sigmoid(model.eval()(mon.probes.images)), atol=1e-5)
+    assert "xai/lrp/true" in events(tmp_path).Tags()["images"]
