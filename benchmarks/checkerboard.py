@@ -29,6 +29,7 @@ from torch import nn
 
 from lit_xai.explainers import COMPOSITES, lrp_relevance
 from lit_xai.models.architectures import build_architecture
+from lit_xai.models.batchnorm import calibrate_batch_norm
 
 __all__ = [
     "composite_scores",
@@ -100,19 +101,6 @@ def smooth_images(n: int, side: int, seed: int = 0) -> torch.Tensor:
     return (images - images.mean()) / images.std()
 
 
-@torch.no_grad()
-def _batch_norm_statistics(net: nn.Module, images: torch.Tensor) -> nn.Module:
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = 1.0
-    net.train()
-    net(images)
-    for m in norms:
-        m.momentum = 0.1
-    return net.eval()
-
-
 def composite_scores(
     arch: str, composites: Sequence[str] | None = None, n: int = 8, side: int = 32, seed: int = 0
 ) -> dict[str, tuple[float, float]]:
@@ -126,7 +114,7 @@ def composite_scores(
     """
     torch.manual_seed(seed)
     net = build_architecture(arch, num_classes=10)
-    _batch_norm_statistics(net, smooth_images(16, side, seed + 1))
+    calibrate_batch_norm(net, smooth_images(16, side, seed + 1))
     images = smooth_images(n, side, seed + 2)
     with torch.no_grad():
         targets = net(images).argmax(1)

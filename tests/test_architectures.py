@@ -15,6 +15,7 @@ from torch import nn
 from lit_xai.explainers import LRP, lrp_relevance, make_composite, resolve_layer_name
 from lit_xai.explainers._core import explanation_model
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec, register_architecture
+from lit_xai.models.batchnorm import calibrate_batch_norm
 
 TASKS = {"binary": 2, "multiclass": 5, "multilabel": 3}
 #: families canonized with zennit's own (inexact) batch-norm merge
@@ -67,21 +68,6 @@ def _assert_same(before: dict, after: dict) -> None:
     assert after["hooks"] == before["hooks"] == 0, "hooks left behind"
 
 
-@torch.no_grad()
-def _batch_statistics(net: nn.Module, images: torch.Tensor) -> None:
-    """Running BN statistics := those of ``images``, as in a trained network. Random-init EfficientNet-B0 in eval mode
-    (identity BNs) otherwise shrinks activations to ~1e-12 and every LRP map underflows to exactly 0."""
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = 1.0
-    net.train()
-    net(images)
-    for m in norms:
-        m.momentum = 0.1
-    net.eval()
-
-
 def _output_of(net: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
     store: dict[str, torch.Tensor] = {}
     module = dict(net.named_modules())[layer]
@@ -109,7 +95,7 @@ def test_architecture_contract(name: str, seed: int) -> None:
 
     net = build_architecture(name, TASKS["multiclass"])
     assert net.lit_xai_architecture == name
-    _batch_statistics(net, torch.randn(8, 3, side, side))
+    calibrate_batch_norm(net, torch.randn(8, 3, side, side))  # else EfficientNet-B0 LRP underflows to 0
 
     # every parameter receives a (finite, non-zero) gradient; eval() so stochastic depth cannot drop a block
     net.eval()

@@ -20,32 +20,17 @@ SMALL = sorted(name for name, spec in ARCHITECTURES.items() if spec.small)
 RESIDUAL_FAMILIES = {"resnet", "resnet_attention", "efficientnet"}
 
 
-@torch.no_grad()
-def calibrate(net: nn.Module, batch: torch.Tensor, zero_bias: bool, generator: torch.Generator) -> nn.Module:
-    """Give every batch norm non-trivial statistics (running stats of ``batch``, random gamma in [0.5, 1.5]).
+def _bench_module(name: str):
+    """A script of ``benchmarks/`` as a module (the benchmarks are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"lit_xai_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    With ``zero_bias`` every conv/linear bias is 0 and each batch norm's beta is set to ``mean * gamma / std`` so the
-    BN is a pure per-channel scaling: the network then has no bias anywhere, also after canonization. Otherwise
-    biases are random (beta ~ N(0, 0.3), conv/linear bias ~ N(0, 0.1)), like a trained network's.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
-            bias = torch.zeros_like(m.bias) if zero_bias else torch.randn(m.bias.shape, generator=generator) * 0.1
-            m.bias.copy_(bias)
-    for m in norms:
-        m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-        m.bias.copy_(torch.randn(m.num_features, generator=generator) * 0.3)
-        m.reset_running_stats()
-        m.momentum = 1.0  # running stats := statistics of this one batch, so activations stay unit-scale
-    net.train()
-    net(batch)
-    net.eval()
-    for m in norms:
-        m.momentum = 0.1
-        if zero_bias:
-            m.bias.copy_(m.running_mean * m.weight / torch.sqrt(m.running_var + m.eps))
-    return net
+
+# non-trivial BN statistics; biases removed exactly or randomised (shared with benchmarks/lrp_conservation.py)
+calibrate = _bench_module("lrp_conservation").calibrate
 
 
 def _bias_free(name: str, side: int = 32) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -228,16 +213,8 @@ def test_failing_canonizer_chain_is_reverted(seed: int) -> None:
     assert all(m.eps == 1e-5 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def _checkerboard_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "checkerboard.py"
-    spec = importlib.util.spec_from_file_location("lit_xai_bench_checkerboard", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_checkerboard_metric_and_default_composites() -> None:
-    bench = _checkerboard_module()
+    bench = _bench_module("checkerboard")
     side = 32
     yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     board = ((yy + xx) % 2).float()[None]
