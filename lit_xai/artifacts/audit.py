@@ -141,7 +141,7 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (NaN and infinities become ``None``)."""
-        return _jsonable(asdict(self))
+        return to_jsonable(asdict(self))
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON string."""
@@ -277,11 +277,14 @@ def _verdicts(assoc: ArtifactAssociation, class_names: Sequence[str]) -> list[st
     return out
 
 
-def _jsonable(obj: Any) -> Any:
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON-able copy: tensors and NumPy scalars to Python values, NaN and infinities to ``None``."""
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.tolist())
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, (np.integer, np.bool_)):

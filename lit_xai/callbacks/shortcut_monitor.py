@@ -32,9 +32,10 @@ from ..artifacts import (
     removal_shift,
     spray,
 )
+from ..artifacts.audit import to_jsonable
 from ._common import denormalizer, explained_module, find_tensorboard, notify, preserve_rng, should_run
 from ._render import explanation_grid
-from .probes import read_item, validation_dataset
+from .probes import select_probes, validation_dataset
 
 __all__ = ["ShortcutMonitor", "INSERTERS", "ReliancePool", "measure_reliance", "alert_decision"]
 
@@ -276,9 +277,8 @@ class ShortcutMonitor(Callback):
         dataset = validation_dataset(dm, trainer)
         n = len(dataset)
         ids = sorted(np.random.default_rng(self.seed).permutation(n)[: min(n, self.pool_size)].tolist())
-        items = [read_item(dataset[i]) for i in ids]
-        inputs = torch.stack([torch.as_tensor(it["image"]).float() for it in items])
-        labels = torch.stack([torch.as_tensor(it["target"]) for it in items])
+        read = select_probes(dataset, indices=ids)  # the same item reading/stacking as the explanation probes
+        inputs, labels = read.images, read.targets
         if labels.ndim > 1:  # multilabel: the first positive label stands for the image here
             labels = labels.float().nan_to_num(0.0).argmax(1)
         pool = ReliancePool(denormalizer(trainer)(inputs), inputs, labels.long(), ids)
@@ -374,7 +374,7 @@ class ShortcutMonitor(Callback):
                     captions = [f"val #{self._pool.ids[int(r)]} {artifact} -> {name}" for r in rows]
                     grid = explanation_grid(self._pool.images01[rows], heat, captions, tile=96)
                     tb.experiment.add_image(f"{self.tag}/{artifact}/flagged_probes", grid, trainer.global_step)
-                record = {"epoch": epoch, "artifact": artifact, "class": name, **_plain(evidence)}
+                record = {"epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(evidence)}
                 self.history.append(record)
                 already = any(a["artifact"] == artifact and a["class"] == name for a in self.alerts)
                 audit_flagged = name in self._audit_flags.get(artifact, [])
@@ -387,7 +387,7 @@ class ShortcutMonitor(Callback):
                         "artifact": artifact,
                         "epoch": epoch,
                         "class": name,
-                        "evidence": {**_plain(evidence), "audit_label_predictive": audit_flagged},
+                        "evidence": {**to_jsonable(evidence), "audit_label_predictive": audit_flagged},
                         "message": _message(artifact, name, evidence, audit_flagged),
                     }
                     self.alerts.append(alert)
@@ -415,7 +415,7 @@ class ShortcutMonitor(Callback):
             },
         }
         with open(os.path.join(self._log_dir, self.report_name), "w") as fh:
-            json.dump(_plain(report), fh, indent=2)
+            json.dump(to_jsonable(report), fh, indent=2)
 
 
 def _message(artifact: str, cls: str, evidence: dict[str, Any], audit_flagged: bool) -> str:
@@ -433,18 +433,3 @@ def _message(artifact: str, cls: str, evidence: dict[str, Any], audit_flagged: b
     if audit_flagged:
         parts.append(f"and the training data makes the {artifact} label-predictive for '{cls}'")
     return "; ".join(parts)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-able copy: tensors to lists, NaN to None."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _plain(obj.tolist())
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return _plain(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
