@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import lit_xai.explainers.crp as crp_module
+from lit_xai.explainers import Concepts
 from lit_xai.explainers import CRP, LRP, AttentionGradCAM, GradCAM
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec
 
@@ -99,6 +100,8 @@ def assert_untouched(before: dict, model: nn.Module) -> None:
 
 def run(explainer: Callable, model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
     out = explainer(model, x, t)
+    if isinstance(out, Concepts):
+        return (out.maps, out.channels)
     return out if isinstance(out, tuple) else (out,)
 
 
@@ -141,7 +144,10 @@ def test_no_trace_when_the_call_raises(name, copy_model, failure):
         model.layer4 = nn.Sequential(*model.layer4, Boom())  # after layer3 and the in-branch concept layer
         explainer, error = factory(copy_model), RuntimeError
     elif name == "lrp":
-        explainer, error = factory(copy_model, composite="no_such_composite"), ValueError
+        # an unknown composite name is refused by the constructor; bad composite arguments only at call time
+        with pytest.raises(ValueError, match="unknown LRP composite"):
+            factory(copy_model, composite="no_such_composite")
+        explainer, error = factory(copy_model, composite_kwargs={"no_such_argument": 1}), TypeError
     else:
         explainer, error = factory(copy_model, layer="layer9.nope"), ValueError
     before = snapshot(model)

@@ -19,23 +19,22 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import VGG, DenseNet, EfficientNet, ResNet
-from torchvision.models.resnet import BasicBlock, Bottleneck
 from zennit import composites as zcomp
-from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-from ..models.architectures.registry import ARCH_ATTR, spec_of
+from .profiles import find_profile, resolve_profile
 
 __all__ = [
     "COMPOSITES",
     "as_targets",
+    "build_composite",
+    "default_attention_layer",
+    "default_composite",
     "default_concept_layer",
     "default_gradcam_layer",
     "explanation_model",
-    "infer_family",
     "make_composite",
     "prepare_input",
-    "registered_root",
+    "profile_layer_map",
     "resolve_canonizers",
     "resolve_layer_name",
     "resolve_module",
@@ -86,83 +85,46 @@ def make_composite(name: str, canonizers: list, **kwargs: Any) -> zcomp.Composit
         raise TypeError(f"invalid arguments {sorted(kwargs)} for LRP composite {name!r}: {err}") from None
 
 
-def registered_root(model: nn.Module) -> tuple[str, nn.Module] | None:
-    """``(prefix, module)`` of the first registry-built network inside ``model`` (prefix "" for the model itself)."""
-    for name, module in model.named_modules():
-        if isinstance(getattr(module, ARCH_ATTR, None), str):
-            return name, module
-    return None
+def build_composite(
+    name: str, model: nn.Module, canonizers: list | None = None, composite_kwargs: dict[str, Any] | None = None
+) -> zcomp.Composite:
+    """The named composite for ``model``: canonizers (given, or from its profile) and the profile's extra layer map
+    (e.g. an epsilon rule for timm's depthwise convolutions) prepended to any ``layer_map`` in ``composite_kwargs``.
 
-
-def infer_family(model: nn.Module) -> str | None:
-    """Family of a known torchvision network inside ``model`` (or of the registry entry), else ``None``."""
-    spec = spec_of(model)
-    if spec is not None and spec.family:
-        return spec.family
-    from ..models.architectures.attention import ChannelAttention
-
-    modules = list(model.modules())
-    # the gate must be found before its ResNet: plain ResNet canonizers would let relevance flow into the gate
-    if any(isinstance(m, ChannelAttention) for m in modules):
-        return "resnet_attention"
-    for module in modules:
-        if isinstance(module, (ResNet, BasicBlock, Bottleneck)):
-            return "resnet"
-        if isinstance(module, VGG):
-            return "vgg"
-        if isinstance(module, DenseNet):
-            return "densenet"
-        if isinstance(module, EfficientNet):
-            return "efficientnet"
-    return None
-
-
-#: canonizers and layers for known torchvision families when a model is not from our registry
-def _family_canonizers(family: str) -> list:
-    if family == "resnet":
-        return [ResNetCanonizer()]
-    if family == "vgg":
-        return [VGGCanonizer()]
-    from . import canonizers as ours  # local import: canonizers import torchvision internals
-
-    if family == "densenet":
-        return [ours.DenseNetCanonizer()]
-    if family == "efficientnet":
-        return [ours.EfficientNetCanonizer()]
-    if family == "resnet_attention":
-        return [ours.AttentionResNetCanonizer()]
-    raise ValueError(f"no canonizers known for family {family!r}")
-
-
-FAMILY_GRADCAM_LAYER = {
-    "resnet": "layer4",
-    "resnet_attention": "layer4",
-    "vgg": "features",
-    "densenet": "features",
-    "efficientnet": "features",
-}
+    Example:
+        >>> from torchvision.models import vgg11
+        >>> type(build_composite("epsilon_plus_flat", vgg11())).__name__
+        'EpsilonPlusFlat'
+    """
+    kwargs = dict(composite_kwargs or {})
+    extra = profile_layer_map(model) if canonizers is None else []
+    if extra or "layer_map" in kwargs:
+        kwargs["layer_map"] = extra + list(kwargs.get("layer_map") or [])
+    return make_composite(name, resolve_canonizers(model, canonizers), **kwargs)
 
 
 def resolve_canonizers(model: nn.Module, canonizers: list | None) -> list:
-    """Canonizers to use: the given list, the registry entry's, or those of a known torchvision family.
+    """Canonizers to use: the given list, else fresh ones from the model's explanation profile.
 
     Raises:
-        ValueError: when ``canonizers`` is None and the model is neither from the registry nor a known family.
+        ValueError: when ``canonizers`` is None and no profile is known (see :mod:`lit_xai.explainers.profiles`).
             Pass ``canonizers=[]`` explicitly to explain a network that needs none (no BatchNorm, no skips).
     """
     if canonizers is not None:
         return list(canonizers)
-    spec = spec_of(model)
-    if spec is not None:
-        return spec.canonizers()
-    family = infer_family(model)
-    if family is not None:
-        return _family_canonizers(family)
-    raise ValueError(
-        f"cannot infer zennit canonizers for {type(model).__name__}: it is not built from lit_xai's registry and "
-        "contains no known torchvision family (ResNet, VGG, DenseNet, EfficientNet). Pass canonizers=[...] "
-        "(e.g. [zennit.torchvision.ResNetCanonizer()]) or canonizers=[] for a plain conv/linear/ReLU network."
-    )
+    return resolve_profile(model, "zennit canonizers").profile.canonizers()
+
+
+def profile_layer_map(model: nn.Module) -> list:
+    """Extra zennit ``(type, rule)`` pairs the model's profile asks every composite to use (often none)."""
+    found = find_profile(model)
+    return found.profile.layer_map() if found is not None else []
+
+
+def default_composite(model: nn.Module) -> str:
+    """The LRP composite of the model's profile, ``epsilon_plus_flat`` when none is known."""
+    found = find_profile(model)
+    return found.profile.default_composite if found is not None else "epsilon_plus_flat"
 
 
 def resolve_layer_name(model: nn.Module, name: str) -> str:
@@ -174,9 +136,9 @@ def resolve_layer_name(model: nn.Module, name: str) -> str:
     names = dict(model.named_modules())
     if name in names:
         return name
-    root = registered_root(model)
-    if root is not None and root[0]:
-        candidate = f"{root[0]}.{name}"
+    found = find_profile(model)
+    if found is not None and found.prefix:
+        candidate = found.full_name(name)
         if candidate in names:
             return candidate
     matches = [n for n in names if n.endswith("." + name)]
@@ -199,35 +161,27 @@ def resolve_module(model: nn.Module, name: str) -> nn.Module:
 
 
 def default_gradcam_layer(model: nn.Module) -> str:
-    """Grad-CAM target layer from the registry or the torchvision family; clear error otherwise."""
-    spec = spec_of(model)
-    if spec is not None and spec.gradcam_layer:
-        return spec.gradcam_layer
-    family = infer_family(model)
-    if family in FAMILY_GRADCAM_LAYER:
-        return FAMILY_GRADCAM_LAYER[family]
-    raise ValueError(
-        f"cannot infer a Grad-CAM layer for {type(model).__name__}; pass layer='<module name>' "
-        "(usually the last convolutional block)"
-    )
+    """Grad-CAM target layer from the model's explanation profile; clear error otherwise."""
+    found = resolve_profile(model, "Grad-CAM layer")
+    if not found.gradcam_layer:
+        raise ValueError(f"the {found.profile.family!r} profile names no Grad-CAM layer; pass layer='<module name>'")
+    return found.full_name(found.gradcam_layer)
 
 
 def default_concept_layer(model: nn.Module) -> str:
-    """First candidate CRP layer from the registry or the torchvision family; clear error otherwise."""
-    spec = spec_of(model)
-    if spec is not None and spec.concept_layers:
-        return spec.concept_layers[0]
-    family = infer_family(model)
-    fallback = {
-        "resnet": "layer3",
-        "resnet_attention": "layer3",
-        "vgg": "features",
-        "densenet": "features.denseblock3",
-        "efficientnet": "features.6",
-    }
-    if family in fallback:
-        return fallback[family]
-    raise ValueError(f"cannot infer a CRP concept layer for {type(model).__name__}; pass layer='<module name>'")
+    """First candidate CRP layer from the model's explanation profile; clear error otherwise."""
+    found = resolve_profile(model, "CRP concept layer")
+    if not found.concept_layer:
+        raise ValueError(f"the {found.profile.family!r} profile names no concept layer; pass layer='<module name>'")
+    return found.full_name(found.concept_layer)
+
+
+def default_attention_layer(model: nn.Module) -> str:
+    """The channel-attention module named by the model's profile (``"attention"`` when none is named)."""
+    found = find_profile(model)
+    if found is not None and found.profile.attention_layer:
+        return found.full_name(found.profile.attention_layer)
+    return "attention"
 
 
 def as_targets(targets: torch.Tensor | int | list, n: int, device: torch.device) -> torch.Tensor:

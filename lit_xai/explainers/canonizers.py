@@ -29,8 +29,16 @@ Design notes (why, per family):
   added *before* the composite attaches its hooks (a ``Sum`` created inside ``forward`` would get no rule and double
   the residual relevance, zennit issue #236). Conv->BN pairs are the ``Conv2dNormActivation`` blocks, whose
   registration order equals forward order, so ``SequentialMergeBatchNorm`` pairs them correctly.
-* **Attention ResNets**: zennit's ResNet block canonizers + exact BN merge + the signal-only
-  :class:`~lit_xai.models.architectures.attention.ChannelAttention` gate.
+* **timm ResNets**: timm's blocks add the shortcut in place (``x += shortcut``), invisible to zennit's torchvision
+  block canonizers (relevance doubles per block, 2**8 on resnet18). Their forward is replaced by one summing through a
+  ``Sum`` module; the BN merge is the exact sequential one (timm registers conv->bn in forward order).
+* **timm EfficientNets**: ``BatchNormAct2d`` (BN + activation with children) is merged as a leaf; each block with
+  ``has_skip`` runs its own forward with the skip switched off and adds the shortcut through a ``Sum`` module (robust
+  to the block's internals); squeeze-excite gates are signal-only. Depthwise convolutions need the epsilon rule
+  (:class:`DepthwiseConv2d` in the composite's layer map): ZPlus on a one-input-channel filter drops relevance.
+
+This module imports nothing else from ``lit_xai`` (like ``zennit/torchvision.py``); family-specific canonizers of this
+package's own architectures (the attention gate) live beside those architectures.
 
 Example:
     >>> import torch
@@ -60,17 +68,17 @@ from zennit.canonizers import Canonizer, CompositeCanonizer, MergeBatchNorm, Seq
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
-from ..models.architectures.attention import ChannelAttention
-
 __all__ = [
-    "AttentionResNetCanonizer",
     "AttributeOverride",
     "DenseNetCanonizer",
+    "DepthwiseConv2d",
     "EfficientNetCanonizer",
     "ExactResNetCanonizer",
     "ExactSequentialMergeBatchNorm",
     "PairedMergeBatchNorm",
     "SafeCompositeCanonizer",
+    "TimmEfficientNetCanonizer",
+    "TimmResNetCanonizer",
     "signal_only_gate",
 ]
 
@@ -290,7 +298,9 @@ class PairedMergeBatchNorm(_ExactMerge):
 
 def _leaves(module: nn.Module) -> list[nn.Module]:
     children = list(module.children())
-    if not children:
+    # a batch norm counts as a leaf even when it has children: timm's BatchNormAct2d holds its activation as a child,
+    # and zennit's leaf walk would never pair it with the preceding convolution
+    if not children or isinstance(module, nn.modules.batchnorm._BatchNorm):
         return [module]
     return [leaf for child in children for leaf in _leaves(child)]
 
@@ -398,17 +408,6 @@ class EfficientNetCanonizer(SafeCompositeCanonizer):
         super().__init__((AttributeOverride(_efficientnet_attributes), ExactSequentialMergeBatchNorm()))
 
 
-# ------------------------------------------------------------------------------------------------ attention ResNet
-def _channel_attention_forward(self: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
-    return signal_only_gate(self.weights(x), x)
-
-
-def _attention_attributes(name: str, module: nn.Module) -> dict[str, Any] | None:
-    if isinstance(module, ChannelAttention):
-        return {"forward": _channel_attention_forward.__get__(module)}
-    return None
-
-
 class ExactResNetCanonizer(SafeCompositeCanonizer):
     """zennit's ``ResNetCanonizer`` (``Sum`` residuals in Bottleneck/BasicBlock) with the exact batch-norm merge.
 
@@ -425,17 +424,100 @@ class ExactResNetCanonizer(SafeCompositeCanonizer):
         super().__init__((ExactSequentialMergeBatchNorm(), ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()))
 
 
-class AttentionResNetCanonizer(SafeCompositeCanonizer):
-    """Canonizer for the attention ResNets of this package: :class:`ExactResNetCanonizer` plus a signal-only
-    :class:`~lit_xai.models.architectures.attention.ChannelAttention` gate.
+# ------------------------------------------------------------------------------------------------------- timm
+def _is_timm(module: nn.Module, *names: str) -> bool:
+    # recognised by module path and class name, so timm is never imported here (it is an optional dependency)
+    cls = type(module)
+    return cls.__module__.startswith("timm.") and cls.__name__ in names
+
+
+def _timm_block_tail(self: nn.Module, x: torch.Tensor, shortcut: torch.Tensor, act: nn.Module) -> torch.Tensor:
+    if getattr(self, "se", None) is not None:
+        x = self.se(x)
+    if getattr(self, "drop_path", None) is not None:
+        x = self.drop_path(x)
+    if self.downsample is not None:
+        shortcut = self.downsample(shortcut)
+    return act(self.canonizer_sum(torch.stack([shortcut, x], dim=-1)))
+
+
+def _timm_basic_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    shortcut = x
+    x = self.aa(self.act1(self.drop_block(self.bn1(self.conv1(x)))))
+    return _timm_block_tail(self, self.bn2(self.conv2(x)), shortcut, self.act2)
+
+
+def _timm_bottleneck_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    shortcut = x
+    x = self.act1(self.bn1(self.conv1(x)))
+    x = self.aa(self.act2(self.drop_block(self.bn2(self.conv2(x)))))
+    return _timm_block_tail(self, self.bn3(self.conv3(x)), shortcut, self.act3)
+
+
+def _timm_resnet_attributes(name: str, module: nn.Module) -> dict[str, Any] | None:
+    if _is_timm(module, "BasicBlock"):
+        return {"canonizer_sum": Sum(), "forward": _timm_basic_forward.__get__(module)}
+    if _is_timm(module, "Bottleneck"):
+        return {"canonizer_sum": Sum(), "forward": _timm_bottleneck_forward.__get__(module)}
+    return None
+
+
+class TimmResNetCanonizer(SafeCompositeCanonizer):
+    """Canonizer for timm ResNets (``resnet18/34/50``, ``resnet50d``, ... and torchgeo's ``ClassificationTask``
+    backbones): exact BN merges and ``Sum``-module residuals replacing timm's in-place ``x += shortcut``.
 
     Example:
-        >>> from lit_xai.models.architectures import build_architecture
-        >>> net = build_architecture("tiny_resnet_attention", num_classes=2).eval()
-        >>> handles = AttentionResNetCanonizer().apply(net)
-        >>> "forward" in vars(net.attention)
-        True
+        >>> import timm  # doctest: +SKIP
+        >>> handles = TimmResNetCanonizer().apply(timm.create_model("resnet18").eval())  # doctest: +SKIP
     """
 
     def __init__(self) -> None:
-        super().__init__((ExactResNetCanonizer(), AttributeOverride(_attention_attributes)))
+        super().__init__((ExactSequentialMergeBatchNorm(), AttributeOverride(_timm_resnet_attributes)))
+
+
+def _timm_skip_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # the block's own forward, run with has_skip switched off by the override, then the skip through a Sum module
+    body = type(self).forward(self, x)
+    return self.canonizer_sum(torch.stack([x, body], dim=-1))
+
+
+def _timm_squeeze_excite_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    gate = self.gate(self.conv_expand(self.act1(self.conv_reduce(x.mean((2, 3), keepdim=True)))))
+    return signal_only_gate(gate, x)
+
+
+def _timm_efficientnet_attributes(name: str, module: nn.Module) -> dict[str, Any] | None:
+    if _is_timm(module, "SqueezeExcite"):
+        return {"forward": _timm_squeeze_excite_forward.__get__(module)}
+    if getattr(module, "has_skip", False) is True and type(module).__module__.startswith("timm."):
+        return {"has_skip": False, "canonizer_sum": Sum(), "forward": _timm_skip_forward.__get__(module)}
+    return None
+
+
+class TimmEfficientNetCanonizer(SafeCompositeCanonizer):
+    """Canonizer for timm EfficientNets / MobileNets: ``BatchNormAct2d`` merged into the preceding convolution,
+    residuals through ``Sum`` modules, signal-only squeeze-excite gates. Use it with :class:`DepthwiseConv2d` mapped
+    to an epsilon rule (the explanation profile of the family does this).
+
+    Example:
+        >>> import timm  # doctest: +SKIP
+        >>> handles = TimmEfficientNetCanonizer().apply(timm.create_model("efficientnet_b0").eval())  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        super().__init__((AttributeOverride(_timm_efficientnet_attributes), ExactSequentialMergeBatchNorm()))
+
+
+class _DepthwiseMeta(type):
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, nn.Conv2d) and instance.groups > 1
+
+
+class DepthwiseConv2d(metaclass=_DepthwiseMeta):
+    """Type matching grouped/depthwise ``nn.Conv2d`` (``groups > 1``) in a zennit ``layer_map``; zennit matches
+    rules with ``isinstance``.
+
+    Example:
+        >>> isinstance(nn.Conv2d(4, 4, 3, groups=4), DepthwiseConv2d), isinstance(nn.Conv2d(4, 4, 3), DepthwiseConv2d)
+        (True, False)
+    """

@@ -31,16 +31,16 @@ import torch
 from torch import nn
 from zennit.core import Composite
 
-from ..models.architectures.registry import spec_of
 from ._core import (
     as_targets,
+    build_composite,
+    default_composite,
     default_concept_layer,
     explanation_model,
-    make_composite,
     prepare_input,
-    resolve_canonizers,
     resolve_layer_name,
 )
+from .base import ConceptExplainer, Concepts, register_explainer
 
 __all__ = [
     "CRP",
@@ -132,7 +132,7 @@ def layer_relevance(
         and input relevance ``(N, C_in, H, W)`` — the full LRP attribution, skip paths included.
     """
     module = dict(net.named_modules())[resolve_layer_name(net, layer)]
-    comp = make_composite(composite, resolve_canonizers(net, canonizers), **(composite_kwargs or {}))
+    comp = build_composite(composite, net, canonizers, composite_kwargs)
     x = prepare_input(images, net)
     with composite_context(comp, net) as modified, capture_output(module) as state:
         out = modified(x)
@@ -188,7 +188,7 @@ def crp_heatmaps(
     image_idx = torch.arange(n).repeat_interleave(k)
     flat_channels = channels.reshape(-1).cpu()
     heat_chunks, rel_chunks = [], []
-    comp = make_composite(composite, resolve_canonizers(net, canonizers), **(composite_kwargs or {}))
+    comp = build_composite(composite, net, canonizers, composite_kwargs)
     # one composite context for all chunks: canonizing (BatchNorm merge) once, not once per chunk
     with composite_context(comp, net) as modified, capture_output(module) as state:
         for start in range(0, n * k, batch_size):
@@ -270,27 +270,30 @@ def _as_channel_tensor(channels: ChannelSpec, n: int) -> torch.Tensor:
     return ids.clone()
 
 
-class CRP:
+@register_explainer("crp")
+class CRP(ConceptExplainer):
     """Concept Relevance Propagation: one conditional LRP heatmap per (image, concept channel).
 
     Args:
-        layer: concept layer (module name, relative to the registry network or a unique suffix). ``None`` takes the
-            architecture registry's first concept layer or a default for known torchvision families.
-        composite: zennit composite name; ``None`` takes the registry's default (``epsilon_plus_flat`` otherwise).
-        canonizers: zennit canonizers; ``None`` takes them from the registry / torchvision family, ``[]`` for none.
+        layer: concept layer (module name, relative to the profiled network or a unique suffix). ``None`` takes the
+            first concept layer of the model's explanation profile.
+        composite: zennit composite name; ``None`` takes the profile's default (``epsilon_plus_flat`` otherwise).
+        canonizers: zennit canonizers; ``None`` takes them from the explanation profile, ``[]`` for none.
         top_k: number of concepts per image when no channels are given (most relevant first).
         batch_size: (image, channel) pairs per forward/backward pass; bounds memory.
         exclude_parallel: two-stage backward so relevance bypassing the layer is excluded (see module docstring).
         copy_model: explain a deep copy (default) so the caller's model cannot change.
         composite_kwargs: extra arguments of the zennit composite, e.g. ``{"zero_params": "bias"}``.
+        rank_by: ``"relevance"`` ranks concepts by their relevance at the layer; ``"attention"`` by the channel
+            weights of the profile's attention module (attention networks; the layer must be the gated one).
 
     Example:
         >>> import torch
         >>> from lit_xai.models.architectures import build_architecture
         >>> net = build_architecture("tiny_resnet", num_classes=3)
-        >>> heat, ids = CRP(layer="layer3")(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 2]), top_k=4)
-        >>> heat.shape, ids.shape
-        (torch.Size([2, 4, 32, 32]), torch.Size([2, 4]))
+        >>> concepts = CRP(layer="layer3", top_k=4)(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 2]))
+        >>> concepts.maps.shape, concepts.channels.shape, concepts.layer
+        (torch.Size([2, 4, 32, 32]), torch.Size([2, 4]), 'layer3')
     """
 
     def __init__(
@@ -298,14 +301,17 @@ class CRP:
         layer: str | None = None,
         composite: str | None = None,
         canonizers: list | None = None,
-        top_k: int = 8,
+        top_k: int = 4,
         batch_size: int = 16,
         exclude_parallel: bool = True,
         copy_model: bool = True,
         composite_kwargs: dict[str, Any] | None = None,
+        rank_by: str = "relevance",
     ) -> None:
         if top_k < 1 or batch_size < 1:
             raise ValueError(f"top_k and batch_size must be >= 1, got top_k={top_k}, batch_size={batch_size}")
+        if rank_by not in ("relevance", "attention"):
+            raise ValueError(f"rank_by must be 'relevance' or 'attention', got {rank_by!r}")
         self.layer = layer
         self.composite = composite
         self.canonizers = canonizers
@@ -314,17 +320,31 @@ class CRP:
         self.exclude_parallel = exclude_parallel
         self.copy_model = copy_model
         self.composite_kwargs = dict(composite_kwargs or {})
+        self.rank_by = rank_by
+
+    @property
+    def label(self) -> str:
+        return "crp" if self.rank_by == "relevance" else "crp_attention"
+
+    def describe(self, model: nn.Module | None = None) -> str:
+        layer = self.layer if model is None else self.layer_for(model)
+        return f"CRP top-{self.top_k} at {layer or 'profile layer'}" + (" (by attention)" if self.rank_by != "relevance" else "")
 
     def layer_for(self, model: nn.Module) -> str:
-        """The concept layer used for ``model`` (explicit, registry, or torchvision-family default)."""
-        return self.layer if self.layer is not None else default_concept_layer(model)
+        """The concept layer used for ``model`` (explicit, else the explanation profile's)."""
+        return resolve_layer_name(model, self.layer) if self.layer is not None else default_concept_layer(model)
 
     def composite_for(self, model: nn.Module) -> str:
-        """The composite name used for ``model``: the explicit one, else the registry default."""
-        if self.composite is not None:
-            return self.composite
-        spec = spec_of(model)
-        return spec.default_composite if spec is not None else "epsilon_plus_flat"
+        """The composite name used for ``model``: the explicit one, else the profile default."""
+        return self.composite if self.composite is not None else default_composite(model)
+
+    def check(self, model: nn.Module) -> None:
+        self.layer_for(model)
+        build_composite(self.composite_for(model), model, self.canonizers, self.composite_kwargs)
+        if self.rank_by == "attention":
+            from ._core import default_attention_layer, resolve_module
+
+            resolve_module(model, default_attention_layer(model))
 
     def relevances_on(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor, layer: str) -> torch.Tensor:
         """:func:`channel_relevances` with this instance's settings on an already prepared ``net``."""
@@ -352,15 +372,50 @@ class CRP:
         with explanation_model(model, self.copy_model) as net:
             return self.relevances_on(net, images, targets, self.layer_for(net)).to(images.device)
 
-    def __call__(
+    def _attention_ranking(self, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        from ._core import default_attention_layer, resolve_module
+
+        attention = resolve_module(net, default_attention_layer(net))
+        with torch.no_grad():
+            net(prepare_input(images, net))
+        weights = getattr(attention, "last_weights", None)
+        if not isinstance(weights, torch.Tensor) or weights.ndim != 2:
+            raise ValueError("rank_by='attention' needs an attention module keeping last_weights (N, C)")
+        return weights.detach().float().cpu()
+
+    def explain_channels(
+        self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor, channels: ChannelSpec | None = None
+    ) -> Concepts:
+        """:class:`Concepts` on a prepared ``net``, for the given channels or the top-k ranked ones."""
+        layer = self.layer_for(net)
+        rel = self.relevances_on(net, images, targets, layer)
+        if channels is None:
+            ranking = self._attention_ranking(net, images) if self.rank_by == "attention" else rel
+            if ranking.shape != rel.shape:
+                raise ValueError(
+                    f"attention weights {tuple(ranking.shape)} do not index the channels of {layer!r} "
+                    f"{tuple(rel.shape)}; set layer= to the gated layer"
+                )
+            ids = ranking.topk(min(self.top_k, ranking.shape[1]), dim=1).indices.cpu()
+        else:
+            ids = _as_channel_tensor(channels, images.shape[0])
+        heat, _ = self.heatmaps_on(net, images, targets, layer, ids)
+        total = rel.abs().sum(1, keepdim=True).clamp_min(1e-12)
+        shares = (rel.gather(1, ids.to(rel.device)).abs() / total).cpu()
+        return Concepts(heat, ids, layer, shares)
+
+    def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> Concepts:
+        return self.explain_channels(net, images, targets)
+
+    def __call__(  # type: ignore[override]
         self,
         model: nn.Module,
         images: torch.Tensor,
-        targets: torch.Tensor,
+        targets: torch.Tensor | int,
         channels: ChannelSpec | None = None,
         top_k: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Conditional heatmaps ``(N, K, H, W)`` and their channel ids ``(N, K)``.
+    ) -> Concepts:
+        """:class:`Concepts`: conditional heatmaps ``(N, K, H, W)``, channel ids ``(N, K)``, layer and shares.
 
         Args:
             model: classifier (or a LightningModule holding it).
@@ -375,12 +430,10 @@ class CRP:
         k = self.top_k if top_k is None else top_k
         if k < 1:
             raise ValueError(f"top_k must be >= 1, got {k}")
-        with explanation_model(model, self.copy_model) as net:
-            layer = self.layer_for(net)
-            if channels is None:
-                rel = self.relevances_on(net, images, targets, layer)
-                ids = rel.topk(min(k, rel.shape[1]), dim=1).indices.cpu()
-            else:
-                ids = _as_channel_tensor(channels, images.shape[0])
-            heat, _ = self.heatmaps_on(net, images, targets, layer, ids)
-        return heat, ids.to(images.device)
+        saved, self.top_k = self.top_k, k
+        try:
+            with explanation_model(model, self.copy_model) as net:
+                out = self.explain_channels(net, images, targets, channels)
+        finally:
+            self.top_k = saved
+        return out.to(images.device)

@@ -10,14 +10,23 @@ per-image min-max scaling that ``pytorch_grad_cam`` always applies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.architectures.registry import spec_of
-from ._core import as_targets, default_gradcam_layer, explanation_model, prepare_input, resolve_module
+from ._core import (
+    as_targets,
+    default_attention_layer,
+    default_gradcam_layer,
+    explanation_model,
+    prepare_input,
+    resolve_layer_name,
+    resolve_module,
+)
+from .base import Explainer, register_explainer
 from .crp import capture_output
 
 __all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize"]
@@ -32,7 +41,8 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(maps.shape)
 
 
-class GradCAM:
+@register_explainer("gradcam")
+class GradCAM(Explainer):
     """Grad-CAM heatmaps ``(N, H, W)`` at input resolution, non-negative.
 
     Args:
@@ -64,8 +74,15 @@ class GradCAM:
         self.copy_model = copy_model
 
     def layer_for(self, model: nn.Module) -> str:
-        """The target layer used for ``model`` (explicit, registry, or torchvision-family default)."""
-        return self.layer if self.layer is not None else default_gradcam_layer(model)
+        """The target layer used for ``model`` (explicit, else the explanation profile's)."""
+        return resolve_layer_name(model, self.layer) if self.layer is not None else default_gradcam_layer(model)
+
+    def describe(self, model: nn.Module | None = None) -> str:
+        layer = self.layer if model is None else self.layer_for(model)
+        return f"Grad-CAM at {layer or 'profile layer'}"
+
+    def check(self, model: nn.Module) -> None:
+        self.layer_for(model)
 
     def channel_weights(self, net: nn.Module, gradients: torch.Tensor) -> torch.Tensor:
         """Channel weights ``(N, C)`` from the gradients ``(N, C, h, w)``: their spatial mean (Grad-CAM)."""
@@ -111,20 +128,23 @@ class GradCAM:
         if cls.ndim != 2 or cls.shape[0] != n or cls.shape[1] == 0:
             raise ValueError(f"classes must be K ids or an (N={n}, K) tensor, got shape {tuple(cls.shape)}")
         with explanation_model(model, self.copy_model) as net:
-            chunks = []
-            for i in range(0, n, self.batch_size):
-                low = self._cams(net, images[i : i + self.batch_size], cls[i : i + self.batch_size])
-                chunks.append(F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False))
-        cams = torch.cat(chunks)
-        if self.normalize:
-            cams = minmax_normalize(cams)
+            cams = self.per_class_on(net, images, cls)
         return cams.to(images.device)
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-        return self.per_class(model, images, targets[:, None])[:, 0]
+    def per_class_on(self, net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """:meth:`per_class` on a prepared ``net``; ``classes`` is ``(N, K)``."""
+        chunks = []
+        for i in range(0, images.shape[0], self.batch_size):
+            low = self._cams(net, images[i : i + self.batch_size], classes[i : i + self.batch_size])
+            chunks.append(F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False))
+        cams = torch.cat(chunks)
+        return minmax_normalize(cams) if self.normalize else cams
+
+    def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.per_class_on(net, images, targets[:, None])[:, 0]
 
 
+@register_explainer("attention_gradcam")
 class AttentionGradCAM(GradCAM):
     """Grad-CAM whose channel weights are multiplied by a channel-attention module's weights.
 
@@ -160,10 +180,15 @@ class AttentionGradCAM(GradCAM):
         self.attention_layer = attention_layer
 
     def attention_layer_for(self, model: nn.Module) -> str:
-        if self.attention_layer is not None:
-            return self.attention_layer
-        spec = spec_of(model)
-        return str(spec.extras.get("attention_layer", "attention")) if spec is not None else "attention"
+        """The attention module: explicit, else the explanation profile's (``"attention"`` when none is named)."""
+        return self.attention_layer if self.attention_layer is not None else default_attention_layer(model)
+
+    def describe(self, model: nn.Module | None = None) -> str:
+        return "attention-weighted " + super().describe(model)
+
+    def check(self, model: nn.Module) -> None:
+        super().check(model)
+        resolve_module(model, self.attention_layer_for(model))
 
     def channel_weights(self, net: nn.Module, gradients: torch.Tensor) -> torch.Tensor:
         name = self.attention_layer_for(net)
@@ -183,13 +208,23 @@ class AttentionGradCAM(GradCAM):
             )
         return gradients.mean(dim=(2, 3)) * weights.detach().to(gradients)
 
+    @contextlib.contextmanager
+    def _keep_attention_state(self, model: nn.Module) -> Iterator[None]:
+        # explaining in place runs forwards on the caller's model: keep its attention state as it was
+        if self.copy_model:
+            yield
+            return
+        attention = resolve_module(model, self.attention_layer_for(model))
+        saved = getattr(attention, "last_weights", None)
+        try:
+            yield
+        finally:
+            attention.last_weights = saved
+
     def per_class(self, model: nn.Module, images: torch.Tensor, classes: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        if not self.copy_model:
-            # explaining in place runs forwards on the caller's model: keep its attention state as it was
-            attention = resolve_module(model, self.attention_layer_for(model))
-            saved = getattr(attention, "last_weights", None)
-            try:
-                return super().per_class(model, images, classes)
-            finally:
-                attention.last_weights = saved
-        return super().per_class(model, images, classes)
+        with self._keep_attention_state(model):
+            return super().per_class(model, images, classes)
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
+        with self._keep_attention_state(model):
+            return super().__call__(model, images, targets)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.architectures.registry import spec_of
-from ._core import as_targets, explanation_model, make_composite, prepare_input, resolve_canonizers
+from ._core import COMPOSITES, as_targets, build_composite, default_composite, explanation_model, prepare_input
+from .base import Explainer, register_explainer
 
 __all__ = ["LRP", "lrp_relevance"]
 
@@ -59,7 +59,7 @@ def lrp_relevance(
             f"lrp_relevance needs the model in eval() mode (batch norms {training[:3]} are training); call "
             "model.eval() or use lit_xai.explainers.LRP, which explains an eval-mode copy"
         )
-    comp = make_composite(composite, resolve_canonizers(model, canonizers), **(composite_kwargs or {}))
+    comp = build_composite(composite, model, canonizers, composite_kwargs)
     with torch.inference_mode(False), torch.enable_grad():
         x = prepare_input(images, model)
         try:
@@ -83,14 +83,15 @@ def lrp_relevance(
     return relevance.detach()
 
 
-class LRP:
+@register_explainer("lrp")
+class LRP(Explainer):
     """LRP heatmaps ``(N, H, W)``, signed, summed over colour channels.
 
     Args:
-        composite: zennit composite name, see :data:`lit_xai.explainers.COMPOSITES`; ``None`` takes the registry
-            entry's default (``epsilon_plus_flat`` otherwise).
-        canonizers: zennit canonizers; ``None`` takes them from the architecture registry or infers them for
-            known torchvision families (ResNet, VGG, DenseNet, EfficientNet). Pass ``[]`` for none.
+        composite: zennit composite name, see :data:`lit_xai.explainers.COMPOSITES`; ``None`` takes the model's
+            explanation profile default (``epsilon_plus_flat`` otherwise).
+        canonizers: zennit canonizers; ``None`` takes them from the model's explanation profile (registry entry,
+            torchvision or timm family). Pass ``[]`` for none.
         batch_size: images per backward pass (bounds memory).
         copy_model: explain a deep copy (default) so the caller's model cannot change.
         composite_kwargs: extra arguments of the zennit composite, e.g. ``{"zero_params": "bias"}``.
@@ -113,37 +114,51 @@ class LRP:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if composite is not None and composite not in COMPOSITES:
+            raise ValueError(f"unknown LRP composite {composite!r}; choose one of: {', '.join(sorted(COMPOSITES))}")
         self.composite = composite
         self.canonizers = canonizers
         self.batch_size = batch_size
         self.copy_model = copy_model
         self.composite_kwargs = dict(composite_kwargs or {})
 
+    @property
+    def label(self) -> str:
+        return "lrp" if self.composite is None else f"lrp_{self.composite}"
+
+    def describe(self, model: nn.Module | None = None) -> str:
+        composite = self.composite if model is None else self.composite_for(model)
+        return f"LRP ({composite or 'profile default'})"
+
     def composite_for(self, model: nn.Module) -> str:
-        """The composite name used for ``model``: the explicit one, else the registry default."""
-        if self.composite is not None:
-            return self.composite
-        spec = spec_of(model)
-        return spec.default_composite if spec is not None else "epsilon_plus_flat"
+        """The composite name used for ``model``: the explicit one, else the profile default."""
+        return self.composite if self.composite is not None else default_composite(model)
+
+    def check(self, model: nn.Module) -> None:
+        build_composite(self.composite_for(model), model, self.canonizers, self.composite_kwargs)
+
+    def relevance_on(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-channel input relevance ``(N, C, H, W)`` on a prepared ``net``."""
+        composite = self.composite_for(net)
+        chunks = [
+            lrp_relevance(
+                net,
+                images[i : i + self.batch_size],
+                targets[i : i + self.batch_size],
+                composite=composite,
+                # zennit canonizers are templates: apply() registers fresh copies, so reuse across calls is safe
+                canonizers=self.canonizers,
+                composite_kwargs=self.composite_kwargs,
+            )
+            for i in range(0, images.shape[0], self.batch_size)
+        ]
+        return torch.cat(chunks)
 
     def relevance(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)``."""
-        composite = self.composite_for(model)
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         with explanation_model(model, self.copy_model) as net:
-            chunks = [
-                lrp_relevance(
-                    net,
-                    images[i : i + self.batch_size],
-                    targets[i : i + self.batch_size],
-                    composite=composite,
-                    # zennit canonizers are templates: apply() registers fresh copies, so reuse across calls is safe
-                    canonizers=self.canonizers,
-                    composite_kwargs=self.composite_kwargs,
-                )
-                for i in range(0, images.shape[0], self.batch_size)
-            ]
-        return torch.cat(chunks).to(images.device)
+            return self.relevance_on(net, images, targets).to(images.device)
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
-        return self.relevance(model, images, targets).sum(1)
+    def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.relevance_on(net, images, targets).sum(1)

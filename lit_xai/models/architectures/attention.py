@@ -15,15 +15,24 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from ...explainers.canonizers import (
+    AttributeOverride,
+    ExactResNetCanonizer,
+    SafeCompositeCanonizer,
+    signal_only_gate,
+)
 from .registry import register_architecture
 from .resnet import NarrowResNet
 
 __all__ = [
     "AttentionResNet",
+    "AttentionResNetCanonizer",
     "ChannelAttention",
     "TinyAttentionResNet",
     "build_resnet50_attention",
@@ -113,10 +122,32 @@ class TinyAttentionResNet(NarrowResNet):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-def _attention_canonizers() -> list:
-    # imported lazily: the explainers package imports the registry, importing it here at module level would be circular
-    from ...explainers.canonizers import AttentionResNetCanonizer
+def _channel_attention_forward(self: ChannelAttention, x: torch.Tensor) -> torch.Tensor:
+    return signal_only_gate(self.weights(x), x)
 
+
+def _attention_attributes(name: str, module: nn.Module) -> dict[str, Any] | None:
+    if isinstance(module, ChannelAttention):
+        return {"forward": _channel_attention_forward.__get__(module)}
+    return None
+
+
+class AttentionResNetCanonizer(SafeCompositeCanonizer):
+    """Canonizer for the attention ResNets of this package: :class:`~lit_xai.explainers.canonizers.ExactResNetCanonizer`
+    plus a signal-only :class:`ChannelAttention` gate (all relevance flows to the gated signal, none into the gate).
+
+    Example:
+        >>> net = TinyAttentionResNet(2).eval()
+        >>> handles = AttentionResNetCanonizer().apply(net)
+        >>> "forward" in vars(net.attention)
+        True
+    """
+
+    def __init__(self) -> None:
+        super().__init__((ExactResNetCanonizer(), AttributeOverride(_attention_attributes)))
+
+
+def _attention_canonizers() -> list:
     return [AttentionResNetCanonizer()]
 
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import DenseNet, densenet121
 
+from ...explainers.canonizers import DenseNetCanonizer
 from .registry import register_architecture
 
 __all__ = ["build_densenet121", "build_tiny_densenet"]
 
 
 def _densenet_canonizers() -> list:
-    # imported lazily: the explainers package imports the registry, importing it here at module level would be circular
-    from ...explainers.canonizers import DenseNetCanonizer
-
     return [DenseNetCanonizer()]
 
 

@@ -26,6 +26,7 @@ from torchvision.models import EfficientNet, efficientnet_b0
 from torchvision.models.efficientnet import MBConvConfig
 from torchvision.ops.misc import SqueezeExcitation
 
+from ...explainers.canonizers import EfficientNetCanonizer
 from .registry import register_architecture
 
 __all__ = ["build_efficientnet_b0_relu", "build_tiny_efficientnet_relu", "silu_to_relu"]
@@ -50,9 +51,6 @@ def silu_to_relu(net: nn.Module, keep_inside: tuple[type[nn.Module], ...] = (Squ
 
 
 def _efficientnet_canonizers() -> list:
-    # imported lazily: the explainers package imports the registry, importing it here at module level would be circular
-    from ...explainers.canonizers import EfficientNetCanonizer
-
     return [EfficientNetCanonizer()]
 
 

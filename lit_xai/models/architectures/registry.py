@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...explainers.profiles import PROFILE_ATTR, ExplanationProfile
+
 __all__ = [
     "ARCHITECTURES",
     "ArchitectureSpec",
@@ -65,6 +67,18 @@ class ArchitectureSpec:
     family: str = ""
     min_size: int = 32
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> ExplanationProfile:
+        """The explanation profile of this architecture (what explainers read; see :mod:`lit_xai.explainers.profiles`)."""
+        return ExplanationProfile(
+            family=self.family or self.name,
+            canonizers=self.canonizers,
+            gradcam_layer=self.gradcam_layer,
+            concept_layers=self.concept_layers,
+            default_composite=self.default_composite,
+            attention_layer=str(self.extras.get("attention_layer", "")),
+        )
 
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {}
@@ -130,6 +144,8 @@ def build_architecture(name: str, num_classes: int, weights_path: str | Path | N
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net = spec.builder(num_classes)
     setattr(net, ARCH_ATTR, name)
+    # explainers find canonizers and layers through this attribute; they never import the registry
+    setattr(net, PROFILE_ATTR, spec.profile)
     if weights_path is not None:
         load_local_weights(net, weights_path)
     return net

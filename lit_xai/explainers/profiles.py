@@ -1,0 +1,216 @@
+"""Explanation profiles: the one place that knows what an architecture family needs to be explained.
+
+A profile names the canonizers, the Grad-CAM layer, the candidate concept (CRP) layers, the default LRP composite
+and, for attention networks, the attention module of a network. It is found in this order:
+
+1. a module inside the model carrying an ``explanation_profile`` attribute (every network built from
+   :mod:`lit_xai.models` gets its registry entry's profile this way, and any user network can declare one);
+2. the first module matching a registered family (:func:`register_profile`): torchvision ResNet, VGG, DenseNet and
+   EfficientNet, timm ResNet and EfficientNet (recognised without importing timm).
+
+Layer names of a profile are relative to the module that matched, so ``"layer4"`` resolves to ``"model.layer4"`` in
+a LightningModule holding the network as ``model`` (torchgeo's ``ClassificationTask``).
+
+Example:
+    >>> from torchvision.models import resnet18
+    >>> found = resolve_profile(resnet18())
+    >>> found.profile.family, found.gradcam_layer, found.concept_layer
+    ('resnet', 'layer4', 'layer3')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+from torchvision.models import VGG, DenseNet, EfficientNet, ResNet
+from zennit.rules import Epsilon
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+from . import canonizers as ours
+
+__all__ = [
+    "PROFILE_ATTR",
+    "FAMILY_PROFILES",
+    "ExplanationProfile",
+    "ResolvedProfile",
+    "find_profile",
+    "register_profile",
+    "resolve_profile",
+]
+
+#: attribute holding an :class:`ExplanationProfile` on a network (set by ``lit_xai.models.build_architecture``)
+PROFILE_ATTR = "explanation_profile"
+
+
+def _none() -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class ExplanationProfile:
+    """What explainers need to know about one architecture family.
+
+    Attributes:
+        family: family name (``"resnet"``, ``"timm_resnet"``, ...), shown in captions and errors.
+        canonizers: factory returning *fresh* zennit canonizers (they hold state: never share them).
+        gradcam_layer: Grad-CAM target layer, relative to the profiled module (``""``: none known).
+        concept_layers: candidate CRP layers, most useful first.
+        default_composite: LRP composite that works best for the family (see ``benchmarks/checkerboard.py``).
+        attention_layer: channel-attention module keeping ``last_weights`` (attention networks only).
+        layer_map: factory of extra zennit ``(module type, rule)`` pairs prepended to every composite's layer map.
+    """
+
+    family: str
+    canonizers: Callable[[], list] = _none
+    gradcam_layer: str = ""
+    concept_layers: tuple[str, ...] = ()
+    default_composite: str = "epsilon_plus_flat"
+    attention_layer: str = ""
+    layer_map: Callable[[], list] = _none
+
+
+@dataclass(frozen=True)
+class ResolvedProfile:
+    """A profile found in a model, with the name prefix of the profiled module (``""`` for the model itself)."""
+
+    profile: ExplanationProfile
+    prefix: str = ""
+
+    def full_name(self, name: str) -> str:
+        """``name`` (relative to the profiled module) as a name in the whole model."""
+        return f"{self.prefix}.{name}" if self.prefix and name else (name or self.prefix)
+
+    @property
+    def gradcam_layer(self) -> str:
+        return self.profile.gradcam_layer
+
+    @property
+    def concept_layer(self) -> str:
+        return self.profile.concept_layers[0] if self.profile.concept_layers else ""
+
+
+@dataclass(frozen=True)
+class _FamilyEntry:
+    name: str
+    match: Callable[[nn.Module], bool]
+    profile: ExplanationProfile = field(compare=False)
+
+
+#: registered families, tried in order (first match wins)
+FAMILY_PROFILES: list[_FamilyEntry] = []
+
+
+def register_profile(match: Callable[[nn.Module], bool], profile: ExplanationProfile) -> ExplanationProfile:
+    """Register ``profile`` for modules where ``match(module)`` is true; a family name may be registered once.
+
+    Example:
+        >>> class MyNet(nn.Module): ...
+        >>> p = register_profile(lambda m: isinstance(m, MyNet), ExplanationProfile("mynet", gradcam_layer="body"))
+        >>> resolve_profile(nn.Sequential(MyNet())).full_name(p.gradcam_layer)
+        '0.body'
+        >>> _ = FAMILY_PROFILES.pop()  # keep the doctest free of side effects
+    """
+    if any(entry.name == profile.family for entry in FAMILY_PROFILES):
+        raise ValueError(f"a profile for family {profile.family!r} is already registered")
+    FAMILY_PROFILES.append(_FamilyEntry(profile.family, match, profile))
+    return profile
+
+
+def _timm(module: nn.Module, module_prefix: str, class_name: str) -> bool:
+    cls = type(module)
+    return cls.__module__.startswith(module_prefix) and cls.__name__ == class_name
+
+
+def _depthwise_epsilon() -> list:
+    return [(ours.DepthwiseConv2d, Epsilon())]
+
+
+register_profile(
+    lambda m: isinstance(m, ResNet),
+    ExplanationProfile(
+        "resnet", lambda: [ResNetCanonizer()], "layer4", ("layer3", "layer4"), default_composite="epsilon_gamma_box"
+    ),
+)
+register_profile(
+    lambda m: isinstance(m, VGG), ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+)
+register_profile(
+    lambda m: isinstance(m, DenseNet),
+    ExplanationProfile(
+        "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
+    ),
+)
+register_profile(
+    lambda m: isinstance(m, EfficientNet),
+    ExplanationProfile(
+        "efficientnet",
+        lambda: [ours.EfficientNetCanonizer()],
+        "features",
+        ("features.6", "features.5"),
+        default_composite="epsilon_alpha2_beta1",
+    ),
+)
+register_profile(
+    lambda m: _timm(m, "timm.models.resnet", "ResNet"),
+    ExplanationProfile(
+        "timm_resnet",
+        lambda: [ours.TimmResNetCanonizer()],
+        "layer4",
+        ("layer3", "layer4"),
+        default_composite="epsilon_gamma_box",
+    ),
+)
+register_profile(
+    lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"),
+    ExplanationProfile(
+        "timm_efficientnet",
+        lambda: [ours.TimmEfficientNetCanonizer()],
+        "bn2",
+        ("blocks.5", "blocks.6"),
+        layer_map=_depthwise_epsilon,
+    ),
+)
+
+
+def find_profile(model: nn.Module) -> ResolvedProfile | None:
+    """The profile of ``model`` (declared attribute first, then registered families), or ``None``."""
+    modules = list(model.named_modules())
+    for name, module in modules:
+        profile = getattr(module, PROFILE_ATTR, None)
+        if isinstance(profile, ExplanationProfile):
+            return ResolvedProfile(profile, name)
+    for name, module in modules:
+        for entry in FAMILY_PROFILES:
+            if entry.match(module):
+                return ResolvedProfile(entry.profile, name)
+    return None
+
+
+def resolve_profile(model: nn.Module, needed: str = "canonizers") -> ResolvedProfile:
+    """Like :func:`find_profile` but raises a ``ValueError`` that says what to pass instead.
+
+    Args:
+        model: the network (or a module holding it).
+        needed: what the caller wanted from the profile (named in the error): ``"canonizers"``, ``"layer"``, ...
+    """
+    found = find_profile(model)
+    if found is None:
+        families = ", ".join(entry.name for entry in FAMILY_PROFILES)
+        raise ValueError(
+            f"cannot infer the {needed} of {type(model).__name__}: it is not built from lit_xai's registry, declares no "
+            f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass them explicitly "
+            "(canonizers=[] for a plain conv/linear/ReLU network, layer='<module name>'), or register a profile "
+            "with lit_xai.explainers.profiles.register_profile"
+        )
+    return found
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """A short dict describing the resolved profile (for logs and errors)."""
+    found = find_profile(model)
+    if found is None:
+        return {"family": None}
+    return {"family": found.profile.family, "prefix": found.prefix, "gradcam_layer": found.gradcam_layer}
