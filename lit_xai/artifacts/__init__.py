@@ -3,22 +3,29 @@
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
 from .detectors import (
     DARK_CORNERS_THRESHOLD,
-    DEFAULT_THRESHOLDS,
-    DETECTORS,
     MARKER_THRESHOLD,
     RING_THRESHOLD,
     detect_dark_corners,
     detect_marker,
     detect_ring,
-    get_detector,
     register_detector,
     relative_darkness,
 )
-from .inserters import MARKER_COLORS, insert_marker, insert_ring, remove_ring, ring_mask
+from .inserters import MARKER_COLORS, insert_dark_corners, insert_marker, insert_ring, remove_ring, ring_mask
+from .monitoring import AlertRule, ReliancePool, measure_reliance
+from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
 from .reliance import counterfactual_shift, paired_shift, predict_proba, relevance_in_mask, removal_shift
 from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
 
 __all__ = [
+    "ARTIFACTS",
+    "AlertRule",
+    "Artifact",
+    "ReliancePool",
+    "get_artifact",
+    "insert_dark_corners",
+    "measure_reliance",
+    "register_artifact",
     "ArtifactAssociation",
     "ArtifactClusterResult",
     "AuditReport",

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .detectors import DEFAULT_THRESHOLDS, Detector, get_detector
+from .detectors import Detector
+from .registry import DEFAULT_THRESHOLDS, get_detector
 
 __all__ = [
     "ALPHA",
@@ -44,6 +45,8 @@ __all__ = [
     "AuditReport",
     "audit_dataset",
     "audit_datamodule",
+    "audit_sample",
+    "eval_dataset",
     "association_table",
 ]
 
@@ -556,6 +559,15 @@ def _items(dataset: Any, indices: Sequence[int]) -> Iterator[Any]:
             yield _Failure(i, err)
 
 
+def eval_dataset(dataset: Any, dm: Any) -> Any:
+    """``dataset`` as stored, not augmented: a shallow copy with the datamodule's evaluation transform when both
+    offer one (the datamodule is untouched), else ``dataset`` itself."""
+    if hasattr(dataset, "transform") and callable(getattr(dm, "transform", None)):
+        dataset = copy.copy(dataset)
+        dataset.transform = dm.transform(train=False)
+    return dataset
+
+
 def _split_dataset(dm: Any, split: str, augmented: bool) -> Any:
     if hasattr(dm, "dataset") and callable(dm.dataset):
         ds = dm.dataset(split)
@@ -572,11 +584,25 @@ def _split_dataset(dm: Any, split: str, augmented: bool) -> Any:
                 f"cannot find the {split!r} dataset of {type(dm).__name__}: expected dm.dataset({split!r}) or an "
                 f"attribute {split}_dataset; call audit_dataset(dataset, ...) directly instead"
             )
-    if not augmented and hasattr(ds, "transform") and hasattr(dm, "transform") and callable(dm.transform):
-        # audit the stored images, not a random augmentation of them: a shallow copy with the eval transform
-        ds = copy.copy(ds)
-        ds.transform = dm.transform(train=False)
-    return ds
+    # audit the stored images, not a random augmentation of them
+    return ds if augmented else eval_dataset(ds, dm)
+
+
+def audit_sample(dataset: Any, max_samples: int | None = None, seed: int = 0, **kwargs: Any) -> AuditReport:
+    """:func:`audit_dataset` on a seeded random subset of ``max_samples`` items of a map-style dataset (sorted
+    indices, so a dataset ordered by class is still sampled fairly); a failing item is counted, not raised.
+
+    Example:
+        >>> import torch
+        >>> data = [(torch.rand(3, 16, 16), i % 2) for i in range(10)]
+        >>> audit_sample(data, max_samples=6, class_names=["a", "b"]).n_images
+        6
+    """
+    n = len(dataset)
+    indices = np.arange(n)
+    if max_samples is not None and max_samples < n:
+        indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    return audit_dataset(_items(dataset, indices.tolist()), **kwargs)
 
 
 def audit_datamodule(
@@ -612,13 +638,10 @@ def audit_datamodule(
     for name in ("class_names", "task", "denormalize"):
         if not hasattr(dm, name):
             raise ValueError(f"{type(dm).__name__} has no {name!r}; use audit_dataset(...) with explicit arguments")
-    ds = _split_dataset(dm, split, augmented)
-    n = len(ds)
-    indices = np.arange(n)
-    if max_samples is not None and max_samples < n:
-        indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
-    return audit_dataset(
-        _items(ds, indices.tolist()),
+    return audit_sample(
+        _split_dataset(dm, split, augmented),
+        max_samples=max_samples,
+        seed=seed,
         detectors=detectors,
         class_names=list(dm.class_names),
         denormalize=dm.denormalize,

@@ -1,7 +1,8 @@
 """Image-space artifact detectors: ``images01 (N, C, H, W) -> (scores (N,), masks (N, H, W) bool)``.
 
 Every detector is a plain function on images in [0, 1] (denormalize first), pure torch (+ ``scipy.ndimage`` for
-connected components), with a default decision threshold next to it and an entry in :data:`DETECTORS`:
+connected components), with a default decision threshold next to it; :mod:`lit_xai.artifacts.registry` registers each
+with its inserter and remover:
 
 * :func:`detect_ring` — dark microscope ring / vignette (dermoscopy "dark corner artifact", DCA);
 * :func:`detect_dark_corners` — the four corner patches dark relative to the image's own interior;
@@ -26,8 +27,6 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 __all__ = [
-    "DETECTORS",
-    "DEFAULT_THRESHOLDS",
     "RING_THRESHOLD",
     "DARK_CORNERS_THRESHOLD",
     "MARKER_THRESHOLD",
@@ -35,7 +34,6 @@ __all__ = [
     "detect_ring",
     "detect_dark_corners",
     "detect_marker",
-    "get_detector",
     "register_detector",
     "relative_darkness",
 ]
@@ -43,31 +41,26 @@ __all__ = [
 #: a detector maps images ``(N, C, H, W)`` in [0, 1] to ``(scores (N,), masks (N, H, W) bool)``
 Detector = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
-#: registry of image-space detectors by name (used by :func:`lit_xai.artifacts.audit_dataset`)
-DETECTORS: dict[str, Detector] = {}
-#: default decision threshold of each registered detector
-DEFAULT_THRESHOLDS: dict[str, float] = {}
-
 
 def register_detector(name: str, threshold: float) -> Callable[[Detector], Detector]:
-    """Decorator adding a detector and its default threshold to :data:`DETECTORS` (duplicates raise).
+    """Decorator registering a detection-only artifact (no inserter: it can be audited, not watched by
+    :class:`~lit_xai.callbacks.ShortcutMonitor`); see :func:`lit_xai.artifacts.register_artifact` for the full form.
 
     Example:
         >>> import torch
+        >>> from lit_xai.artifacts import ARTIFACTS
         >>> @register_detector("all_white", threshold=0.9)
         ... def detect_all_white(images01):
         ...     scores = images01.mean((1, 2, 3))
         ...     return scores, (images01.mean(1) > 0.95) & (scores >= 0.9)[:, None, None]
-        >>> "all_white" in DETECTORS
+        >>> ARTIFACTS["all_white"].insert is None
         True
-        >>> _ = DETECTORS.pop("all_white"), DEFAULT_THRESHOLDS.pop("all_white")  # keep the doctest side-effect free
+        >>> _ = ARTIFACTS.pop("all_white")  # keep the doctest side-effect free
     """
+    from .registry import register_artifact  # the registry imports this module for the built-in detectors
 
     def add(fn: Detector) -> Detector:
-        if name in DETECTORS:
-            raise ValueError(f"a detector named {name!r} is already registered ({DETECTORS[name].__name__})")
-        DETECTORS[name] = fn
-        DEFAULT_THRESHOLDS[name] = float(threshold)
+        register_artifact(name, detect=fn, threshold=threshold)
         return fn
 
     return add
@@ -180,7 +173,6 @@ def _empty_result(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.zeros(n), torch.zeros(n, h, w, dtype=torch.bool)
 
 
-@register_detector("ring", RING_THRESHOLD)
 def detect_ring(images01: torch.Tensor, threshold: float = RING_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Detect a dark microscope ring / vignette around a circular field of view (FOV).
 
@@ -270,7 +262,6 @@ def _connected_to(seed: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-@register_detector("dark_corners", DARK_CORNERS_THRESHOLD)
 def detect_dark_corners(
     images01: torch.Tensor, threshold: float = DARK_CORNERS_THRESHOLD
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -331,7 +322,6 @@ def _component_stats(labels: np.ndarray, count: int, img: np.ndarray) -> tuple[n
     return area, mean, std
 
 
-@register_detector("marker", MARKER_THRESHOLD)
 def detect_marker(images01: torch.Tensor, threshold: float = MARKER_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
     """Detect a uniform patch of saturated *off-skin* colour: ink markings, colour calibration patches.
 
@@ -381,11 +371,3 @@ def detect_marker(images01: torch.Tensor, threshold: float = MARKER_THRESHOLD) -
             keep = np.flatnonzero(comp_scores >= threshold) + 1
             masks[i] = torch.from_numpy(np.isin(labels, keep))
     return scores, masks
-
-
-def get_detector(name: str) -> Detector:
-    """The registered detector called ``name``; the error lists the valid names."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown artifact detector {name!r}; choose one of: {', '.join(sorted(DETECTORS))}") from None

@@ -11,7 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ring_mask", "insert_ring", "insert_marker", "remove_ring", "MARKER_COLORS"]
+__all__ = [
+    "insert_dark_corners","ring_mask", "insert_ring", "insert_marker", "remove_ring", "MARKER_COLORS"]
 
 #: off-skin marker colours (RGB in [0, 1]): gentian violet, blue ink, green marker, cyan calibration patch
 MARKER_COLORS: tuple[tuple[float, float, float], ...] = (
@@ -198,3 +199,26 @@ def remove_ring(
 
 def _uniform(generator: torch.Generator | None, low: float, high: float) -> float:
     return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def insert_dark_corners(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    radius_range: tuple[float, float] = (1.1, 1.3),
+    darkness_range: tuple[float, float] = (0.85, 1.0),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Darken the four corners (a dermatoscope's field of view wider than the image, "dark corner artifact").
+
+    A vignette whose radius exceeds the half side: it reaches the corners but not the middle of the edges, which
+    is what :func:`lit_xai.artifacts.detect_dark_corners` looks for (a ring reaches the edges too).
+
+    Returns:
+        ``(images with dark corners, masks)``, masks ``(N, H, W)`` bool.
+
+    Example:
+        >>> import torch
+        >>> out, masks = insert_dark_corners(torch.full((1, 3, 32, 32), 0.8), torch.Generator().manual_seed(0))
+        >>> bool(masks[0, 0, 0]), bool(masks[0, 16, 0]), bool(masks[0, 16, 16])
+        (True, False, False)
+    """
+    return insert_ring(images, generator, radius_range=radius_range, darkness_range=darkness_range, max_offset=0.0)

@@ -24,6 +24,7 @@ import torch
 from scipy import stats
 from torch import nn
 
+from ..contracts import probabilities
 from .inserters import insert_ring, remove_ring
 
 __all__ = [
@@ -98,13 +99,12 @@ def _evaluating(model: nn.Module) -> Iterator[nn.Module]:
 def _probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     if logits.ndim != 2:
         raise ValueError(f"the model must return logits (N, K), got shape {tuple(logits.shape)}")
-    if task == "multilabel":
-        return torch.sigmoid(logits)
-    if task in ("binary", "multiclass"):
-        if logits.shape[1] < 2:
-            raise ValueError("binary/multiclass models must return >= 2 logits (binary uses two logits + softmax)")
-        return torch.softmax(logits, 1)
-    raise ValueError(f"task must be 'binary', 'multiclass' or 'multilabel', got {task!r}")
+    if task in ("binary", "multiclass") and logits.shape[1] < 2:
+        raise ValueError(
+            "binary/multiclass models must return >= 2 logits (binary uses two logits + softmax); wrap a single-logit "
+            "model with lit_xai.contracts.TwoLogitBinary"
+        )
+    return probabilities(logits, task)
 
 
 def predict_proba(

@@ -1,10 +1,16 @@
-"""Lightning plumbing shared by the callbacks: logger discovery, RNG preservation, scheduling, rank-0 compute."""
+"""Lightning plumbing shared by the callbacks: loggers, RNG preservation, scheduling, the explained module, value
+ranges, and the one step convention every XAI output uses.
+
+**Steps.** Everything the callbacks log for an explained epoch (images, text, scalars) uses the same step, the number
+of completed training epochs: 0 is the untrained model (fit start), ``e + 1`` is the model after epoch ``e``. So the
+step slider of TensorBoard's images and the x axis of the ``xai/``/``shortcut/`` scalars count epochs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
 
 import numpy as np
@@ -12,12 +18,28 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-__all__ = ["find_tensorboard", "preserve_rng", "should_run", "explained_module", "denormalizer", "notify"]
+from ..contracts import TwoLogitBinary
+
+__all__ = [
+    "ValueRange",
+    "epoch_step",
+    "explained_module",
+    "find_tensorboard",
+    "notify",
+    "preserve_rng",
+    "should_run",
+    "value_range",
+]
 
 
 def find_tensorboard(trainer: Trainer) -> Optional[TensorBoardLogger]:
     """The first TensorBoard logger of the trainer, or None."""
     return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+def epoch_step(epoch: int) -> int:
+    """The step of every XAI output of ``epoch`` (-1 = the untrained model at fit start): completed epochs."""
+    return epoch + 1
 
 
 @contextlib.contextmanager
@@ -44,33 +66,152 @@ def should_run(trainer: Trainer, every_n_epochs: int) -> bool:
     return (epoch + 1) % max(1, every_n_epochs) == 0 or last
 
 
-def explained_module(pl_module: LightningModule, module_attr: Optional[str]) -> torch.nn.Module:
+def explained_module(pl_module: LightningModule, module_attr: Optional[str], knob: str = "module_attr") -> torch.nn.Module:
     """The module mapping images to logits: ``pl_module`` itself or its attribute ``module_attr``."""
     if not module_attr:
         return pl_module
     module = pl_module
     for part in module_attr.split("."):
         if not hasattr(module, part):
+            children = [n for n, _ in pl_module.named_children()]
             raise AttributeError(
-                f"{type(pl_module).__name__} has no attribute {module_attr!r}; set module_attr to the submodule that "
-                "maps images to logits (or leave it empty to explain the LightningModule's forward)"
+                f"{type(pl_module).__name__} has no attribute {module_attr!r}; set {knob} to the submodule that maps "
+                f"images to logits (its children: {children}) or leave it empty to explain the LightningModule's forward"
             )
         module = getattr(module, part)
     return module
 
 
-def denormalizer(trainer: Trainer) -> Any:
-    """``images -> [0, 1]`` from the datamodule if it offers ``denormalize``, else per-image min-max scaling."""
-    dm = getattr(trainer, "datamodule", None)
-    if dm is not None and callable(getattr(dm, "denormalize", None)):
-        return lambda x: dm.denormalize(x).clamp(0, 1)
+def check_logits(module: torch.nn.Module, images: torch.Tensor, knob: str = "module_attr") -> int:
+    """Run ``module`` on ``images`` (eval copy semantics are the caller's) and return its number of outputs.
 
-    def minmax(x: torch.Tensor) -> torch.Tensor:
-        flat = x.flatten(1)
-        lo, hi = flat.amin(1)[:, None, None, None], flat.amax(1)[:, None, None, None]
-        return ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+    Raises:
+        ValueError: when the output is not an ``(N, K)`` tensor, naming the argument that fixes it.
+    """
+    with torch.no_grad():
+        modes = [(m, m.training) for m in module.modules()]
+        try:
+            module.eval()
+            param = next(module.parameters(), None)
+            x = images.to(param.device) if param is not None else images
+            out = module(x)
+        finally:
+            for m, mode in modes:
+                m.training = mode
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"the model returned {type(out).__name__}, not a logits tensor (N, K); pass {knob}='<name>' naming the "
+            "submodule of your LightningModule that maps images to logits"
+        )
+    if out.ndim == 1:
+        return 1
+    if out.ndim != 2:
+        raise ValueError(
+            f"the model must return logits of shape (N, K), got {tuple(out.shape)}; pass {knob}='<name>' naming the "
+            "submodule that does"
+        )
+    return int(out.shape[1])
 
-    return minmax
+
+def adapt_binary(module: torch.nn.Module, num_outputs: int) -> torch.nn.Module:
+    """A single-logit binary model wrapped as two logits (see :class:`lit_xai.contracts.TwoLogitBinary`)."""
+    return TwoLogitBinary(module) if num_outputs == 1 else module
+
+
+class ValueRange:
+    """Conversions between model inputs and images in [0, 1] (for display, detectors and inserters).
+
+    Args:
+        to01: model input -> [0, 1].
+        from01: [0, 1] -> model input.
+        source: where the conversion came from (for messages).
+    """
+
+    def __init__(
+        self,
+        to01: Callable[[torch.Tensor], torch.Tensor],
+        from01: Callable[[torch.Tensor], torch.Tensor],
+        source: str,
+    ) -> None:
+        self.to01, self.from01, self.source = to01, from01, source
+
+
+def value_range(
+    datamodule: Any,
+    normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
+    input_range: Optional[tuple[float, float]] = None,
+) -> Optional[ValueRange]:
+    """How model inputs map to [0, 1]: an explicit ``normalization=(mean, std)`` or ``input_range=(lo, hi)``
+    argument, else the datamodule's ``normalize``/``denormalize``; ``None`` when nothing says."""
+    if normalization is not None:
+        mean = torch.as_tensor(normalization[0], dtype=torch.float32)[None, :, None, None]
+        std = torch.as_tensor(normalization[1], dtype=torch.float32)[None, :, None, None]
+        return ValueRange(
+            lambda x: (x * std.to(x) + mean.to(x)).clamp(0, 1),
+            lambda x: (x - mean.to(x)) / std.to(x),
+            "normalization=(mean, std)",
+        )
+    if input_range is not None:
+        lo, hi = float(input_range[0]), float(input_range[1])
+        if hi <= lo:
+            raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
+        return ValueRange(lambda x: ((x - lo) / (hi - lo)).clamp(0, 1), lambda x: x * (hi - lo) + lo, "input_range")
+    if datamodule is not None and callable(getattr(datamodule, "denormalize", None)) and callable(
+        getattr(datamodule, "normalize", None)
+    ):
+        return ValueRange(lambda x: datamodule.denormalize(x).clamp(0, 1), datamodule.normalize, "the datamodule")
+    return None
+
+
+def minmax01(x: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max scaling to [0, 1] (display fallback when the value range is unknown)."""
+    flat = x.flatten(1)
+    lo, hi = flat.amin(1)[:, None, None, None], flat.amax(1)[:, None, None, None]
+    return ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
+
+
+def class_names_of(trainer: Trainer, pl_module: LightningModule, given: Optional[list[str]]) -> Optional[list[str]]:
+    """Class names: the given ones, else the LightningModule's or the datamodule's ``class_names``."""
+    if given:
+        return list(given)
+    for source in (pl_module, getattr(trainer, "datamodule", None)):
+        names = getattr(source, "class_names", None)
+        if names:
+            return [str(n) for n in names]
+    return None
+
+
+def task_of(trainer: Trainer, pl_module: LightningModule, given: Optional[str]) -> Optional[str]:
+    """The task: the given one, else the LightningModule's or the datamodule's ``task``; None when nobody says."""
+    if given is not None:
+        return given
+    for source in (pl_module, getattr(trainer, "datamodule", None)):
+        task = getattr(source, "task", None)
+        if task in ("binary", "multiclass", "multilabel"):
+            return str(task)
+    return None
+
+
+def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int) -> None:
+    """Log a uint8 ``(3, H, W)`` image through the trainer's loggers (rank 0)."""
+    tb = find_tensorboard(trainer)
+    if tb is not None and trainer.is_global_zero:
+        tb.experiment.add_image(tag, image, step)
+
+
+def log_text(trainer: Trainer, tag: str, text: str, step: int) -> None:
+    """Log markdown text through the trainer's loggers (rank 0)."""
+    tb = find_tensorboard(trainer)
+    if tb is not None and trainer.is_global_zero:
+        tb.experiment.add_text(tag, text, step)
+
+
+def log_scalars(trainer: Trainer, scalars: dict[str, float], step: int) -> None:
+    """Log scalars at ``step`` through every logger's ``log_metrics`` (rank 0; any Lightning logger)."""
+    if not scalars or not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(scalars), step=step)
 
 
 def notify(trainer: Trainer, message: str) -> None:

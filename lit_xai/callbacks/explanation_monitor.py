@@ -1,67 +1,70 @@
-"""``ExplanationMonitor``: explanations of fixed probe images at epoch end, their drift across epochs, in TensorBoard.
+"""``ExplanationMonitor``: explanations of fixed probe images at epoch end and their drift across epochs.
 
-A thin Lightning shell: it picks the probes, schedules the work, calls the pure explainers
-(:mod:`lit_xai.explainers`) and drift measures (:mod:`lit_xai.metrics`) and logs. It works with any LightningModule
-whose forward (or ``module_attr`` submodule) maps images to logits.
+A thin Lightning shell: it schedules, picks probes (:mod:`lit_xai.probes`), calls :func:`lit_xai.explainers.explain`
+and a :class:`lit_xai.metrics.DriftTracker`, renders with :mod:`lit_xai.visualization` and logs. It works with any
+LightningModule whose forward (or ``module_attr`` submodule) maps images to logits.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..metrics.drift import DRIFT_MEASURES, drift_scores
-from ._common import denormalizer, explained_module, find_tensorboard, notify, preserve_rng, should_run
+from ..explainers import CRP, Explainer, ExplainerError, ProbeExplanations, build_explainer, concept_references, explain
+from ..metrics.drift import DriftTracker
+from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
+from ._common import (
+    adapt_binary,
+    check_logits,
+    class_names_of,
+    epoch_step,
+    explained_module,
+    find_tensorboard,
+    log_image,
+    log_scalars,
+    log_text,
+    minmax01,
+    notify,
+    preserve_rng,
+    should_run,
+    task_of,
+    value_range,
+)
 from ._render import concept_grid, explanation_grid, timeline_grid
-from .probes import Probes, probes_from_tensors, select_probes, validation_dataset
 
-__all__ = ["ExplanationMonitor", "METHODS"]
+__all__ = ["ExplanationMonitor"]
 
-METHODS = ("lrp", "crp", "gradcam", "attention_gradcam")
-CANONIZER_FAMILIES = ("none", "resnet", "vgg", "densenet", "efficientnet", "resnet_attention")
-MAP_METHODS = ("lrp", "gradcam", "attention_gradcam")  # methods giving one (H, W) map per row: drift is tracked
+TASKS = ("binary", "multiclass", "multilabel")
 
 
 class ExplanationMonitor(Callback):
-    """Explain fixed probes every N epochs and log heatmaps, concept grids and drift to TensorBoard.
+    """Explain fixed probes every N epochs and log heatmaps, concept grids, timelines and drift.
 
     Args:
-        methods: any of ``"lrp"``, ``"crp"``, ``"gradcam"``, ``"attention_gradcam"`` (attention ResNets).
+        explainers: names (``"lrp"``, ``"crp"``, ``"gradcam"``, ``"attention_gradcam"``, ``"lrp_gradcam"``) or
+            configured explainer objects (YAML: ``{class_path: lit_xai.explainers.CRP, init_args: {top_k: 6}}``);
+            several LRP composites side by side are ``LRP(composite=...)`` objects.
         every_n_epochs: explain at the end of every N-th validation epoch (and at the last epoch).
-        num_probes: number of probes drawn from the datamodule's validation set (stratified by class).
-        probes: optional ``(N, C, H, W)`` probe tensor (as the model expects it); needs ``probe_targets``.
-        probe_targets: ``(N,)`` class indices (or ``(N, K)`` multi-hot) for ``probes``.
-        probe_indices: explicit validation-set indices instead of the stratified draw.
-        num_artifact_probes: how many artifact-flagged samples to include when the dataset flags artifacts.
+        probes: how probes are chosen: a :class:`~lit_xai.probes.ProbeSelector`, a number of probes, or (from Python)
+            a :class:`~lit_xai.probes.Probes` built with :func:`~lit_xai.probes.probes_from_tensors`.
         targets: explain the ``"true"`` class, the ``"predicted"`` one, or ``"both"``. Multi-label: every positive
             (true) or predicted (p > 0.5) class of a probe, one row per (probe, class).
-        lrp_composite: zennit composite name; None = the architecture's default.
-        crp_layer: layer for concept analysis; None = the architecture's first candidate concept layer.
-        crp_top_k: concepts shown per probe.
-        crp_reference_pool: validation images searched for each concept's reference images (0 = none).
-        gradcam_layer: Grad-CAM layer; None = from the registry or the torchvision family.
-        canonizers: zennit canonizers by family name (``"resnet"``, ``"vgg"``, ``"densenet"``, ``"efficientnet"``,
-            ``"resnet_attention"``) or ``"none"`` for plain conv/linear/ReLU networks; None = registry / inferred.
+        drift: the :class:`~lit_xai.metrics.DriftTracker` (measures, pooled size, timeline length); None = default.
         module_attr: attribute of the LightningModule that maps images to logits (None = its forward).
-        task: ``"multilabel"`` makes probabilities sigmoid instead of softmax; None = ``pl_module.task`` if present.
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``; None = the LightningModule's / datamodule's
+            ``task``, else inferred from the model's outputs and the probe targets.
         class_names: names for captions; None = ``pl_module.class_names`` / the datamodule's, else indices.
-        log_at_fit_start: explain the initial model at fit start (epoch -1) as the drift baseline.
-        drift_measures: similarity measures logged as ``xai/drift/<method>/<measure>_{prev,first}``.
-        drift_top_fraction: pixel fraction for the top-k IoU measure.
-        drift_size: maps are average-pooled to at most this side length before drift and timelines (keeps the
-            checkpointed state small).
-        timeline_length: epochs shown in the per-probe timeline image.
-        per_probe_scalars: also log the drift of every probe (TensorBoard only).
-        explain_on_eval: also explain under ``trainer.validate`` / ``trainer.test`` (no drift update).
+        log_at_fit_start: explain the untrained model at fit start (step 0) as the drift baseline.
+        explain_on_eval: also explain under ``trainer.validate`` / ``trainer.test`` (tagged ``.../eval`` and
+            captioned with the checkpoint's epoch; no drift update).
+        per_probe_scalars: also log every probe's drift (off: the means are what people read).
         tile: pixel size of a tile in the logged grids.
-        seed: probe selection seed.
-        tag: prefix of every logged tag; also part of the checkpoint ``state_key``.
+        tag: prefix of every logged tag; also the checkpoint ``state_key``.
         verbose: announce each explanation step through the progress bar.
 
     Example (YAML)::
@@ -69,117 +72,106 @@ class ExplanationMonitor(Callback):
         trainer:
           callbacks:
             - class_path: lit_xai.callbacks.ExplanationMonitor
-              init_args: {methods: [lrp, crp, gradcam], num_probes: 8}
+              init_args:
+                explainers: [lrp, gradcam, {class_path: lit_xai.explainers.CRP, init_args: {top_k: 6}}]
+                probes: {class_path: lit_xai.probes.ProbeSelector, init_args: {num_probes: 8, per_outcome: 2}}
     """
 
     def __init__(
         self,
-        methods: Sequence[str] = ("lrp", "crp", "gradcam"),
+        explainers: Sequence[Union[str, Explainer]] = ("lrp", "crp", "gradcam"),
         every_n_epochs: int = 1,
-        num_probes: int = 8,
-        probes: Optional[torch.Tensor] = None,
-        probe_targets: Optional[torch.Tensor] = None,
-        probe_indices: Optional[list[int]] = None,
-        num_artifact_probes: int = 2,
+        probes: Union[ProbeSelector, int, Any] = 8,
         targets: Literal["true", "predicted", "both"] = "true",
-        lrp_composite: Optional[str] = None,
-        crp_layer: Optional[str] = None,
-        crp_top_k: int = 4,
-        crp_reference_pool: int = 32,
-        gradcam_layer: Optional[str] = None,
-        canonizers: Optional[str] = None,
+        drift: Optional[DriftTracker] = None,
         module_attr: Optional[str] = None,
         task: Optional[Literal["binary", "multiclass", "multilabel"]] = None,
         class_names: Optional[list[str]] = None,
         log_at_fit_start: bool = True,
-        drift_measures: Sequence[str] = ("ssim", "spearman", "iou"),
-        drift_top_fraction: float = 0.1,
-        drift_size: int = 64,
-        timeline_length: int = 12,
-        per_probe_scalars: bool = True,
-        explain_on_eval: bool = True,
+        explain_on_eval: bool = False,
+        per_probe_scalars: bool = False,
         tile: int = 112,
-        seed: int = 0,
         tag: str = "xai",
         verbose: bool = True,
     ) -> None:
-        methods = tuple(methods)
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown or not methods:
-            raise ValueError(f"unknown explanation methods {unknown or methods}; choose from {', '.join(METHODS)}")
+        if isinstance(explainers, (str, Explainer)):
+            explainers = [explainers]
+        if not explainers:
+            raise ValueError("explainers must name at least one explainer, e.g. ['lrp', 'gradcam']")
+        try:
+            self.explainers = [build_explainer(e) for e in explainers]
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"ExplanationMonitor(explainers=...): {err}") from None
+        labels = [e.label for e in self.explainers]
+        if len(set(labels)) != len(labels):
+            raise ValueError(
+                f"ExplanationMonitor(explainers=...): labels {labels} repeat; configure repeated methods differently "
+                "(e.g. LRP(composite='epsilon_plus_flat') and LRP(composite='epsilon_gamma_box'))"
+            )
         if targets not in ("true", "predicted", "both"):
             raise ValueError(f"targets must be 'true', 'predicted' or 'both', got {targets!r}")
-        bad = [m for m in drift_measures if m not in DRIFT_MEASURES]
-        if bad:
-            raise ValueError(f"unknown drift measures {bad}; choose from {sorted(DRIFT_MEASURES)}")
-        if every_n_epochs < 1 or num_probes < 1:
-            raise ValueError("every_n_epochs and num_probes must be >= 1")
-        if (probes is None) != (probe_targets is None):
-            raise ValueError("probes and probe_targets go together: give both or neither")
-        self.methods = methods
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if tile < 16:
+            raise ValueError(f"tile must be >= 16 pixels, got {tile}")
+        if isinstance(probes, bool) or not isinstance(probes, (ProbeSelector, int, Probes)):
+            raise TypeError("probes must be a ProbeSelector, a number of probes, or Probes (probes_from_tensors)")
+        self.selector = ProbeSelector(num_probes=probes) if isinstance(probes, int) else probes
+        self.probes: Optional[Probes] = probes if isinstance(probes, Probes) else None
+        self._user_probes = isinstance(probes, Probes)
         self.every_n_epochs = every_n_epochs
-        self.num_probes = num_probes
-        self.probe_indices = probe_indices
-        self.num_artifact_probes = num_artifact_probes
         self.targets = targets
-        self.lrp_composite = lrp_composite
-        self.crp_layer = crp_layer
-        self.crp_top_k = crp_top_k
-        self.crp_reference_pool = crp_reference_pool
-        self.gradcam_layer = gradcam_layer
-        if canonizers is not None and canonizers not in CANONIZER_FAMILIES:
-            raise ValueError(f"unknown canonizers {canonizers!r}; choose from {', '.join(CANONIZER_FAMILIES)}")
-        self.canonizers = canonizers
+        self.drift = drift if drift is not None else DriftTracker()
         self.module_attr = module_attr
         self.task = task
         self.class_names = class_names
         self.log_at_fit_start = log_at_fit_start
-        self.drift_measures = tuple(drift_measures)
-        self.drift_top_fraction = drift_top_fraction
-        self.drift_size = drift_size
-        self.timeline_length = timeline_length
-        self.per_probe_scalars = per_probe_scalars
         self.explain_on_eval = explain_on_eval
+        self.per_probe_scalars = per_probe_scalars
         self.tile = tile
-        self.seed = seed
         self.tag = tag
         self.verbose = verbose
-        self.probes: Optional[Probes] = probes_from_tensors(probes, probe_targets) if probes is not None else None
-        self._user_probes = probes is not None
         self._reference_pool: Optional[Probes] = None
-        self._denormalize: Any = None
+        self._outcome_pool: Optional[Probes] = None
+        self._range: Any = None
+        self._resolved_task: Optional[str] = None
+        self._two_logits = False
+        self._checked = False
         self._warned_no_tb = False
-        self._layout_written = False
+        self._warned_degenerate: set[str] = set()
         # checkpointed state
         self.history: list[dict[str, Any]] = []
-        self.first: dict[str, torch.Tensor] = {}
-        self.previous: dict[str, torch.Tensor] = {}
-        self.timeline: dict[str, list[tuple[int, torch.Tensor]]] = {}
         self.last_epoch: Optional[int] = None
         self._restored_ids: Optional[list[int]] = None
+        self._restored = False
+
+    @property
+    def labels(self) -> list[str]:
+        return [e.label for e in self.explainers]
 
     # ------------------------------------------------------------------ checkpoint state
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(tag=self.tag, methods=self.methods)
+        # the tag only: a resumed run with a changed explainer list keeps the state of the unchanged explainers
+        return self._generate_state_key(tag=self.tag)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "history": list(self.history),
-            "first": dict(self.first),
-            "previous": dict(self.previous),
-            "timeline": {k: list(v) for k, v in self.timeline.items()},
+            "drift": self.drift.state_dict(),
             "last_epoch": self.last_epoch,
             "probe_ids": list(self.probes.ids) if self.probes is not None else None,
+            "explainers": self.labels,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
-        self.first = dict(state_dict.get("first", {}))
-        self.previous = dict(state_dict.get("previous", {}))
-        self.timeline = {k: list(v) for k, v in state_dict.get("timeline", {}).items()}
+        self.drift.load_state_dict(state_dict.get("drift", {}), methods=self.labels)
         self.last_epoch = state_dict.get("last_epoch")
         self._restored_ids = state_dict.get("probe_ids")
+        self._restored = True
         self._check_restored_probes()
 
     def _check_restored_probes(self) -> None:
@@ -190,44 +182,45 @@ class ExplanationMonitor(Callback):
                 f"ExplanationMonitor: the checkpoint's probes {self._restored_ids} differ from the current ones "
                 f"{self.probes.ids}; drift restarts from the next explained epoch"
             )
-            self.first, self.previous, self.timeline = {}, {}, {}
+            self.drift.reset()
         self._restored_ids = None
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return  # only rank 0 explains
-        self._denormalize = denormalizer(trainer)
+        self._range = value_range(trainer.datamodule)
         if self.probes is None:
             dataset = validation_dataset(trainer.datamodule, trainer)
-            self.probes = select_probes(
-                dataset, self.num_probes, self.seed, self.num_artifact_probes, indices=self.probe_indices
-            )
-            if "crp" in self.methods and self.crp_reference_pool > 0:
-                self._reference_pool = select_probes(dataset, self.crp_reference_pool, self.seed + 1, 0)
+            self.probes = self.selector.select(dataset)
+            if any(isinstance(e, CRP) for e in self.explainers):
+                self._reference_pool = select_reference_pool(dataset, self.selector)
+            if self.selector.per_outcome > 0:
+                self._outcome_pool = self.selector.outcome_candidates(dataset)
         self._check_restored_probes()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        tb = find_tensorboard(trainer)
-        if tb is None and not self._warned_no_tb:
+        self._prepare(trainer, pl_module)  # fails here, before the first epoch, whatever log_at_fit_start says
+        if find_tensorboard(trainer) is None and not self._warned_no_tb:
             rank_zero_warn(
-                "ExplanationMonitor: no TensorBoardLogger found; heatmaps are not logged, scalars go "
-                "through pl_module.log"
+                "ExplanationMonitor: no TensorBoardLogger found; heatmaps are not logged, scalars go to the loggers"
             )
             self._warned_no_tb = True
+        tb = find_tensorboard(trainer)
         if tb is not None:
             self._write_layout(tb)
-            self._log_probe_table(tb)
-        if self.log_at_fit_start and not self.history and not trainer.fast_dev_run:
-            self._run(trainer, pl_module, epoch=-1, mode="fit")  # baseline: images + TB scalars only
+        self._log_probe_table(trainer, pl_module)
+        resumed = self._restored or trainer.ckpt_path is not None or trainer.global_step > 0
+        if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
+            self._run(trainer, pl_module, epoch=-1, mode="fit")  # baseline: the untrained model
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
         fn = trainer.state.fn
-        mode = "fit" if fn == "fit" else str(getattr(fn, "value", fn))
+        mode = "fit" if fn == "fit" else "eval"
         if mode == "fit":
             if not should_run(trainer, self.every_n_epochs):
                 return
@@ -235,21 +228,47 @@ class ExplanationMonitor(Callback):
                 return  # already explained (e.g. resumed mid-epoch): never duplicate a drift point
         elif not self.explain_on_eval:
             return
-        self._run_and_log(trainer, pl_module, mode)
+        self._run_everywhere(trainer, pl_module, mode)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.explain_on_eval:
-            self._run_and_log(trainer, pl_module, "test")
+            self._run_everywhere(trainer, pl_module, "eval")
 
     # ------------------------------------------------------------------ work
-    def _run_and_log(self, trainer: Trainer, pl_module: LightningModule, mode: str) -> None:
-        scalars: Optional[dict[str, float]] = None
+    def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Resolve and check everything once (module, task, explainers' layers and composites) on rank 0."""
+        if self._checked or self.probes is None:
+            return
+        module = explained_module(pl_module, self.module_attr)
+        outputs = check_logits(module, self.probes.images[:2].clone())
+        self._two_logits = outputs == 1
+        task = task_of(trainer, pl_module, self.task)
+        if task is None:
+            task = "multilabel" if self.probes.targets.ndim == 2 else ("binary" if outputs <= 2 else "multiclass")
+        if task == "multilabel" and self.probes.targets.ndim != 2:
+            raise ValueError("task='multilabel' needs (N, K) multi-hot probe targets; set task= to the right one")
+        self._resolved_task = task
+        net = adapt_binary(module, outputs)
+        for explainer in self.explainers:
+            try:
+                explainer.check(net)
+            except Exception as err:  # noqa: BLE001 - re-raised naming the monitor's argument
+                raise ValueError(
+                    f"ExplanationMonitor(explainers=[... {explainer!r} ...]) cannot explain {type(module).__name__}: "
+                    f"{err}"
+                ) from err
+        self._checked = True
+
+    def _run_everywhere(self, trainer: Trainer, pl_module: LightningModule, mode: str) -> None:
+        payload: Optional[dict[str, float]] = None
         if trainer.is_global_zero:
-            scalars = self._run(trainer, pl_module, epoch=trainer.current_epoch, mode=mode)
-        # every rank reaches the broadcast, so nothing deadlocks and all ranks log identical values
-        scalars = trainer.strategy.broadcast(scalars, src=0)
-        if scalars:
-            pl_module.log_dict(scalars, sync_dist=False)
+            self._prepare(trainer, pl_module)
+            payload = self._run(trainer, pl_module, epoch=trainer.current_epoch, mode=mode)
+        # every rank reaches the broadcast, so nothing deadlocks and all ranks hold the same history
+        payload = trainer.strategy.broadcast(payload, src=0)
+        if payload is not None and not trainer.is_global_zero and mode == "fit":
+            self.history.append({"epoch": trainer.current_epoch, **payload})
+            self.last_epoch = trainer.current_epoch
 
     def _run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, mode: str) -> dict[str, float]:
         if self.probes is None:
@@ -257,289 +276,177 @@ class ExplanationMonitor(Callback):
         start = time.perf_counter()
         if self.verbose:
             where = "initial model" if epoch < 0 else f"epoch {epoch}"
-            notify(trainer, f"[{self.tag}] explaining {len(self.probes)} probes ({', '.join(self.methods)}), {where}")
+            labels = ", ".join(self.labels)
+            notify(trainer, f"[{self.tag}] explaining {len(self.probes)} probes ({labels}), {where}")
+        module = adapt_binary(explained_module(pl_module, self.module_attr), 1 if self._two_logits else 2)
         with preserve_rng():
-            module = explained_module(pl_module, self.module_attr)
-            result = explain_probes(
-                module,
-                self.probes,
-                methods=self.methods,
-                targets=self.targets,
-                task=self._task(pl_module, trainer),
-                lrp_composite=self.lrp_composite,
-                crp_layer=self.crp_layer,
-                crp_top_k=self.crp_top_k,
-                gradcam_layer=self.gradcam_layer,
-                canonizers=self.canonizers,
-            )
-            references = self._concept_references(module, result) if "crp" in self.methods else None
+            try:
+                result = explain(module, self.probes, self.explainers, self.targets, self._resolved_task or "multiclass")
+            except ExplainerError as err:
+                raise RuntimeError(f"ExplanationMonitor(explainers=[... {err.label!r} ...]): {err}") from err.error
+            references = self._concept_references(module, result)
+            outcome = self._outcome_explanations(module, result) if mode == "fit" else None
         scalars: dict[str, float] = {}
         per_probe: dict[str, float] = {}
         if mode == "fit":
-            scalars, per_probe = self._update_drift(result, epoch)
-        elapsed = time.perf_counter() - start
-        scalars[f"{self.tag}/time_s"] = elapsed
-        tb = find_tensorboard(trainer)
-        if tb is not None:
-            self._log_images(tb, trainer, result, references, epoch, mode)
-            step = trainer.global_step
-            for name, value in per_probe.items():
-                tb.experiment.add_scalar(name, value, step)
-            if epoch < 0:  # pl_module.log is not allowed in on_fit_start
-                for name, value in scalars.items():
-                    tb.experiment.add_scalar(name, value, step)
+            primary = {label: maps[result.primary] for label, maps in result.maps.items()}
+            means, per_probe = self.drift.update(primary, epoch, result.rows[result.primary].labels)
+            scalars = {f"{self.tag}/drift/{k}": v for k, v in means.items()}
+            self._warn_degenerate(result)
+        scalars[f"{self.tag}/time_s"] = time.perf_counter() - start
+        step = epoch_step(epoch)
+        self._log_images(trainer, result, references, outcome, epoch, mode)
+        log_scalars(trainer, scalars, step)
+        if self.per_probe_scalars and per_probe:
+            log_scalars(trainer, {f"{self.tag}/drift_probe/{k}": v for k, v in per_probe.items()}, step)
         if mode == "fit":
-            self.history.append({"epoch": epoch, "step": trainer.global_step, **scalars})
+            self.history.append({"epoch": epoch, "step": step, **scalars})
             self.last_epoch = epoch if epoch >= 0 else self.last_epoch
         if self.verbose:
-            notify(trainer, f"[{self.tag}] explanations done in {elapsed:.1f} s")
-        return scalars if epoch >= 0 else {}
+            notify(trainer, f"[{self.tag}] explanations done in {time.perf_counter() - start:.1f} s")
+        return scalars
 
-    def _task(self, pl_module: LightningModule, trainer: Trainer) -> str:
-        if self.task is not None:
-            return self.task
-        task = getattr(pl_module, "task", None) or getattr(trainer.datamodule, "task", None)
-        return task if task in ("binary", "multiclass", "multilabel") else "multiclass"
-
-    def _names(self, trainer: Trainer, pl_module: LightningModule) -> Optional[list[str]]:
-        if self.class_names:
-            return list(self.class_names)
-        for source in (pl_module, getattr(trainer, "datamodule", None)):
-            names = getattr(source, "class_names", None)
-            if names:
-                return list(names)
-        return None
+    def _warn_degenerate(self, result: ProbeExplanations) -> None:
+        rows = result.rows[result.primary]
+        for label, bad in self.drift.degenerate.items():
+            named = [rows.labels[i] for i in bad if i < len(rows.labels)]
+            key = f"{label}:{named}"
+            if named and key not in self._warned_degenerate:
+                self._warned_degenerate.add(key)
+                rank_zero_warn(
+                    f"ExplanationMonitor: {label} heatmaps of probes {named} contain NaN/Inf; their drift is NaN and "
+                    "left out of the means"
+                )
 
     def _concept_references(self, module: torch.nn.Module, result: ProbeExplanations) -> Optional[dict]:
-        if self._reference_pool is None or "crp" not in result.concepts:
+        if self._reference_pool is None or not result.concepts:
             return None
-        from ..explainers import concept_references
-
-        channels = sorted({int(c) for c in result.concepts["crp"][1].flatten().tolist()})
+        crp = next(e for e in self.explainers if isinstance(e, CRP))
+        concepts = result.concepts.get(crp.label)
+        if concepts is None:
+            return None
+        channels = sorted({int(c) for c in concepts.channels.flatten().tolist()})
         pool = self._reference_pool
-        targets = pool.targets if pool.targets.ndim == 1 else pool.targets.float().argmax(1)
-        refs = concept_references(module, pool.images, targets, layer=result.crp_layer, channels=channels, n_ref=1)
-        crops = refs.crops(self._denormalize(pool.images))  # (K, 1, 3, s, s): the most relevant region
+        targets = pool.targets if pool.targets.ndim == 1 else pool.targets.float().nan_to_num(0.0).argmax(1)
+        refs = concept_references(module, pool.images, targets, layer=concepts.layer, channels=channels, n_ref=1, crp=crp)
+        crops = refs.crops(self._to01(pool.images))  # (K, 1, 3, s, s): the most relevant region
         return {int(c): crops[k] for k, c in enumerate(refs.channels.tolist())}
 
-    # ------------------------------------------------------------------ drift
-    def _pool(self, maps: torch.Tensor) -> torch.Tensor:
-        h, w = maps.shape[-2:]
-        if max(h, w) <= self.drift_size:
-            return maps.float().cpu()
-        size = (max(1, round(h * self.drift_size / max(h, w))), max(1, round(w * self.drift_size / max(h, w))))
-        return F.adaptive_avg_pool2d(maps.float().cpu()[:, None], size)[:, 0]
+    def _outcome_explanations(self, module: torch.nn.Module, fixed: ProbeExplanations) -> Optional[tuple]:
+        """True/false positives/negatives chosen again from the validation pool's current predictions."""
+        pool = self._outcome_pool
+        if pool is None or self._resolved_task == "multilabel":
+            return None
+        first = explain(module, pool, [], "true", self._resolved_task or "multiclass")
+        picks = outcome_indices(first.probs, pool.targets, self.selector.per_outcome, seed=self.selector.seed)
+        rows = [i for name in ("FP", "FN", "TP", "TN") for i in picks[name]]
+        if not rows:
+            return None
+        names = {i: name for name in picks for i in picks[name]}
+        maps_explainers = [e for e in self.explainers if e.kind == "map"][:1]
+        if not maps_explainers:
+            return None
+        chosen = pool.subset(rows)
+        result = explain(module, chosen, maps_explainers, "predicted", self._resolved_task or "multiclass")
+        return result, chosen, [names[i] for i in rows]
 
-    def _update_drift(self, result: ProbeExplanations, epoch: int) -> tuple[dict[str, float], dict[str, float]]:
-        scalars: dict[str, float] = {}
-        per_probe: dict[str, float] = {}
-        for method, maps in result.maps.items():
-            small = self._pool(maps[result.primary])
-            for ref_name, ref in (("prev", self.previous.get(method)), ("first", self.first.get(method))):
-                if ref is None or ref.shape != small.shape:
-                    continue
-                scores = drift_scores(small, ref, self.drift_measures, self.drift_top_fraction)
-                for measure, values in scores.items():
-                    scalars[f"{self.tag}/drift/{method}/{measure}_{ref_name}"] = float(values.mean())
-                    if self.per_probe_scalars:
-                        for row, value in zip(result.row_labels[result.primary], values.tolist()):
-                            per_probe[f"{self.tag}/drift_probe/{method}/{row}/{measure}_{ref_name}"] = value
-            self.previous[method] = small
-            self.first.setdefault(method, small)
-            frames = self.timeline.setdefault(method, [])
-            frames.append((epoch, small.half()))
-            del frames[: max(0, len(frames) - self.timeline_length)]
-        return scalars, per_probe
+    def _to01(self, images: torch.Tensor) -> torch.Tensor:
+        return self._range.to01(images) if self._range is not None else minmax01(images)
 
-    # ------------------------------------------------------------------ TensorBoard
+    # ------------------------------------------------------------------ logging
     def _write_layout(self, tb: Any) -> None:
-        if self._layout_written:
-            return
+        measures = self.drift.measures
         layout = {
             f"{self.tag} drift": {
-                f"{m} vs previous epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_prev"]] for m in self.drift_measures
+                f"{m} vs previous epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_prev"]] for m in measures
             }
-            | {f"{m} vs first epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_first"]] for m in self.drift_measures}
+            | {f"{m} vs first epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_first"]] for m in measures}
             | {"explanation time (s)": ["Multiline", [rf"{self.tag}/time_s"]]},
+            "shortcut": {
+                "counterfactual shift": ["Multiline", [r"shortcut/.*/counterfactual_shift"]],
+                "relevance ratio": ["Multiline", [r"shortcut/.*/relevance_ratio"]],
+                "removal shift": ["Multiline", [r"shortcut/.*/removal_shift"]],
+                "relevance outside ROI": ["Multiline", [r"shortcut/roi/.*"]],
+                "alerts": ["Multiline", [r"shortcut/alerts"]],
+            },
         }
         tb.experiment.add_custom_scalars(layout)
-        self._layout_written = True
 
-    def _log_probe_table(self, tb: Any) -> None:
+    def _log_probe_table(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.probes is None:
             return
-        lines = ["| probe | dataset index | target | artifact |", "|---|---|---|---|"]
-        for k, (i, t, a) in enumerate(
-            zip(self.probes.ids, self.probes.targets.tolist(), self.probes.artifact.tolist())
-        ):
-            lines.append(f"| {k} | {i} | {t} | {'yes' if a else ''} |")
-        tb.experiment.add_text(f"{self.tag}/probes", "\n".join(lines), 0)
+        names = class_names_of(trainer, pl_module, self.class_names)
+
+        def label(t: torch.Tensor) -> str:
+            if t.ndim == 0:
+                k = int(t)
+                return names[k] if names and 0 <= k < len(names) else str(k)
+            pos = (torch.nan_to_num(t.float(), nan=0.0) > 0.5).nonzero().flatten().tolist()
+            return ", ".join(names[k] if names and k < len(names) else str(k) for k in pos) or "none"
+
+        lines = ["| probe | validation index | class | artifact |", "|---|---|---|---|"]
+        for i, t, a in zip(self.probes.ids, self.probes.targets, self.probes.artifact.tolist()):
+            lines.append(f"| #{i} | {i} | {label(t)} | {'yes' if a else ''} |")
+        log_text(trainer, f"{self.tag}/probes", "\n".join(lines), 0)
 
     def _log_images(
-        self, tb: Any, trainer: Trainer, result: ProbeExplanations, references: Optional[dict], epoch: int, mode: str
+        self,
+        trainer: Trainer,
+        result: ProbeExplanations,
+        references: Optional[dict],
+        outcome: Optional[tuple],
+        epoch: int,
+        mode: str,
     ) -> None:
-        names = self._names(trainer, trainer.lightning_module)
-        images01 = self._denormalize(self.probes.images)
-        step = trainer.global_step
-        suffix = "" if mode == "fit" else f"/{mode}"
-        epoch_label = "init" if epoch < 0 else f"ep {epoch}"
+        names = class_names_of(trainer, trainer.lightning_module, self.class_names)
+        images01 = self._to01(self.probes.images)
+        step = epoch_step(epoch)
+        suffix = "" if mode == "fit" else "/eval"
+        epoch_label = "init" if epoch < 0 else f"ep{epoch}"
+        if mode != "fit":
+            epoch_label = f"ckpt {checkpoint_epoch(trainer)}"
         for kind, rows in result.rows.items():
             captions = result.captions(kind, names, epoch_label)
             row_images = images01[rows.probe]
-            for method, maps in result.maps.items():
+            for label, maps in result.maps.items():
                 grid = explanation_grid(row_images, maps[kind], captions, tile=self.tile)
-                tb.experiment.add_image(f"{self.tag}/{method}/{kind}{suffix}", grid, step)
-            if kind == result.primary and "crp" in result.concepts:
-                heat, channels = result.concepts["crp"]
-                grid = concept_grid(row_images, heat, channels, captions, references, tile=max(48, self.tile * 2 // 3))
-                tb.experiment.add_image(f"{self.tag}/crp/concepts{suffix}", grid, step)
+                log_image(trainer, f"{self.tag}/{label}/{kind}{suffix}", grid, step)
+            if kind == result.primary:
+                for label, concepts in result.concepts.items():
+                    grid = concept_grid(
+                        row_images, concepts.maps, concepts.channels, captions, references, tile=max(48, self.tile * 2 // 3)
+                    )
+                    log_image(trainer, f"{self.tag}/{label}/concepts{suffix}", grid, step)
+        if outcome is not None:
+            out_result, chosen, outcome_names = outcome
+            captions = [f"{o} {c}" for o, c in zip(outcome_names, out_result.captions("pred", names, epoch_label))]
+            label = next(iter(out_result.maps))
+            grid = explanation_grid(self._to01(chosen.images), out_result.maps[label]["pred"], captions, tile=self.tile)
+            log_image(trainer, f"{self.tag}/{label}/outcomes", grid, step)
         if mode == "fit":
-            for method, frames in self.timeline.items():
-                labels = ["init" if e < 0 else f"ep{e}" for e, _ in frames]
-                rows = result.row_labels[result.primary]
-                grid = timeline_grid([f.float() for _, f in frames], labels, rows, tile=max(32, self.tile // 2))
-                tb.experiment.add_image(f"{self.tag}/{method}/timeline", grid, step)
+            rows = result.rows[result.primary].labels
+            for label, frames in self.drift.timeline.items():
+                if label not in result.maps:
+                    continue
+                columns = ["init" if e < 0 else f"ep{e}" for e, _ in frames]
+                grid = timeline_grid([f.float() for _, f in frames], columns, rows, tile=max(32, self.tile // 2))
+                log_image(trainer, f"{self.tag}/{label}/timeline", grid, step)
 
 
-class ProbeExplanations:
-    """Explanations of one probe set at one point in training (pure data, produced by :func:`explain_probes`)."""
+def select_reference_pool(dataset: Any, selector: ProbeSelector, size: int = 32) -> Probes:
+    """The seeded validation pool searched for CRP concept references."""
+    from ..probes import select_probes
 
-    def __init__(self) -> None:
-        self.rows: dict[str, Any] = {}
-        self.maps: dict[str, dict[str, torch.Tensor]] = {}
-        self.concepts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.row_labels: dict[str, list[str]] = {}
-        self.primary = "true"
-        self.probs = torch.empty(0)
-        self.crp_layer: Optional[str] = None
-
-    def captions(self, kind: str, names: Optional[list[str]], epoch_label: str) -> list[str]:
-        def name(k: int) -> str:
-            return names[k] if names and 0 <= k < len(names) else str(k)
-
-        rows = self.rows[kind]
-        out = []
-        for r in range(len(rows.probe)):
-            p, c = int(rows.probe[r]), int(rows.cls[r])
-            true, pred = rows.true_label[r], rows.pred_label[r]
-            text = f"#{rows.ids[r]} {epoch_label} true={name(true) if true >= 0 else '-'} pred={name(pred)}"
-            text += f" p({name(c)})={float(self.probs[p, c]):.2f}"
-            if rows.artifact[r]:
-                text += " [artifact]"
-            out.append(text)
-        return out
+    return select_probes(dataset, size, selector.seed + 2, 0, candidates=size)
 
 
-class _Rows:
-    """Which (probe, class) pairs are explained for one target kind."""
-
-    def __init__(
-        self, probe: torch.Tensor, cls: torch.Tensor, probes: Probes, preds: torch.Tensor, multilabel: bool
-    ) -> None:
-        self.probe, self.cls = probe, cls
-        self.ids = [probes.ids[int(p)] for p in probe]
-        self.artifact = [bool(probes.artifact[int(p)]) for p in probe]
-        if multilabel:
-            self.true_label = [int(c) if probes.targets[int(p)][int(c)] > 0.5 else -1 for p, c in zip(probe, cls)]
-            self.pred_label = [int(c) if preds[int(p)][int(c)] else -1 for p, c in zip(probe, cls)]
-        else:
-            self.true_label = [int(probes.targets[int(p)]) for p in probe]
-            self.pred_label = [int(preds[int(p)]) for p in probe]
-
-
-def _rows_for(kind: str, probes: Probes, probs: torch.Tensor, multilabel: bool) -> _Rows:
-    n = len(probes)
-    if not multilabel:
-        preds = probs.argmax(1)
-        cls = probes.targets.long() if kind == "true" else preds
-        return _Rows(torch.arange(n), cls, probes, preds, False)
-    preds = probs > 0.5
-    source = torch.nan_to_num(probes.targets.float(), nan=0.0) > 0.5 if kind == "true" else preds
-    pairs = [(p, c) for p in range(n) for c in source[p].nonzero().flatten().tolist()]
-    if not pairs:  # nothing positive: explain the most probable class of each probe
-        pairs = [(p, int(probs[p].argmax())) for p in range(n)]
-    probe, cls = (torch.tensor(v) for v in zip(*pairs))
-    return _Rows(probe, cls, probes, preds, True)
-
-
-def explain_probes(
-    module: torch.nn.Module,
-    probes: Probes,
-    methods: Sequence[str] = ("lrp",),
-    targets: str = "true",
-    task: str = "multiclass",
-    lrp_composite: Optional[str] = None,
-    crp_layer: Optional[str] = None,
-    crp_top_k: int = 4,
-    gradcam_layer: Optional[str] = None,
-    canonizers: Optional[str] = None,
-) -> ProbeExplanations:
-    """Pure function behind the monitor: predictions and heatmaps of every method for the probe rows.
-
-    Usable from a notebook: ``explain_probes(model, select_probes(val_dataset, 8), methods=("lrp", "gradcam"))``.
-    """
-
-    with torch.inference_mode(False):  # under trainer.validate/test every tensor made here must be a normal one
-        probes = Probes(
-            probes.images.clone(),
-            probes.targets.clone(),
-            list(probes.ids),
-            probes.artifact.clone(),
-            probes.artifact_masks,
-        )
-        return _explain_probes(
-            module, probes, methods, targets, task, lrp_composite, crp_layer, crp_top_k, gradcam_layer, canonizers
-        )
-
-
-def _explain_probes(
-    module: torch.nn.Module,
-    probes: Probes,
-    methods: Sequence[str],
-    targets: str,
-    task: str,
-    lrp_composite: Optional[str],
-    crp_layer: Optional[str],
-    crp_top_k: int,
-    gradcam_layer: Optional[str],
-    canonizers: Optional[str] = None,
-) -> ProbeExplanations:
-    from ..explainers import CRP, LRP, AttentionGradCAM, GradCAM
-    from ..explainers._core import _family_canonizers, default_concept_layer, explanation_model
-
-    def fresh_canonizers() -> Optional[list]:  # canonizers hold state: a new set for every explainer
-        if canonizers is None:
-            return None
-        return [] if canonizers == "none" else _family_canonizers(canonizers)
-
-    multilabel = task == "multilabel"
-    out = ProbeExplanations()
-    with explanation_model(module) as net, torch.no_grad():
-        logits = net(probes.images.to(next(net.parameters()).device).clone()).float().cpu()
-    out.probs = torch.sigmoid(logits) if multilabel else logits.softmax(1)
-    kinds = {"true": ["true"], "predicted": ["pred"], "both": ["true", "pred"]}[targets]
-    out.primary = kinds[0]
-    out.crp_layer = crp_layer or (default_concept_layer(module) if "crp" in methods else None)
-    for kind in kinds:
-        rows = _rows_for(kind, probes, out.probs, multilabel)
-        out.rows[kind] = rows
-        out.row_labels[kind] = [
-            f"p{i}" if c is None else f"p{i}_c{c}"
-            for i, c in zip(rows.ids, [None if not multilabel else int(c) for c in rows.cls])
-        ]
-        x = probes.images[rows.probe]
-        for method in methods:
-            if method == "lrp":
-                heat = LRP(composite=lrp_composite, canonizers=fresh_canonizers())(module, x, rows.cls)
-            elif method == "gradcam":
-                heat = GradCAM(layer=gradcam_layer)(module, x, rows.cls)
-            elif method == "attention_gradcam":
-                heat = AttentionGradCAM(layer=gradcam_layer)(module, x, rows.cls)
-            else:
-                if kind == out.primary:
-                    out.concepts["crp"] = CRP(
-                        layer=out.crp_layer, composite=lrp_composite, canonizers=fresh_canonizers()
-                    )(module, x, rows.cls, top_k=crp_top_k)
-                continue
-            out.maps.setdefault(method, {})[kind] = heat.detach().float().cpu()
-    return out
+def checkpoint_epoch(trainer: Trainer) -> str:
+    """The epoch of the checkpoint being evaluated (``trainer.ckpt_path``), or the current epoch."""
+    path = getattr(trainer, "ckpt_path", None)
+    if path:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+            return str(int(ckpt.get("epoch", trainer.current_epoch)))
+        except Exception:  # noqa: BLE001 - a caption never fails an evaluation
+            pass
+    return str(trainer.current_epoch)

@@ -1,5 +1,5 @@
 """Pure explanation metrics."""
 
-from .drift import DRIFT_MEASURES, cosine, drift_scores, spearman, ssim, topk_iou
+from .drift import DRIFT_MEASURES, DriftTracker, cosine, drift_scores, spearman, ssim, topk_iou
 
-__all__ = ["DRIFT_MEASURES", "cosine", "drift_scores", "spearman", "ssim", "topk_iou"]
+__all__ = ["DRIFT_MEASURES", "DriftTracker", "cosine", "drift_scores", "spearman", "ssim", "topk_iou"]

@@ -11,10 +11,12 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ssim", "spearman", "topk_iou", "cosine", "drift_scores", "DRIFT_MEASURES"]
+__all__ = ["DRIFT_MEASURES", "DriftTracker", "cosine", "drift_scores", "spearman", "ssim", "topk_iou"]
 
 
 def _check(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,3 +103,133 @@ def drift_scores(
             raise ValueError(f"unknown drift measure {name!r}; choose from {sorted(DRIFT_MEASURES)}")
         out[name] = topk_iou(a, b, top_fraction) if name == "iou" else DRIFT_MEASURES[name](a, b)
     return out
+
+
+def _degenerate(maps: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` True where a map holds NaN or Inf."""
+    return ~torch.isfinite(maps.flatten(1)).all(1)
+
+
+class DriftTracker:
+    """Explanation drift of a fixed probe set across training, like a torchmetrics metric:
+    :meth:`update` with each epoch's maps, read the scalars it returns, checkpoint with :meth:`state_dict`.
+
+    For every method it keeps the first and the previous maps (average-pooled to at most ``size`` pixels a side) and
+    a timeline of the last ``timeline_length`` epochs. Degenerate maps (NaN/Inf) never look "perfectly stable": their
+    measures are NaN, the probe is listed in :attr:`degenerate`, and means are taken over the other probes.
+    All-zero maps have defined measures (identical zero maps are similar, 1; a zero vs. a non-zero map is not).
+
+    Args:
+        measures: names in :data:`DRIFT_MEASURES`.
+        top_fraction: pixel fraction of the top-k IoU measure.
+        size: maps are pooled to at most this side length (keeps the checkpoint small).
+        timeline_length: epochs kept per method for timelines.
+
+    Example:
+        >>> tracker = DriftTracker(measures=("spearman",))
+        >>> _ = tracker.update({"lrp": torch.rand(3, 8, 8)}, epoch=0)
+        >>> scalars, per_probe = tracker.update({"lrp": torch.rand(3, 8, 8)}, epoch=1)
+        >>> sorted(scalars)
+        ['lrp/spearman_first', 'lrp/spearman_prev']
+    """
+
+    def __init__(
+        self,
+        measures: tuple[str, ...] | list[str] = ("ssim", "spearman", "iou"),
+        top_fraction: float = 0.1,
+        size: int = 64,
+        timeline_length: int = 12,
+    ) -> None:
+        bad = [m for m in measures if m not in DRIFT_MEASURES]
+        if bad or not measures:
+            raise ValueError(f"unknown drift measures {bad or measures}; choose from {sorted(DRIFT_MEASURES)}")
+        if not 0.0 < top_fraction <= 1.0:
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}")
+        if size < 4:
+            raise ValueError(f"size must be >= 4 pixels, got {size}")
+        if timeline_length < 1:
+            raise ValueError(f"timeline_length must be >= 1, got {timeline_length}")
+        self.measures = tuple(measures)
+        self.top_fraction = top_fraction
+        self.size = size
+        self.timeline_length = timeline_length
+        self.first: dict[str, torch.Tensor] = {}
+        self.previous: dict[str, torch.Tensor] = {}
+        self.timeline: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        #: per method, the probe rows whose latest maps were degenerate (NaN/Inf)
+        self.degenerate: dict[str, list[int]] = {}
+
+    def pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps average-pooled to at most :attr:`size` pixels a side (float32, CPU)."""
+        maps = maps.detach().float().cpu()
+        h, w = maps.shape[-2:]
+        if max(h, w) <= self.size:
+            return maps
+        out = (max(1, round(h * self.size / max(h, w))), max(1, round(w * self.size / max(h, w))))
+        return F.adaptive_avg_pool2d(maps[:, None], out)[:, 0]
+
+    def scores(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-probe measures between two pooled batches; NaN where either map is degenerate."""
+        bad = _degenerate(a) | _degenerate(b)
+        clean_a = torch.where(bad[:, None, None], torch.zeros_like(a), a)
+        clean_b = torch.where(bad[:, None, None], torch.zeros_like(b), b)
+        out = drift_scores(clean_a, clean_b, self.measures, self.top_fraction)
+        both_zero = (clean_a.flatten(1).abs().amax(1) == 0) & (clean_b.flatten(1).abs().amax(1) == 0)
+        return {k: torch.where(bad, torch.nan, torch.where(both_zero, 1.0, v)) for k, v in out.items()}
+
+    def update(
+        self, maps: dict[str, torch.Tensor], epoch: int, row_labels: list[str] | None = None
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """Add one epoch's maps ``{method: (N, H, W)}``.
+
+        Returns:
+            ``(means, per_probe)``: ``{"<method>/<measure>_{prev,first}": mean over non-degenerate probes}`` and
+            ``{"<method>/<row label>/<measure>_{prev,first}": value}``.
+        """
+        means: dict[str, float] = {}
+        per_probe: dict[str, float] = {}
+        for method, raw in maps.items():
+            small = self.pool(raw)
+            self.degenerate[method] = _degenerate(small).nonzero().flatten().tolist()
+            for ref_name, ref in (("prev", self.previous.get(method)), ("first", self.first.get(method))):
+                if ref is None or ref.shape != small.shape:
+                    continue
+                for measure, values in self.scores(small, ref).items():
+                    finite = values[~torch.isnan(values)]
+                    means[f"{method}/{measure}_{ref_name}"] = float(finite.mean()) if len(finite) else math.nan
+                    labels = row_labels or [f"p{i}" for i in range(len(values))]
+                    for label, value in zip(labels, values.tolist()):
+                        per_probe[f"{method}/{label}/{measure}_{ref_name}"] = value
+            self.previous[method] = small
+            self.first.setdefault(method, small)
+            frames = self.timeline.setdefault(method, [])
+            frames.append((epoch, small.half()))
+            del frames[: max(0, len(frames) - self.timeline_length)]
+        return means, per_probe
+
+    def reset(self, methods: list[str] | None = None) -> None:
+        """Forget the references (all methods, or the given ones): drift restarts at the next update."""
+        for store in (self.first, self.previous, self.timeline, self.degenerate):
+            for key in list(store):
+                if methods is None or key in methods:
+                    del store[key]
+
+    def state_dict(self) -> dict:
+        return {
+            "first": dict(self.first),
+            "previous": dict(self.previous),
+            "timeline": {k: list(v) for k, v in self.timeline.items()},
+        }
+
+    def load_state_dict(self, state: dict, methods: list[str] | None = None) -> None:
+        """Restore the references; with ``methods`` only those methods' state (others start fresh)."""
+        keep = (lambda k: True) if methods is None else (lambda k: k in methods)
+        self.first = {k: v for k, v in state.get("first", {}).items() if keep(k)}
+        self.previous = {k: v for k, v in state.get("previous", {}).items() if keep(k)}
+        self.timeline = {k: list(v) for k, v in state.get("timeline", {}).items() if keep(k)}
+
+    def __repr__(self) -> str:
+        return (
+            f"DriftTracker(measures={self.measures!r}, top_fraction={self.top_fraction}, size={self.size}, "
+            f"timeline_length={self.timeline_length})"
+        )
