@@ -19,7 +19,30 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
 
-__all__ = ["XaiCLI", "build_cli", "main", "tool_main", "instantiate_datamodule"]
+__all__ = ["LINKED", "XaiCLI", "build_cli", "main", "tool_main", "instantiate_datamodule"]
+
+#: datamodule attributes linked into the model's init arguments
+LINKED: tuple[str, ...] = ("num_classes", "task", "class_names")
+
+
+def _init_defaults(class_path: str) -> dict:
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    return {
+        p.name: p.default
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _normalise(value: object) -> object:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 class XaiCLI(LightningCLI):
@@ -28,8 +51,34 @@ class XaiCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: D102
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="checkpoint to resume training from")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="run trainer.test on the best checkpoint")
-        for attribute in ("num_classes", "task", "class_names"):
+        for attribute in LINKED:
             parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        # values the user gave the model for linked arguments (anything but the model class's own default): the link
+        # would silently overwrite them, so they are compared with the data's values once both exist
+        config = self.config
+        model = config.get("model") if hasattr(config, "get") else None
+        self._user_links = {}
+        if model is None or not getattr(model, "class_path", None):
+            return
+        defaults = _init_defaults(model.class_path)
+        init_args = model.get("init_args") or {}
+        for attribute in LINKED:
+            value = init_args.get(attribute) if hasattr(init_args, "get") else None
+            if value is not None and attribute in defaults and value != defaults[attribute]:
+                self._user_links[attribute] = value
+
+    def instantiate_classes(self) -> None:  # noqa: D102
+        super().instantiate_classes()
+        for attribute, given in getattr(self, "_user_links", {}).items():
+            linked = getattr(self.datamodule, attribute, None)
+            if linked is not None and _normalise(given) != _normalise(linked):
+                raise ValueError(
+                    f"--model.init_args.{attribute}={given!r} disagrees with the data's {attribute} {linked!r}; "
+                    f"{attribute} is linked from data.{attribute}, so remove it from the model's arguments (or change "
+                    "the data)"
+                )
 
 
 def build_cli(args: ArgsType = None) -> XaiCLI:

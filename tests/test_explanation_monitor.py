@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_xai.callbacks import ExplanationMonitor, ShortcutMonitor, select_probes
+from lit_xai.callbacks import ExplanationMonitor, ShortcutMonitor
+from lit_xai.explainers import CRP, LRP, CallableExplainer, GradCAM, explain
+from lit_xai.probes import ProbeSelector, probes_from_tensors, select_probes
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.models import ImageClassifier
 
@@ -46,9 +48,7 @@ def trainer_for(tmp_path, callbacks, logger=True, **kw) -> Trainer:
 
 
 def monitor(**kw) -> ExplanationMonitor:
-    args = dict(
-        methods=("lrp", "crp", "gradcam"), num_probes=4, crp_top_k=2, crp_reference_pool=8, verbose=False, tile=32
-    )
+    args = dict(explainers=("lrp", CRP(top_k=2), "gradcam"), probes=4, verbose=False, tile=32)
     args.update(kw)
     return ExplanationMonitor(**args)
 
@@ -79,14 +79,15 @@ def test_logs_heatmaps_drift_timeline_and_scalars(tmp_path):
         assert tag in images, (tag, images)
     # baseline at fit start + 3 epochs -> 4 grids, at increasing global steps (the TensorBoard slider)
     steps = [e.step for e in acc.Images("xai/lrp/true")]
-    assert len(steps) == 4 and steps == sorted(steps) and steps[0] == 0
+    assert steps == [0, 1, 2, 3]  # one step per explained epoch: completed epochs (0 = untrained model)
     scalars = acc.Tags()["scalars"]
     for measure in ("ssim", "spearman", "iou"):
         assert f"xai/drift/lrp/{measure}_prev" in scalars and f"xai/drift/gradcam/{measure}_first" in scalars
     assert "xai/time_s" in scalars
-    assert any(t.startswith("xai/drift_probe/lrp/") for t in scalars)  # per-probe drift
-    # epoch 0 is compared with the initial model, epochs 1 and 2 with their predecessors
-    assert len(acc.Scalars("xai/drift/lrp/ssim_prev")) == 3
+    assert not any(t.startswith("xai/drift_probe/") for t in scalars)  # per-probe drift is off by default
+    # epoch 0 is compared with the initial model, epochs 1 and 2 with their predecessors; same steps as the images
+    assert [e.step for e in acc.Scalars("xai/drift/lrp/ssim_prev")] == [1, 2, 3]
+    assert [e.step for e in acc.Images("xai/lrp/timeline")] == [0, 1, 2, 3]
     assert "xai/probes/text_summary" in acc.Tags()["tensors"]  # the probe table (text plugin)
     assert [h["epoch"] for h in mon.history] == [-1, 0, 1, 2]
     values = [v.value for v in acc.Scalars("xai/drift/lrp/spearman_first")]
@@ -141,12 +142,10 @@ def test_restores_modes_flags_and_grads_when_called_directly():
     dm = tiny_dm()
     dm.setup("fit")
     probes = select_probes(dm.dataset("val"), 4)
-    from lit_xai.callbacks import explain_probes
-
     with torch.inference_mode():  # as under trainer.validate
-        out = explain_probes(model, probes, methods=("lrp", "crp", "gradcam"), task="binary", crp_top_k=2)
+        out = explain(model, probes, ["lrp", CRP(top_k=2), "gradcam"], task="binary")
     assert out.maps["lrp"]["true"].shape == (4, 32, 32)
-    assert out.concepts["crp"][0].shape == (4, 2, 32, 32)
+    assert out.concepts["crp"].maps.shape == (4, 2, 32, 32)
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     for n, p in model.named_parameters():
@@ -154,53 +153,97 @@ def test_restores_modes_flags_and_grads_when_called_directly():
     assert no_hooks(model)
 
 
+def test_explain_copies_the_model_once(monkeypatch):
+    import copy
+
+    calls = []
+    real = copy.deepcopy
+
+    def counting(obj, *a, **kw):
+        if isinstance(obj, torch.nn.Module):
+            calls.append(type(obj).__name__)
+        return real(obj, *a, **kw)
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    probes = probes_from_tensors(torch.rand(3, 3, 32, 32), torch.tensor([0, 1, 1]))
+    explain(tiny_model(), probes, ["lrp", "gradcam", CRP(top_k=2), "lrp_gradcam"], targets="both", task="binary")
+    assert calls == ["ImageClassifier"]  # one copy for four explainers and two target kinds
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "bf16-true"])
 def test_validate_test_and_mixed_precision(tmp_path, precision):
     seed_everything(0)
-    mon = monitor(methods=("lrp", "gradcam"))
+    mon = monitor(explainers=("lrp", "gradcam"), explain_on_eval=True)
     dm = tiny_dm()
     model = tiny_model()
-    trainer = trainer_for(tmp_path, [mon], max_epochs=1, precision=precision)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=1, monitor="val/acc", mode="max")
+    trainer = trainer_for(tmp_path, [mon, ckpt], max_epochs=1, precision=precision)
     trainer.fit(model, dm)
     trainer.validate(model, dm)  # inference mode
-    trainer.test(model, dm)
+    trainer.test(model, dm, ckpt_path="best")
     acc = events(tmp_path)
-    assert "xai/lrp/true/validate" in acc.Tags()["images"] and "xai/gradcam/true/test" in acc.Tags()["images"]
+    assert "xai/lrp/true/eval" in acc.Tags()["images"] and "xai/gradcam/true/eval" in acc.Tags()["images"]
     assert [h["epoch"] for h in mon.history] == [-1, 0]  # eval runs do not add drift points
-    heat = mon.previous["lrp"]
+    heat = mon.drift.previous["lrp"]
     assert heat.dtype == torch.float32 and torch.isfinite(heat).all() and heat.abs().sum() > 0
 
 
+def test_eval_images_are_off_by_default(tmp_path):
+    mon = monitor(explainers=("gradcam",))
+    dm, model = tiny_dm(), tiny_model()
+    trainer = trainer_for(tmp_path, [mon], max_epochs=1)
+    trainer.fit(model, dm)
+    trainer.test(model, dm)
+    assert not [t for t in events(tmp_path).Tags()["images"] if t.endswith("/eval")]
+
+
 def test_fast_dev_run_and_no_tensorboard_logger(tmp_path):
-    mon = monitor(methods=("lrp",))
+    mon = monitor(explainers=("lrp",))
     trainer = trainer_for(tmp_path, [mon], logger=False, fast_dev_run=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(tiny_model(), tiny_dm())
     msgs = [str(w.message) for w in caught if "no TensorBoardLogger" in str(w.message)]
     assert len(msgs) == 1
-    assert "xai/time_s" in trainer.callback_metrics  # scalars still go through pl_module.log
+    assert mon.history and "xai/time_s" in mon.history[-1]
 
 
 def test_resume_restores_history_without_duplicates(tmp_path):
     seed_everything(0)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    mon = monitor(methods=("lrp",))
+    mon = monitor(explainers=("lrp",))
     trainer_for(tmp_path, [mon, ckpt], max_epochs=2).fit(tiny_model(), tiny_dm())
     first_run = [h["epoch"] for h in mon.history]
-    reference = mon.first["lrp"].clone()
-    mon2 = monitor(methods=("lrp",))
+    reference = mon.drift.first["lrp"].clone()
+    mon2 = monitor(explainers=("lrp",))
     trainer = trainer_for(tmp_path, [mon2, ModelCheckpoint(dirpath=tmp_path / "ckpt2")], max_epochs=3)
     trainer.fit(tiny_model(), tiny_dm(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert first_run == [-1, 0, 1]
     assert [h["epoch"] for h in mon2.history] == [-1, 0, 1, 2]  # continued: no baseline rerun, no duplicate
-    assert torch.equal(mon2.first["lrp"], reference)  # drift vs first still refers to the original first epoch
+    assert torch.equal(mon2.drift.first["lrp"], reference)  # drift vs first still refers to the original first epoch
     assert "xai/drift/lrp/ssim_first" in mon2.history[-1]
 
 
+def test_resume_with_changed_explainers_keeps_unchanged_state_and_no_new_baseline(tmp_path):
+    seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    mon = monitor(explainers=("lrp", "gradcam"))
+    trainer_for(tmp_path / "a", [mon, ckpt], max_epochs=2).fit(tiny_model(), tiny_dm())
+    reference = mon.drift.first["lrp"].clone()
+    mon2 = monitor(explainers=("lrp", "lrp_gradcam"))  # gradcam dropped, a new method added
+    trainer = trainer_for(tmp_path / "b", [mon2, ModelCheckpoint(dirpath=tmp_path / "ckpt2")], max_epochs=3)
+    trainer.fit(tiny_model(), tiny_dm(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    assert torch.equal(mon2.drift.first["lrp"], reference)  # the unchanged explainer keeps its reference
+    assert "gradcam" not in mon2.drift.first
+    assert "xai/drift/lrp/ssim_first" in mon2.history[-1]
+    # the trained model was never logged as the "initial model": no image at step 0 in the resumed run
+    steps = [e.step for e in events(tmp_path / "b").Images("xai/lrp_gradcam/true")]
+    assert steps == [3]
+
+
 def test_two_monitors_coexist(tmp_path):
-    a = monitor(methods=("lrp",), tag="xai")
-    b = monitor(methods=("gradcam",), tag="xai_gc")
+    a = monitor(explainers=("lrp",), tag="xai")
+    b = monitor(explainers=("gradcam",), tag="xai_gc")
     assert a.state_key != b.state_key
     trainer = trainer_for(tmp_path, [a, b], max_epochs=1)
     trainer.fit(tiny_model(), tiny_dm())
@@ -208,12 +251,28 @@ def test_two_monitors_coexist(tmp_path):
     assert "xai/lrp/true" in tags and "xai_gc/gradcam/true" in tags
 
 
+def test_several_lrp_composites_side_by_side(tmp_path):
+    mon = monitor(
+        explainers=[LRP(composite="epsilon_plus_flat"), LRP(composite="epsilon_alpha2_beta1"), "gradcam"],
+        log_at_fit_start=False,
+    )
+    trainer_for(tmp_path, [mon], max_epochs=1).fit(tiny_model(), tiny_dm())
+    tags = events(tmp_path).Tags()["images"]
+    assert {"xai/lrp_epsilon_plus_flat/true", "xai/lrp_epsilon_alpha2_beta1/true"} <= set(tags)
+
+
+def test_outcome_probes_are_picked_from_validation_predictions(tmp_path):
+    mon = monitor(explainers=("lrp",), probes=ProbeSelector(num_probes=4, per_outcome=1, outcome_pool=32))
+    trainer_for(tmp_path, [mon], max_epochs=1).fit(tiny_model(), tiny_dm())
+    assert "xai/lrp/outcomes" in events(tmp_path).Tags()["images"]
+
+
 class ForeignModule(LightningModule):
     """A LightningModule from 'another project': plain torchvision ResNet, tuple batches, no lit_xai base class."""
 
-    def __init__(self):
+    def __init__(self, num_classes: int = 3):
         super().__init__()
-        self.backbone = torchvision.models.resnet18(num_classes=3)
+        self.backbone = torchvision.models.resnet18(num_classes=num_classes)
 
     def forward(self, x):
         return self.backbone(x)
@@ -230,9 +289,9 @@ class ForeignModule(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def foreign_loaders():
+def foreign_loaders(scale: float = 1.0):
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(24, 3, 32, 32, generator=g), torch.arange(24) % 3
+    x, y = torch.randn(24, 3, 32, 32, generator=g) * scale, torch.arange(24) % 3
     ds = TensorDataset(x, y)
     return DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=8)
 
@@ -240,7 +299,7 @@ def foreign_loaders():
 def test_foreign_project_with_torchvision_model(tmp_path):
     seed_everything(0)
     train, val = foreign_loaders()
-    mon = monitor(num_probes=3, crp_reference_pool=0)  # canonizers/layers inferred for torchvision ResNet
+    mon = ExplanationMonitor(probes=3, verbose=False, tile=32)  # zero configuration: profile of torchvision ResNet
     trainer = trainer_for(tmp_path, [mon], max_epochs=1)
     model = ForeignModule()
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
@@ -252,43 +311,152 @@ def test_foreign_project_with_torchvision_model(tmp_path):
 
 def test_foreign_project_with_explicit_probes(tmp_path):
     train, val = foreign_loaders()
-    probes = torch.rand(2, 3, 32, 32)
-    mon = monitor(methods=("lrp", "gradcam"), probes=probes, probe_targets=torch.tensor([0, 2]), log_at_fit_start=False)
+    probes = probes_from_tensors(torch.rand(2, 3, 32, 32), torch.tensor([0, 2]))
+    mon = monitor(explainers=("lrp", "gradcam"), probes=probes, log_at_fit_start=False)
     trainer_for(tmp_path, [mon], max_epochs=1).fit(ForeignModule(), train_dataloaders=train, val_dataloaders=val)
     assert mon.probes.ids == [-1, -2] and len(mon.history) == 1
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="choose from lrp, crp, gradcam"):
-        ExplanationMonitor(methods=("lrp", "shap"))
-    with pytest.raises(ValueError, match="give both or neither"):
-        ExplanationMonitor(probes=torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match="explainers=.*unknown explainer 'shap'"):
+        ExplanationMonitor(explainers=("lrp", "shap"))
+    with pytest.raises(ValueError, match="labels .* repeat"):
+        ExplanationMonitor(explainers=("lrp", LRP()))
     with pytest.raises(ValueError, match="'true', 'predicted' or 'both'"):
         ExplanationMonitor(targets="all")
+    with pytest.raises(ValueError, match="task must be one of"):
+        ExplanationMonitor(task="multi-label")
+    with pytest.raises(ValueError, match="tile"):
+        ExplanationMonitor(tile=4)
+    with pytest.raises(ValueError, match="num_probes"):
+        ProbeSelector(num_probes=0)
+    with pytest.raises(ValueError, match="top_k"):
+        CRP(top_k=0)
+    from lit_xai.metrics import DriftTracker
+
+    for bad in (dict(size=1), dict(timeline_length=0), dict(measures=("ssim", "psnr")), dict(top_fraction=0.0)):
+        with pytest.raises(ValueError):
+            DriftTracker(**bad)
 
 
-def test_unknown_module_needs_explicit_layers(tmp_path):
-    class Opaque(ForeignModule):
-        def __init__(self):
-            super().__init__()
-            self.backbone = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 4, 3),
-                torch.nn.ReLU(),
-                torch.nn.AdaptiveAvgPool2d(1),
-                torch.nn.Flatten(),
-                torch.nn.Linear(4, 3),
-            )
+class Opaque(ForeignModule):
+    def __init__(self):
+        super().__init__()
+        self.backbone = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4, 3),
+        )
 
+
+class StepCounter(Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_train_batch_end(self, *args, **kwargs):
+        self.batches += 1
+
+
+@pytest.mark.parametrize("log_at_fit_start", [True, False])
+def test_unknown_module_fails_before_training_naming_the_knob(tmp_path, log_at_fit_start):
     train, val = foreign_loaders()
-    trainer = trainer_for(tmp_path, [monitor(methods=("gradcam",), num_probes=3)], max_epochs=1)
-    with pytest.raises(ValueError, match="pass layer="):
+    counter = StepCounter()
+    mon = monitor(explainers=("gradcam",), probes=3, log_at_fit_start=log_at_fit_start)
+    trainer = trainer_for(tmp_path, [mon, counter], max_epochs=1)
+    with pytest.raises(ValueError, match=r"ExplanationMonitor\(explainers=\[.*GradCAM.*layer="):
         trainer.fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
-    trainer = trainer_for(tmp_path / "b", [monitor(methods=("lrp",), num_probes=3)], max_epochs=1)
+    assert counter.batches == 0  # failed at fit start, not after an epoch
+    trainer = trainer_for(tmp_path / "b", [monitor(explainers=("lrp",), probes=3)], max_epochs=1)
     with pytest.raises(ValueError, match="canonizers"):
         trainer.fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
-    ok = monitor(methods=("gradcam", "lrp"), num_probes=3, gradcam_layer="backbone.0", canonizers="none")
+    ok = monitor(explainers=[GradCAM(layer="backbone.0"), LRP(canonizers=[])], probes=3)
     trainer_for(tmp_path / "c", [ok], max_epochs=1).fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
     assert len(ok.history) == 2
+
+
+def test_wrong_layer_name_fails_at_fit_start(tmp_path):
+    counter = StepCounter()
+    mon = monitor(explainers=[CRP(layer="layer9")], log_at_fit_start=False)
+    with pytest.raises(ValueError, match="layer 'layer9' not found.*similar names"):
+        trainer_for(tmp_path, [mon, counter], max_epochs=1).fit(tiny_model(), tiny_dm())
+    assert counter.batches == 0
+
+
+class DictOutput(ForeignModule):
+    def forward(self, x):
+        return {"logits": self.backbone(x)}
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x)["logits"], y)
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+
+def test_dict_output_names_module_attr(tmp_path):
+    train, val = foreign_loaders()
+    with pytest.raises(ValueError, match="module_attr="):
+        trainer_for(tmp_path, [monitor(probes=3)], max_epochs=1).fit(
+            DictOutput(), train_dataloaders=train, val_dataloaders=val
+        )
+    ok = monitor(explainers=("lrp",), probes=3, module_attr="backbone", log_at_fit_start=False)
+    trainer_for(tmp_path / "b", [ok], max_epochs=1).fit(DictOutput(), train_dataloaders=train, val_dataloaders=val)
+    assert len(ok.history) == 1
+
+
+class SingleLogit(ForeignModule):
+    def __init__(self):
+        super().__init__(num_classes=1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.binary_cross_entropy_with_logits(self(x)[:, 0], y.float())
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+
+def test_single_logit_binary_model_is_explained_as_two_logits(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    ds = TensorDataset(torch.randn(16, 3, 32, 32, generator=g), torch.arange(16) % 2)
+    loader = DataLoader(ds, batch_size=8)
+    mon = monitor(explainers=("lrp", "gradcam"), probes=4, log_at_fit_start=False)
+    model = SingleLogit()
+    trainer_for(tmp_path, [mon], max_epochs=1).fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    assert len(mon.history) == 1 and mon._resolved_task == "binary"
+    from lit_xai.contracts import TwoLogitBinary
+
+    wrapped = TwoLogitBinary(model.backbone).eval()
+    x = mon.probes.images
+    with torch.no_grad():
+        assert torch.allclose(wrapped(x).softmax(1)[:, 1], torch.sigmoid(model.backbone.eval()(x)[:, 0]), atol=1e-6)
+    # the two classes' maps mirror each other, and class 1 conserves half the logit (with biases ignored)
+    lrp = LRP(composite="epsilon_plus_flat", composite_kwargs={"zero_params": "bias"})
+    r1 = lrp.relevance(wrapped, x, torch.ones(4, dtype=torch.long))
+    r0 = lrp.relevance(wrapped, x, torch.zeros(4, dtype=torch.long))
+    torch.testing.assert_close(r0, -r1, atol=1e-5, rtol=1e-4)
+
+
+def test_degenerate_maps_give_nan_drift_and_one_warning(tmp_path):
+    calls = {"n": 0}
+
+    def broken(net, images, targets):
+        calls["n"] += 1
+        out = images.sum(1) * (1 + calls["n"])
+        out[1] = float("nan")  # the second probe's map is broken
+        return out
+
+    mon = monitor(explainers=[CallableExplainer(broken, label="broken")], probes=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer_for(tmp_path, [mon], max_epochs=2).fit(tiny_model(), tiny_dm())
+    msgs = [str(w.message) for w in caught if "NaN/Inf" in str(w.message)]
+    assert len(msgs) == 1 and f"#{mon.probes.ids[1]}" in msgs[0]
+    last = mon.history[-1]
+    assert last["xai/drift/broken/spearman_prev"] == pytest.approx(1.0, abs=1e-5)  # the others: only a scale change
 
 
 def test_multilabel_explains_every_positive_class(tmp_path):
@@ -296,15 +464,31 @@ def test_multilabel_explains_every_positive_class(tmp_path):
     x = torch.randn(12, 3, 32, 32, generator=g)
     y = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
     loader = DataLoader(TensorDataset(x, y), batch_size=6)
-    mon = monitor(methods=("lrp", "gradcam"), num_probes=4, log_at_fit_start=False)
+    mon = monitor(explainers=("lrp", "gradcam"), probes=4, log_at_fit_start=False)
     model = ImageClassifier("tiny_resnet", num_classes=3, task="multilabel")
     trainer_for(tmp_path, [mon], max_epochs=1).fit(model, train_dataloaders=loader, val_dataloaders=loader)
-    from lit_xai.callbacks import explain_probes
-
-    out = explain_probes(model, mon.probes, methods=("lrp",), task="multilabel")
+    out = explain(model, mon.probes, ["lrp"], task="multilabel")
     rows = out.rows["true"]
-    expected = [(p, c) for p in range(4) for c in mon.probes.targets[p].nonzero().flatten().tolist()]
+    expected = [(p, c) for p in range(len(mon.probes)) for c in mon.probes.targets[p].nonzero().flatten().tolist()]
     assert list(zip(rows.probe.tolist(), rows.cls.tolist())) == expected  # one row per (probe, positive class)
     assert out.maps["lrp"]["true"].shape == (len(expected), 32, 32)
     assert torch.allclose(out.probs, torch.sigmoid(model.eval()(mon.probes.images)), atol=1e-5)
     assert "xai/lrp/true" in events(tmp_path).Tags()["images"]
+
+
+def test_multilabel_probes_cover_every_class_with_a_known_positive():
+    # class 3 has a single positive among 200 images, far outside a small stratified draw
+    y = torch.zeros(200, 4)
+    y[:, 0] = 1
+    y[::3, 1] = 1
+    y[::7, 2] = 1
+    y[137, 3] = 1
+    data = [(torch.rand(3, 8, 8), y[i]) for i in range(200)]
+
+    class WithTargets(list):
+        targets = y.numpy()
+
+    probes = select_probes(WithTargets(data), num_probes=2, candidates=16)
+    covered = (probes.targets > 0.5).any(0)
+    assert covered.all(), covered
+    assert 137 in probes.ids

@@ -7,11 +7,17 @@ import math
 from pathlib import Path
 
 import pytest
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_xai.callbacks import ShortcutMonitor, alert_decision
+import torch
+import torchvision
+from lightning.pytorch import LightningModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact
+from lit_xai.callbacks import ShortcutMonitor
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.models import ImageClassifier
 
@@ -96,23 +102,50 @@ def test_control_with_balanced_ring_raises_no_alert(control_run, shortcut_run):
 
 
 def test_alert_rule():
+    rule = AlertRule(shift_threshold=0.1, relevance_threshold=1.5, patience=1)
     strong = {"counterfactual": {"mean_shift": 0.4}, "relevance_ratio": 2.0}
-    assert alert_decision(strong, audit_flagged=False, shift_threshold=0.1, relevance_threshold=1.5)
+    assert rule.met(strong, audit_flagged=False)
     weak_shift = {"counterfactual": {"mean_shift": 0.05}, "relevance_ratio": 5.0}
-    assert not alert_decision(weak_shift, audit_flagged=True, shift_threshold=0.1, relevance_threshold=1.5)
+    assert not rule.met(weak_shift, audit_flagged=True)
     unfocused = {"counterfactual": {"mean_shift": 0.4}, "relevance_ratio": 0.8}
-    assert not alert_decision(unfocused, audit_flagged=False, shift_threshold=0.1, relevance_threshold=1.5)
-    assert alert_decision(unfocused, audit_flagged=True, shift_threshold=0.1, relevance_threshold=1.5)
-    assert not alert_decision({"relevance_ratio": math.nan}, True, 0.1, 1.5)
+    assert not rule.met(unfocused, audit_flagged=False)
+    assert rule.met(unfocused, audit_flagged=True)
+    assert not rule.met({"relevance_ratio": math.nan}, True)
+    patient = AlertRule(patience=2)
+    assert [patient.update("k", m) for m in (True, False, True, True, True)] == [False, False, False, True, False]
+    restored = AlertRule(patience=2)
+    restored.load_state_dict(patient.state_dict())
+    assert not restored.update("k", True)  # fires once per key, also after a resume
+    assert AlertRule(outside_roi_threshold=0.5).met_roi(0.7) and not AlertRule().met_roi(math.nan)
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="choose from ring"):
+    with pytest.raises(ValueError, match="choose from dark_corners, marker, ring"):
         ShortcutMonitor(detectors=("rings",))
     with pytest.raises(ValueError, match="every_n_epochs"):
         ShortcutMonitor(every_n_epochs=0)
     with pytest.raises(ValueError, match="patience"):
-        ShortcutMonitor(patience=0)
+        AlertRule(patience=0)
+    with pytest.raises(ValueError, match="not both"):
+        ShortcutMonitor(normalization=((0.5,) * 3, (0.5,) * 3), input_range=(0, 255))
+    with pytest.raises(ValueError, match="pool_size"):
+        ShortcutMonitor(pool_size=1)
+
+
+def test_watched_artifact_without_inserter_is_an_error():
+    register_artifact("burnt_text_test", detect=lambda x: (x.mean((1, 2, 3)), x.mean(1) > 2), threshold=0.5)
+    try:
+        with pytest.raises(ValueError, match="no inserter"):
+            ShortcutMonitor(detectors=("ring", "burnt_text_test"))
+    finally:
+        ARTIFACTS.pop("burnt_text_test")
+
+
+def test_the_report_names_the_tests_that_ran(shortcut_run):
+    mon = shortcut_run[0]
+    ring = [h for h in mon.history if h["artifact"] == "ring"]
+    assert ring and set(ring[-1]["tests"]) >= {"relevance_in_mask", "insertion", "removal"}
+    assert "tests run:" in mon.alerts[0]["message"]
 
 
 def test_unknown_target_class(tmp_path):
@@ -121,3 +154,76 @@ def test_unknown_target_class(tmp_path):
     trainer = Trainer(max_epochs=1, logger=False, callbacks=[mon], default_root_dir=str(tmp_path))
     with pytest.raises(ValueError, match="choose from \\['benign', 'melanoma'\\]"):
         trainer.fit(ImageClassifier("tiny_resnet"), dm)
+
+
+class Foreign(LightningModule):
+    """Another project's module: torchvision ResNet-18 on raw [0, 255] images, (image, target) tuples."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torchvision.models.resnet18(num_classes=2)
+
+    def forward(self, x):
+        return self.net(x / 255.0 - 0.5)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def foreign_data(n: int = 48) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 3, 32, 32, generator=g) * 255
+    return DataLoader(TensorDataset(x, torch.arange(n) % 2), batch_size=16)
+
+
+def foreign_trainer(tmp_path: Path, callbacks: list) -> Trainer:
+    return Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=TensorBoardLogger(str(tmp_path), name="f"),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+    )
+
+
+class Steps(Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_train_batch_end(self, *args, **kwargs):
+        self.batches += 1
+
+
+def test_foreign_project_reports_every_missing_requirement_at_setup(tmp_path):
+    steps = Steps()
+    mon = ShortcutMonitor(verbose=False)
+    with pytest.raises(ValueError) as err:
+        foreign_trainer(tmp_path, [mon, steps]).fit(Foreign(), val_dataloaders=foreign_data())
+    message = str(err.value)
+    # both problems at once, each with the argument that fixes it, before any training step
+    assert "input_range=(low, high)" in message and "normalization=(mean, std)" in message
+    assert "train" in message and "audit=False" in message
+    assert steps.batches == 0
+
+
+def test_foreign_project_runs_with_only_input_range(tmp_path):
+    mon = ShortcutMonitor(input_range=(0, 255), audit_max_samples=32, pool_size=48, spray_samples=0, verbose=False)
+    train = foreign_data()
+    foreign_trainer(tmp_path, [mon]).fit(Foreign(), train_dataloaders=train, val_dataloaders=foreign_data())
+    assert mon.audit_report is not None and mon.audit_report["class_names"] == ["0", "1"]  # indices as names
+    assert mon._task == "binary"
+    ring = [h for h in mon.history if h["artifact"] == "ring"]
+    assert ring and "insertion" in ring[-1]["tests"]
+    # the pool was mapped to [0, 1] through the given range, so inserted rings darken real pixel values
+    assert 0.0 <= float(mon._pool.images01.min()) and float(mon._pool.images01.max()) <= 1.0
+    assert float(mon._pool.images01.mean()) == pytest.approx(0.5, abs=0.05)

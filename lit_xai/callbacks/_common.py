@@ -93,7 +93,7 @@ def check_logits(module: torch.nn.Module, images: torch.Tensor, knob: str = "mod
         try:
             module.eval()
             param = next(module.parameters(), None)
-            x = images.to(param.device) if param is not None else images
+            x = images.to(param.device, param.dtype) if param is not None and param.is_floating_point() else images
             out = module(x)
         finally:
             for m, mode in modes:

@@ -45,7 +45,7 @@ __all__ = [
 PROFILE_ATTR = "explanation_profile"
 
 
-def _none() -> list:
+def _none(*args: Any) -> list:
     return []
 
 
@@ -60,7 +60,8 @@ class ExplanationProfile:
         concept_layers: candidate CRP layers, most useful first.
         default_composite: LRP composite that works best for the family (see ``benchmarks/checkerboard.py``).
         attention_layer: channel-attention module keeping ``last_weights`` (attention networks only).
-        layer_map: factory of extra zennit ``(module type, rule)`` pairs prepended to every composite's layer map.
+        layer_map: ``layer_map(epsilon)`` -> extra zennit ``(module type, rule)`` pairs prepended to every
+            composite's layer map (``epsilon``: the composite's, so an epsilon rule here follows it).
     """
 
     family: str
@@ -69,7 +70,7 @@ class ExplanationProfile:
     concept_layers: tuple[str, ...] = ()
     default_composite: str = "epsilon_plus_flat"
     attention_layer: str = ""
-    layer_map: Callable[[], list] = _none
+    layer_map: Callable[[float], list] = _none
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ def _timm(module: nn.Module, module_prefix: str, class_name: str) -> bool:
     return cls.__module__.startswith(module_prefix) and cls.__name__ == class_name
 
 
-def _depthwise_epsilon() -> list:
-    return [(ours.DepthwiseConv2d, Epsilon())]
+def _depthwise_epsilon(epsilon: float = 1e-6) -> list:
+    # ZPlus on a one-input-channel (depthwise) filter drops the relevance of negative contributions
+    return [(ours.DepthwiseConv2d, Epsilon(epsilon=epsilon))]
 
 
 register_profile(
