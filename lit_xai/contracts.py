@@ -40,21 +40,23 @@ TARGET_KEYS: tuple[str, ...] = ("target", "targets", "label", "labels", "y")
 
 
 def check_task(task: str, num_classes: int | None = None) -> None:
-    """Raise a ``ValueError`` for an unknown task name or a class count that does not fit it.
+    """Validate ``task`` and its consistency with ``num_classes``; errors list the valid choices.
 
     Binary tasks use two logits (softmax, class 1 = positive), so every explainer target is a class index.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if num_classes is None:
         return
     if task == "binary" and num_classes != 2:
         raise ValueError(
-            f"binary tasks use two logits (class 1 = positive), so num_classes must be 2, got {num_classes}; "
-            "wrap a single-logit model with lit_xai.contracts.TwoLogitBinary"
+            f"task='binary' uses two logits (negative, positive) but num_classes={num_classes}; set num_classes=2, "
+            "or task='multiclass' / 'multilabel' (a single-logit model: wrap it with lit_xai.contracts.TwoLogitBinary)"
         )
-    if task != "binary" and num_classes < 2:
-        raise ValueError(f"{task} needs num_classes >= 2, got {num_classes}")
+    if task == "multiclass" and num_classes < 2:
+        raise ValueError(f"task='multiclass' needs num_classes >= 2, got {num_classes}")
+    if task == "multilabel" and num_classes < 1:
+        raise ValueError(f"task='multilabel' needs num_classes >= 1, got {num_classes}")
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:

@@ -34,6 +34,7 @@ import torch
 from scipy import stats
 
 from .detectors import Detector
+from ..contracts import read_item
 from .registry import DEFAULT_THRESHOLDS, get_detector
 
 __all__ = [
@@ -348,13 +349,11 @@ class _Collector:
 
 def _split_item(item: Any) -> tuple[torch.Tensor, Any, Any]:
     """``(image(s), target(s), artifact flag(s) or None)`` of a dataset item or a collated batch."""
-    if isinstance(item, dict):
-        if "image" not in item or "target" not in item:
-            raise ValueError(f"dict items need 'image' and 'target' keys, got {sorted(item)}")
-        return item["image"], item["target"], item.get("artifact")
-    if isinstance(item, (tuple, list)) and len(item) >= 2:
-        return item[0], item[1], None
-    raise ValueError(f"cannot read an item of type {type(item).__name__}; expected a dict or an (image, target) pair")
+    try:
+        read = read_item(item)
+    except (KeyError, TypeError) as err:
+        raise ValueError(str(err)) from None
+    return read["image"], read["target"], read.get("artifact")
 
 
 def _as_batch(image: Any, target: Any, flag: Any, task: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:

@@ -214,6 +214,13 @@ def log_scalars(trainer: Trainer, scalars: dict[str, float], step: int) -> None:
         logger.log_metrics(dict(scalars), step=step)
 
 
+def publish(trainer: Trainer, scalars: Optional[dict[str, float]]) -> None:
+    """Make broadcast scalars visible to other callbacks (``trainer.callback_metrics``: checkpointing, early
+    stopping) on every rank, without logging them a second time at Lightning's own step."""
+    for name, value in (scalars or {}).items():
+        trainer.callback_metrics[name] = torch.tensor(float(value))
+
+
 def notify(trainer: Trainer, message: str) -> None:
     """Print through the progress bar when there is one (keeps the bar intact), else plain print on rank 0."""
     if not trainer.is_global_zero:

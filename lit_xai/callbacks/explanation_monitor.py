@@ -31,6 +31,7 @@ from ._common import (
     minmax01,
     notify,
     preserve_rng,
+    publish,
     should_run,
     task_of,
     value_range,
@@ -266,6 +267,7 @@ class ExplanationMonitor(Callback):
             payload = self._run(trainer, pl_module, epoch=trainer.current_epoch, mode=mode)
         # every rank reaches the broadcast, so nothing deadlocks and all ranks hold the same history
         payload = trainer.strategy.broadcast(payload, src=0)
+        publish(trainer, payload)
         if payload is not None and not trainer.is_global_zero and mode == "fit":
             self.history.append({"epoch": trainer.current_epoch, **payload})
             self.last_epoch = trainer.current_epoch

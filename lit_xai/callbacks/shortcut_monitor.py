@@ -36,6 +36,7 @@ from ._common import (
     log_text,
     notify,
     preserve_rng,
+    publish,
     should_run,
     task_of,
     value_range,
@@ -242,8 +243,10 @@ class ShortcutMonitor(Callback):
             with preserve_rng(), torch.inference_mode(False):
                 payload = self._measure(trainer, pl_module)
         payload = trainer.strategy.broadcast(payload, src=0)
-        if payload and not trainer.is_global_zero:
-            self.alerts.extend(payload[1])
+        if payload:
+            publish(trainer, payload[0])
+            if not trainer.is_global_zero:
+                self.alerts.extend(payload[1])
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
+from ..contracts import TASKS
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalize, normalize
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 
 
 # --------------------------------------------------------------------------------------------------------- splits

@@ -16,39 +16,12 @@ from torchmetrics.classification import (
     F1Score,
 )
 
+from ..contracts import TASKS, check_task, probabilities, split_batch
 from .architectures import build_architecture, get_spec
 
 __all__ = ["ImageClassifier", "TASKS", "split_batch", "check_task"]
 
-TASKS = ("binary", "multiclass", "multilabel")
 Task = Literal["binary", "multiclass", "multilabel"]
-
-
-def check_task(task: str, num_classes: int) -> None:
-    """Validate ``task`` and its consistency with ``num_classes``; errors list the valid choices."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    if task == "binary" and num_classes != 2:
-        raise ValueError(
-            f"task='binary' uses two logits (negative, positive) but num_classes={num_classes}; set num_classes=2, "
-            "or task='multiclass' / 'multilabel'"
-        )
-    if task == "multiclass" and num_classes < 2:
-        raise ValueError(f"task='multiclass' needs num_classes >= 2, got {num_classes}")
-    if task == "multilabel" and num_classes < 1:
-        raise ValueError(f"task='multilabel' needs num_classes >= 1, got {num_classes}")
-
-
-def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, targets)`` from a dict batch (``image``/``target``) or a tuple/list ``(images, targets, ...)``."""
-    if isinstance(batch, dict):
-        try:
-            return batch["image"], batch["target"]
-        except KeyError as err:
-            raise KeyError(f"dict batches need 'image' and 'target' keys, got {sorted(batch)}") from err
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise TypeError(f"unsupported batch type {type(batch).__name__}: use a dict with image/target or (images, targets)")
 
 
 class ImageClassifier(LightningModule):
@@ -164,7 +137,7 @@ class ImageClassifier(LightningModule):
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax for binary/multiclass, sigmoid for multilabel."""
-        return torch.sigmoid(logits) if self.task == "multilabel" else logits.softmax(dim=1)
+        return probabilities(logits, self.task)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.task == "multilabel":

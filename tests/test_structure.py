@@ -1,0 +1,91 @@
+"""Package structure: no import circle between lit_xai's modules, and the zennit extension stays standalone."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lit_xai
+
+ROOT = Path(lit_xai.__file__).parent
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """lit_xai modules imported at module level (function-level imports are lazy and cannot form a circle)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("lit_xai"):
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("lit_xai"))
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = {t for t in _imports(path) if t in modules}
+        # importing a submodule runs its packages' __init__ first
+        with_parents = set()
+        for t in targets:
+            parts = t.split(".")
+            with_parents.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        graph[name] = {t for t in with_parents if t in modules and t != name}
+    return graph
+
+
+def test_no_import_circle_between_modules():
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            # a package importing its own submodules is not a circle
+            if nxt.startswith(node + ".") or node.startswith(nxt + "."):
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
+def test_explainers_never_import_models_and_canonizers_import_nothing_of_lit_xai():
+    graph = _graph()
+    explainers = [m for m in graph if m.startswith("lit_xai.explainers")]
+    assert explainers
+    for module in explainers:
+        assert not any(t.startswith("lit_xai.models") for t in graph[module]), module
+    assert not _imports(ROOT / "explainers" / "canonizers.py")
+
+
+def test_callbacks_are_the_only_lightning_users():
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith(("callbacks/", "models/", "datamodules/")) or rel == "cli.py":
+            continue
+        source = path.read_text()
+        assert "import lightning" not in source and "from lightning" not in source, rel
