@@ -6,12 +6,15 @@ import pytest
 import torch
 
 from lit_xai.visualization import (
+    PALETTE,
     draw_text,
     explanation_grid,
     heatmap_to_rgb,
+    line_plot,
     make_grid_uint8,
     overlay,
     symmetric_scale,
+    table_image,
 )
 
 
@@ -145,3 +148,62 @@ def test_explanation_grid_is_input_heatmap_overlay():
     expected = make_grid_uint8([images, heatmap_to_rgb(heat), overlay(images, heat)], captions=["a", "b", "c"])
     torch.testing.assert_close(grid, expected)
     assert grid.shape == (3, 3 * 16 + 4 * 2, 3 * 16 + 4 * 2)
+
+
+def _colour_count(img: torch.Tensor, rgb: tuple[int, int, int], tol: int = 8) -> int:
+    diff = (img.int() - torch.tensor(rgb)[:, None, None]).abs().amax(0)
+    return int((diff <= tol).sum())
+
+
+def test_line_plot_size_colours_and_legend():
+    curves = {"lrp": [0.1, 0.3, 0.2, 0.4], "gradcam": [0.4, 0.2, float("nan"), 0.1], "flat": [0.25] * 4}
+    img = line_plot(curves, x=[1, 2, 3, 4], title="drift", xlabel="epoch", ylabel="1 - rho", width=400, height=260)
+    assert img.dtype == torch.uint8 and img.shape == (3, 260, 400)
+    assert (img != 255).any(0).float().mean() > 0.02, "the plot is (nearly) blank"
+    for k in range(3):  # every curve has its own colour, drawn as a line of many pixels
+        assert _colour_count(img, PALETTE[k]) > 60, f"curve {k} colour missing"
+    assert _colour_count(img, PALETTE[3]) == 0, "a fourth colour appeared for three curves"
+    # the legend (below the axes) carries every curve colour
+    legend = img[:, -40:]
+    assert all(_colour_count(legend, PALETTE[k]) > 10 for k in range(3))
+    # nothing is drawn outside the picture's 1-pixel margin, even with an overlong title
+    long = line_plot({"a": [1, 2]}, title="a title far too long " * 10, xlabel="x " * 200, width=200, height=160)
+    assert long.shape == (3, 160, 200)
+    assert (long[:, :, 0] == 255).all() and (long[:, :, -1] == 255).all()
+    with pytest.raises(ValueError, match="x has 3"):
+        line_plot({"a": [1, 2]}, x=[0, 1, 2])
+    with pytest.raises(ValueError, match="at least one curve"):
+        line_plot({})
+
+
+def test_line_plot_ticks_are_round_and_cover_the_data():
+    from lit_xai.visualization import _nice_ticks
+
+    ticks = _nice_ticks(0.03, 0.42)
+    assert ticks[0] >= 0.03 and ticks[-1] <= 0.42 and len(ticks) >= 3
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1 and steps.pop() in {0.05, 0.1}
+    # constant and single-point curves still get a range (no division by zero)
+    assert line_plot({"c": [3.0, 3.0, 3.0]}).shape == (3, 320, 480)
+    assert line_plot({"one": [1.0]}).shape == (3, 320, 480)
+
+
+def test_table_image_columns_fit_their_text():
+    from lit_xai.visualization import _font, _text_width
+
+    header = ["method", "drift", "note"]
+    rows = [["lrp", "0.12", "short"], ["gradcam", "0.30", "a much longer cell that must not be clipped"]]
+    img = table_image(header, rows, title="epoch 3")
+    assert img.dtype == torch.uint8 and img.shape[0] == 3
+    font = _font(12)
+    widest = [max(_text_width(r[j], font) for r in [header, *rows]) for j in range(3)]
+    assert img.shape[2] >= sum(widest) + 3 * 16, "a column is narrower than its text"
+    # the last column's text ends before the right border (ink in the cell, white margin before the frame)
+    ink = (img[:, 20:, :] < 128).any(0).any(0).nonzero().flatten()
+    assert ink.max() == img.shape[2] - 1  # the frame
+    strip = (img[:, 20:-1, -7:-1] < 128).any(0)  # the last 6 pixels before the frame: rules only, no glyphs
+    assert not (strip.any(1) & ~strip.all(1)).any(), "text touches the right border"
+    multi = table_image(["a"], [["line 1\nline 2"]])
+    assert multi.shape[1] > table_image(["a"], [["line 1"]]).shape[1]
+    with pytest.raises(ValueError, match="row 0 has 1 cells"):
+        table_image(["a", "b"], [["x"]])
