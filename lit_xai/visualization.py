@@ -275,9 +275,9 @@ def caption_lines(
 ) -> list[str]:
     """Wrap ``text`` into lines at most ``width_px`` wide: the one caption function of every grid.
 
-    Words wrap at spaces (and after ``|``, ``,``, ``;`` separators); a word wider than the line is cut with an
-    ellipsis; explicit ``"\\n"`` starts a new line. With ``max_lines`` the last kept line ends with an ellipsis
-    when text had to be dropped, so a caption never runs past its box.
+    Words wrap at plain spaces (a no-break space, ``"\\u00a0"``, holds a unit like ``"34 %"`` together); a word
+    wider than the line is cut with an ellipsis; explicit ``"\\n"`` starts a new line. With ``max_lines`` the last
+    kept line ends with an ellipsis when text had to be dropped, so a caption never runs past its box.
 
     Example:
         >>> caption_lines("true melanoma | pred nevus | p=0.93", 90, _font(11))
@@ -288,7 +288,7 @@ def caption_lines(
         raise ValueError(f"width_px must be positive, got {width_px}")
     lines: list[str] = []
     for paragraph in str(text).split("\n"):
-        words = paragraph.split()
+        words = [w for w in paragraph.split(" ") if w]  # only plain spaces break: NBSP ("\u00a0") keeps "34 %" whole
         current = ""
         for word in words:
             candidate = f"{current} {word}" if current else word
@@ -468,13 +468,16 @@ def _labels_row(
 def _pct(share: float) -> str:
     share = 100 * float(share)
     if 0 < abs(share) < 1:
-        return "<1 %"
-    return f"{share:.0f} %" if abs(share) >= 9.5 else f"{share:.1f} %"
+        return "<1\u00a0%"
+    return f"{share:.0f}\u00a0%" if abs(share) >= 9.5 else f"{share:.1f}\u00a0%"
 
 
 def concept_label(channel: int, share: float | None = None) -> str:
-    """The column label of a concept: ``"ch 12 · 34 %"`` (share of the layer's relevance), or ``"ch 12"``."""
-    return f"ch {int(channel)}" + ("" if share is None else f" · {_pct(share)}")
+    """The column label of a concept: ``"ch 12 · 34 %"`` (share of the layer's relevance), or ``"ch 12"``.
+
+    No-break spaces (``"\u00a0"``) keep ``"ch 12"`` and ``"34 %"`` together when a narrow tile wraps the label.
+    """
+    return f"ch\u00a0{int(channel)}" + ("" if share is None else f" · {_pct(share)}")
 
 
 def legend_strip(
@@ -616,7 +619,8 @@ def explanation_grid(
     for i in range(n):
         text = str(captions[i] or "")
         if signed and report_negative:
-            text = f"{text} | neg. relevance {_pct(neg[i])}" if text else f"neg. relevance {_pct(neg[i])}"
+            share = f"neg.\u00a0relevance\u00a0{_pct(neg[i])}"
+            text = f"{text} | {share}" if text else share
         parts.append(_text_block(text, row_w, font, max_lines=4))
         parts.append(_hstack([_to_pil(imgs[i]), _to_pil(rgb[i]), _to_pil(over[i])]))
         if i < n - 1:

@@ -363,8 +363,10 @@ def test_concept_grid_labels_references_and_no_blank_tiles():
             tile_img = grid[:, top : top + tile, MARGIN + j * (tile + GAP) : MARGIN + j * (tile + GAP) + tile].int()
             blob = tile_img[:, 17:28, 17:28]  # the dots' region at tile scale
             assert ((blob[0] - blob[1]) > 80).float().mean() > 0.5, f"concept {j} of probe {i} is not visible"
-    assert concept_label(12, 0.34) == "ch 12 · 34 %" and concept_label(7, 0.004) == "ch 7 · <1 %"
-    assert concept_label(5, 0.05) == "ch 5 · 5.0 %" and concept_label(3, None) == "ch 3"
+    nb = "\u00a0"  # no-break spaces keep the id and the percentage whole when a label wraps
+    assert concept_label(12, 0.34) == f"ch{nb}12 · 34{nb}%" and concept_label(7, 0.004) == f"ch{nb}7 · <1{nb}%"
+    assert concept_label(5, 0.05) == f"ch{nb}5 · 5.0{nb}%" and concept_label(3, None) == f"ch{nb}3"
+    assert caption_lines(concept_label(301, 0.25), 50, FONT) == [f"ch{nb}301 ·", f"25{nb}%"]
     with pytest.raises(ValueError, match="channels must be"):
         concept_grid(images, maps, channels[:, :2], ["a", "b"])
 
