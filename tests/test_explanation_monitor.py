@@ -197,15 +197,23 @@ def test_eval_images_are_off_by_default(tmp_path):
     assert not [t for t in events(tmp_path).Tags()["images"] if t.endswith("/eval")]
 
 
-def test_fast_dev_run_and_no_tensorboard_logger(tmp_path):
+def test_fast_dev_run_and_no_image_logger(tmp_path):
     mon = monitor(explainers=("lrp",))
     trainer = trainer_for(tmp_path, [mon], logger=False, fast_dev_run=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer.fit(tiny_model(), tiny_dm())
-    msgs = [str(w.message) for w in caught if "no TensorBoardLogger" in str(w.message)]
-    assert len(msgs) == 1
+    assert len([w for w in caught if "fast_dev_run disables loggers" in str(w.message)]) == 1
     assert mon.history and "xai/time_s" in mon.history[-1]
+    # without any logger the grids are written as PNG files (never silently dropped), with one warning
+    mon = monitor(explainers=("lrp",))
+    trainer = trainer_for(tmp_path / "files", [mon], logger=False, max_epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(tiny_model(), tiny_dm())
+    assert len([w for w in caught if "as files under" in str(w.message)]) == 1
+    pngs = sorted(p.name for p in (tmp_path / "files" / "xai_images" / "xai" / "lrp" / "true").glob("*.png"))
+    assert pngs == ["step_000000.png", "step_000001.png"]
 
 
 def test_resume_restores_history_without_duplicates(tmp_path):

@@ -84,7 +84,7 @@ def test_per_class_maps_equal_single_class_calls():
 def test_layer_defaults_and_errors():
     net = scaled_head("tiny_resnet")
     x, t = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
-    torch.testing.assert_close(GradCAM()(net, x, t), GradCAM(layer="layer4")(net, x, t))  # registry gradcam_layer
+    torch.testing.assert_close(GradCAM()(net, x, t), GradCAM(layer="layer3")(net, x, t))  # registry gradcam_layer
     vgg = build_architecture("tiny_vgg", num_classes=3)
     torch.testing.assert_close(GradCAM()(vgg, x, t), GradCAM(layer="features.9")(vgg, x, t))
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))

@@ -192,20 +192,6 @@ def task_of(trainer: Trainer, pl_module: LightningModule, given: Optional[str]) 
     return None
 
 
-def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int) -> None:
-    """Log a uint8 ``(3, H, W)`` image through the trainer's loggers (rank 0)."""
-    tb = find_tensorboard(trainer)
-    if tb is not None and trainer.is_global_zero:
-        tb.experiment.add_image(tag, image, step)
-
-
-def log_text(trainer: Trainer, tag: str, text: str, step: int) -> None:
-    """Log markdown text through the trainer's loggers (rank 0)."""
-    tb = find_tensorboard(trainer)
-    if tb is not None and trainer.is_global_zero:
-        tb.experiment.add_text(tag, text, step)
-
-
 def log_scalars(trainer: Trainer, scalars: dict[str, float], step: int) -> None:
     """Log scalars at ``step`` through every logger's ``log_metrics`` (rank 0; any Lightning logger)."""
     if not scalars or not trainer.is_global_zero:

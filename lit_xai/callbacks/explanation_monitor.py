@@ -25,9 +25,7 @@ from ._common import (
     epoch_step,
     explained_module,
     find_tensorboard,
-    log_image,
     log_scalars,
-    log_text,
     minmax01,
     notify,
     preserve_rng,
@@ -36,7 +34,8 @@ from ._common import (
     task_of,
     value_range,
 )
-from ._render import concept_grid, explanation_grid, timeline_grid
+from ..visualization import concept_grid, explanation_grid, timeline_grid
+from .sinks import log_image, log_text
 
 __all__ = ["ExplanationMonitor"]
 
@@ -140,7 +139,6 @@ class ExplanationMonitor(Callback):
         self._resolved_task: Optional[str] = None
         self._two_logits = False
         self._checked = False
-        self._warned_no_tb = False
         self._warned_degenerate: set[str] = set()
         # checkpointed state
         self.history: list[dict[str, Any]] = []
@@ -204,11 +202,6 @@ class ExplanationMonitor(Callback):
         if not trainer.is_global_zero:
             return
         self._prepare(trainer, pl_module)  # fails here, before the first epoch, whatever log_at_fit_start says
-        if find_tensorboard(trainer) is None and not self._warned_no_tb:
-            rank_zero_warn(
-                "ExplanationMonitor: no TensorBoardLogger found; heatmaps are not logged, scalars go to the loggers"
-            )
-            self._warned_no_tb = True
         tb = find_tensorboard(trainer)
         if tb is not None:
             self._write_layout(tb)
@@ -407,32 +400,77 @@ class ExplanationMonitor(Callback):
         epoch_label = "init" if epoch < 0 else f"ep{epoch}"
         if mode != "fit":
             epoch_label = f"ckpt {checkpoint_epoch(trainer)}"
+        masks = self.probes.artifact_masks
+        explained = {"true": "the true class", "pred": "the predicted class"}
         for kind, rows in result.rows.items():
             captions = result.captions(kind, names, epoch_label)
             row_images = images01[rows.probe]
+            row_masks = None if masks is None else masks[rows.probe] & self.probes.artifact[rows.probe][:, None, None]
             for label, maps in result.maps.items():
-                grid = explanation_grid(row_images, maps[kind], captions, tile=self.tile)
+                grid = explanation_grid(
+                    row_images,
+                    maps[kind],
+                    captions,
+                    tile=self.tile,
+                    method=f"{result.descriptions.get(label, label)}, explaining {explained[kind]}",
+                    masks=row_masks,
+                    signed=label not in ("gradcam", "attention_gradcam"),
+                )
                 log_image(trainer, f"{self.tag}/{label}/{kind}{suffix}", grid, step)
             if kind == result.primary:
                 for label, concepts in result.concepts.items():
                     grid = concept_grid(
-                        row_images, concepts.maps, concepts.channels, captions, references, tile=max(48, self.tile * 2 // 3)
+                        row_images,
+                        concepts.maps,
+                        concepts.channels,
+                        captions,
+                        shares=concepts.shares,
+                        references=references,
+                        tile=max(64, self.tile * 3 // 4),
+                        layer=concepts.layer,
+                        method=result.descriptions.get(label, label),
                     )
                     log_image(trainer, f"{self.tag}/{label}/concepts{suffix}", grid, step)
         if outcome is not None:
             out_result, chosen, outcome_names = outcome
             captions = [f"{o} {c}" for o, c in zip(outcome_names, out_result.captions("pred", names, epoch_label))]
             label = next(iter(out_result.maps))
-            grid = explanation_grid(self._to01(chosen.images), out_result.maps[label]["pred"], captions, tile=self.tile)
+            grid = explanation_grid(
+                self._to01(chosen.images),
+                out_result.maps[label]["pred"],
+                captions,
+                tile=self.tile,
+                method=f"{out_result.descriptions.get(label, label)}, explaining the predicted class",
+                note="rows: false positives, false negatives, true positives, true negatives (re-picked every epoch)",
+            )
             log_image(trainer, f"{self.tag}/{label}/outcomes", grid, step)
         if mode == "fit":
-            rows = result.rows[result.primary].labels
+            rows = self._timeline_rows(result, names)
             for label, frames in self.drift.timeline.items():
                 if label not in result.maps:
                     continue
                 columns = ["init" if e < 0 else f"ep{e}" for e, _ in frames]
-                grid = timeline_grid([f.float() for _, f in frames], columns, rows, tile=max(32, self.tile // 2))
+                grid = timeline_grid(
+                    [f.float() for _, f in frames],
+                    columns,
+                    rows,
+                    tile=max(40, self.tile // 2),
+                    method=result.descriptions.get(label, label),
+                    signed=label not in ("gradcam", "attention_gradcam"),
+                )
                 log_image(trainer, f"{self.tag}/{label}/timeline", grid, step)
+
+    def _timeline_rows(self, result: ProbeExplanations, names: Optional[list[str]]) -> list[str]:
+        """Row labels of the timeline: probe, true class, current prediction, artifact marker."""
+        rows = result.rows[result.primary]
+
+        def name(k: int) -> str:
+            return "-" if k < 0 else (names[k] if names and k < len(names) else str(k))
+
+        return [
+            f"{rows.labels[r]} {name(rows.true_label[r])}→{name(rows.pred_label[r])}" + (" [artifact]" if rows.artifact[r] else "")
+            for r in range(len(rows))
+        ]
 
 
 def select_reference_pool(dataset: Any, selector: ProbeSelector, size: int = 32) -> Probes:

@@ -31,9 +31,7 @@ from ._common import (
     class_names_of,
     epoch_step,
     explained_module,
-    log_image,
     log_scalars,
-    log_text,
     notify,
     preserve_rng,
     publish,
@@ -41,7 +39,8 @@ from ._common import (
     task_of,
     value_range,
 )
-from ._render import explanation_grid
+from ..visualization import explanation_grid
+from .sinks import log_image, log_text
 
 __all__ = ["ShortcutMonitor"]
 
@@ -326,8 +325,15 @@ class ShortcutMonitor(Callback):
                 heat = evidence.pop("heatmaps", None)
                 if heat is not None and len(heat):
                     rows = torch.as_tensor(evidence["probe_rows"]).long()
-                    captions = [f"val #{self._pool.ids[int(r)]} {artifact} -> {name}" for r in rows]
-                    grid = explanation_grid(self._pool.images01[rows], heat, captions, tile=96)
+                    captions = [f"val #{self._pool.ids[int(r)]}, {artifact} detected" for r in rows]
+                    grid = explanation_grid(
+                        self._pool.images01[rows],
+                        heat,
+                        captions,
+                        tile=96,
+                        method=f"{self.explainer.describe()} for '{name}' on validation images with a {artifact}",
+                        masks=self._pool.masks[artifact][rows],
+                    )
                     log_image(trainer, f"{self.tag}/{artifact}/flagged_probes", grid, step)
                 audit_flagged = name in self._audit_flags.get(artifact, [])
                 met = self.rule.met(evidence, audit_flagged)

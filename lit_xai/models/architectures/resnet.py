@@ -89,7 +89,9 @@ def build_resnet18(num_classes: int) -> nn.Module:
 @register_architecture(
     "tiny_resnet",
     canonizers=_resnet_canonizers,
-    gradcam_layer="layer4",
+    # layer4 is 1/16 of the input (4x4 at 64 px, blocks that cannot tell a ring from a lesion); layer3 (1/8) still
+    # sees whole lesions and is the finest layer whose Grad-CAM is class-specific on the demo data
+    gradcam_layer="layer3",
     concept_layers=("layer3", "layer4", "layer4.0.conv2"),
     small=True,
     family="resnet",
@@ -102,7 +104,9 @@ def build_tiny_resnet(num_classes: int) -> nn.Module:
 @register_architecture(
     "small_resnet",
     canonizers=_resnet_canonizers,
-    gradcam_layer="layer4",
+    # layer4 is 1/16 of the input (4x4 at 64 px, blocks that cannot tell a ring from a lesion); layer3 (1/8) still
+    # sees whole lesions and is the finest layer whose Grad-CAM is class-specific on the demo data
+    gradcam_layer="layer3",
     concept_layers=("layer3", "layer4", "layer4.1.conv2"),
     small=True,
     family="resnet",
