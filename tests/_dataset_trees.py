@@ -165,7 +165,9 @@ def isic2020(tmp: Path, kaggle: bool = False, n: int = 20) -> Path:
         write_csv(root / "test.csv", ISIC2020_HEADER[:5], [["ISIC_9999999", "IP_9", "male", "50.0", "torso"]])
     else:
         write_csv(root / "ISIC_2020_Training_GroundTruth_v2.csv", ISIC2020_V2_HEADER, rows)
-        write_csv(root / "ISIC_2020_Training_Duplicates.csv", ["image_name_1", "image_name_2"], [[rows[0][0], rows[1][0]]])
+        write_csv(
+            root / "ISIC_2020_Training_Duplicates.csv", ["image_name_1", "image_name_2"], [[rows[0][0], rows[1][0]]]
+        )
     return root
 
 
@@ -276,7 +278,14 @@ def chexpert(tmp: Path, prefix: bool = True, patients: int = 12, csv_prefix: boo
                     labels[k] = "1.0"
             front = "Frontal" if "frontal" in view else "Lateral"
             rows[split].append(
-                [f"CheXpert-v1.0-small/{rel}" if csv_prefix else rel, "Female", 68, front, "AP" if front == "Frontal" else "", *labels]
+                [
+                    f"CheXpert-v1.0-small/{rel}" if csv_prefix else rel,
+                    "Female",
+                    68,
+                    front,
+                    "AP" if front == "Frontal" else "",
+                    *labels,
+                ]
             )
     write_csv(root / "train.csv", CHEXPERT_HEADER, rows["train"])
     write_csv(root / "valid.csv", CHEXPERT_HEADER, rows["valid"])

@@ -103,7 +103,9 @@ class CovidQUExDataModule(FileDataModule):
                 class_dir = _child(split_dir, name)
                 images = None if class_dir is None else _child(class_dir, "images")
                 if images is None:
-                    raise DataFormatError(f"{split_dir} has no {name}/images/ folder; expected {self.expected_contents}")
+                    raise DataFormatError(
+                        f"{split_dir} has no {name}/images/ folder; expected {self.expected_contents}"
+                    )
                 masks = _child(class_dir, "lung masks") or class_dir / "lung masks"
                 for f in _image_files(images):
                     paths.append(str(f))
@@ -169,4 +171,3 @@ class CovidRadiographyDataModule(FileDataModule):
         return SampleTable(
             targets=np.asarray(targets, dtype=np.int64), paths=paths, roi_paths=rois if self.roi else None
         )
-
