@@ -255,7 +255,7 @@ def covid_radiography(tmp: Path, per_class: int = 5) -> Path:
 
 
 # -------------------------------------------------------------------------------------------------------- CheXpert
-def chexpert(tmp: Path, prefix: bool = True, patients: int = 12, csv_prefix: bool = True) -> Path:
+def chexpert(tmp: Path, prefix: bool = True, patients: int = 24, csv_prefix: bool = True) -> Path:
     """``CheXpert-v1.0-small/`` (or the Kaggle copy without the folder when ``prefix`` is False)."""
     root = tmp / ("CheXpert-v1.0-small" if prefix else "chexpert")
     rows: dict[str, list[list[object]]] = {"train": [], "valid": []}

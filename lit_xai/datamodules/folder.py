@@ -181,7 +181,7 @@ class ImageFolderDataModule(FileDataModule):
 
 
 class MelanomaFolderDataModule(ImageFolderDataModule):
-    """Kaggle "Melanoma Skin Cancer Dataset of 10000 Images": ``[melanoma_cancer_dataset/]{train,test}/{benign,malignant}``.
+    """Kaggle "Melanoma Skin Cancer Dataset of 10000 Images": ``{train,test}/{benign,malignant}`` folders.
 
     Binary (``malignant`` positive). ``test/`` is the test split; validation is carved out of ``train/``
     (``val_fraction``), stratified only, as the dataset has no patient or lesion ids.
