@@ -55,6 +55,8 @@ _MAX_AREA = 0.08
 # edge contrast (component mean minus the mean of a 2-px ring around it) mapped to [0, 1]
 _CONTRAST_ZERO = 0.08
 _CONTRAST_FULL = 0.32
+# contrast is reduced by this many robust noise sigmas (MAD of the image minus its 3x3 median)
+_NOISE_PENALTY = 2.0
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +103,8 @@ def detect_text_marker(
     if n == 0 or min(h, w) < 16:
         return scores, masks
     gray = _gray(x).cpu()
-    tophat = gray - _background(gray)
+    background = _background(gray)
+    tophat = gray - background
     lo = torch.quantile(gray.flatten(1), 0.05, dim=1)
     hi = torch.quantile(gray.flatten(1), 0.999, dim=1)
     relative = (gray - lo[:, None, None]) / (hi - lo).clamp(min=0.05)[:, None, None]
@@ -112,6 +115,8 @@ def detect_text_marker(
     area = h * w
     ring_struct = np.ones((5, 5), bool)
     g_np = gray.numpy()
+    b_np = background.numpy()
+    noise = [1.4826 * float(np.median(np.abs(g - ndimage.median_filter(g, size=3, mode="nearest")))) for g in g_np]
     for i in range(n):
         labels, count = ndimage.label(candidates[i].numpy(), structure=np.ones((3, 3), bool))
         if count == 0:
@@ -131,8 +136,12 @@ def detect_text_marker(
                 continue
             patch = g_np[i, y0:y1, x0:x1]
             # the brightest half of the component against the ring: strokes of a letter are bright at their core
-            inside = np.sort(patch[comp])[len(patch[comp]) // 2 :].mean()
-            contrast = float(inside - np.median(patch[ring]))
+            inside = float(np.sort(patch[comp])[len(patch[comp]) // 2 :].mean())
+            # the reference is the brighter of the ring and the local background: a bright patch enclosed by dark
+            # hairs or ribs is not brighter than its neighbourhood, only than its dark outline
+            reference = max(float(np.median(patch[ring])), float(np.median(b_np[i, y0:y1, x0:x1][comp])))
+            # and sharp edges only count above the image's own pixel noise (noise is all "sharp edges")
+            contrast = inside - reference - _NOISE_PENALTY * noise[i]
             score = min(1.0, max(0.0, (contrast - _CONTRAST_ZERO) / (_CONTRAST_FULL - _CONTRAST_ZERO)))
             best = max(best, score)
             keep[c] = score >= threshold
@@ -202,7 +211,7 @@ def insert_text_marker(
             glyph[-thick:] = True  # the rule
             tick = max(3, round(0.04 * side))
             for t in range(0, length, tick):
-                glyph[: -thick, t : t + thick] = True  # the ticks
+                glyph[:-thick, t : t + thick] = True  # the ticks
             if torch.rand((), generator=generator) < 0.5:
                 glyph = glyph.T
             gh, gw = glyph.shape
