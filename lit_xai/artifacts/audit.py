@@ -617,7 +617,7 @@ def audit_datamodule(
     indices = np.arange(n)
     if max_samples is not None and max_samples < n:
         indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
-    return audit_dataset(
+    report = audit_dataset(
         _items(ds, indices.tolist()),
         detectors=detectors,
         class_names=list(dm.class_names),
@@ -629,3 +629,10 @@ def audit_datamodule(
         min_odds_ratio=min_odds_ratio,
         min_support=min_support,
     )
+    # files the datamodule dropped at setup (on_bad_image="skip") are failures of the dataset, not silently absent
+    skipped = list(getattr(dm, "skipped", None) or [])
+    if skipped:
+        report.n_failed += len(skipped)
+        notes = [f"skipped at setup: {path} ({reason})" for path, reason in skipped]
+        report.failures = (notes + report.failures)[:_MAX_FAILURE_MESSAGES]
+    return report

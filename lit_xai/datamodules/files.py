@@ -59,7 +59,7 @@ class FileDataModule(ImageDataModule):
             ``batch_size``, ``num_workers``, ``val_fraction``, ``test_fraction``, ``seed``, ``augment``, ...).
 
     Attributes:
-        skipped: ``(file, reason)`` of every sample dropped under ``on_bad_image="skip"`` (filled by indexing).
+        skipped: ``(file, reason)`` of every sample dropped under ``on_bad_image="skip"``.
         notes: what indexing did besides reading (e.g. "dropped 425 documented duplicates"), also logged.
     """
 
@@ -71,9 +71,15 @@ class FileDataModule(ImageDataModule):
             raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
         self.root = require_root(root, self.expected_contents)
         self.on_bad_image = on_bad_image
-        self.skipped: list[tuple[str, str]] = []
+        self._skipped: list[tuple[str, str]] = []
         self.notes: list[str] = []
         super().__init__(**kwargs)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(file, reason)`` of every sample dropped under ``on_bad_image="skip"`` (indexes the files if needed)."""
+        _ = self.table
+        return list(self._skipped)
 
     # ----------------------------------------------------------------------------------------- for subclasses
     def index_files(self) -> SampleTable:
@@ -115,11 +121,11 @@ class FileDataModule(ImageDataModule):
             bad.update(self._decode_check(paths, rois, exclude=set(bad)))
         if not bad:
             return table
-        self.skipped = [(paths[i], bad[i]) for i in sorted(bad)]
+        self._skipped = [(paths[i], bad[i]) for i in sorted(bad)]
         keep = np.setdiff1d(np.arange(len(paths)), np.fromiter(bad, dtype=np.int64))
         if len(keep) == 0:
             raise ValueError(f"{type(self).__name__}: all {len(paths)} listed images are missing or unreadable")
-        first = "; ".join(f"{p} ({why})" for p, why in self.skipped[:_SHOW])
+        first = "; ".join(f"{p} ({why})" for p, why in self._skipped[:_SHOW])
         self.note(f"skipped {len(bad)} of {len(paths)} images (on_bad_image='skip'), first: {first}")
         return _subset(table, keep)
 
@@ -151,12 +157,12 @@ class FileDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
-        if self.skipped and stage in (None, "fit"):
+        if self._skipped and stage in (None, "fit"):
             # repeated at setup so the count is in the training log, not only at indexing time
-            names = ", ".join(Path(p).name for p, _ in self.skipped[:_SHOW])
+            names = ", ".join(Path(p).name for p, _ in self._skipped[:_SHOW])
             warnings.warn(
-                f"{type(self).__name__}: {len(self.skipped)} images were skipped (on_bad_image='skip'): {names}"
-                + (" ..." if len(self.skipped) > _SHOW else ""),
+                f"{type(self).__name__}: {len(self._skipped)} images were skipped (on_bad_image='skip'): {names}"
+                + (" ..." if len(self._skipped) > _SHOW else ""),
                 stacklevel=2,
             )
 
