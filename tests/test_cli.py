@@ -132,3 +132,22 @@ def test_audit_command_writes_a_report(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["artifacts"]["ring"]["predictive_classes"] == ["melanoma"]
     assert report["artifacts"]["ring"]["prevalence_by_class"][0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("config", "data_class", "builder"),
+    [
+        ("demo", "ImageFolderDataModule", trees.image_folder),
+        ("covid_vgg16", "CovidRadiographyDataModule", trees.covid_radiography),
+    ],
+)
+def test_readme_one_liners_swap_the_datamodule(config, data_class, builder, tmp_path, monkeypatch):
+    """The README's "Your own data" commands: any config + another DataModule + its root."""
+    monkeypatch.chdir(tmp_path)
+    path = str(CONFIGS[[p.stem for p in CONFIGS].index(config)])
+    root = builder(tmp_path)
+    cli = build_cli(["--config", path, f"--data=lit_xai.datamodules.{data_class}", f"--data.init_args.root={root}"])
+    dm, model = cli.datamodule, cli.model
+    assert type(dm).__name__ == data_class and model.num_classes == dm.num_classes == len(dm.class_names)
+    assert list(model.class_names) == list(dm.class_names)
+    assert dm.dataset("train")[0]["image"].shape == (3, dm.image_size, dm.image_size)
