@@ -5,6 +5,7 @@ Real datasets read the folder as distributed: :class:`ISICDataModule` (ISIC 2020
 :class:`CheXpertDataModule` and :class:`ImageFolderDataModule` (any ``root/<class>/`` tree).
 """
 
+from ._io import DataFormatError
 from .base import (
     SPLITS,
     TASKS,
@@ -31,6 +32,7 @@ __all__ = [
     "CheXpertDataModule",
     "CovidQUExDataModule",
     "CovidRadiographyDataModule",
+    "DataFormatError",
     "FileDataModule",
     "ISICDataModule",
     "ISIC_LAYOUTS",
