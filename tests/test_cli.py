@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
+import _dataset_trees as trees
 import pytest
 import torch
+import yaml
 
 from lit_xai.cli import build_cli, main, tool_main
 from lit_xai.models.architectures import ARCHITECTURES
@@ -34,10 +36,43 @@ def test_there_are_configs_for_every_experiment():
     } <= names
 
 
+# the fixture tree (tests/_dataset_trees.py) that stands in for each real dataset a config reads
+FIXTURES = {
+    "ISICDataModule": lambda tmp, cfg: (
+        trees.isic2020(tmp, kaggle=True) if "siim" in cfg["data"]["init_args"]["root"] else trees.isic2019(tmp)
+    ),
+    "MelanomaFolderDataModule": lambda tmp, cfg: trees.melanoma_folder(tmp),
+    "CovidQUExDataModule": lambda tmp, cfg: trees.covid_quex(tmp),
+    "CovidRadiographyDataModule": lambda tmp, cfg: trees.covid_radiography(tmp),
+    "CheXpertDataModule": lambda tmp, cfg: trees.chexpert(tmp),
+    "ImageFolderDataModule": lambda tmp, cfg: trees.image_folder(tmp),
+}
+
+
+def _data_overrides(config: Path, tmp_path: Path) -> list[str]:
+    """``--data.init_args.root=<fixture tree>`` for configs that read a real dataset, else nothing."""
+    cfg = yaml.safe_load(config.read_text())
+    name = cfg["data"]["class_path"].rsplit(".", 1)[-1]
+    if name == "SyntheticShortcutDataModule":
+        return []
+    assert name in FIXTURES, f"{config.name}: no fixture tree for {name}"
+    return [f"--data.init_args.root={FIXTURES[name](tmp_path / 'data', cfg)}"]
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem != "demo"], ids=lambda p: p.stem)
+def test_real_dataset_configs_fail_clearly_without_the_folder(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    assert "Synthetic" not in cfg["data"]["class_path"], "experiment configs read real data"
+    assert cfg["data"]["init_args"]["root"], "data.init_args.root names the dataset's usual folder"
+    with pytest.raises(Exception, match="set data.init_args.root to the folder that contains"):
+        build_cli(["--config", str(config)])
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_config_instantiates(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli = build_cli(["--config", str(config)])
+    cli = build_cli(["--config", str(config), *_data_overrides(config, tmp_path)])
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
     assert model.hparams.architecture in ARCHITECTURES
     # the links: what the data declares, the model receives
@@ -48,6 +83,8 @@ def test_config_instantiates(config, tmp_path, monkeypatch):
     with torch.no_grad():
         out = model(torch.zeros(1, 3, dm.image_size, dm.image_size))
     assert out.shape == (1, dm.num_classes)
+    # the datamodule reads its (fixture) files: a batch of the configured size comes out
+    assert len(dm.dataset("train")) > 0 and dm.dataset("val")[0]["image"].shape == (3, dm.image_size, dm.image_size)
 
 
 def test_demo_trains_tests_and_resumes(tmp_path, monkeypatch):
@@ -95,3 +132,22 @@ def test_audit_command_writes_a_report(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["artifacts"]["ring"]["predictive_classes"] == ["melanoma"]
     assert report["artifacts"]["ring"]["prevalence_by_class"][0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("config", "data_class", "builder"),
+    [
+        ("demo", "ImageFolderDataModule", trees.image_folder),
+        ("covid_vgg16", "CovidRadiographyDataModule", trees.covid_radiography),
+    ],
+)
+def test_readme_one_liners_swap_the_datamodule(config, data_class, builder, tmp_path, monkeypatch):
+    """The README's "Your own data" commands: any config + another DataModule + its root."""
+    monkeypatch.chdir(tmp_path)
+    path = str(CONFIGS[[p.stem for p in CONFIGS].index(config)])
+    root = builder(tmp_path)
+    cli = build_cli(["--config", path, f"--data=lit_xai.datamodules.{data_class}", f"--data.init_args.root={root}"])
+    dm, model = cli.datamodule, cli.model
+    assert type(dm).__name__ == data_class and model.num_classes == dm.num_classes == len(dm.class_names)
+    assert list(model.class_names) == list(dm.class_names)
+    assert dm.dataset("train")[0]["image"].shape == (3, dm.image_size, dm.image_size)

@@ -15,7 +15,9 @@ from .inserters import MARKER_COLORS, insert_dark_corners, insert_marker, insert
 from .monitoring import AlertRule, ReliancePool, measure_reliance
 from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
 from .reliance import counterfactual_shift, paired_shift, predict_proba, relevance_in_mask, removal_shift
+from .roi import relevance_outside_roi
 from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
+from .xray import TEXT_MARKER_THRESHOLD, detect_text_marker, insert_text_marker
 
 __all__ = [
     "ARTIFACTS",
@@ -36,6 +38,7 @@ __all__ = [
     "MARKER_COLORS",
     "MARKER_THRESHOLD",
     "RING_THRESHOLD",
+    "TEXT_MARKER_THRESHOLD",
     "SprayResult",
     "artifact_cluster",
     "association_table",
@@ -45,14 +48,17 @@ __all__ = [
     "detect_dark_corners",
     "detect_marker",
     "detect_ring",
+    "detect_text_marker",
     "get_detector",
     "insert_marker",
     "insert_ring",
+    "insert_text_marker",
     "kmeans",
     "paired_shift",
     "predict_proba",
     "relative_darkness",
     "relevance_in_mask",
+    "relevance_outside_roi",
     "remove_ring",
     "removal_shift",
     "register_detector",

@@ -46,6 +46,7 @@ __all__ = [
     "AuditReport",
     "audit_dataset",
     "audit_datamodule",
+    "add_skipped",
     "audit_sample",
     "eval_dataset",
     "association_table",
@@ -637,7 +638,7 @@ def audit_datamodule(
     for name in ("class_names", "task", "denormalize"):
         if not hasattr(dm, name):
             raise ValueError(f"{type(dm).__name__} has no {name!r}; use audit_dataset(...) with explicit arguments")
-    return audit_sample(
+    report = audit_sample(
         _split_dataset(dm, split, augmented),
         max_samples=max_samples,
         seed=seed,
@@ -651,3 +652,15 @@ def audit_datamodule(
         min_odds_ratio=min_odds_ratio,
         min_support=min_support,
     )
+    return add_skipped(report, dm)
+
+
+def add_skipped(report: AuditReport, dm: Any) -> AuditReport:
+    """Count the files ``dm`` dropped at setup (``on_bad_image="skip"``) as failures of the audit: they are failures
+    of the dataset, never silently absent."""
+    skipped = list(getattr(dm, "skipped", None) or [])
+    if skipped:
+        report.n_failed += len(skipped)
+        notes = [f"skipped at setup: {path} ({reason})" for path, reason in skipped]
+        report.failures = (notes + report.failures)[:_MAX_FAILURE_MESSAGES]
+    return report

@@ -25,6 +25,7 @@ from .detectors import (
     detect_ring,
 )
 from .inserters import insert_dark_corners, insert_marker, insert_ring, remove_ring
+from .xray import TEXT_MARKER_THRESHOLD, detect_text_marker, insert_text_marker
 
 __all__ = [
     "ARTIFACTS",
@@ -132,3 +133,4 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = _View("threshold")
 register_artifact("ring", detect_ring, RING_THRESHOLD, insert=insert_ring, remove=remove_ring)
 register_artifact("dark_corners", detect_dark_corners, DARK_CORNERS_THRESHOLD, insert=insert_dark_corners, remove=remove_ring)
 register_artifact("marker", detect_marker, MARKER_THRESHOLD, insert=insert_marker)
+register_artifact("text_marker", detect_text_marker, TEXT_MARKER_THRESHOLD, insert=insert_text_marker)

@@ -21,7 +21,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, measure_reliance
-from ..artifacts.audit import audit_sample, eval_dataset, to_jsonable
+from ..artifacts.audit import add_skipped, audit_sample, eval_dataset, to_jsonable
 from ..contracts import split_dataset
 from ..explainers import Explainer, build_explainer
 from ..probes import select_probes
@@ -226,6 +226,7 @@ class ShortcutMonitor(Callback):
             task=self._task,
             denormalize=self._range.to01,
         )
+        report = add_skipped(report, trainer.datamodule)
         self.audit_report = report.to_dict()
         self._audit_flags = {name: list(a.predictive_classes) for name, a in report.artifacts.items()}
         summary = report.summary()

@@ -6,7 +6,8 @@ everything else: stratified, group-aware splits, albumentations transforms, load
 selection. Items follow ``docs/CONTRACTS.md``::
 
     {"image": float (3, H, W) normalized, "target": long scalar | float (K,), "index": int,
-     "artifact": bool (if known), "artifact_mask": bool (H, W) (if known)}
+     "artifact": bool (if known), "artifact_mask": bool (H, W) (if known),
+     "roi_mask": bool (H, W) (region of interest, e.g. the lungs, for datasets with segmentation masks)}
 
 Example:
     >>> import numpy as np
@@ -32,10 +33,10 @@ from typing import Any, ClassVar, Protocol
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from ..contracts import TASKS
+from ._io import decode_image, decode_mask
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform, denormalize, normalize
 
 __all__ = [
@@ -158,6 +159,8 @@ class SampleTable:
         splits: optional ``(N,)`` predefined split names in ``{"train", "val", "test"}``. A split that is absent is
             carved out of ``train`` with the datamodule's fractions (e.g. official train + test, no val).
         artifacts: optional ``(N,)`` bool artifact flags (e.g. annotated vignettes).
+        roi_paths: optional ``N`` region-of-interest mask files (e.g. lung masks), read by
+            :class:`FileImageReader` and served as the item's ``roi_mask``.
     """
 
     targets: np.ndarray
@@ -165,10 +168,11 @@ class SampleTable:
     groups: np.ndarray | None = None
     splits: np.ndarray | None = None
     artifacts: np.ndarray | None = None
+    roi_paths: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.targets)
-        for name in ("paths", "groups", "splits", "artifacts"):
+        for name in ("paths", "groups", "splits", "artifacts", "roi_paths"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"SampleTable.{name} has {len(value)} entries but targets has {n}")
@@ -193,24 +197,47 @@ class ImageReader(Protocol):
         """bool ``(H, W)`` ground-truth artifact mask, or ``None`` if unknown for this dataset."""
         ...
 
+    # Optional: ``roi_mask(position) -> bool (H, W) | None`` (region of interest, e.g. lungs); the dataset calls it
+    # right after ``image(position)`` when the reader has it.
+
 
 class FileImageReader:
-    """Reads image files with Pillow (converted to RGB); no artifact masks.
+    """Reads image files (upright, 3-channel uint8, see :func:`lit_xai.datamodules._io.decode_image`).
+
+    Args:
+        paths: image files.
+        roi_paths: optional region-of-interest mask files, one per image (resized to their image).
+        size_hint: the training side length; JPEGs are decoded at reduced scale close to ``2 * size_hint``.
 
     Example:
         >>> FileImageReader(["a.png"]).paths
         ['a.png']
     """
 
-    def __init__(self, paths: Sequence[str]) -> None:
+    def __init__(
+        self, paths: Sequence[str], roi_paths: Sequence[str] | None = None, size_hint: int | None = None
+    ) -> None:
         self.paths = [str(p) for p in paths]
+        self.roi_paths = None if roi_paths is None else [str(p) for p in roi_paths]
+        if self.roi_paths is not None and len(self.roi_paths) != len(self.paths):
+            raise ValueError(f"roi_paths has {len(self.roi_paths)} entries but paths has {len(self.paths)}")
+        self.size_hint = size_hint
+        self._last_shape: tuple[int, int] | None = None
 
     def image(self, position: int) -> np.ndarray:
-        with Image.open(self.paths[position]) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        image = decode_image(self.paths[position], self.size_hint)
+        self._last_shape = image.shape[:2]
+        return image
 
     def artifact_mask(self, position: int) -> np.ndarray | None:
         return None
+
+    def roi_mask(self, position: int) -> np.ndarray | None:
+        """The region-of-interest mask of ``position``, at the size of its (decoded) image."""
+        if self.roi_paths is None:
+            return None
+        shape = self._last_shape or decode_image(self.paths[position], self.size_hint).shape[:2]
+        return decode_mask(self.roi_paths[position], shape)
 
 
 class ArrayImageReader:
@@ -269,7 +296,12 @@ class ImageDataset(Dataset):
             raise IndexError(f"index {index} out of range for a split of {len(self)} samples")
         index = int(index) % len(self)
         mask = self.reader.artifact_mask(index)
-        image, mask_t = self.transform(self.reader.image(index), mask)
+        raw = self.reader.image(index)
+        roi_reader = getattr(self.reader, "roi_mask", None)
+        roi = roi_reader(index) if roi_reader is not None else None
+        if roi is not None and roi.shape != raw.shape[:2]:
+            raise ValueError(f"roi mask of item {index} has shape {roi.shape}, its image {raw.shape[:2]}")
+        image, (mask_t, roi_t) = self.transform.apply(raw, mask, roi)
         target = self.targets[index]
         item: dict[str, Any] = {
             "image": image,
@@ -282,6 +314,8 @@ class ImageDataset(Dataset):
             item["artifact"] = bool(mask.any())
         if mask_t is not None:
             item["artifact_mask"] = mask_t
+        if roi_t is not None:
+            item["roi_mask"] = roi_t
         return item
 
 
@@ -390,7 +424,8 @@ class ImageDataModule(L.LightningDataModule):
             raise NotImplementedError(
                 f"{type(self).__name__}.index_samples() returned no paths; override make_reader() to load images"
             )
-        return FileImageReader([table.paths[i] for i in rows])
+        roi = None if table.roi_paths is None else [table.roi_paths[i] for i in rows]
+        return FileImageReader([table.paths[i] for i in rows], roi, size_hint=self.image_size)
 
     def build_dataset(self, split: str, rows: np.ndarray) -> ImageDataset:
         """The dataset of ``split``; override to return an :class:`ImageDataset` subclass."""
@@ -428,6 +463,67 @@ class ImageDataModule(L.LightningDataModule):
             std=self.std,
             seed=self.seed,
         )
+
+    def class_weights(self, split: str = "train") -> list[float]:
+        """Balanced per-class loss weights ``n / (K * n_c)`` from ``split`` (for ``ImageClassifier(class_weights=)``).
+
+        Binary tasks get two weights (negative, positive); multilabel tasks get the weight of each label's
+        positives relative to the mean label, which is rarely what you want (use :meth:`pos_weight`). Only targets
+        are read, no image.
+
+        Example:
+            >>> import numpy as np
+            >>> class Toy(ImageDataModule):
+            ...     class_names, task = ("a", "b"), "binary"
+            ...     def index_samples(self):
+            ...         return SampleTable(targets=np.array([0, 0, 0, 1] * 10))
+            >>> Toy(val_fraction=0, test_fraction=0).class_weights()
+            [0.6666666666666666, 2.0]
+        """
+        targets = self.targets(split)
+        k = len(self.class_names)
+        if targets.ndim == 2:
+            counts = (np.nan_to_num(targets.astype(np.float64), nan=0.0) > 0.5).sum(0).astype(np.float64)
+        else:
+            counts = np.bincount(targets.astype(np.int64), minlength=k).astype(np.float64)
+        self._check_counts(counts, split)
+        return [float(c) for c in counts.sum() / (k * counts)]
+
+    def pos_weight(self, split: str = "train") -> float | list[float]:
+        """``negatives / positives`` from ``split``: one float for binary, one per label for multilabel.
+
+        Unknown multilabel targets (NaN, e.g. CheXpert's U-Ignore) count neither way. Use as
+        ``ImageClassifier(pos_weight=dm.pos_weight())``.
+
+        Example:
+            >>> import numpy as np
+            >>> class Toy(ImageDataModule):
+            ...     class_names, task = ("a", "b"), "binary"
+            ...     def index_samples(self):
+            ...         return SampleTable(targets=np.array([0, 0, 0, 1] * 10))
+            >>> Toy(val_fraction=0, test_fraction=0).pos_weight()
+            3.0
+        """
+        targets = self.targets(split)
+        if self.task == "binary":
+            pos = np.array([float((targets == 1).sum())])
+            neg = np.array([float((targets == 0).sum())])
+        elif self.task == "multilabel":
+            t = targets.astype(np.float64)
+            pos, neg = (t > 0.5).sum(0).astype(np.float64), (t <= 0.5).sum(0).astype(np.float64)
+        else:
+            raise ValueError("pos_weight applies to binary and multilabel tasks; use class_weights() for multiclass")
+        self._check_counts(pos, split)
+        weights = [float(w) for w in neg / pos]
+        return weights[0] if self.task == "binary" else weights
+
+    def _check_counts(self, counts: np.ndarray, split: str) -> None:
+        empty = [self.class_names[i] if i < len(self.class_names) else str(i) for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise ValueError(
+                f"{type(self).__name__}: the {split} split has no positive samples of {empty}; loss weights would "
+                "be infinite (drop the class or set the weights yourself)"
+            )
 
     # --------------------------------------------------------------------------------------------------- splits
     @property

@@ -177,12 +177,33 @@ class ImageTransform:
         self.pipeline.set_random_seed(int(seed) % 2**32)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image_t, masks = self.apply(image, mask)
+        return image_t, masks[0]
+
+    def apply(self, image: np.ndarray, *masks: np.ndarray | None) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Transform ``image`` and any number of bool ``(H, W)`` masks in lockstep (same flips, affine, resize).
+
+        Used for the artifact mask and the region-of-interest (lung) mask of an item. ``None`` masks stay ``None``.
+
+        Example:
+            >>> import numpy as np
+            >>> t = ImageTransform(8, train=True, seed=0)
+            >>> m = np.zeros((16, 16), bool); m[:, :8] = True
+            >>> img, (a, b) = t.apply(np.zeros((16, 16, 3), np.uint8), m, None)
+            >>> tuple(a.shape), b is None
+            ((8, 8), True)
+        """
         if image.dtype != np.uint8:
             raise TypeError(f"ImageTransform expects uint8 images, got {image.dtype}")
-        if mask is None:
+        present = [i for i, m in enumerate(masks) if m is not None]
+        if not present:
             out = self.pipeline(image=image)
-            return to_tensor(out["image"], self.mean, self.std), None
-        if mask.shape != image.shape[:2]:
-            raise ValueError(f"artifact mask shape {mask.shape} does not match image shape {image.shape[:2]}")
-        out = self.pipeline(image=image, mask=mask.astype(np.uint8))
-        return to_tensor(out["image"], self.mean, self.std), torch.from_numpy(np.asarray(out["mask"]) > 0)
+            return to_tensor(out["image"], self.mean, self.std), [None] * len(masks)
+        for i in present:
+            if masks[i].shape != image.shape[:2]:
+                raise ValueError(f"mask shape {masks[i].shape} does not match image shape {image.shape[:2]}")
+        out = self.pipeline(image=image, masks=[masks[i].astype(np.uint8) for i in present])
+        result: list[torch.Tensor | None] = [None] * len(masks)
+        for i, m in zip(present, out["masks"]):
+            result[i] = torch.from_numpy(np.asarray(m) > 0)
+        return to_tensor(out["image"], self.mean, self.std), result
