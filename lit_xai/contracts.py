@@ -123,7 +123,9 @@ def split_dataset(datamodule: Any, split: str, trainer: Any = None) -> Any:
         try:
             loader = getattr(datamodule, loader_fn)()
         except Exception as err:  # noqa: BLE001 - any failure means: no such split here
-            raise ValueError(f"{type(datamodule).__name__}.{loader_fn}() failed ({err}); cannot read the {split} split") from err
+            raise ValueError(
+                f"{type(datamodule).__name__}.{loader_fn}() failed ({err}); cannot read the {split} split"
+            ) from err
         return _first_loader(loader).dataset
     return _trainer_dataset(trainer, split)
 

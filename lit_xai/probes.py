@@ -152,7 +152,9 @@ def _cover_labels(items: dict[int, dict], pool: list[int], chosen: list[int]) ->
     added = list(chosen)
     while wanted:
         # greedy: the candidate positive for most still-uncovered classes (ties: lowest index, for determinism)
-        best = max((i for i in pool if i not in added), key=lambda i: (len(_positives(items[i]["target"]) & wanted), -i))
+        best = max(
+            (i for i in pool if i not in added), key=lambda i: (len(_positives(items[i]["target"]) & wanted), -i)
+        )
         gain = _positives(items[best]["target"]) & wanted
         if not gain:
             break

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 
 import lit_xai.explainers.crp as crp_module
-from lit_xai.explainers import Concepts
-from lit_xai.explainers import CRP, LRP, AttentionGradCAM, GradCAM
+from lit_xai.explainers import CRP, LRP, AttentionGradCAM, Concepts, GradCAM
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec
 
 N, SIZE, CLASSES = 2, 32, 3

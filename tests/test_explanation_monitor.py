@@ -15,10 +15,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.callbacks import ExplanationMonitor, ShortcutMonitor
-from lit_xai.explainers import CRP, LRP, CallableExplainer, GradCAM, explain
-from lit_xai.probes import ProbeSelector, probes_from_tensors, select_probes
 from lit_xai.datamodules import SyntheticShortcutDataModule
+from lit_xai.explainers import CRP, LRP, CallableExplainer, GradCAM, explain
 from lit_xai.models import ImageClassifier
+from lit_xai.probes import ProbeSelector, probes_from_tensors, select_probes
 
 
 def tiny_dm(**kw) -> SyntheticShortcutDataModule:

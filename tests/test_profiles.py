@@ -1,4 +1,4 @@
-"""Explanation profiles: one place knows each family; timm canonizers conserve relevance; torchgeo works unconfigured."""
+"""Explanation profiles: one place per family; timm canonizers conserve relevance; torchgeo needs no configuration."""
 
 from __future__ import annotations
 

@@ -7,13 +7,11 @@ import math
 from pathlib import Path
 
 import pytest
-from lightning.pytorch import Callback, Trainer, seed_everything
-from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 import torch
 import torchvision
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact

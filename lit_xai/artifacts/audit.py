@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .detectors import Detector
 from ..contracts import read_item
+from .detectors import Detector
 from .registry import DEFAULT_THRESHOLDS, get_detector
 
 __all__ = [

@@ -11,8 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = [
-    "insert_dark_corners","ring_mask", "insert_ring", "insert_marker", "remove_ring", "MARKER_COLORS"]
+__all__ = ["insert_dark_corners", "ring_mask", "insert_ring", "insert_marker", "remove_ring", "MARKER_COLORS"]
 
 #: off-skin marker colours (RGB in [0, 1]): gentian violet, blue ink, green marker, cyan calibration patch
 MARKER_COLORS: tuple[tuple[float, float, float], ...] = (

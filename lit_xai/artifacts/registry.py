@@ -89,7 +89,11 @@ def register_artifact(
     """
     if name in ARTIFACTS:
         raise ValueError(f"an artifact named {name!r} is already registered")
-    if not callable(detect) or (insert is not None and not callable(insert)) or (remove is not None and not callable(remove)):
+    if (
+        not callable(detect)
+        or (insert is not None and not callable(insert))
+        or (remove is not None and not callable(remove))
+    ):
         raise TypeError(f"artifact {name!r}: detect, insert and remove must be callables")
     artifact = Artifact(name, detect, float(threshold), insert, remove)
     ARTIFACTS[name] = artifact
@@ -131,6 +135,8 @@ DETECTORS: Mapping[str, Detector] = _View("detect")
 DEFAULT_THRESHOLDS: Mapping[str, float] = _View("threshold")
 
 register_artifact("ring", detect_ring, RING_THRESHOLD, insert=insert_ring, remove=remove_ring)
-register_artifact("dark_corners", detect_dark_corners, DARK_CORNERS_THRESHOLD, insert=insert_dark_corners, remove=remove_ring)
+register_artifact(
+    "dark_corners", detect_dark_corners, DARK_CORNERS_THRESHOLD, insert=insert_dark_corners, remove=remove_ring
+)
 register_artifact("marker", detect_marker, MARKER_THRESHOLD, insert=insert_marker)
 register_artifact("text_marker", detect_text_marker, TEXT_MARKER_THRESHOLD, insert=insert_text_marker)

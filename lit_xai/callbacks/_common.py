@@ -66,7 +66,9 @@ def should_run(trainer: Trainer, every_n_epochs: int) -> bool:
     return (epoch + 1) % max(1, every_n_epochs) == 0 or last
 
 
-def explained_module(pl_module: LightningModule, module_attr: Optional[str], knob: str = "module_attr") -> torch.nn.Module:
+def explained_module(
+    pl_module: LightningModule, module_attr: Optional[str], knob: str = "module_attr"
+) -> torch.nn.Module:
     """The module mapping images to logits: ``pl_module`` itself or its attribute ``module_attr``."""
     if not module_attr:
         return pl_module
@@ -76,7 +78,7 @@ def explained_module(pl_module: LightningModule, module_attr: Optional[str], kno
             children = [n for n, _ in pl_module.named_children()]
             raise AttributeError(
                 f"{type(pl_module).__name__} has no attribute {module_attr!r}; set {knob} to the submodule that maps "
-                f"images to logits (its children: {children}) or leave it empty to explain the LightningModule's forward"
+                f"images to logits (its children: {children}), or leave it empty to explain the module's forward"
             )
         module = getattr(module, part)
     return module
@@ -156,8 +158,10 @@ def value_range(
         if hi <= lo:
             raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
         return ValueRange(lambda x: ((x - lo) / (hi - lo)).clamp(0, 1), lambda x: x * (hi - lo) + lo, "input_range")
-    if datamodule is not None and callable(getattr(datamodule, "denormalize", None)) and callable(
-        getattr(datamodule, "normalize", None)
+    if (
+        datamodule is not None
+        and callable(getattr(datamodule, "denormalize", None))
+        and callable(getattr(datamodule, "normalize", None))
     ):
         return ValueRange(lambda x: datamodule.denormalize(x).clamp(0, 1), datamodule.normalize, "the datamodule")
     return None

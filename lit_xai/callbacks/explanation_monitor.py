@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from ..explainers import CRP, Explainer, ExplainerError, ProbeExplanations, build_explainer, concept_references, explain
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
+from ..visualization import concept_grid, explanation_grid, timeline_grid
 from ._common import (
     adapt_binary,
     check_logits,
@@ -34,7 +35,6 @@ from ._common import (
     task_of,
     value_range,
 )
-from ..visualization import concept_grid, explanation_grid, timeline_grid
 from .sinks import log_image, log_text
 
 __all__ = ["ExplanationMonitor"]
@@ -276,7 +276,9 @@ class ExplanationMonitor(Callback):
         module = adapt_binary(explained_module(pl_module, self.module_attr), 1 if self._two_logits else 2)
         with preserve_rng():
             try:
-                result = explain(module, self.probes, self.explainers, self.targets, self._resolved_task or "multiclass")
+                result = explain(
+                    module, self.probes, self.explainers, self.targets, self._resolved_task or "multiclass"
+                )
             except ExplainerError as err:
                 raise RuntimeError(f"ExplanationMonitor(explainers=[... {err.label!r} ...]): {err}") from err.error
             references = self._concept_references(module, result)
@@ -323,7 +325,9 @@ class ExplanationMonitor(Callback):
         channels = sorted({int(c) for c in concepts.channels.flatten().tolist()})
         pool = self._reference_pool
         targets = pool.targets if pool.targets.ndim == 1 else pool.targets.float().nan_to_num(0.0).argmax(1)
-        refs = concept_references(module, pool.images, targets, layer=concepts.layer, channels=channels, n_ref=1, crp=crp)
+        refs = concept_references(
+            module, pool.images, targets, layer=concepts.layer, channels=channels, n_ref=1, crp=crp
+        )
         crops = refs.crops(self._to01(pool.images))  # (K, 1, 3, s, s): the most relevant region
         return {int(c): crops[k] for k, c in enumerate(refs.channels.tolist())}
 
@@ -468,7 +472,8 @@ class ExplanationMonitor(Callback):
             return "-" if k < 0 else (names[k] if names and k < len(names) else str(k))
 
         return [
-            f"{rows.labels[r]} {name(rows.true_label[r])}→{name(rows.pred_label[r])}" + (" [artifact]" if rows.artifact[r] else "")
+            f"{rows.labels[r]} {name(rows.true_label[r])}→{name(rows.pred_label[r])}"
+            + (" [artifact]" if rows.artifact[r] else "")
             for r in range(len(rows))
         ]
 

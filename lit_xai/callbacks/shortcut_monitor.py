@@ -25,6 +25,7 @@ from ..artifacts.audit import add_skipped, audit_sample, eval_dataset, to_jsonab
 from ..contracts import split_dataset
 from ..explainers import Explainer, build_explainer
 from ..probes import select_probes
+from ..visualization import explanation_grid
 from ._common import (
     adapt_binary,
     check_logits,
@@ -39,7 +40,6 @@ from ._common import (
     task_of,
     value_range,
 )
-from ..visualization import explanation_grid
 from .sinks import log_image, log_text
 
 __all__ = ["ShortcutMonitor"]

@@ -13,7 +13,15 @@ from ._core import (
     resolve_canonizers,
     resolve_layer_name,
 )
-from .base import EXPLAINERS, CallableExplainer, ConceptExplainer, Concepts, Explainer, build_explainer, register_explainer
+from .base import (
+    EXPLAINERS,
+    CallableExplainer,
+    ConceptExplainer,
+    Concepts,
+    Explainer,
+    build_explainer,
+    register_explainer,
+)
 from .batch import ExplainerError, ProbeExplanations, explain
 from .combined import LRPGradCAM
 from .concept_references import ConceptReferences, concept_references

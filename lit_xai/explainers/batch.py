@@ -82,9 +82,7 @@ def rows_for(kind: str, probes: Probes, probs: torch.Tensor, multilabel: bool) -
         pred_label = [int(c) if preds[int(p)][int(c)] else -1 for p, c in zip(probe, cls)]
     ids = [probes.ids[int(p)] for p in probe]
     labels = [f"#{i}" if not multilabel else f"#{i}/c{int(c)}" for i, c in zip(ids, cls)]
-    return Rows(
-        probe, cls.long(), ids, [bool(probes.artifact[int(p)]) for p in probe], true_label, pred_label, labels
-    )
+    return Rows(probe, cls.long(), ids, [bool(probes.artifact[int(p)]) for p in probe], true_label, pred_label, labels)
 
 
 @dataclass

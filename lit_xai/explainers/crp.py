@@ -328,7 +328,9 @@ class CRP(ConceptExplainer):
 
     def describe(self, model: nn.Module | None = None) -> str:
         layer = self.layer if model is None else self.layer_for(model)
-        return f"CRP top-{self.top_k} at {layer or 'profile layer'}" + (" (by attention)" if self.rank_by != "relevance" else "")
+        return f"CRP top-{self.top_k} at {layer or 'profile layer'}" + (
+            " (by attention)" if self.rank_by != "relevance" else ""
+        )
 
     def layer_for(self, model: nn.Module) -> str:
         """The concept layer used for ``model`` (explicit, else the explanation profile's)."""

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import (
-    as_targets,
     default_attention_layer,
     default_gradcam_layer,
     explanation_model,

@@ -202,7 +202,7 @@ def resolve_profile(model: nn.Module, needed: str = "canonizers") -> ResolvedPro
     if found is None:
         families = ", ".join(entry.name for entry in FAMILY_PROFILES)
         raise ValueError(
-            f"cannot infer the {needed} of {type(model).__name__}: it is not built from lit_xai's registry, declares no "
+            f"cannot infer the {needed} of {type(model).__name__}: it is not built from lit_xai's registry, has no "
             f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass them explicitly "
             "(canonizers=[] for a plain conv/linear/ReLU network, layer='<module name>'), or register a profile "
             "with lit_xai.explainers.profiles.register_profile"

@@ -70,7 +70,7 @@ class ArchitectureSpec:
 
     @property
     def profile(self) -> ExplanationProfile:
-        """The explanation profile of this architecture (what explainers read; see :mod:`lit_xai.explainers.profiles`)."""
+        """The explanation profile of this architecture (read by explainers; :mod:`lit_xai.explainers.profiles`)."""
         return ExplanationProfile(
             family=self.family or self.name,
             canonizers=self.canonizers,
