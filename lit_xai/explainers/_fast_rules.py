@@ -241,6 +241,19 @@ class _FallbackHook:
         self.module = module
         self.handles = RemovableHandleList()
         self.handles.append(_Unregister(hook))
+        # zennit's backward re-runs ``module.forward`` with modified parameters: while it does, the patched forward
+        # must be the layer's own (else it would re-enter this hook without end)
+        self.in_backward = False
+        rule_backward = hook.backward
+
+        def backward(module: nn.Module, grad_input: Any, grad_output: Any) -> Any:
+            self.in_backward = True
+            try:
+                return rule_backward(module, grad_input, grad_output)
+            finally:
+                self.in_backward = False
+
+        hook.backward = backward
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         hook, module = self.hook, self.module
@@ -260,7 +273,7 @@ class _Unregister:
 
 def _make_forward(module: nn.Module, rule: _Rule, fallback: _FallbackHook) -> Any:
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled() or not x.requires_grad:
+        if fallback.in_backward or not torch.is_grad_enabled() or not x.requires_grad:
             return type(module).forward(module, x)
         if rule.kind != "epsilon" and bool((x < 0).any()):
             return fallback(x)
