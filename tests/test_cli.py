@@ -151,3 +151,14 @@ def test_readme_one_liners_swap_the_datamodule(config, data_class, builder, tmp_
     assert type(dm).__name__ == data_class and model.num_classes == dm.num_classes == len(dm.class_names)
     assert list(model.class_names) == list(dm.class_names)
     assert dm.dataset("train")[0]["image"].shape == (3, dm.image_size, dm.image_size)
+
+
+def test_model_values_that_disagree_with_the_linked_data_are_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    demo = str(next(p for p in CONFIGS if p.stem == "demo"))
+    with pytest.raises(ValueError, match="num_classes=3 disagrees with the data's num_classes 2"):
+        build_cli(["--config", demo, *FAST, "--model.init_args.num_classes=3"])
+    with pytest.raises(ValueError, match="class_names"):
+        build_cli(["--config", demo, *FAST, "--model.init_args.class_names=[nevus,mel]"])
+    cli = build_cli(["--config", demo, *FAST, "--model.init_args.task=binary"])  # agrees: fine
+    assert cli.model.task == "binary"

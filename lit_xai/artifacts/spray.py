@@ -3,10 +3,12 @@
 Pipeline (CoRelAy's ``SpectralClustering`` recipe, numpy/scipy only):
 
 1. take |R| (or positive R) per heatmap, area-pool it to ``size`` (default 16x16), normalise each to sum 1, flatten;
-2. euclidean distances, symmetric binary k-nearest-neighbour affinity ``A = (K + K^T) / 2``;
-3. normalised Laplacian ``L = I - D^-1/2 A D^-1/2``, its *smallest* eigenpairs from the dense symmetric
-   ``scipy.linalg.eigh`` (CoRelAy's ``eigsh(which='LM')`` on the affinity can return eigenvalues from the wrong end of
-   the spectrum, producing fake eigengaps);
+2. euclidean k-nearest neighbours, found in row chunks (memory ``O(chunk * N)``, never the ``N x N`` distance matrix),
+   as a *sparse* symmetric binary affinity ``A = (K + K^T) / 2`` (``O(N k)`` memory);
+3. normalised Laplacian ``L = I - D^-1/2 A D^-1/2``, its *smallest* eigenpairs as the *largest algebraic* ones of
+   ``D^-1/2 A D^-1/2`` from the sparse Lanczos solver ``scipy.sparse.linalg.eigsh(which='LA')`` (CoRelAy's
+   ``which='LM'`` can return eigenvalues from the wrong end of the spectrum, producing fake eigengaps); tiny inputs
+   use the dense ``scipy.linalg.eigh``;
 4. eigengap heuristic: ``k = argmax_k (lambda_k - lambda_{k-1})``, k in 1..``max_clusters``;
 5. seeded k-means (k-means++ init, several restarts) on the row-normalised first ``k`` eigenvectors
    (Ng-Jordan-Weiss).
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
+from scipy import linalg, sparse
+from scipy.sparse.linalg import eigsh
 from scipy.spatial.distance import cdist
 
 from .reliance import relevance_in_mask
@@ -137,18 +140,72 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres, dtype=np.float64)
 
 
-def _laplacian(features: np.ndarray, n_neighbors: int) -> np.ndarray:
+#: rows of the distance matrix computed at once by the kNN search (bounds its memory: ``_KNN_CHUNK * N`` floats)
+_KNN_CHUNK = 512
+#: extra candidates per row re-ranked with exact distances, so ties and rounding order match a dense ``cdist``
+_KNN_SLACK = 8
+
+
+def _knn(features: np.ndarray, k: int) -> np.ndarray:
+    """``(N, k)`` indices of each row's k nearest other rows (euclidean; ties broken by index).
+
+    Candidates come in row chunks from one matrix product each (``|a|^2 + |b|^2 - 2 a.b``); the ``k + slack`` best
+    of a row are then re-ranked by ``cdist`` distances with a stable sort on (distance, index), which reproduces the
+    neighbour lists of a full ``cdist`` + stable ``argsort``. A row whose k-th distance is (within rounding) as
+    large as its last candidate's may have tied points outside the candidates: it is ranked against all rows.
+    """
     n = len(features)
-    dist = cdist(features, features, "euclidean")
-    np.fill_diagonal(dist, np.inf)  # self is not a neighbour
+    sq = np.einsum("ij,ij->i", features, features)
+    n_cand = min(k + _KNN_SLACK, n - 1)
+    out = np.empty((n, k), dtype=np.int64)
+    everyone = np.arange(n)
+    for start in range(0, n, _KNN_CHUNK):
+        rows = features[start : start + _KNN_CHUNK]
+        idx = np.arange(start, start + len(rows))
+        d2 = sq[idx, None] + sq[None, :] - 2.0 * (rows @ features.T)
+        d2[np.arange(len(rows)), idx] = np.inf  # self is not a neighbour
+        cand = np.argpartition(d2, n_cand - 1, axis=1)[:, :n_cand]
+        cand_d2_max = np.take_along_axis(d2, cand, axis=1).max(1)
+        tol = 1e-9 * (sq[idx] + sq.max()) + 1e-12  # rounding of the matrix-product distances
+        for r, i in enumerate(idx):
+            pool = cand[r]
+            dist = cdist(features[i : i + 1], features[pool])[0]
+            order = np.lexsort((pool, dist))
+            if n_cand < n - 1 and cand_d2_max[r] <= dist[order[k - 1]] ** 2 + tol[r]:
+                pool = everyone[everyone != i]  # ties may reach beyond the candidates
+                dist = cdist(features[i : i + 1], features[pool])[0]
+                order = np.lexsort((pool, dist))
+            out[i] = pool[order[:k]]
+    return out
+
+
+def _normalised_affinity(features: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
+    """Sparse ``D^-1/2 A D^-1/2`` of the symmetric binary kNN graph (``L = I -`` this)."""
+    n = len(features)
     k = min(n_neighbors, n - 1)
-    # stable sort: ties (identical maps) are broken by index, so the graph is deterministic
-    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    knn = np.zeros((n, n))
-    knn[np.repeat(np.arange(n), k), nearest.ravel()] = 1.0
-    affinity = (knn + knn.T) / 2.0
-    inv_sqrt = 1.0 / np.sqrt(affinity.sum(1))  # every node has >= k > 0 neighbours
-    return np.eye(n) - inv_sqrt[:, None] * affinity * inv_sqrt[None, :]
+    nearest = _knn(features, k)
+    knn = sparse.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), nearest.ravel())), shape=(n, n))
+    affinity = ((knn + knn.T) * 0.5).tocsr()
+    inv_sqrt = 1.0 / np.sqrt(np.asarray(affinity.sum(1)).ravel())  # every node has >= k > 0 neighbours
+    scale = sparse.diags(inv_sqrt)
+    return (scale @ affinity @ scale).tocsr()
+
+
+def _smallest_laplacian_eigenpairs(
+    norm_affinity: sparse.csr_matrix, m: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m + 1`` smallest eigenpairs of ``L = I - norm_affinity``, ascending."""
+    n = norm_affinity.shape[0]
+    if n <= max(4 * (m + 1), 64):  # too small for Lanczos to pay off (and ARPACK needs ncv < n)
+        lap = np.eye(n) - norm_affinity.toarray()
+        # only the m + 1 smallest eigenpairs: LAPACK's bisection driver (evx) is faster than a full solve
+        return linalg.eigh(lap, subset_by_index=[0, m], driver="evx")
+    # largest algebraic eigenvalues of D^-1/2 A D^-1/2 (in [-1, 1]) = smallest of L; seeded start vector so the
+    # result is reproducible (a start at D^1/2 1, the top eigenvector, would make Lanczos stop at once)
+    v0 = np.random.default_rng(seed).uniform(0.5, 1.5, n)
+    values, vectors = eigsh(norm_affinity, k=m + 1, which="LA", v0=v0, ncv=min(n - 1, max(2 * (m + 1) + 1, 40)))
+    order = np.argsort(-values, kind="stable")
+    return 1.0 - values[order], vectors[:, order]
 
 
 def spray(
@@ -187,10 +244,8 @@ def spray(
     if n_neighbors < 1 or max_clusters < 1:
         raise ValueError("n_neighbors and max_clusters must be >= 1")
     features = spray_features(heatmaps, size, mode)
-    lap = _laplacian(features, n_neighbors)
     m = min(max_clusters, n - 1)
-    # only the m + 1 smallest eigenpairs: LAPACK's bisection driver (evx) is several times faster than a full solve
-    eigenvalues, eigenvectors = linalg.eigh(lap, subset_by_index=[0, m], driver="evx")
+    eigenvalues, eigenvectors = _smallest_laplacian_eigenpairs(_normalised_affinity(features, n_neighbors), m, seed)
     eigenvalues = np.clip(eigenvalues, 0.0, None)  # round-off can make the zero eigenvalue slightly negative
     gaps = np.diff(eigenvalues)  # gaps[k - 1] = lambda_k - lambda_{k-1}
     eigengap_k = int(np.argmax(gaps)) + 1

@@ -5,14 +5,15 @@ heatmap of channel ``c`` is the input relevance that flows through channel ``c``
 
 How it is computed here (zennit-crp's ``exclude_parallel=True`` semantics, without depending on zennit-crp):
 
-1. the images are repeated once per requested (image, channel) pair and sent through the model *once* per chunk,
-   inside the zennit composite context, with a forward hook on the layer registered **after** the composite, so the
-   captured tensor is the one zennit's rules see (on zennit 0.5.1 and 1.x alike, where a mask registered before
-   the composite is silently ignored);
-2. first backward stage: ``autograd.grad`` from the target logit to the layer output gives the relevance *at* the
-   layer;
-3. second stage: ``autograd.grad`` from the layer output only, with that relevance masked to one channel per row as
-   the incoming gradient (no tensor hook is needed, none can be left behind).
+1. each chunk of images is sent through the model *once*, inside the zennit composite context (Conv2d/Linear
+   rules run as the single-pass layers of ``_fast_rules``, the same arithmetic), with a forward hook on the layer
+   registered **after** the composite, so the captured tensor is the one zennit's rules see (on zennit 0.5.1 and 1.x
+   alike, where a mask registered before the composite is silently ignored);
+2. first backward stage, once per image: ``autograd.grad`` from the target logit to the layer output gives the
+   relevance *at* the layer;
+3. second stage, once per concept: ``autograd.grad`` from the layer output only (the part of the network below the
+   layer), with that relevance masked to the concept's channel as the incoming gradient (no tensor hook is needed,
+   none can be left behind). The forward and the part above the layer are shared by all concepts of an image.
 
 Starting the second stage at the layer output means relevance that bypasses the layer (the skip path of a residual
 block when the layer sits inside the block) never reaches the input, which is what makes conditional heatmaps of
@@ -40,6 +41,7 @@ from ._core import (
     prepare_input,
     resolve_layer_name,
 )
+from ._fast_rules import FastRules
 from .base import ConceptExplainer, Concepts, register_explainer
 
 __all__ = [
@@ -105,6 +107,17 @@ def composite_context(composite: Composite, net: nn.Module) -> Iterator[nn.Modul
         composite.remove()
 
 
+@contextlib.contextmanager
+def _rules_context(composite: Composite, net: nn.Module) -> Iterator[nn.Module]:
+    """:func:`composite_context` with zennit's Conv2d/Linear rule hooks swapped for the fast rule layers."""
+    rules = FastRules(composite)
+    try:
+        rules.register(net)
+        yield net
+    finally:
+        rules.remove()
+
+
 def _target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if out.ndim != 2:
         raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
@@ -134,7 +147,7 @@ def layer_relevance(
     module = dict(net.named_modules())[resolve_layer_name(net, layer)]
     comp = build_composite(composite, net, canonizers, composite_kwargs)
     x = prepare_input(images, net)
-    with composite_context(comp, net) as modified, capture_output(module) as state:
+    with _rules_context(comp, net) as modified, capture_output(module) as state:
         out = modified(x)
         init = _target_init(out, as_targets(targets, x.shape[0], out.device))
         layer_rel, input_rel = torch.autograd.grad(out, (state["out"], x), grad_outputs=init)
@@ -169,7 +182,8 @@ def crp_heatmaps(
         channels: ``(N, K)`` channel ids; row ``i`` lists the concepts to condition image ``i`` on.
         composite: zennit composite name.
         canonizers: zennit canonizers (``None``: registry / torchvision family).
-        batch_size: (image, channel) pairs per forward/backward pass.
+        batch_size: bounds (image, channel) pairs per pass: ``max(1, batch_size // K)`` images run one shared
+            forward and first stage, then one second-stage backward per concept.
         exclude_parallel: two-stage backward (default). ``False`` only masks the layer output during one plain
             backward pass, so relevance bypassing the layer leaks into every map (zennit-crp < 0.6, issue #16);
             kept to demonstrate that failure.
@@ -185,17 +199,20 @@ def crp_heatmaps(
         raise ValueError(f"channels must have one row per image ({images.shape[0]}), got shape {tuple(channels.shape)}")
     module = dict(net.named_modules())[resolve_layer_name(net, layer)]
     targets = as_targets(targets, n, torch.device("cpu"))
-    image_idx = torch.arange(n).repeat_interleave(k)
-    flat_channels = channels.reshape(-1).cpu()
-    heat_chunks, rel_chunks = [], []
+    channels = channels.cpu()
+    heat = torch.empty(n, k, *images.shape[2:])
+    rels = torch.empty(n, k)
     comp = build_composite(composite, net, canonizers, composite_kwargs)
+    # images per pass: batch_size bounds (image, channel) pairs, but the part above the layer runs once per image
+    per_pass = max(1, batch_size // k)
     # one composite context for all chunks: canonizing (BatchNorm merge) once, not once per chunk
-    with composite_context(comp, net) as modified, capture_output(module) as state:
-        for start in range(0, n * k, batch_size):
-            rows = image_idx[start : start + batch_size]
-            chans = flat_channels[start : start + batch_size]
+    with _rules_context(comp, net) as modified, capture_output(module) as state:
+        for start in range(0, n, per_pass):
+            rows = torch.arange(start, min(n, start + per_pass))
+            chans = channels[rows]
             x = prepare_input(images[rows.to(images.device)], net)
             try:
+                # one forward and one first-stage backward per image, shared by all of its concepts
                 out = modified(x)
                 init = _target_init(out, targets[rows].to(out.device))
                 layer_out = state["out"]
@@ -205,33 +222,36 @@ def crp_heatmaps(
                         f"channel ids must lie in [0, {n_channels}) for layer {layer!r} with output shape "
                         f"{tuple(layer_out.shape)}, got {chans.tolist()}"
                     )
-                mask = _channel_mask(chans, layer_out.shape).to(layer_out)
                 if exclude_parallel:
                     (layer_rel,) = torch.autograd.grad(out, layer_out, grad_outputs=init, retain_graph=True)
-                    masked = layer_rel * mask
-                    (rel_in,) = torch.autograd.grad(layer_out, x, grad_outputs=masked)
-                else:
-                    captured: dict[str, torch.Tensor] = {}
+                for j in range(k):
+                    mask = _channel_mask(chans[:, j], layer_out.shape).to(layer_out)
+                    last = j == k - 1
+                    if exclude_parallel:
+                        # second stage only: the part below the layer, once per concept
+                        masked = layer_rel * mask
+                        (rel_in,) = torch.autograd.grad(layer_out, x, grad_outputs=masked, retain_graph=not last)
+                    else:
+                        captured: dict[str, torch.Tensor] = {}
 
-                    def mask_hook(
-                        grad: torch.Tensor, mask: torch.Tensor = mask, captured: dict = captured
-                    ) -> torch.Tensor:
-                        captured["masked"] = grad * mask
-                        return captured["masked"]
+                        def mask_hook(
+                            grad: torch.Tensor, mask: torch.Tensor = mask, captured: dict = captured
+                        ) -> torch.Tensor:
+                            captured["masked"] = grad * mask
+                            return captured["masked"]
 
-                    handle = layer_out.register_hook(mask_hook)
-                    try:
-                        (rel_in,) = torch.autograd.grad(out, x, grad_outputs=init)
-                    finally:
-                        handle.remove()
-                    masked = captured.pop("masked")
-                heat_chunks.append(rel_in.detach().sum(1))
-                rel_chunks.append(masked.detach().reshape(masked.shape[0], -1).sum(1))
+                        handle = layer_out.register_hook(mask_hook)
+                        try:
+                            (rel_in,) = torch.autograd.grad(out, x, grad_outputs=init, retain_graph=not last)
+                        finally:
+                            handle.remove()
+                        masked = captured.pop("masked")
+                    heat[rows, j] = rel_in.detach().sum(1).cpu()
+                    rels[rows, j] = masked.detach().reshape(masked.shape[0], -1).sum(1).cpu()
             finally:
                 # the captured output references the whole graph of this chunk: drop it before the next forward
                 state.clear()
-    heat = torch.cat(heat_chunks).reshape(n, k, *images.shape[2:])
-    return heat.to(images.device), torch.cat(rel_chunks).reshape(n, k).to(images.device)
+    return heat.to(images.device), rels.to(images.device)
 
 
 def channel_relevances(

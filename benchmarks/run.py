@@ -1,0 +1,314 @@
+"""All speed benchmarks of issue 11 side by side in one run: a printed table and a flat JSON of ratios.
+
+    python benchmarks/run.py [--quick] [--json OUT.json] [--threads 1] [--crp-python /work/venv-crp/bin/python]
+
+Ratios are taken within one process, interleaving the compared calls in every repeat (so background load on the
+shared machine hits them alike), and reported as min over repeats (``<key>``) and median (``<key>.median``):
+
+* ``lrp_over_grad.<arch>``: :func:`lit_xai.explainers.lrp_relevance` (fast rule layers) / a plain input gradient,
+  ResNet-50 (``epsilon_gamma_box``) and VGG-16 (``epsilon_plus_flat``), 224 px, batch 8 (``--quick``: 64 px,
+  batch 2); ``zennit_lrp_over_grad.<arch>`` is zennit's hooks used directly (what ``lrp_relevance`` did before),
+  ``lrp_vs_zennit_rel_diff.<arch>`` the max relative difference of the two maps;
+* ``crp_over_lrp.resnet50``: ``CRP(top_k=4)`` / ``LRP()`` of the same 8 probes (public calls, concept ranking
+  included), ResNet-50 at 224 px;
+* ``crp_over_zennit_crp.vgg16``: our CRP / zennit-crp 0.6.0's ``CondAttribution`` for the same maps
+  (``benchmarks/crp_vs_zennit_crp.py``, zennit-crp in its own venv; skipped with a note when absent). Create it
+  outside the repository: ``python -m venv --system-site-packages /work/venv-crp && /work/venv-crp/bin/pip install
+  zennit==0.4.6 zennit-crp==0.6.0``;
+* ``monitor_overhead.demo``: wall time of ``python train.py --config configs/demo.yaml`` with the monitors / with
+  only the checkpoint callback (skipped with ``--quick``);
+* ``loader.*``: ``benchmarks/loader_throughput.py``'s ``measure(quick)`` when that script exists;
+* ``scale.*``: how cost grows — LRP for 1/4/16 probes, CRP for k = 1/8/32 concepts at a deep and a shallow layer,
+  SpRAy on 100/1k/10k heatmaps (seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's lit_xai, not whichever is installed
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+__all__ = ["main", "time_interleaved"]
+
+
+def _bench(name: str):
+    """A script of ``benchmarks/`` as a module (the benchmarks are not a package)."""
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"lit_xai_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call, every repeat running all calls once in order (first ``warmup`` rounds dropped).
+
+    Example:
+        >>> sorted(time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=2))
+        ['a', 'b']
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(warmup + repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _ratio(results: dict, key: str, num: list[float], den: list[float]) -> None:
+    results[key] = min(num) / min(den)
+    results[f"{key}.median"] = statistics.median(n / d for n, d in zip(num, den))
+
+
+def _secs(results: dict, key: str, values: list[float]) -> None:
+    results[key] = min(values)
+    results[f"{key}.median"] = statistics.median(values)
+
+
+def _zennit_lrp(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, composite: str) -> torch.Tensor:
+    """LRP with zennit's hooks registered directly (lrp_relevance before the fast rule layers)."""
+    from lit_xai.explainers._core import make_composite, resolve_canonizers
+
+    comp = make_composite(composite, resolve_canonizers(net, None))
+    xi = x.clone().requires_grad_(True)
+    with comp.context(net):
+        out = net(xi)
+        init = torch.zeros_like(out)
+        rows = torch.arange(len(targets))
+        init[rows, targets] = out[rows, targets].detach()
+        (rel,) = torch.autograd.grad(out, xi, init)
+    return rel
+
+
+def bench_lrp(results: dict, quick: bool, repeats: int) -> None:
+    from lit_xai.explainers import lrp_relevance
+    from lit_xai.models.architectures import build_architecture, get_spec
+
+    grad = _bench("lrp_timing").input_gradient
+    side, batch = (64, 2) if quick else (224, 8)
+    for arch in ("resnet50", "vgg16"):
+        torch.manual_seed(0)
+        net = build_architecture(arch, num_classes=10).eval().requires_grad_(False)
+        composite = get_spec(arch).default_composite
+        x, t = torch.randn(batch, 3, side, side), torch.randint(0, 10, (batch,))
+        ours, ref = lrp_relevance(net, x, t, composite=composite), _zennit_lrp(net, x, t, composite)
+        results[f"lrp_vs_zennit_rel_diff.{arch}"] = float((ours - ref).abs().max() / ref.abs().max())
+        times = time_interleaved(
+            {
+                "grad": lambda net=net, x=x, t=t: grad(net, x, t),
+                "lrp": lambda net=net, x=x, t=t, c=composite: lrp_relevance(net, x, t, composite=c),
+                "zennit": lambda net=net, x=x, t=t, c=composite: _zennit_lrp(net, x, t, c),
+            },
+            repeats,
+        )
+        _ratio(results, f"lrp_over_grad.{arch}", times["lrp"], times["grad"])
+        _ratio(results, f"zennit_lrp_over_grad.{arch}", times["zennit"], times["grad"])
+        _secs(results, f"secs.grad.{arch}", times["grad"])
+        _secs(results, f"secs.lrp.{arch}", times["lrp"])
+        _report(
+            results, f"LRP {arch} {side}px batch {batch} ({composite})", ["lrp_over_grad", "zennit_lrp_over_grad"], arch
+        )
+
+
+def bench_crp_over_lrp(results: dict, quick: bool, repeats: int) -> None:
+    from lit_xai.explainers import CRP, LRP
+    from lit_xai.models.architectures import build_architecture
+
+    side, probes = (64, 2) if quick else (224, 8)
+    torch.manual_seed(0)
+    net = build_architecture("resnet50", num_classes=10).eval()
+    x, t = torch.randn(probes, 3, side, side), torch.randint(0, 10, (probes,))
+    crp = CRP(top_k=4, batch_size=16)
+    lrp = LRP(batch_size=probes)
+    times = time_interleaved({"lrp": lambda: lrp(net, x, t), "crp": lambda: crp(net, x, t)}, repeats, warmup=0)
+    _ratio(results, "crp_over_lrp.resnet50", times["crp"], times["lrp"])
+    _secs(results, "secs.crp_top4.resnet50", times["crp"])
+    _secs(results, "secs.lrp_api.resnet50", times["lrp"])
+    print(
+        f"CRP top-4 / LRP, resnet50 {side}px, {probes} probes: {results['crp_over_lrp.resnet50']:.2f} "
+        f"(median {results['crp_over_lrp.resnet50.median']:.2f}; CRP {min(times['crp']):.2f}s, "
+        f"LRP {min(times['lrp']):.2f}s)",
+        flush=True,
+    )
+
+
+def bench_zennit_crp(results: dict, quick: bool, crp_python: str, threads: int) -> None:
+    if not os.path.exists(crp_python):
+        results["notes"].append(f"crp_over_zennit_crp skipped: {crp_python} not found (see the module docstring)")
+        print(results["notes"][-1])
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "crp.json")
+        nets = "tiny_vgg" if quick else "vgg16"
+        _bench("crp_vs_zennit_crp").main(
+            ["--oracle-python", crp_python, "--nets", nets, "--threads", str(threads), "--json", out]
+        )
+        rows = json.load(open(out))
+    ours = sum(r["sec_ours"] for r in rows)
+    theirs = sum(r["sec_zennit_crp"] for r in rows)
+    key = f"crp_over_zennit_crp.{nets}"
+    results[key] = ours / theirs
+    results[f"crp_vs_zennit_crp_rel_diff.{nets}"] = max(r["max_rel_diff"] for r in rows)
+    print(f"CRP / zennit-crp ({nets}, {len(rows)} layers x 4 maps x 2 images): {results[key]:.2f}", flush=True)
+
+
+def bench_monitor_overhead(results: dict, quick: bool) -> None:
+    if quick:
+        results["notes"].append("monitor_overhead.demo skipped (--quick)")
+        return
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    callbacks = config["trainer"]["callbacks"]
+    plain = dict(
+        config, trainer=dict(config["trainer"], callbacks=[c for c in callbacks if "Checkpoint" in c["class_path"]])
+    )
+    secs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cfg in (("plain", plain), ("monitors", config)):
+            cfg = dict(cfg, trainer=dict(cfg["trainer"]))
+            cfg["trainer"]["logger"] = {
+                "class_path": cfg["trainer"]["logger"]["class_path"],
+                "init_args": dict(cfg["trainer"]["logger"]["init_args"], save_dir=os.path.join(tmp, "logs")),
+            }
+            path = os.path.join(tmp, f"{name}.yaml")
+            Path(path).write_text(yaml.safe_dump(cfg))
+            start = time.perf_counter()
+            proc = subprocess.run(
+                [sys.executable, str(ROOT / "train.py"), "--config", path], cwd=tmp, capture_output=True, text=True
+            )
+            secs[name] = time.perf_counter() - start
+            if proc.returncode != 0:
+                results["notes"].append(f"monitor_overhead.demo: {name} run failed: {proc.stderr[-500:]}")
+                return
+    results["monitor_overhead.demo"] = secs["monitors"] / secs["plain"]
+    results["secs.demo.plain"], results["secs.demo.monitors"] = secs["plain"], secs["monitors"]
+    print(f"demo with / without monitors: {results['monitor_overhead.demo']:.2f} ({secs})", flush=True)
+
+
+def bench_loader(results: dict, quick: bool) -> None:
+    path = ROOT / "benchmarks" / "loader_throughput.py"
+    if not path.exists():
+        results["notes"].append("loader vs training images/s skipped: benchmarks/loader_throughput.py not present")
+        print(results["notes"][-1])
+        return
+    measured = _bench("loader_throughput").measure(quick)
+    for key, value in (measured or {}).items():
+        if isinstance(value, (int, float)):
+            results[f"loader.{key}"] = float(value)
+    print(f"loader: {measured}", flush=True)
+
+
+def bench_scaling(results: dict, quick: bool, repeats: int) -> None:
+    import numpy as np
+
+    from lit_xai.artifacts import spray
+    from lit_xai.explainers import explanation_model, lrp_relevance
+    from lit_xai.explainers.crp import crp_heatmaps
+    from lit_xai.models.architectures import build_architecture
+
+    arch, side = ("small_resnet", 32) if quick else ("resnet50", 64)
+    torch.manual_seed(0)
+    net = build_architecture(arch, num_classes=10).eval()
+    with explanation_model(net) as prepared:
+        for probes in (1, 4, 16):
+            x, t = torch.randn(probes, 3, side, side), torch.randint(0, 10, (probes,))
+            times = time_interleaved(
+                {"lrp": lambda x=x, t=t: lrp_relevance(prepared, x, t, "epsilon_gamma_box")}, repeats
+            )
+            _secs(results, f"scale.lrp_probes_{probes}.{arch}", times["lrp"])
+        x, t = torch.randn(1, 3, side, side), torch.tensor([3])
+        # deep (most of the net below it) and shallow; small_resnet's layer1 has only 16 channels
+        for layer in ("layer3", "layer2" if quick else "layer1"):
+            for k in (1, 8, 32):
+                ids = torch.arange(k)[None]
+                times = time_interleaved(
+                    {
+                        "crp": lambda layer=layer, ids=ids: crp_heatmaps(
+                            prepared, x, t, layer, ids, "epsilon_gamma_box", batch_size=32
+                        )
+                    },
+                    repeats,
+                )
+                _secs(results, f"scale.crp_k{k}_{layer}.{arch}", times["crp"])
+    rng = torch.Generator().manual_seed(0)
+    for n in (100, 1000) if quick else (100, 1000, 10000):
+        maps = torch.rand(n, 32, 32, generator=rng)
+        maps[: n // 5, :8, :8] += 3
+        maps[n // 5 : n // 3, 20:, 20:] += 3
+        start = time.perf_counter()
+        res = spray(maps)
+        results[f"scale.spray_{n}"] = time.perf_counter() - start
+        assert np.all(np.isfinite(res.eigenvalues))
+    print(
+        "scaling (min seconds):",
+        {k: round(v, 3) for k, v in results.items() if k.startswith("scale.") and not k.endswith(".median")},
+        flush=True,
+    )
+
+
+def _report(results: dict, title: str, keys: list[str], arch: str) -> None:
+    parts = [f"{k} {results[f'{k}.{arch}']:.2f} (median {results[f'{k}.{arch}.median']:.2f})" for k in keys]
+    print(
+        f"{title}: " + "; ".join(parts) + f"; max rel diff {results[f'lrp_vs_zennit_rel_diff.{arch}']:.1e}", flush=True
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs, fewer repeats, no demo runs")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--crp-python", default=os.environ.get("CRP_ORACLE_PYTHON", "/work/venv-crp/bin/python"))
+    parser.add_argument(
+        "--only", default="lrp,crp,zennit_crp,monitor,loader,scaling", help="comma-separated sections to run"
+    )
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (2 if args.quick else 3)
+    results: dict = {"notes": [], "threads": args.threads, "quick": args.quick, "machine": platform.processor()}
+    sections = {
+        "lrp": lambda: bench_lrp(results, args.quick, repeats),
+        "crp": lambda: bench_crp_over_lrp(results, args.quick, max(1, repeats - 1)),
+        "zennit_crp": lambda: bench_zennit_crp(results, args.quick, args.crp_python, args.threads),
+        "monitor": lambda: bench_monitor_overhead(results, args.quick),
+        "loader": lambda: bench_loader(results, args.quick),
+        "scaling": lambda: bench_scaling(results, args.quick, repeats),
+    }
+    for name in args.only.split(","):
+        try:
+            sections[name]()
+        except Exception as err:  # one failing section must not lose the others' numbers
+            results["notes"].append(f"{name} failed: {type(err).__name__}: {err}")
+            print(results["notes"][-1], flush=True)
+        if args.json:  # after every section: a long run interrupted still leaves its numbers
+            Path(args.json).write_text(json.dumps(results, indent=2))
+    print("\nkey                                         value")
+    for key, value in results.items():
+        if isinstance(value, float):
+            print(f"{key:43s} {value:8.3f}")
+    for note in results["notes"]:
+        print("note:", note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

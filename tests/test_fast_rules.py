@@ -1,0 +1,146 @@
+"""Fast LRP rules (lit_xai.explainers._fast_rules): same relevance as zennit's hooks, fewer passes, no trace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from zennit.attribution import Gradient
+from zennit.composites import LayerMapComposite
+from zennit.rules import Epsilon, Gamma, Pass, ZPlus
+
+from lit_xai.explainers import lrp_relevance, make_composite
+from lit_xai.explainers._core import resolve_canonizers
+from lit_xai.explainers._fast_rules import FastRules
+from lit_xai.models.architectures import build_architecture
+from lit_xai.models.batchnorm import calibrate_batch_norm
+
+
+def _zennit(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, composite) -> torch.Tensor:
+    """Reference: zennit's own Gradient attributor with the composite's hooks (the oracle)."""
+    with torch.no_grad():
+        n_out = net(x).shape[1]
+    onehot = nn.functional.one_hot(targets, n_out).float()
+    with Gradient(model=net, composite=composite) as attributor:
+        _, reference = attributor(x, lambda out: out.detach() * onehot)
+    return reference
+
+
+def _assert_same(ours: torch.Tensor, reference: torch.Tensor) -> None:
+    scale = reference.abs().max()
+    assert scale > 0
+    assert (ours - reference).abs().max() <= 1e-5 * scale, float((ours - reference).abs().max() / scale)
+
+
+def _net(name: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    net = build_architecture(name, 5)
+    # non-trivial BN statistics and random biases, so the bias terms of the rules matter
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.normal_(0, 0.1)
+    calibrate_batch_norm(net, torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+    return net.eval().requires_grad_(False)
+
+
+def _count_fast(net: nn.Module, composite) -> int:
+    rules = FastRules(composite)
+    try:
+        rules.register(net)
+        return rules.fast_layers
+    finally:
+        rules.remove()
+
+
+@pytest.mark.parametrize("name", ["tiny_resnet", "tiny_vgg", "tiny_densenet", "tiny_resnet_attention"])
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat", "epsilon_alpha2_beta1"])
+def test_fast_rules_match_zennit(name: str, composite: str) -> None:
+    net = _net(name)
+    g = torch.Generator().manual_seed(2)
+    x, targets = torch.randn(3, 3, 32, 32, generator=g), torch.tensor([0, 4, 2])
+    ours = lrp_relevance(net, x, targets, composite=composite)
+    reference = _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None)))
+    _assert_same(ours, reference)
+    fast = _count_fast(net, make_composite(composite, resolve_canonizers(net, None)))
+    # every conv after the first (ZPlus / Gamma) and the linear head (Epsilon) take the fast path; alpha-beta: head
+    assert fast >= (1 if composite == "epsilon_alpha2_beta1" else 3)
+
+
+def test_zero_params_falls_back_to_zennit() -> None:
+    net = _net("tiny_resnet")
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
+    kwargs = {"zero_params": "bias"}
+    comp = make_composite("epsilon_gamma_box", resolve_canonizers(net, None), **kwargs)
+    assert _count_fast(net, comp) == 0
+    ours = lrp_relevance(net, x, targets, composite="epsilon_gamma_box", composite_kwargs=kwargs)
+    _assert_same(
+        ours, _zennit(net, x, targets, make_composite("epsilon_gamma_box", resolve_canonizers(net, None), **kwargs))
+    )
+
+
+def _mlp_and_cnn() -> nn.Module:
+    # conv -> conv without a ReLU in between: the second conv sees negative inputs (fallback to zennit's hook),
+    # then ReLU-fed convs and linear layers (fast path, including Gamma on Linear)
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 16),
+        nn.ReLU(inplace=True),
+        nn.Linear(16, 4),
+    ).eval()
+
+
+@pytest.mark.parametrize("rule", [Gamma(0.25), ZPlus(), Epsilon(1e-3)])
+def test_rules_on_custom_layers_and_negative_inputs(rule) -> None:
+    net = _mlp_and_cnn()
+    x, targets = torch.randn(3, 3, 16, 16), torch.tensor([0, 3, 1])
+
+    def composite() -> LayerMapComposite:
+        return LayerMapComposite([(nn.ReLU, Pass()), ((nn.Conv2d, nn.Linear), rule)])
+
+    rules = FastRules(composite())
+    rules.register(net)
+    try:
+        assert rules.fast_layers == 5  # all patched; the first two see negative inputs and run zennit's hook
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        init = torch.zeros_like(out)
+        init[torch.arange(3), targets] = out[torch.arange(3), targets].detach()
+        (ours,) = torch.autograd.grad(out, xi, init)
+    finally:
+        rules.remove()
+    _assert_same(ours, _zennit(net, x, targets, composite()))
+
+
+def test_no_trace_after_explaining() -> None:
+    net = _net("tiny_resnet")
+    before = {
+        n: (dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__) for n, m in net.named_modules()
+    }
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    lrp_relevance(net, torch.randn(2, 3, 32, 32), 1)
+    after = {
+        n: (dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__) for n, m in net.named_modules()
+    }
+    assert before == after
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    # the model runs its ordinary forward again, gradients are the plain ones
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    net(x)[0, 1].backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "composite"), [("resnet50", "epsilon_gamma_box"), ("vgg16", "epsilon_plus_flat")])
+def test_full_size_matches_zennit(name: str, composite: str) -> None:
+    torch.manual_seed(0)
+    net = build_architecture(name, 10).eval().requires_grad_(False)
+    x, targets = torch.randn(2, 3, 224, 224), torch.tensor([3, 7])
+    ours = lrp_relevance(net, x, targets, composite=composite)
+    _assert_same(ours, _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))))
