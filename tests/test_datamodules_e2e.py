@@ -36,7 +36,7 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
     explain = ExplanationMonitor(num_probes=4)
     shortcut = ShortcutMonitor(detectors=["ring"], audit_max_samples=64, pool_size=16, spray_samples=0)
     trainer = L.Trainer(
-        max_epochs=2,
+        max_epochs=1,
         accelerator="cpu",
         devices=1,
         logger=TensorBoardLogger(str(tmp_path / "logs"), name="isic2019"),
@@ -49,7 +49,7 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(model, datamodule=dm)
-    assert trainer.current_epoch == 2 and trainer.global_step > 0
+    assert trainer.current_epoch == 1 and trainer.global_step > 0
     # the audit ran on the real training split
     report = shortcut.audit_report
     assert report is not None and report["class_names"] == ["other", "melanoma"]
@@ -57,7 +57,7 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
     assert report["n_failed"] == 1 and "ISIC_0000013.jpg" in report["failures"][0]  # the skipped file is reported
     assert "ring" in report["artifacts"]
     # explanations were computed on probes of the real validation images, every epoch
-    assert {0, 1} <= {h["epoch"] for h in explain.history}
+    assert 0 in {h["epoch"] for h in explain.history} and any("xai/drift" in k for h in explain.history for k in h)
     assert all(0 <= i < len(dm.dataset("val")) for i in explain.probes.ids)
     results = trainer.test(model, datamodule=dm, verbose=False)
     assert results and any(k.startswith("test/") for k in results[0])
