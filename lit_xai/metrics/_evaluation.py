@@ -23,7 +23,9 @@ def device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def check_batch(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images as a float ``(N, C, H, W)`` tensor on the model's device and targets as ``(N,)`` long on it."""
     if images.ndim != 4:
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(images.shape)}")

@@ -76,9 +76,7 @@ def replacement_values(images: torch.Tensor, replacement: Replacement, patch: in
         hi = images.amax(dim=(1, 2, 3), keepdim=True)
         noise = torch.rand(images.shape, generator=generator(seed)).to(images)
         return lo + noise * (hi - lo)
-    raise ValueError(
-        f"replacement must be a number, a tensor, 'mean', 'blur' or 'uniform', got {replacement!r}"
-    )
+    raise ValueError(f"replacement must be a number, a tensor, 'mean', 'blur' or 'uniform', got {replacement!r}")
 
 
 def pixel_flipping(

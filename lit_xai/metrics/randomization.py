@@ -61,7 +61,7 @@ def cascade_layers(model: nn.Module, granularity: str = "block") -> list[str]:
     """
     root = registered_root(model)
     prefix, net = root if root is not None else ("", model)
-    join = (lambda n: f"{prefix}.{n}" if prefix else n)  # noqa: E731
+    join = lambda n: f"{prefix}.{n}" if prefix else n  # noqa: E731
     if granularity == "block":
         names = [join(n) for n, m in net.named_children() if _resettable(m)]
     elif granularity == "layer":
