@@ -26,8 +26,8 @@ def _captum_explanation(explainer, model):
 
 @pytest.mark.parametrize("explainer", [LRP(), GradCAM()], ids=["lrp", "gradcam"])
 def test_sensitivity_matches_captum(explainer):
-    net = tiny_resnet(seed=3)
-    x = torch.randn(3, 3, 32, 32)
+    net = tiny_resnet(seed=3, size=16)
+    x = torch.randn(3, 3, 16, 16)
     t = torch.tensor([0, 1, 1])
     samples, radius = 4, 0.05
     ours = max_sensitivity(explainer, net, x, t, radius=radius, samples=samples, seed=7)
@@ -47,8 +47,8 @@ def test_sensitivity_matches_captum(explainer):
 
 def test_sensitivity_matches_quantus():
     quantus = pytest.importorskip("quantus")
-    net = tiny_resnet(seed=4)
-    x = torch.randn(2, 3, 32, 32)
+    net = tiny_resnet(seed=4, size=16)
+    x = torch.randn(2, 3, 16, 16)
     t = torch.tensor([1, 0])
     samples, radius = 3, 0.1
     lrp = LRP()
