@@ -22,8 +22,13 @@ def numpy_pixel_flipping(model, images, targets, heatmaps, patch, steps, order, 
     total = round(fraction * hp * wp)
     curves = np.zeros((n, steps + 1))
     for i in range(n):
-        sums = np.array([heat[i, a * patch : (a + 1) * patch, b * patch : (b + 1) * patch].sum()
-                         for a in range(hp) for b in range(wp)])
+        sums = np.array(
+            [
+                heat[i, a * patch : (a + 1) * patch, b * patch : (b + 1) * patch].sum()
+                for a in range(hp)
+                for b in range(wp)
+            ]
+        )
         ranking = np.argsort(-sums if order == "morf" else sums, kind="stable")
         for k in range(steps + 1):
             img = x[i].copy()
@@ -46,8 +51,9 @@ def test_matches_numpy_oracle(order, size, patch, steps, fraction):
     x = torch.randn(3, 3, size, size)
     t = torch.tensor([0, 1, 2])
     heat = torch.randn(3, size, size)
-    curve, aopc = pixel_flipping(net, x, t, heat, patch=patch, steps=steps, order=order, replacement=0.0,
-                                 fraction=fraction)
+    curve, aopc = pixel_flipping(
+        net, x, t, heat, patch=patch, steps=steps, order=order, replacement=0.0, fraction=fraction
+    )
     ref_curve, ref_aopc = numpy_pixel_flipping(net, x, t, heat, patch, steps, order, 0.0, fraction)
     # tolerance: float32 forward of identical inputs in different batch compositions
     np.testing.assert_allclose(curve.numpy(), ref_curve, rtol=1e-5, atol=1e-5)
@@ -66,11 +72,26 @@ def test_matches_quantus_region_perturbation(order):
     n_patches = 16  # one 8x8 region per step, as Quantus flips one region per step
     curve, aopc = pixel_flipping(net, x, t, heat, patch=8, steps=n_patches, order=order, replacement=0.0)
     metric = quantus.RegionPerturbation(
-        patch_size=8, order=order, regions_evaluation=n_patches, perturb_baseline=0.0, normalise=False, abs=False,
-        disable_warnings=True, display_progressbar=False,
+        patch_size=8,
+        order=order,
+        regions_evaluation=n_patches,
+        perturb_baseline=0.0,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
+        display_progressbar=False,
     )
-    drops = np.array(metric(model=net, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=heat[:, None].numpy(),
-                            device="cpu", softmax=False, channel_first=True))
+    drops = np.array(
+        metric(
+            model=net,
+            x_batch=x.numpy(),
+            y_batch=t.numpy(),
+            a_batch=heat[:, None].numpy(),
+            device="cpu",
+            softmax=False,
+            channel_first=True,
+        )
+    )
     ours = (curve[:, :1] - curve[:, 1:]).numpy()  # Quantus reports f(x) - f(x_k) for k = 1..L
     np.testing.assert_allclose(ours, drops, rtol=1e-4, atol=1e-5)
     # our AOPC includes the k = 0 term: mean over L + 1 points

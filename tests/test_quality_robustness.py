@@ -37,8 +37,12 @@ def test_sensitivity_matches_captum(explainer):
         return inputs + noise
 
     ref = captum_metrics.sensitivity_max(
-        _captum_explanation(explainer, net), x, perturb_func=perturb, perturb_radius=radius,
-        n_perturb_samples=samples, target=t,
+        _captum_explanation(explainer, net),
+        x,
+        perturb_func=perturb,
+        perturb_radius=radius,
+        n_perturb_samples=samples,
+        target=t,
     )
     # tolerance: identical maps up to float32 batching differences of the explainer
     torch.testing.assert_close(ours, ref.float(), rtol=1e-4, atol=1e-6)
@@ -63,11 +67,21 @@ def test_sensitivity_matches_quantus():
         return lrp(net, torch.as_tensor(inputs).float(), torch.as_tensor(targets))[:, None].numpy()
 
     metric = quantus.MaxSensitivity(
-        nr_samples=samples, perturb_func=perturb, normalise=False, abs=False, disable_warnings=True,
+        nr_samples=samples,
+        perturb_func=perturb,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
         return_nan_when_prediction_changes=False,
     )
-    ref = metric(model=net, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=lrp(net, x, t)[:, None].numpy(),
-                 explain_func=explain, device="cpu")
+    ref = metric(
+        model=net,
+        x_batch=x.numpy(),
+        y_batch=t.numpy(),
+        a_batch=lrp(net, x, t)[:, None].numpy(),
+        explain_func=explain,
+        device="cpu",
+    )
     np.testing.assert_allclose(ours.numpy(), np.asarray(ref), rtol=1e-4, atol=1e-6)
 
 
@@ -100,8 +114,9 @@ def test_infidelity_zero_for_exact_linear_explanation_and_scale_invariant():
     a = infidelity(net, x, 1, heat, normalize=True)
     b = infidelity(net, x, 1, 100 * heat, normalize=True)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
-    assert not torch.allclose(infidelity(net, x, 1, heat, normalize=False),
-                              infidelity(net, x, 1, 100 * heat, normalize=False))
+    assert not torch.allclose(
+        infidelity(net, x, 1, heat, normalize=False), infidelity(net, x, 1, 100 * heat, normalize=False)
+    )
 
 
 def test_no_trace_and_seeded():
