@@ -6,7 +6,7 @@ import pytest
 import torch
 from _quality_models import same_state, state_of, tiny_resnet
 
-from lit_xai.explainers import GradCAM, LRP
+from lit_xai.explainers import LRP, GradCAM
 from lit_xai.metrics import evaluate_quality, infidelity, pixel_flipping
 
 

@@ -9,8 +9,8 @@ from _quality_models import same_state, small_cnn, state_of, tiny_resnet
 
 from lit_xai.explainers import LRP, GradCAM
 from lit_xai.metrics import infidelity, max_sensitivity
-from lit_xai.metrics.sensitivity import sensitivity_noise
 from lit_xai.metrics.infidelity import infidelity_noise
+from lit_xai.metrics.sensitivity import sensitivity_noise
 
 captum_metrics = pytest.importorskip("captum.metrics")
 

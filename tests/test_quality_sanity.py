@@ -1,4 +1,4 @@
-"""Sanity of the quality metrics on a model with a real signal (tiny_resnet trained for seconds on synthetic lesions)."""
+"""Sanity of the quality metrics on a model with a real signal: tiny_resnet trained for seconds on synthetic lesions."""
 
 from __future__ import annotations
 
