@@ -1,0 +1,235 @@
+"""Where the callbacks' pictures and text go: every logger of the trainer that can take them, else PNG/Markdown files.
+
+TensorBoard, Weights & Biases and MLflow each get images and text through their own API; a run with no
+image-capable logger (only ``CSVLogger``, or ``logger=False``) gets the same pictures as PNG files under its log
+folder, with one warning saying where. Nothing is dropped silently: each call returns a :class:`SinkReport`.
+
+wandb and mlflow are never imported here: loggers are recognised with ``isinstance`` against
+``lightning.pytorch.loggers`` classes, whose import does not import those packages.
+
+Example:
+    In a callback, on every rank (the sink itself only acts on global rank 0)::
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            grid = explanation_grid(images01, maps, captions, method="LRP")
+            log_image(trainer, "xai/lrp/heatmaps", grid, trainer.global_step, caption="probes 0-7")
+            log_text(trainer, "xai/probes", "| probe | class |\\n|---|---|\\n| 0 | nevus |", trainer.global_step)
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.logger import DummyLogger
+from PIL import Image
+
+__all__ = ["FALLBACK_FOLDER", "SinkReport", "fallback_dir", "log_image", "log_text"]
+
+#: sub-folder of the run's log folder that receives images and text no logger could take
+FALLBACK_FOLDER = "xai_images"
+
+# trainer -> warning keys already issued, so each kind of fallback warns once per trainer (not once per process:
+# two runs in one session each deserve to be told where their pictures went)
+_WARNED: weakref.WeakKeyDictionary[Trainer, set[str]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class SinkReport:
+    """Where one image or text went.
+
+    Attributes:
+        tag: the tag it was logged under.
+        step: the step it was logged at.
+        loggers: class names of the loggers that took it through their own API.
+        files: fallback files written (PNG, Markdown, caption text).
+        skipped: why nothing was written at all (``"not global rank 0"``, ``"fast_dev_run"``), else ``None``.
+    """
+
+    tag: str
+    step: int
+    loggers: tuple[str, ...] = ()
+    files: tuple[Path, ...] = field(default_factory=tuple)
+    skipped: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """True when a logger or a fallback file holds the item."""
+        return bool(self.loggers or self.files)
+
+
+def _warn_once(trainer: Trainer, key: str, message: str) -> None:
+    seen = _WARNED.setdefault(trainer, set())
+    if key not in seen:
+        seen.add(key)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _check_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not tag.strip("/ "):
+        raise ValueError(f"tag must be a non-empty string like 'xai/lrp/heatmaps', got {tag!r}")
+    return tag
+
+
+def _as_chw_uint8(image: torch.Tensor) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(
+            f"image must be a (3, H, W) torch tensor (uint8, or float in [0, 1]), got {shape}; "
+            "lit_xai.visualization's grids return exactly that"
+        )
+    x = image.detach().cpu()
+    if x.dtype != torch.uint8:
+        if not x.is_floating_point():
+            raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {x.dtype}")
+        x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return x.contiguous()
+
+
+def _safe_relpath(tag: str) -> Path:
+    """A tag as a relative path: ``/`` nests folders, anything else odd becomes ``_``, no ``..`` escapes."""
+    parts = [re.sub(r"[^A-Za-z0-9_.\-]+", "_", p) for p in tag.split("/") if p.strip()]
+    parts = [p if p not in {".", ".."} else "_" for p in parts]
+    return Path(*parts)
+
+
+def fallback_dir(trainer: Trainer) -> Path:
+    """The folder for fallback files: ``<first logger's log_dir, else trainer.default_root_dir>/xai_images``.
+
+    ``trainer.log_dir`` is not used: it is a collective (a broadcast) and would hang when called on rank 0 only.
+    """
+    for lg in trainer.loggers:
+        log_dir = getattr(lg, "log_dir", None)
+        if log_dir:
+            return Path(log_dir) / FALLBACK_FOLDER
+    return Path(trainer.default_root_dir) / FALLBACK_FOLDER
+
+
+def _skip_reason(trainer: Trainer) -> str | None:
+    if not trainer.is_global_zero:
+        return "not global rank 0"
+    if trainer.loggers and all(isinstance(lg, DummyLogger) for lg in trainer.loggers):
+        return "fast_dev_run"  # Lightning disables logging there on purpose; writing files would surprise
+    return None
+
+
+def _fallback(trainer: Trainer, kind: str, tag: str, others: list[Logger]) -> Path:
+    folder = fallback_dir(trainer)
+    names = ", ".join(type(lg).__name__ for lg in others) or "no logger"
+    _warn_once(
+        trainer,
+        "fallback",
+        f"lit_xai: none of the trainer's loggers ({names}) can take images or text; writing the explanation "
+        f"{kind}s (and any later ones) as files under {folder} instead. Add a TensorBoardLogger, WandbLogger or "
+        "MLFlowLogger to see them in a dashboard.",
+    )
+    return folder / _safe_relpath(tag)
+
+
+def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int, caption: str | None = None) -> SinkReport:
+    """Log a uint8 ``(3, H, W)`` picture to every logger of ``trainer`` that can show images.
+
+    TensorBoard: ``add_image`` (and the caption with ``add_text`` under ``<tag>/caption``); W&B: ``log_image`` with
+    the caption; MLflow: an artifact ``<tag>/step_<step>.png`` (caption as ``.txt`` beside it). With no such
+    logger the PNG goes to ``<log folder>/xai_images/<tag>/step_<step:06d>.png`` and a warning says so (once).
+    Acts on global rank 0 only; call it on every rank.
+
+    Args:
+        trainer: the running trainer.
+        tag: e.g. ``"xai/lrp/heatmaps"``; ``/`` groups tags (TensorBoard) and nests folders (files).
+        image: ``(3, H, W)`` uint8 (float in ``[0, 1]`` is converted).
+        step: the x value, normally ``trainer.global_step``.
+        caption: optional text shown with the picture.
+
+    Returns:
+        A :class:`SinkReport` naming the loggers and files that received it.
+    """
+    tag = _check_tag(tag)
+    chw = _as_chw_uint8(image)
+    step = int(step)
+    reason = _skip_reason(trainer)
+    if reason is not None:
+        if reason == "fast_dev_run":
+            _warn_once(
+                trainer, "fast_dev_run", "lit_xai: fast_dev_run disables loggers; XAI images and text are not kept"
+            )
+        return SinkReport(tag, step, skipped=reason)
+    hwc = chw.permute(1, 2, 0).numpy()
+    took: list[str] = []
+    others: list[Logger] = []
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.experiment.add_image(tag, chw, step, dataformats="CHW")
+            if caption:
+                lg.experiment.add_text(f"{tag}/caption", caption, step)
+        elif isinstance(lg, WandbLogger):
+            lg.log_image(key=tag, images=[hwc], step=step, **({"caption": [caption]} if caption else {}))
+        elif isinstance(lg, MLFlowLogger):
+            lg.experiment.log_image(lg.run_id, hwc, artifact_file=f"{tag}/step_{step:06d}.png")
+            if caption:
+                lg.experiment.log_text(lg.run_id, caption, artifact_file=f"{tag}/step_{step:06d}.txt")
+        else:
+            others.append(lg)
+            continue
+        took.append(type(lg).__name__)
+    if took:
+        return SinkReport(tag, step, loggers=tuple(took))
+    folder = _fallback(trainer, "image", tag, others)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:06d}.png"
+    Image.fromarray(np.ascontiguousarray(hwc)).save(path)
+    files = [path]
+    if caption:
+        files.append(folder / f"step_{step:06d}.txt")
+        files[-1].write_text(caption + "\n", encoding="utf-8")
+    return SinkReport(tag, step, files=tuple(files))
+
+
+def log_text(trainer: Trainer, tag: str, text: str, step: int) -> SinkReport:
+    """Log (Markdown) text to every logger of ``trainer`` that can take text.
+
+    TensorBoard: ``add_text``; W&B: ``log_text`` as a one-column table; MLflow: an artifact
+    ``<tag>/step_<step>.md``. Otherwise ``<log folder>/xai_images/<tag>/step_<step:06d>.md`` with one warning.
+    Acts on global rank 0 only.
+
+    Returns:
+        A :class:`SinkReport` naming the loggers and files that received it.
+    """
+    tag = _check_tag(tag)
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    step = int(step)
+    reason = _skip_reason(trainer)
+    if reason is not None:
+        if reason == "fast_dev_run":
+            _warn_once(
+                trainer, "fast_dev_run", "lit_xai: fast_dev_run disables loggers; XAI images and text are not kept"
+            )
+        return SinkReport(tag, step, skipped=reason)
+    took: list[str] = []
+    others: list[Logger] = []
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.experiment.add_text(tag, text, step)
+        elif isinstance(lg, WandbLogger):
+            lg.log_text(key=tag, columns=["text"], data=[[text]], step=step)
+        elif isinstance(lg, MLFlowLogger):
+            lg.experiment.log_text(lg.run_id, text, artifact_file=f"{tag}/step_{step:06d}.md")
+        else:
+            others.append(lg)
+            continue
+        took.append(type(lg).__name__)
+    if took:
+        return SinkReport(tag, step, loggers=tuple(took))
+    folder = _fallback(trainer, "text", tag, others)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{step:06d}.md"
+    path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    return SinkReport(tag, step, files=(path,))
