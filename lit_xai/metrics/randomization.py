@@ -20,7 +20,6 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..explainers._core import registered_root
 from ._evaluation import Explainer, check_batch, explain
 from .drift import spearman, ssim
 
@@ -59,9 +58,16 @@ def cascade_layers(model: nn.Module, granularity: str = "block") -> list[str]:
             ``conv1`` of a ResNet: few, cheap steps) or ``"layer"`` = every module with its own parameters and a
             ``reset_parameters`` method (Adebayo's per-layer cascade; 25 steps for ``tiny_resnet``).
     """
-    root = registered_root(model)
-    prefix, net = root if root is not None else ("", model)
-    join = lambda n: f"{prefix}.{n}" if prefix else n  # noqa: E731
+    # descend through wrappers (a LightningModule holding the network, Sequential(net)) to the network itself: the
+    # first module that holds parameters itself or spreads them over several children
+    prefix, net = "", model
+    while not any(True for _ in net.parameters(recurse=False)):
+        holders = [(n, m) for n, m in net.named_children() if any(True for _ in m.parameters())]
+        if len(holders) != 1:
+            break
+        name, net = holders[0]
+        prefix = f"{prefix}.{name}" if prefix else name
+    join = (lambda n: f"{prefix}.{n}" if prefix else n)  # noqa: E731
     if granularity == "block":
         names = [join(n) for n, m in net.named_children() if _resettable(m)]
     elif granularity == "layer":
