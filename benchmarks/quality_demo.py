@@ -47,9 +47,8 @@ def demo_datamodule() -> SyntheticShortcutDataModule:
     )
 
 
-def train_demo(epochs: int) -> tuple[ImageClassifier, float]:
-    seed_everything(42)
-    model = ImageClassifier(
+def demo_model() -> ImageClassifier:
+    return ImageClassifier(
         "tiny_resnet",
         num_classes=2,
         task="binary",
@@ -58,6 +57,11 @@ def train_demo(epochs: int) -> tuple[ImageClassifier, float]:
         optimizer="adamw",
         scheduler="cosine",
     )
+
+
+def train_demo(epochs: int) -> tuple[ImageClassifier, float]:
+    seed_everything(42)
+    model = demo_model()
     trainer = Trainer(
         max_epochs=epochs,
         accelerator="cpu",
@@ -95,10 +99,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    if args.checkpoint:
+    if args.checkpoint and args.checkpoint.endswith(".pt"):  # a state dict written by an earlier run of this script
+        model, per_epoch = demo_model(), float("nan")
+        model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
+    elif args.checkpoint:
         model, per_epoch = ImageClassifier.load_from_checkpoint(args.checkpoint, map_location="cpu"), float("nan")
     else:
         model, per_epoch = train_demo(args.epochs)
+        torch.save(model.state_dict(), out / "model.pt")
+        print(f"model state saved to {out / 'model.pt'} (rerun with --checkpoint {out / 'model.pt'})")
     model.eval()
     dm = demo_datamodule()
     val = dm.dataset("val")
@@ -119,7 +128,10 @@ def main() -> None:
         randomization_steps=None,
         seed=0,
     )
-    print(f"\n## Faithfulness on {len(probes)} validation probes (patch 8 px, 16 steps, replacement 0 = dataset mean)")
+    print(
+        f"\n## Faithfulness on {len(probes)} validation probes (patch 8 px, first 25 % of regions in 16 steps, "
+        "replacement 0 = dataset mean)"
+    )
     print("| method | AOPC MoRF (higher better) | AOPC LeRF (lower better) | max-sensitivity r=0.02 | infidelity |")
     print("|---|---|---|---|---|")
     for m in ("lrp", "gradcam", "random"):
@@ -139,6 +151,26 @@ def main() -> None:
         )
     gap = report.aopc["lrp"] - report.aopc["gradcam"]
     print(f"LRP - Grad-CAM AOPC = {float(gap.mean()):+.3f} (LRP higher on {int((gap > 0).sum())}/{len(probes)} probes)")
+
+    print("\n## AOPC by replacement value and flipped share (MoRF; random = mean of 5 seeded orders)")
+    print("| replacement | flipped | lrp | gradcam | random | lrp LeRF | gradcam LeRF |")
+    print("|---|---|---|---|---|---|---|")
+    for replacement in (0.0, "mean", "blur"):
+        for fraction in (0.25, 1.0):
+            r = evaluate_quality(
+                model,
+                probes.images,
+                probes.targets,
+                ["lrp", "gradcam"],
+                metrics=["pixel_flipping"],
+                fraction=fraction,
+                steps=16,
+                replacement=replacement,
+                random_repeats=5,
+            )
+            cells = [f"{float(r.aopc[m].mean()):.3f}" for m in ("lrp", "gradcam", "random")]
+            cells += [f"{float(r.aopc_lerf[m].mean()):.3f}" for m in ("lrp", "gradcam")]
+            print(f"| {replacement} | {fraction:.0%} | " + " | ".join(cells) + " |")
 
     print("\n## Cascading randomisation (output block first), mean over probes")
     print("| randomised up to | " + " | ".join(f"{m} Spearman | {m} SSIM" for m in report.randomization) + " |")

@@ -23,6 +23,7 @@ def report_and_inputs():
         ["lrp", "gradcam"],
         patch=8,
         steps=8,
+        fraction=1.0,
         sensitivity_samples=2,
         infidelity_samples=4,
         randomization_steps=2,

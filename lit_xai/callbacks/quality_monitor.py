@@ -39,7 +39,8 @@ class ExplanationQualityMonitor(Callback):
         num_probes: probes drawn (stratified by class, seeded) from the validation set; the main cost knob.
         metrics: subset of ``("pixel_flipping", "sensitivity", "infidelity", "randomization", "stability")``.
         patch: pixel-flipping region side (pixels).
-        steps: pixel-flipping steps (capped at the number of regions).
+        steps: pixel-flipping steps (capped at the number of regions flipped).
+        fraction: share of the regions replaced at the last pixel-flipping step (the AOPC covers this start).
         sensitivity_samples: noisy copies per probe for max-sensitivity (each costs one explanation).
         infidelity_samples: perturbations per probe for infidelity (each costs one forward pass).
         randomization_steps: cascading steps from the output layer (block level); None = all blocks.
@@ -64,6 +65,7 @@ class ExplanationQualityMonitor(Callback):
         metrics: Sequence[str] = METRICS,
         patch: int = 8,
         steps: int = 16,
+        fraction: float = 0.25,
         sensitivity_samples: int = 5,
         infidelity_samples: int = 10,
         randomization_steps: Optional[int] = 3,
@@ -89,6 +91,9 @@ class ExplanationQualityMonitor(Callback):
         self.metrics = tuple(metrics)
         self.patch = patch
         self.steps = steps
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
         self.sensitivity_samples = sensitivity_samples
         self.infidelity_samples = infidelity_samples
         self.randomization_steps = randomization_steps
@@ -153,6 +158,7 @@ class ExplanationQualityMonitor(Callback):
                 metrics=self.metrics,
                 patch=self.patch,
                 steps=self.steps,
+                fraction=self.fraction,
                 sensitivity_samples=self.sensitivity_samples,
                 infidelity_samples=self.infidelity_samples,
                 randomization_steps=self.randomization_steps,
