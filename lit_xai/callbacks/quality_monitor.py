@@ -195,11 +195,13 @@ class ExplanationQualityMonitor(Callback):
             )
         if report.randomization:
             first = next(iter(report.randomization.values()))
-            curves = {m: [float(v) for v in r.spearman.mean(1)] for m, r in report.randomization.items()}
+            # step 0 is the trained model itself (similarity 1), so the drop from it is visible
+            curves = {m: [1.0] + [float(v) for v in r.spearman.mean(1)] for m, r in report.randomization.items()}
             steps = ", ".join(f"{i + 1}={name}" for i, name in enumerate(first.layers))
+            steps = f"0=none, {steps}"
             plot = line_plot(
                 curves,
-                x=list(range(1, len(first.layers) + 1)),
+                x=list(range(len(first.layers) + 1)),
                 title=f"cascading randomisation (epoch {epoch}): similarity to trained maps",
                 xlabel=f"layers randomised, output first: {steps}",
                 ylabel="Spearman",
