@@ -77,3 +77,14 @@ def test_metric_subset_and_errors():
         evaluate_quality(net, x, 0, ["lrp"], metrics=["aopc"])
     with pytest.raises(ValueError, match="unknown explainer"):
         evaluate_quality(net, x, 0, ["shap"])
+
+
+def test_fraction_limits_the_flipped_share():
+    net = tiny_resnet(seed=2, size=32)
+    x = torch.randn(2, 3, 32, 32)
+    r = evaluate_quality(net, x, 0, ["gradcam"], metrics=["pixel_flipping"], patch=8, steps=16, fraction=0.25)
+    heat = GradCAM()(net, x, 0)
+    curve, aopc = pixel_flipping(net, x, 0, heat, patch=8, steps=4, fraction=0.25)  # 16 regions: 4 flipped
+    torch.testing.assert_close(r.curves["gradcam"], curve)
+    torch.testing.assert_close(r.aopc["gradcam"], aopc)
+    assert r.fraction.tolist() == [0.0, 0.0625, 0.125, 0.1875, 0.25]

@@ -237,14 +237,15 @@ def evaluate_quality(
     if "pixel_flipping" in metrics:
         start = time.perf_counter()
         h, w = x.shape[2:]
-        steps = min(steps, -(-h // patch) * -(-w // patch))
+        steps = max(1, min(steps, round(fraction * -(-h // patch) * -(-w // patch))))
+        common = dict(patch=patch, steps=steps, replacement=replacement, fraction=fraction)
         for name in named:
-            curve, aopc = pixel_flipping(model, x, t, heat[name], patch, steps, "morf", replacement, seed=seed)
+            curve, aopc = pixel_flipping(model, x, t, heat[name], order="morf", seed=seed, **common)
             report.curves[name], report.aopc[name] = curve.cpu(), aopc.cpu()
-            _, lerf = pixel_flipping(model, x, t, heat[name], patch, steps, "lerf", replacement, seed=seed)
+            _, lerf = pixel_flipping(model, x, t, heat[name], order="lerf", seed=seed, **common)
             report.aopc_lerf[name] = lerf.cpu()
         runs = [
-            pixel_flipping(model, x, t, None, patch, steps, "random", replacement, seed=seed + r)
+            pixel_flipping(model, x, t, None, order="random", seed=seed + r, **common)
             for r in range(max(1, random_repeats))
         ]
         report.curves["random"] = torch.stack([c for c, _ in runs]).mean(0).cpu()
