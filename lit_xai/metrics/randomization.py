@@ -67,7 +67,7 @@ def cascade_layers(model: nn.Module, granularity: str = "block") -> list[str]:
             break
         name, net = holders[0]
         prefix = f"{prefix}.{name}" if prefix else name
-    join = (lambda n: f"{prefix}.{n}" if prefix else n)  # noqa: E731
+    join = lambda n: f"{prefix}.{n}" if prefix else n  # noqa: E731
     if granularity == "block":
         names = [join(n) for n, m in net.named_children() if _resettable(m)]
     elif granularity == "layer":
