@@ -225,3 +225,29 @@ def test_foreign_project_runs_with_only_input_range(tmp_path):
     # the pool was mapped to [0, 1] through the given range, so inserted rings darken real pixel values
     assert 0.0 <= float(mon._pool.images01.min()) and float(mon._pool.images01.max()) <= 1.0
     assert float(mon._pool.images01.mean()) == pytest.approx(0.5, abs=0.05)
+
+
+def test_relevance_outside_the_lungs_is_logged_and_alerted(tmp_path):
+    import warnings as _warnings
+
+    import _dataset_trees as trees
+
+    from lit_xai.datamodules import CovidQUExDataModule
+
+    root = trees.covid_quex(tmp_path / "data", per_class={"Train": 6, "Val": 4, "Test": 2})
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        dm = CovidQUExDataModule(root, image_size=32, batch_size=8)
+    model = ImageClassifier("tiny_resnet", num_classes=3, task="multiclass", class_names=list(dm.class_names))
+    # any relevance outside the lungs alerts at once: the point is that the measurement reaches the rule
+    rule = AlertRule(patience=1, outside_roi_threshold=1e-6)
+    mon = ShortcutMonitor(detectors=["text_marker"], alert=rule, audit_max_samples=16, pool_size=12, spray_samples=0)
+    trainer = foreign_trainer(tmp_path, [mon])
+    trainer.fit(model, dm)
+    roi = [h for h in mon.history if h["artifact"] == "roi"]
+    assert {h["class"] for h in roi} == set(dm.class_names)
+    assert all(0.0 <= h["outside_share"] <= 1.0 for h in roi)
+    assert [a["artifact"] for a in mon.alerts].count("roi") == len(roi)
+    acc = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    assert any(t.startswith("shortcut/roi/") and t.endswith("/outside_share") for t in acc.Tags()["scalars"])

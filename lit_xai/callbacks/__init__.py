@@ -1,6 +1,7 @@
 """Thin Lightning callbacks: schedule, pick probes, call the pure explainers/metrics/detectors, log."""
 
 from .explanation_monitor import ExplanationMonitor
+from .quality_monitor import ExplanationQualityMonitor
 from .shortcut_monitor import ShortcutMonitor
 
-__all__ = ["ExplanationMonitor", "ShortcutMonitor"]
+__all__ = ["ExplanationMonitor", "ExplanationQualityMonitor", "ShortcutMonitor"]
