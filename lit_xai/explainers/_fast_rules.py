@@ -21,6 +21,7 @@ first layer), non-zero padding modes — keeps zennit's own hook, so coverage ne
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,14 +245,19 @@ class _FallbackHook:
         # zennit's backward re-runs ``module.forward`` with modified parameters: while it does, the patched forward
         # must be the layer's own (else it would re-enter this hook without end)
         self.in_backward = False
-        rule_backward = hook.backward
+        # no reference cycles (hook -> closure -> self -> hook): the explained copy must be freed by reference
+        # counting alone (tests/test_explainer_contract.py), so the closure holds weak references only
+        hook_ref, self_ref = weakref.ref(hook), weakref.ref(self)
 
         def backward(module: nn.Module, grad_input: Any, grad_output: Any) -> Any:
-            self.in_backward = True
+            owner, rule = self_ref(), hook_ref()
+            if owner is None or rule is None:
+                return None
+            owner.in_backward = True
             try:
-                return rule_backward(module, grad_input, grad_output)
+                return type(rule).backward(rule, module, grad_input, grad_output)
             finally:
-                self.in_backward = False
+                owner.in_backward = False
 
         hook.backward = backward
 
