@@ -28,10 +28,10 @@ import torch
 from lightning.pytorch import Trainer, seed_everything
 from PIL import Image
 
-from lit_xai.probes import select_probes
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.metrics import evaluate_quality
 from lit_xai.models import ImageClassifier
+from lit_xai.probes import select_probes
 from lit_xai.visualization import line_plot, table_image
 
 

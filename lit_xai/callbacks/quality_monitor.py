@@ -21,8 +21,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ..metrics.quality import METRICS, QualityReport, evaluate_quality, make_explainers
 from ..metrics.stability import STABILITY_TRANSFORMS
-from ..visualization import line_plot, table_image
 from ..probes import Probes, select_probes, validation_dataset
+from ..visualization import line_plot, table_image
 from ._common import epoch_step, explained_module, log_scalars, preserve_rng, publish, should_run
 from .sinks import log_image, log_text
 
