@@ -33,7 +33,7 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
         pos_weight=dm.pos_weight(),
         lr=1e-3,
     )
-    explain = ExplanationMonitor(num_probes=4)
+    explain = ExplanationMonitor(probes=4)
     shortcut = ShortcutMonitor(detectors=["ring"], audit_max_samples=64, pool_size=16, spray_samples=0)
     trainer = L.Trainer(
         max_epochs=1,

@@ -215,7 +215,10 @@ def test_foreign_project_reports_every_missing_requirement_at_setup(tmp_path):
 
 
 def test_foreign_project_runs_with_only_input_range(tmp_path):
-    mon = ShortcutMonitor(input_range=(0, 255), audit_max_samples=32, pool_size=48, spray_samples=0, verbose=False)
+    # noise images carry no ring, so nothing is flagged: name the class to watch (class names default to indices)
+    mon = ShortcutMonitor(
+        input_range=(0, 255), target_class="1", audit_max_samples=32, pool_size=48, spray_samples=0, verbose=False
+    )
     train = foreign_data()
     foreign_trainer(tmp_path, [mon]).fit(Foreign(), train_dataloaders=train, val_dataloaders=foreign_data())
     assert mon.audit_report is not None and mon.audit_report["class_names"] == ["0", "1"]  # indices as names

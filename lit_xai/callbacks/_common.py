@@ -175,10 +175,11 @@ def minmax01(x: torch.Tensor) -> torch.Tensor:
 
 
 def class_names_of(trainer: Trainer, pl_module: LightningModule, given: Optional[list[str]]) -> Optional[list[str]]:
-    """Class names: the given ones, else the LightningModule's or the datamodule's ``class_names``."""
+    """Class names: the given ones, else the datamodule's or the LightningModule's ``class_names``."""
     if given:
         return list(given)
-    for source in (pl_module, getattr(trainer, "datamodule", None)):
+    # the datamodule first: it knows its data, while a module may only carry placeholder names (class_0, ...)
+    for source in (getattr(trainer, "datamodule", None), pl_module):
         names = getattr(source, "class_names", None)
         if names:
             return [str(n) for n in names]

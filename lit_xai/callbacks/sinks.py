@@ -115,7 +115,7 @@ def fallback_dir(trainer: Trainer) -> Path:
 def _skip_reason(trainer: Trainer) -> str | None:
     if not trainer.is_global_zero:
         return "not global rank 0"
-    if trainer.loggers and all(isinstance(lg, DummyLogger) for lg in trainer.loggers):
+    if trainer.fast_dev_run or (trainer.loggers and all(isinstance(lg, DummyLogger) for lg in trainer.loggers)):
         return "fast_dev_run"  # Lightning disables logging there on purpose; writing files would surprise
     return None
 
