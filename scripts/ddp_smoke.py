@@ -48,9 +48,9 @@ def main(out: str) -> None:
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,
         "xai_history": [h["epoch"] for h in xai.history],
-        "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("xai/", "shortcut/"))),
+        "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("XAI_drift/", "XAI/shortcut/"))),
         "alerts": len(shortcut.alerts),
-        "time_s": float(trainer.callback_metrics.get("xai/time_s", -1)),
+        "time_s": float(trainer.callback_metrics.get("XAI_drift/time_s", -1)),
     }
     with open(os.path.join(out, f"result_rank{trainer.global_rank}.json"), "w") as fh:
         json.dump(result, fh)

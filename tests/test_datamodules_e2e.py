@@ -57,7 +57,7 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
     assert report["n_failed"] == 1 and "ISIC_0000013.jpg" in report["failures"][0]  # the skipped file is reported
     assert "ring" in report["artifacts"]
     # explanations were computed on probes of the real validation images, every epoch
-    assert 0 in {h["epoch"] for h in explain.history} and any("xai/drift" in k for h in explain.history for k in h)
+    assert 0 in {h["epoch"] for h in explain.history} and any("XAI_drift" in k for h in explain.history for k in h)
     assert all(0 <= i < len(dm.dataset("val")) for i in explain.probes.ids)
     results = trainer.test(model, datamodule=dm, verbose=False)
     assert results and any(k.startswith("test/") for k in results[0])

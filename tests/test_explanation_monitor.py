@@ -75,22 +75,22 @@ def test_logs_heatmaps_drift_timeline_and_scalars(tmp_path):
     trainer.fit(tiny_model(), tiny_dm())
     acc = events(tmp_path)
     images = acc.Tags()["images"]
-    for tag in ("xai/lrp/true", "xai/lrp/pred", "xai/gradcam/true", "xai/crp/concepts", "xai/lrp/timeline"):
+    for tag in ("XAI/lrp/true", "XAI/lrp/pred", "XAI/gradcam/true", "XAI/crp/concepts", "XAI/lrp/timeline"):
         assert tag in images, (tag, images)
     # baseline at fit start + 3 epochs -> 4 grids, at increasing global steps (the TensorBoard slider)
-    steps = [e.step for e in acc.Images("xai/lrp/true")]
+    steps = [e.step for e in acc.Images("XAI/lrp/true")]
     assert steps == [0, 1, 2, 3]  # one step per explained epoch: completed epochs (0 = untrained model)
     scalars = acc.Tags()["scalars"]
     for measure in ("ssim", "spearman", "iou"):
-        assert f"xai/drift/lrp/{measure}_prev" in scalars and f"xai/drift/gradcam/{measure}_first" in scalars
-    assert "xai/time_s" in scalars
-    assert not any(t.startswith("xai/drift_probe/") for t in scalars)  # per-probe drift is off by default
+        assert f"XAI_drift/lrp/{measure}_prev" in scalars and f"XAI_drift/gradcam/{measure}_first" in scalars
+    assert "XAI_drift/time_s" in scalars
+    assert not any(t.startswith("XAI_drift_probe/") for t in scalars)  # per-probe drift is off by default
     # epoch 0 is compared with the initial model, epochs 1 and 2 with their predecessors; same steps as the images
-    assert [e.step for e in acc.Scalars("xai/drift/lrp/ssim_prev")] == [1, 2, 3]
-    assert [e.step for e in acc.Images("xai/lrp/timeline")] == [0, 1, 2, 3]
-    assert "xai/probes/text_summary" in acc.Tags()["tensors"]  # the probe table (text plugin)
+    assert [e.step for e in acc.Scalars("XAI_drift/lrp/ssim_prev")] == [1, 2, 3]
+    assert [e.step for e in acc.Images("XAI/lrp/timeline")] == [0, 1, 2, 3]
+    assert "XAI/probes/text_summary" in acc.Tags()["tensors"]  # the probe table (text plugin)
     assert [h["epoch"] for h in mon.history] == [-1, 0, 1, 2]
-    values = [v.value for v in acc.Scalars("xai/drift/lrp/spearman_first")]
+    values = [v.value for v in acc.Scalars("XAI_drift/lrp/spearman_first")]
     assert all(-1.0 <= v <= 1.0 for v in values)
 
 
@@ -182,7 +182,7 @@ def test_validate_test_and_mixed_precision(tmp_path, precision):
     trainer.validate(model, dm)  # inference mode
     trainer.test(model, dm, ckpt_path="best")
     acc = events(tmp_path)
-    assert "xai/lrp/true/eval" in acc.Tags()["images"] and "xai/gradcam/true/eval" in acc.Tags()["images"]
+    assert "XAI/lrp/true/eval" in acc.Tags()["images"] and "XAI/gradcam/true/eval" in acc.Tags()["images"]
     assert [h["epoch"] for h in mon.history] == [-1, 0]  # eval runs do not add drift points
     heat = mon.drift.previous["lrp"]
     assert heat.dtype == torch.float32 and torch.isfinite(heat).all() and heat.abs().sum() > 0
@@ -204,7 +204,7 @@ def test_fast_dev_run_and_no_image_logger(tmp_path):
         warnings.simplefilter("always")
         trainer.fit(tiny_model(), tiny_dm())
     assert len([w for w in caught if "fast_dev_run disables loggers" in str(w.message)]) == 1
-    assert mon.history and "xai/time_s" in mon.history[-1]
+    assert mon.history and "XAI_drift/time_s" in mon.history[-1]
     # without any logger the grids are written as PNG files (never silently dropped), with one warning
     mon = monitor(explainers=("lrp",))
     trainer = trainer_for(tmp_path / "files", [mon], logger=False, max_epochs=1)
@@ -212,7 +212,7 @@ def test_fast_dev_run_and_no_image_logger(tmp_path):
         warnings.simplefilter("always")
         trainer.fit(tiny_model(), tiny_dm())
     assert len([w for w in caught if "as files under" in str(w.message)]) == 1
-    pngs = sorted(p.name for p in (tmp_path / "files" / "xai_images" / "xai" / "lrp" / "true").glob("*.png"))
+    pngs = sorted(p.name for p in (tmp_path / "files" / "xai_images" / "XAI" / "lrp" / "true").glob("*.png"))
     assert pngs == ["step_000000.png", "step_000001.png"]
 
 
@@ -229,7 +229,7 @@ def test_resume_restores_history_without_duplicates(tmp_path):
     assert first_run == [-1, 0, 1]
     assert [h["epoch"] for h in mon2.history] == [-1, 0, 1, 2]  # continued: no baseline rerun, no duplicate
     assert torch.equal(mon2.drift.first["lrp"], reference)  # drift vs first still refers to the original first epoch
-    assert "xai/drift/lrp/ssim_first" in mon2.history[-1]
+    assert "XAI_drift/lrp/ssim_first" in mon2.history[-1]
 
 
 def test_resume_with_changed_explainers_keeps_unchanged_state_and_no_new_baseline(tmp_path):
@@ -243,9 +243,9 @@ def test_resume_with_changed_explainers_keeps_unchanged_state_and_no_new_baselin
     trainer.fit(tiny_model(), tiny_dm(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     assert torch.equal(mon2.drift.first["lrp"], reference)  # the unchanged explainer keeps its reference
     assert "gradcam" not in mon2.drift.first
-    assert "xai/drift/lrp/ssim_first" in mon2.history[-1]
+    assert "XAI_drift/lrp/ssim_first" in mon2.history[-1]
     # the trained model was never logged as the "initial model": no image at step 0 in the resumed run
-    steps = [e.step for e in events(tmp_path / "b").Images("xai/lrp_gradcam/true")]
+    steps = [e.step for e in events(tmp_path / "b").Images("XAI/lrp_gradcam/true")]
     assert steps == [3]
 
 
@@ -266,13 +266,13 @@ def test_several_lrp_composites_side_by_side(tmp_path):
     )
     trainer_for(tmp_path, [mon], max_epochs=1).fit(tiny_model(), tiny_dm())
     tags = events(tmp_path).Tags()["images"]
-    assert {"xai/lrp_epsilon_plus_flat/true", "xai/lrp_epsilon_alpha2_beta1/true"} <= set(tags)
+    assert {"XAI/lrp_epsilon_plus_flat/true", "XAI/lrp_epsilon_alpha2_beta1/true"} <= set(tags)
 
 
 def test_outcome_probes_are_picked_from_validation_predictions(tmp_path):
     mon = monitor(explainers=("lrp",), probes=ProbeSelector(num_probes=4, per_outcome=1, outcome_pool=32))
     trainer_for(tmp_path, [mon], max_epochs=1).fit(tiny_model(), tiny_dm())
-    assert "xai/lrp/outcomes" in events(tmp_path).Tags()["images"]
+    assert "XAI/lrp/outcomes" in events(tmp_path).Tags()["images"]
 
 
 class ForeignModule(LightningModule):
@@ -313,7 +313,7 @@ def test_foreign_project_with_torchvision_model(tmp_path):
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
     assert sorted(mon.probes.targets.tolist()) == [0, 1, 2]
     tags = events(tmp_path).Tags()["images"]
-    assert {"xai/lrp/true", "xai/crp/concepts", "xai/gradcam/true"} <= set(tags)
+    assert {"XAI/lrp/true", "XAI/crp/concepts", "XAI/gradcam/true"} <= set(tags)
     assert no_hooks(model)
 
 
@@ -464,7 +464,7 @@ def test_degenerate_maps_give_nan_drift_and_one_warning(tmp_path):
     msgs = [str(w.message) for w in caught if "NaN/Inf" in str(w.message)]
     assert len(msgs) == 1 and f"#{mon.probes.ids[1]}" in msgs[0]
     last = mon.history[-1]
-    assert last["xai/drift/broken/spearman_prev"] == pytest.approx(1.0, abs=1e-5)  # the others: only a scale change
+    assert last["XAI_drift/broken/spearman_prev"] == pytest.approx(1.0, abs=1e-5)  # the others: only a scale change
 
 
 def test_multilabel_explains_every_positive_class(tmp_path):
@@ -481,7 +481,7 @@ def test_multilabel_explains_every_positive_class(tmp_path):
     assert list(zip(rows.probe.tolist(), rows.cls.tolist())) == expected  # one row per (probe, positive class)
     assert out.maps["lrp"]["true"].shape == (len(expected), 32, 32)
     assert torch.allclose(out.probs, torch.sigmoid(model.eval()(mon.probes.images)), atol=1e-5)
-    assert "xai/lrp/true" in events(tmp_path).Tags()["images"]
+    assert "XAI/lrp/true" in events(tmp_path).Tags()["images"]
 
 
 def test_multilabel_probes_cover_every_class_with_a_known_positive():

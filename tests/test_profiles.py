@@ -128,4 +128,4 @@ def test_torchgeo_classification_task_trains_with_an_unconfigured_monitor(tmp_pa
     files = sorted(tmp_path.rglob("events.out.tfevents.*"))
     acc = EventAccumulator(str(files[0].parent), size_guidance={"images": 0})
     acc.Reload()
-    assert {"xai/lrp/true", "xai/gradcam/true", "xai/crp/concepts"} <= set(acc.Tags()["images"])
+    assert {"XAI/lrp/true", "XAI/gradcam/true", "XAI/crp/concepts"} <= set(acc.Tags()["images"])

@@ -64,7 +64,9 @@ class ExplanationMonitor(Callback):
             captioned with the checkpoint's epoch; no drift update).
         per_probe_scalars: also log every probe's drift (off: the means are what people read).
         tile: pixel size of a tile in the logged grids.
-        tag: prefix of every logged tag; also the checkpoint ``state_key``.
+        tag: prefix of the logged pictures and text; scalars go to ``<tag>_drift/...``. Upper case by default so the
+            pictures form the first group of TensorBoard's views (groups sort by ASCII name, before ``epoch``,
+            ``train/``, ``val/``); also the checkpoint ``state_key``.
         verbose: announce each explanation step through the progress bar.
 
     Example (YAML)::
@@ -91,7 +93,7 @@ class ExplanationMonitor(Callback):
         explain_on_eval: bool = False,
         per_probe_scalars: bool = False,
         tile: int = 112,
-        tag: str = "xai",
+        tag: str = "XAI",
         verbose: bool = True,
     ) -> None:
         if isinstance(explainers, (str, Explainer)):
@@ -288,14 +290,14 @@ class ExplanationMonitor(Callback):
         if mode == "fit":
             primary = {label: maps[result.primary] for label, maps in result.maps.items()}
             means, per_probe = self.drift.update(primary, epoch, result.rows[result.primary].labels)
-            scalars = {f"{self.tag}/drift/{k}": v for k, v in means.items()}
+            scalars = {f"{self.tag}_drift/{k}": v for k, v in means.items()}
             self._warn_degenerate(result)
-        scalars[f"{self.tag}/time_s"] = time.perf_counter() - start
+        scalars[f"{self.tag}_drift/time_s"] = time.perf_counter() - start
         step = epoch_step(epoch)
         self._log_images(trainer, result, references, outcome, epoch, mode)
         log_scalars(trainer, scalars, step)
         if self.per_probe_scalars and per_probe:
-            log_scalars(trainer, {f"{self.tag}/drift_probe/{k}": v for k, v in per_probe.items()}, step)
+            log_scalars(trainer, {f"{self.tag}_drift_probe/{k}": v for k, v in per_probe.items()}, step)
         if mode == "fit":
             self.history.append({"epoch": epoch, "step": step, **scalars})
             self.last_epoch = epoch if epoch >= 0 else self.last_epoch
@@ -357,16 +359,16 @@ class ExplanationMonitor(Callback):
         measures = self.drift.measures
         layout = {
             f"{self.tag} drift": {
-                f"{m} vs previous epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_prev"]] for m in measures
+                f"{m} vs previous epoch": ["Multiline", [rf"{self.tag}_drift/.*/{m}_prev"]] for m in measures
             }
-            | {f"{m} vs first epoch": ["Multiline", [rf"{self.tag}/drift/.*/{m}_first"]] for m in measures}
-            | {"explanation time (s)": ["Multiline", [rf"{self.tag}/time_s"]]},
+            | {f"{m} vs first epoch": ["Multiline", [rf"{self.tag}_drift/.*/{m}_first"]] for m in measures}
+            | {"explanation time (s)": ["Multiline", [rf"{self.tag}_drift/time_s"]]},
             "shortcut": {
-                "counterfactual shift": ["Multiline", [r"shortcut/.*/counterfactual_shift"]],
-                "relevance ratio": ["Multiline", [r"shortcut/.*/relevance_ratio"]],
-                "removal shift": ["Multiline", [r"shortcut/.*/removal_shift"]],
-                "relevance outside ROI": ["Multiline", [r"shortcut/roi/.*"]],
-                "alerts": ["Multiline", [r"shortcut/alerts"]],
+                "counterfactual shift": ["Multiline", [r".*shortcut/.*/counterfactual_shift"]],
+                "relevance ratio": ["Multiline", [r".*shortcut/.*/relevance_ratio"]],
+                "removal shift": ["Multiline", [r".*shortcut/.*/removal_shift"]],
+                "relevance outside ROI": ["Multiline", [r".*shortcut/roi/.*"]],
+                "alerts": ["Multiline", [r".*shortcut/alerts"]],
             },
         }
         tb.experiment.add_custom_scalars(layout)

@@ -78,7 +78,8 @@ class ShortcutMonitor(Callback):
         num_counterfactual: clean images of other classes that get the artifact inserted.
         spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
         seed: selection / insertion seed.
-        tag: prefix of logged tags and the checkpoint ``state_key``.
+        tag: prefix of every logged tag (default beside the explanation monitor's pictures, in TensorBoard's first
+            group) and the checkpoint ``state_key``.
         verbose: print the audit and each measurement's duration.
     """
 
@@ -101,7 +102,7 @@ class ShortcutMonitor(Callback):
         num_counterfactual: int = 64,
         spray_samples: int = 64,
         seed: int = 0,
-        tag: str = "shortcut",
+        tag: str = "XAI/shortcut",
         verbose: bool = True,
     ) -> None:
         detectors = [detectors] if isinstance(detectors, str) else list(detectors)
