@@ -233,7 +233,8 @@ class ShortcutMonitor(Callback):
         summary = report.summary()
         if self.verbose:
             notify(trainer, f"[{self.tag}] dataset audit ({time.perf_counter() - start:.1f} s):\n{summary}")
-        log_text(trainer, f"{self.tag}/audit", "    " + summary.replace("\n", "\n    "), 0)
+        # a markdown list wraps in TensorBoard's text view (a code block would cut long lines off on the right)
+        log_text(trainer, f"{self.tag}/audit", "\n".join(f"- {line}" for line in summary.splitlines()), 0)
         self._write_report()
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

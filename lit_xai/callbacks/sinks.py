@@ -120,6 +120,16 @@ def _skip_reason(trainer: Trainer) -> str | None:
     return None
 
 
+def _skipped(trainer: Trainer, tag: str, step: int) -> SinkReport | None:
+    """The report of a call that must not log (not rank 0, fast_dev_run), warning once under fast_dev_run."""
+    reason = _skip_reason(trainer)
+    if reason is None:
+        return None
+    if reason == "fast_dev_run":
+        _warn_once(trainer, "fast_dev_run", "lit_xai: fast_dev_run disables loggers; XAI images and text are not kept")
+    return SinkReport(tag, step, skipped=reason)
+
+
 def _fallback(trainer: Trainer, kind: str, tag: str, others: list[Logger]) -> Path:
     folder = fallback_dir(trainer)
     names = ", ".join(type(lg).__name__ for lg in others) or "no logger"
@@ -154,13 +164,9 @@ def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int, captio
     tag = _check_tag(tag)
     chw = _as_chw_uint8(image)
     step = int(step)
-    reason = _skip_reason(trainer)
-    if reason is not None:
-        if reason == "fast_dev_run":
-            _warn_once(
-                trainer, "fast_dev_run", "lit_xai: fast_dev_run disables loggers; XAI images and text are not kept"
-            )
-        return SinkReport(tag, step, skipped=reason)
+    skipped = _skipped(trainer, tag, step)
+    if skipped is not None:
+        return skipped
     hwc = chw.permute(1, 2, 0).numpy()
     took: list[str] = []
     others: list[Logger] = []
@@ -206,13 +212,9 @@ def log_text(trainer: Trainer, tag: str, text: str, step: int) -> SinkReport:
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     step = int(step)
-    reason = _skip_reason(trainer)
-    if reason is not None:
-        if reason == "fast_dev_run":
-            _warn_once(
-                trainer, "fast_dev_run", "lit_xai: fast_dev_run disables loggers; XAI images and text are not kept"
-            )
-        return SinkReport(tag, step, skipped=reason)
+    skipped = _skipped(trainer, tag, step)
+    if skipped is not None:
+        return skipped
     took: list[str] = []
     others: list[Logger] = []
     for lg in trainer.loggers:
