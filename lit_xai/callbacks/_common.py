@@ -22,12 +22,19 @@ from ..contracts import TwoLogitBinary
 
 __all__ = [
     "ValueRange",
+    "adapt_binary",
+    "check_logits",
+    "class_names_of",
     "epoch_step",
     "explained_module",
     "find_tensorboard",
+    "log_scalars",
+    "minmax01",
     "notify",
     "preserve_rng",
+    "publish",
     "should_run",
+    "task_of",
     "value_range",
 ]
 
