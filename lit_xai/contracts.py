@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +26,7 @@ __all__ = [
     "TASKS",
     "TwoLogitBinary",
     "check_task",
+    "class_name",
     "infer_task",
     "probabilities",
     "read_item",
@@ -57,6 +58,18 @@ def check_task(task: str, num_classes: int | None = None) -> None:
         raise ValueError(f"task='multiclass' needs num_classes >= 2, got {num_classes}")
     if task == "multilabel" and num_classes < 1:
         raise ValueError(f"task='multilabel' needs num_classes >= 1, got {num_classes}")
+
+
+def class_name(k: int, names: Sequence[str] | None = None) -> str:
+    """The name of class index ``k`` (its index as text when no names are known; ``"-"`` for ``k < 0``, no class).
+
+    Example:
+        >>> class_name(1, ["benign", "melanoma"]), class_name(3), class_name(-1, ["a"])
+        ('melanoma', '3', '-')
+    """
+    if k < 0:
+        return "-"
+    return str(names[k]) if names and k < len(names) else str(k)
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:

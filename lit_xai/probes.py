@@ -293,6 +293,10 @@ class ProbeSelector:
         """The fixed probes of ``dataset``."""
         return select_probes(dataset, self.num_probes, self.seed, self.num_artifact, self.indices, self.candidates)
 
+    def reference_candidates(self, dataset: Dataset, size: int = 32) -> Probes:
+        """The seeded validation pool searched for CRP concept references."""
+        return select_probes(dataset, size, self.seed + 2, 0, candidates=size)
+
     def outcome_candidates(self, dataset: Dataset) -> Probes:
         """The seeded validation pool scored every epoch for the outcome probes."""
         return select_probes(dataset, self.outcome_pool, self.seed + 1, 0, candidates=self.outcome_pool)

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
+from ..contracts import class_name
 from ..explainers import CRP, Explainer, ExplainerError, ProbeExplanations, build_explainer, concept_references, explain
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
@@ -195,7 +196,7 @@ class ExplanationMonitor(Callback):
             dataset = validation_dataset(trainer.datamodule, trainer)
             self.probes = self.selector.select(dataset)
             if any(isinstance(e, CRP) for e in self.explainers):
-                self._reference_pool = select_reference_pool(dataset, self.selector)
+                self._reference_pool = self.selector.reference_candidates(dataset)
             if self.selector.per_outcome > 0:
                 self._outcome_pool = self.selector.outcome_candidates(dataset)
         self._check_restored_probes()
@@ -284,7 +285,7 @@ class ExplanationMonitor(Callback):
             except ExplainerError as err:
                 raise RuntimeError(f"ExplanationMonitor(explainers=[... {err.label!r} ...]): {err}") from err.error
             references = self._concept_references(module, result)
-            outcome = self._outcome_explanations(module, result) if mode == "fit" else None
+            outcome = self._outcome_explanations(module) if mode == "fit" else None
         scalars: dict[str, float] = {}
         per_probe: dict[str, float] = {}
         if mode == "fit":
@@ -333,7 +334,7 @@ class ExplanationMonitor(Callback):
         crops = refs.crops(self._to01(pool.images))  # (K, 1, 3, s, s): the most relevant region
         return {int(c): crops[k] for k, c in enumerate(refs.channels.tolist())}
 
-    def _outcome_explanations(self, module: torch.nn.Module, fixed: ProbeExplanations) -> Optional[tuple]:
+    def _outcome_explanations(self, module: torch.nn.Module) -> Optional[tuple]:
         """True/false positives/negatives chosen again from the validation pool's current predictions."""
         pool = self._outcome_pool
         if pool is None or self._resolved_task == "multilabel":
@@ -380,10 +381,9 @@ class ExplanationMonitor(Callback):
 
         def label(t: torch.Tensor) -> str:
             if t.ndim == 0:
-                k = int(t)
-                return names[k] if names and 0 <= k < len(names) else str(k)
+                return class_name(int(t), names)
             pos = (torch.nan_to_num(t.float(), nan=0.0) > 0.5).nonzero().flatten().tolist()
-            return ", ".join(names[k] if names and k < len(names) else str(k) for k in pos) or "none"
+            return ", ".join(class_name(k, names) for k in pos) or "none"
 
         lines = ["| probe | validation index | class | artifact |", "|---|---|---|---|"]
         for i, t, a in zip(self.probes.ids, self.probes.targets, self.probes.artifact.tolist()):
@@ -469,22 +469,11 @@ class ExplanationMonitor(Callback):
     def _timeline_rows(self, result: ProbeExplanations, names: Optional[list[str]]) -> list[str]:
         """Row labels of the timeline: probe, true class, current prediction, artifact marker."""
         rows = result.rows[result.primary]
-
-        def name(k: int) -> str:
-            return "-" if k < 0 else (names[k] if names and k < len(names) else str(k))
-
         return [
-            f"{rows.labels[r]} {name(rows.true_label[r])}→{name(rows.pred_label[r])}"
+            f"{rows.labels[r]} {class_name(rows.true_label[r], names)}→{class_name(rows.pred_label[r], names)}"
             + (" [artifact]" if rows.artifact[r] else "")
             for r in range(len(rows))
         ]
-
-
-def select_reference_pool(dataset: Any, selector: ProbeSelector, size: int = 32) -> Probes:
-    """The seeded validation pool searched for CRP concept references."""
-    from ..probes import select_probes
-
-    return select_probes(dataset, size, selector.seed + 2, 0, candidates=size)
 
 
 def checkpoint_epoch(trainer: Trainer) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional
 import torch
 from torch import nn
 
-from ..contracts import probabilities
+from ..contracts import class_name, probabilities
 from ..probes import Probes
 from ._core import explanation_model
 from .base import Concepts, Explainer, build_explainer
@@ -108,16 +108,13 @@ class ProbeExplanations:
     def captions(self, kind: str, names: Optional[Sequence[str]], epoch_label: str) -> list[str]:
         """One caption per row: dataset index, epoch, true and predicted class, probability, artifact flag."""
 
-        def name(k: int) -> str:
-            return str(names[k]) if names and 0 <= k < len(names) else str(k)
-
         rows = self.rows[kind]
         out = []
         for r in range(len(rows)):
             p, c = int(rows.probe[r]), int(rows.cls[r])
             true, pred = rows.true_label[r], rows.pred_label[r]
-            text = f"{rows.labels[r]} {epoch_label} true={name(true) if true >= 0 else '-'} pred={name(pred)}"
-            text += f" p({name(c)})={float(self.probs[p, c]):.2f}"
+            text = f"{rows.labels[r]} {epoch_label} true={class_name(true, names)} pred={class_name(pred, names)}"
+            text += f" p({class_name(c, names)})={float(self.probs[p, c]):.2f}"
             if rows.artifact[r]:
                 text += " [artifact]"
             out.append(text)
