@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -177,3 +178,46 @@ def test_reliance_on_the_synthetic_datamodule(models) -> None:
     assert abs(paired_shift(models["lesion"], before, after, target_class=1)["mean_shift"]) < 0.05
     heat = LRP(canonizers=[])(models["reliant"], after, torch.ones(len(after), dtype=torch.long))
     assert relevance_in_mask(heat, masks).nanmean() > 2.0
+
+
+def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, clean) -> None:
+    """The pool makes each counterfactual edit once; every epoch's measurement equals counterfactual_shift /
+    removal_shift on the same images (the cache changes cost, never a number)."""
+    from lit_xai.artifacts import ReliancePool, measure_reliance, register_artifact
+    from lit_xai.artifacts.registry import ARTIFACTS, get_artifact
+
+    ring = get_artifact("ring")
+    calls = {"insert": 0, "remove": 0}
+
+    def insert(images, generator):
+        calls["insert"] += 1
+        return ring.insert(images, generator)
+
+    def remove(images, masks):
+        calls["remove"] += 1
+        return ring.remove(images, masks)
+
+    ringed, _ = insert_ring(clean[:20], torch.Generator().manual_seed(3))
+    images01 = torch.cat([ringed, clean[20:]])
+    labels = torch.tensor([1] * 20 + [0] * 20)
+    register_artifact("counted_ring", detect=ring.detect, threshold=ring.threshold, insert=insert, remove=remove)
+    try:
+        pool = ReliancePool(images01, images01, labels, list(range(40)))
+        pool.detect("counted_ring")
+        model = copy.deepcopy(models["reliant"])  # the fixture is shared: change a copy
+        lrp = LRP(canonizers=[])
+        first = measure_reliance(model, pool, "counted_ring", 1, lambda x: x, lrp, num_counterfactual=16, seed=5)
+        model[3].weight.data.mul_(0.5)  # "training" changes the model, not the edits
+        second = measure_reliance(model, pool, "counted_ring", 1, lambda x: x, lrp, num_counterfactual=16, seed=5)
+        assert calls == {"insert": 1, "remove": 1}
+        flags = pool.flags["counted_ring"]
+        clean_other = ((~flags) & (labels != 1)).nonzero().flatten()[:16]
+        flagged = (flags & (labels == 1)).nonzero().flatten()[:16]
+        cf = counterfactual_shift(model, images01[clean_other], 1, ring.insert, seed=5)
+        rm = removal_shift(model, images01[flagged], 1, masks=pool.masks["counted_ring"][flagged], remove_fn=ring.remove)
+        for key in ("mean_shift", "flip_rate", "p_before", "p_after"):
+            assert second["counterfactual"][key] == pytest.approx(cf[key], abs=1e-6)
+            assert second["removal"][key] == pytest.approx(rm[key], abs=1e-6)
+        assert first["counterfactual"]["mean_shift"] != pytest.approx(second["counterfactual"]["mean_shift"])
+    finally:
+        ARTIFACTS.pop("counted_ring", None)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .registry import get_artifact
-from .reliance import counterfactual_shift, relevance_in_mask, removal_shift
+from .reliance import paired_shift, relevance_in_mask
 from .spray import artifact_cluster, spray
 
 __all__ = ["AlertRule", "ReliancePool", "measure_reliance"]
@@ -49,6 +49,9 @@ class ReliancePool:
         self.roi_masks = roi_masks
         self.flags: dict[str, torch.Tensor] = {}
         self.masks: dict[str, torch.Tensor] = {}
+        # edited copies (artifact inserted / removed) depend only on the images, the rows and the seed, never on the
+        # model: made once and reused every epoch (inpainting a ring costs more than the model's forward passes)
+        self._edits: dict[tuple, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -59,6 +62,27 @@ class ReliancePool:
         scores, masks = artifact.detect(self.images01)
         self.flags[name] = scores >= artifact.threshold
         self.masks[name] = masks
+
+    def edited(self, key: tuple, rows: torch.Tensor, edit: Callable[[torch.Tensor], Any]) -> torch.Tensor:
+        """``edit(images01[rows])`` (its images, when it returns ``(images, masks)``), cached under ``key`` + rows.
+
+        Args:
+            key: names the edit, e.g. ``("insert", "ring", seed)``; the same key and rows give the cached tensor.
+            rows: pool rows to edit.
+            edit: images in [0, 1] -> edited images (or ``(images, masks)``); must be deterministic for the key.
+
+        Example:
+            >>> import torch
+            >>> pool = ReliancePool(torch.zeros(3, 3, 4, 4), torch.zeros(3, 3, 4, 4), torch.zeros(3), [0, 1, 2])
+            >>> a = pool.edited(("plus1",), torch.tensor([0, 2]), lambda x: x + 1)
+            >>> a is pool.edited(("plus1",), torch.tensor([0, 2]), lambda x: x + 2)
+            True
+        """
+        full = (*key, tuple(int(r) for r in rows))
+        if full not in self._edits:
+            out = edit(self.images01[rows])
+            self._edits[full] = out[0] if isinstance(out, tuple) else out
+        return self._edits[full]
 
 
 def measure_reliance(
@@ -122,23 +146,18 @@ def measure_reliance(
         out["tests"].append("relevance_in_mask")
     clean_other = ((~flags) & (labels != target_class)).nonzero().flatten()[:num_counterfactual]
     if len(clean_other) >= 2:
-        cf = counterfactual_shift(
-            module, pool.images01[clean_other], target_class, spec.insert, normalize=normalize, task=task, seed=seed
+        # the same edit as counterfactual_shift (an inserter seeded with ``seed``), made once per pool
+        after = pool.edited(
+            ("insert", artifact, seed), clean_other, lambda x: spec.insert(x, torch.Generator().manual_seed(seed))
         )
-        out["counterfactual"] = {k: v for k, v in cf.items() if k not in ("shifts", "masks")}
+        cf = paired_shift(module, pool.images01[clean_other], after, target_class, normalize, task)
+        out["counterfactual"] = {k: v for k, v in cf.items() if k != "shifts"}
         out["tests"].append("insertion")
     flagged_target = (flags & (labels == target_class)).nonzero().flatten()[:num_counterfactual]
     if spec.remove is not None and len(flagged_target) >= 2:
-        rm = removal_shift(
-            module,
-            pool.images01[flagged_target],
-            target_class,
-            masks=masks[flagged_target],
-            remove_fn=spec.remove,
-            normalize=normalize,
-            task=task,
-        )
-        out["removal"] = {k: v for k, v in rm.items() if k not in ("shifts", "masks")}
+        after = pool.edited(("remove", artifact), flagged_target, lambda x: spec.remove(x, masks[flagged_target]))
+        rm = paired_shift(module, pool.images01[flagged_target], after, target_class, normalize, task)
+        out["removal"] = {k: v for k, v in rm.items() if k != "shifts"}
         out["tests"].append("removal")
     if spray_samples > 0:
         members = (labels == target_class).nonzero().flatten()[:spray_samples]
