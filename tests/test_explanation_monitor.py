@@ -500,3 +500,70 @@ def test_multilabel_probes_cover_every_class_with_a_known_positive():
     covered = (probes.targets > 0.5).any(0)
     assert covered.all(), covered
     assert 137 in probes.ids
+
+
+def _xai_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("lit_xai-")]
+
+
+def test_asynchronous_logs_what_synchronous_logs_and_never_changes_training(tmp_path):
+    """asynchronous=True explains weight snapshots on a thread: same steps, same drift values, same final weights,
+    no thread left behind; the checkpoint keeps only finished epochs."""
+
+    def fit(sub, asynchronous, watched=True):
+        seed_everything(123)
+        model = tiny_model()
+        callbacks = []
+        if watched:
+            callbacks = [
+                monitor(asynchronous=asynchronous),
+                ShortcutMonitor(
+                    audit_max_samples=32,
+                    pool_size=16,
+                    num_counterfactual=8,
+                    spray_samples=0,
+                    verbose=False,
+                    asynchronous=asynchronous,
+                ),
+            ]
+        mine = list(callbacks)  # the Trainer extends the list it is given
+        trainer = trainer_for(tmp_path / sub, callbacks, max_epochs=3)
+        trainer.fit(model, tiny_dm())
+        return {k: v.clone() for k, v in model.state_dict().items()}, mine, model
+
+    plain, _, _ = fit("plain", False, watched=False)
+    sync_w, (sync_mon, sync_sc), _ = fit("sync", False)
+    async_w, (async_mon, async_sc), model = fit("async", True)
+    for k in plain:
+        assert torch.equal(plain[k], async_w[k]), f"{k} differs: the background explanation changed training"
+    assert no_hooks(model) and all(p.requires_grad for p in model.parameters())
+    assert _xai_threads() == []  # teardown ended the worker threads
+    assert [h["epoch"] for h in async_mon.history] == [h["epoch"] for h in sync_mon.history] == [-1, 0, 1, 2]
+    for a, s in zip(async_mon.history, sync_mon.history):
+        for key, value in s.items():
+            if "drift/" in key and not key.endswith("time_s"):
+                assert a[key] == pytest.approx(value, abs=1e-4), key  # same snapshot weights, same maps
+    assert [h["epoch"] for h in async_sc.history] == [h["epoch"] for h in sync_sc.history]
+    for a, s in zip(async_sc.history, sync_sc.history):
+        assert a["relevance_ratio"] == pytest.approx(s["relevance_ratio"], rel=1e-4, nan_ok=True)
+    acc = events(tmp_path / "async")
+    assert [e.step for e in acc.Images("XAI/lrp/true")] == [0, 1, 2, 3]
+    assert [e.step for e in acc.Scalars("XAI_drift/lrp/ssim_prev")] == [1, 2, 3]
+    assert "XAI/shortcut/alerts" in acc.Tags()["scalars"]
+
+
+def test_asynchronous_error_surfaces_in_fit_and_leaves_no_thread(tmp_path):
+    calls = []
+
+    def fails_after_fit_start(net, images, targets):
+        calls.append(1)
+        if len(calls) > 2:  # check() and the baseline pass; the first epoch's explanation fails
+            raise RuntimeError("broken explainer")
+        return images.abs().sum(1)
+
+    mon = monitor(explainers=[CallableExplainer(fails_after_fit_start, label="custom")], asynchronous=True)
+    with pytest.raises(RuntimeError, match="broken explainer"):
+        trainer_for(tmp_path, [mon], max_epochs=3).fit(tiny_model(), tiny_dm())
+    assert _xai_threads() == []

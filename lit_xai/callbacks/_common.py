@@ -9,8 +9,12 @@ step slider of TensorBoard's images and the x axis of the ``xai/``/``shortcut/``
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -21,6 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from ..contracts import TwoLogitBinary
 
 __all__ = [
+    "Background",
     "ValueRange",
     "adapt_binary",
     "check_logits",
@@ -34,6 +39,7 @@ __all__ = [
     "preserve_rng",
     "publish",
     "should_run",
+    "snapshot",
     "task_of",
     "value_range",
 ]
@@ -228,3 +234,76 @@ def notify(trainer: Trainer, message: str) -> None:
         bar.print(message)
     else:
         print(message)
+
+
+def snapshot(module: torch.nn.Module) -> torch.nn.Module:
+    """A frozen eval-mode copy of ``module`` for explaining in the background while the original keeps training.
+
+    Buffers and parameters are copied, so later optimizer steps never reach it; ``requires_grad`` is off (the
+    explainers differentiate with respect to the input only).
+    """
+    with torch.no_grad():
+        copied = copy.deepcopy(module)
+    copied.eval()
+    copied.requires_grad_(False)
+    return copied
+
+
+def _one_thread() -> None:
+    # the explanation thread computes with one intra-op thread: training keeps its own thread count (OpenMP's is
+    # per calling thread) and the machine is not oversubscribed by a second full team
+    torch.set_num_threads(1)
+
+
+class Background:
+    """Jobs of one callback on one worker thread, run in submission order; results collected on the main thread.
+
+    The worker runs torch with one intra-op thread and never touches the global RNG (the jobs must not either:
+    RNG state is process-wide, so restoring it from another thread would rewind training's stream). A job's
+    exception is raised again, unchanged, by the :meth:`collect` that reaches it; :meth:`close` waits for the jobs
+    and ends the thread, so nothing outlives the callback.
+
+    Example:
+        >>> bg = Background("demo")
+        >>> bg.submit(sum, [1, 2, 3])
+        >>> bg.collect(wait=True)
+        [6]
+        >>> bg.close()
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._pending: deque[Future] = deque()
+        self.lock = threading.Lock()  # held by a job while it changes state the main thread reads (checkpoints)
+
+    @property
+    def pending(self) -> int:
+        """Jobs submitted and not collected yet."""
+        return len(self._pending)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"lit_xai-{self.name}", initializer=_one_thread)
+        self._pending.append(self._executor.submit(fn, *args))
+
+    def collect(self, wait: bool = False) -> list[Any]:
+        """Results of finished jobs (all jobs with ``wait=True``), oldest first; a job's error is raised here."""
+        results = []
+        while self._pending and (wait or self._pending[0].done()):
+            results.append(self._pending.popleft().result())
+        return results
+
+    def close(self, wait: bool = True) -> None:
+        """End the worker thread: after the pending jobs (``wait=True``), else dropping the ones not started."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=not wait)
+            self._executor = None
+        if not wait:
+            self._pending.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # a deep-copied / pickled callback starts without a thread
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["name"])

@@ -7,6 +7,7 @@ LightningModule whose forward (or ``module_attr`` submodule) maps images to logi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any, Literal, Optional, Union
@@ -21,6 +22,7 @@ from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import concept_grid, explanation_grid, timeline_grid
 from ._common import (
+    Background,
     adapt_binary,
     check_logits,
     class_names_of,
@@ -33,6 +35,7 @@ from ._common import (
     preserve_rng,
     publish,
     should_run,
+    snapshot,
     task_of,
     value_range,
 )
@@ -69,6 +72,11 @@ class ExplanationMonitor(Callback):
             pictures form the first group of TensorBoard's views (groups sort by ASCII name, before ``epoch``,
             ``train/``, ``val/``); also the checkpoint ``state_key``.
         verbose: announce each explanation step through the progress bar.
+        asynchronous: explain a snapshot of the weights on a background thread while training goes on. Pictures,
+            scalars (at the same steps) and drift arrive once the thread is done, usually during the next epoch;
+            fit end waits for the last one; a job's error is raised at the next epoch end. A checkpoint holds the
+            explanations finished when it was written. Single-process training only (under DDP the monitor runs
+            synchronously and warns).
 
     Example (YAML)::
 
@@ -96,6 +104,7 @@ class ExplanationMonitor(Callback):
         tile: int = 112,
         tag: str = "XAI",
         verbose: bool = True,
+        asynchronous: bool = False,
     ) -> None:
         if isinstance(explainers, (str, Explainer)):
             explainers = [explainers]
@@ -136,6 +145,8 @@ class ExplanationMonitor(Callback):
         self.tile = tile
         self.tag = tag
         self.verbose = verbose
+        self.asynchronous = asynchronous
+        self._background = Background(tag)
         self._reference_pool: Optional[Probes] = None
         self._outcome_pool: Optional[Probes] = None
         self._range: Any = None
@@ -145,7 +156,8 @@ class ExplanationMonitor(Callback):
         self._warned_degenerate: set[str] = set()
         # checkpointed state
         self.history: list[dict[str, Any]] = []
-        self.last_epoch: Optional[int] = None
+        self.last_epoch: Optional[int] = None  # last epoch explained or (asynchronous) handed to the thread
+        self._finished_epoch: Optional[int] = None  # last epoch whose explanation is in history and drift
         self._restored_ids: Optional[list[int]] = None
         self._restored = False
 
@@ -160,18 +172,19 @@ class ExplanationMonitor(Callback):
         return self._generate_state_key(tag=self.tag)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "history": list(self.history),
-            "drift": self.drift.state_dict(),
-            "last_epoch": self.last_epoch,
-            "probe_ids": list(self.probes.ids) if self.probes is not None else None,
-            "explainers": self.labels,
-        }
+        with self._background.lock:  # a background job may be adding an epoch right now
+            return {
+                "history": list(self.history),
+                "drift": self.drift.state_dict(),
+                "last_epoch": self._finished_epoch,
+                "probe_ids": list(self.probes.ids) if self.probes is not None else None,
+                "explainers": self.labels,
+            }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
         self.drift.load_state_dict(state_dict.get("drift", {}), methods=self.labels)
-        self.last_epoch = state_dict.get("last_epoch")
+        self.last_epoch = self._finished_epoch = state_dict.get("last_epoch")
         self._restored_ids = state_dict.get("probe_ids")
         self._restored = True
         self._check_restored_probes()
@@ -191,6 +204,12 @@ class ExplanationMonitor(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return  # only rank 0 explains
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_warn(
+                "ExplanationMonitor(asynchronous=True) runs synchronously under multi-process training (its results "
+                "must reach every rank at the same epoch)"
+            )
+            self.asynchronous = False
         self._range = value_range(trainer.datamodule)
         if self.probes is None:
             dataset = validation_dataset(trainer.datamodule, trainer)
@@ -211,7 +230,20 @@ class ExplanationMonitor(Callback):
         self._log_probe_table(trainer, pl_module)
         resumed = self._restored or trainer.ckpt_path is not None or trainer.global_step > 0
         if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
-            self._run(trainer, pl_module, epoch=-1, mode="fit")  # baseline: the untrained model
+            self._start(trainer, pl_module, epoch=-1)  # baseline: the untrained model
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._background.pending:
+            self._collect(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._collect(trainer, wait=True)  # the last epoch's pictures before the loggers close
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._background.close(wait=False)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._background.close(wait=True)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
@@ -256,28 +288,56 @@ class ExplanationMonitor(Callback):
                 ) from err
         self._checked = True
 
+    def _module(self, pl_module: LightningModule) -> torch.nn.Module:
+        return adapt_binary(explained_module(pl_module, self.module_attr), 1 if self._two_logits else 2)
+
+    def _start(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
+        """Explain ``epoch`` of a fit: now, or (asynchronous) a weight snapshot on the background thread."""
+        if not self.asynchronous:
+            self._run(trainer, self._module(pl_module), epoch, "fit")
+            return
+        # results and errors of earlier epochs first; at most one snapshot in flight (if explaining takes longer
+        # than an epoch, training waits here rather than piling up copies of the model)
+        self._collect(trainer, wait=True)
+        if self.verbose:
+            where = "initial model" if epoch < 0 else f"epoch {epoch}"
+            notify(trainer, f"[{self.tag}] explaining {len(self.probes or [])} probes, {where}, in the background")
+        self._background.submit(self._run, trainer, snapshot(self._module(pl_module)), epoch, "fit", True)
+        self.last_epoch = epoch if epoch >= 0 else self.last_epoch
+
+    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
+        for scalars in self._background.collect(wait):
+            publish(trainer, scalars)
+
     def _run_everywhere(self, trainer: Trainer, pl_module: LightningModule, mode: str) -> None:
+        if self.asynchronous and mode == "fit":  # single process (see setup): nothing to broadcast
+            self._prepare(trainer, pl_module)
+            self._start(trainer, pl_module, trainer.current_epoch)
+            return
         payload: Optional[dict[str, float]] = None
         if trainer.is_global_zero:
             self._prepare(trainer, pl_module)
-            payload = self._run(trainer, pl_module, epoch=trainer.current_epoch, mode=mode)
+            payload = self._run(trainer, self._module(pl_module), epoch=trainer.current_epoch, mode=mode)
         # every rank reaches the broadcast, so nothing deadlocks and all ranks hold the same history
         payload = trainer.strategy.broadcast(payload, src=0)
         publish(trainer, payload)
         if payload is not None and not trainer.is_global_zero and mode == "fit":
             self.history.append({"epoch": trainer.current_epoch, **payload})
-            self.last_epoch = trainer.current_epoch
+            self.last_epoch = self._finished_epoch = trainer.current_epoch
 
-    def _run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, mode: str) -> dict[str, float]:
+    def _run(
+        self, trainer: Trainer, module: torch.nn.Module, epoch: int, mode: str, background: bool = False
+    ) -> dict[str, float]:
+        """Explain, update drift, render and log one epoch (``background``: on the worker thread, ``module`` a
+        snapshot; no RNG save/restore there, as the global RNG belongs to training: nothing here draws from it)."""
         if self.probes is None:
             return {}
         start = time.perf_counter()
-        if self.verbose:
+        if self.verbose and not background:
             where = "initial model" if epoch < 0 else f"epoch {epoch}"
             labels = ", ".join(self.labels)
             notify(trainer, f"[{self.tag}] explaining {len(self.probes)} probes ({labels}), {where}")
-        module = adapt_binary(explained_module(pl_module, self.module_attr), 1 if self._two_logits else 2)
-        with preserve_rng():
+        with contextlib.nullcontext() if background else preserve_rng():
             try:
                 result = explain(
                     module, self.probes, self.explainers, self.targets, self._resolved_task or "multiclass"
@@ -290,7 +350,8 @@ class ExplanationMonitor(Callback):
         per_probe: dict[str, float] = {}
         if mode == "fit":
             primary = {label: maps[result.primary] for label, maps in result.maps.items()}
-            means, per_probe = self.drift.update(primary, epoch, result.rows[result.primary].labels)
+            with self._background.lock:
+                means, per_probe = self.drift.update(primary, epoch, result.rows[result.primary].labels)
             scalars = {f"{self.tag}_drift/{k}": v for k, v in means.items()}
             self._warn_degenerate(result)
         scalars[f"{self.tag}_drift/time_s"] = time.perf_counter() - start
@@ -300,10 +361,14 @@ class ExplanationMonitor(Callback):
         if self.per_probe_scalars and per_probe:
             log_scalars(trainer, {f"{self.tag}_drift_probe/{k}": v for k, v in per_probe.items()}, step)
         if mode == "fit":
-            self.history.append({"epoch": epoch, "step": step, **scalars})
-            self.last_epoch = epoch if epoch >= 0 else self.last_epoch
+            with self._background.lock:
+                self.history.append({"epoch": epoch, "step": step, **scalars})
+                if epoch >= 0:
+                    self.last_epoch = max(epoch, self.last_epoch if self.last_epoch is not None else epoch)
+                    self._finished_epoch = epoch
         if self.verbose:
-            notify(trainer, f"[{self.tag}] explanations done in {time.perf_counter() - start:.1f} s")
+            where = "initial model" if epoch < 0 else f"epoch {epoch}"
+            notify(trainer, f"[{self.tag}] explanations of {where} done in {time.perf_counter() - start:.1f} s")
         return scalars
 
     def _warn_degenerate(self, result: ProbeExplanations) -> None:

@@ -27,6 +27,7 @@ from ..explainers import Explainer, build_explainer
 from ..probes import select_probes
 from ..visualization import explanation_grid
 from ._common import (
+    Background,
     adapt_binary,
     check_logits,
     class_names_of,
@@ -37,6 +38,7 @@ from ._common import (
     preserve_rng,
     publish,
     should_run,
+    snapshot,
     task_of,
     value_range,
 )
@@ -81,6 +83,9 @@ class ShortcutMonitor(Callback):
         tag: prefix of every logged tag (default beside the explanation monitor's pictures, in TensorBoard's first
             group) and the checkpoint ``state_key``.
         verbose: print the audit and each measurement's duration.
+        asynchronous: measure a snapshot of the weights on a background thread while training goes on (as
+            :class:`~lit_xai.callbacks.ExplanationMonitor`'s option: results and alerts arrive during the next epoch,
+            fit end waits for the last; single-process training only, else synchronous with a warning).
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class ShortcutMonitor(Callback):
         seed: int = 0,
         tag: str = "XAI/shortcut",
         verbose: bool = True,
+        asynchronous: bool = False,
     ) -> None:
         detectors = [detectors] if isinstance(detectors, str) else list(detectors)
         unknown = [d for d in detectors if d not in ARTIFACTS]
@@ -151,6 +157,8 @@ class ShortcutMonitor(Callback):
         self.seed = seed
         self.tag = tag
         self.verbose = verbose
+        self.asynchronous = asynchronous
+        self._background = Background(tag)
         self.report_name = "shortcut_report.json"
         self.alerts: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
@@ -171,13 +179,14 @@ class ShortcutMonitor(Callback):
         return self._generate_state_key(tag=self.tag, detectors=self.detectors)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "alerts": list(self.alerts),
-            "history": list(self.history),
-            "audit": self.audit_report,
-            "audit_flags": dict(self._audit_flags),
-            "rule": self.rule.state_dict(),
-        }
+        with self._background.lock:  # a background measurement may be adding an epoch right now
+            return {
+                "alerts": list(self.alerts),
+                "history": list(self.history),
+                "audit": self.audit_report,
+                "audit_flags": dict(self._audit_flags),
+                "rule": self.rule.state_dict(),
+            }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.alerts = list(state_dict.get("alerts", []))
@@ -192,6 +201,12 @@ class ShortcutMonitor(Callback):
         self._log_dir = trainer.log_dir or trainer.default_root_dir
         if stage != "fit":
             return
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_warn(
+                "ShortcutMonitor(asynchronous=True) runs synchronously under multi-process training (alerts must "
+                "reach every rank at the same epoch)"
+            )
+            self.asynchronous = False
         dm = trainer.datamodule
         problems: list[str] = []
         self._range = value_range(dm, self.normalization, self.input_range)
@@ -240,15 +255,37 @@ class ShortcutMonitor(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or not should_run(trainer, self.every_n_epochs):
             return
+        epoch = trainer.current_epoch
+        if self.asynchronous:  # single process (see setup); at most one snapshot in flight
+            self._collect(trainer, wait=True)
+            self._background.submit(self._measure, trainer, snapshot(self._module(pl_module)), epoch, True)
+            return
         payload = None
         if trainer.is_global_zero:
             with preserve_rng(), torch.inference_mode(False):
-                payload = self._measure(trainer, pl_module)
+                payload = self._measure(trainer, self._module(pl_module), epoch)
         payload = trainer.strategy.broadcast(payload, src=0)
         if payload:
             publish(trainer, payload[0])
             if not trainer.is_global_zero:
                 self.alerts.extend(payload[1])
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._background.pending:
+            self._collect(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._collect(trainer, wait=True)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._background.close(wait=False)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._background.close(wait=True)
+
+    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
+        for scalars, _ in self._background.collect(wait):
+            publish(trainer, scalars)
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -301,11 +338,15 @@ class ShortcutMonitor(Callback):
             return [int((counts / base).argmax())]
         return []
 
-    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> tuple[dict[str, float], list[dict]]:
-        epoch = trainer.current_epoch
+    def _measure(
+        self, trainer: Trainer, module: torch.nn.Module, epoch: int, background: bool = False
+    ) -> tuple[dict[str, float], list[dict]]:
+        """Measure, alert and log one epoch (``background``: on the worker thread, ``module`` a snapshot).
+
+        What a checkpoint reads (history, alerts, the rule's streaks) changes only under the background lock.
+        """
         step = epoch_step(epoch)
         start = time.perf_counter()
-        module = self._module(pl_module)
         scalars: dict[str, float] = {}
         new_alerts: list[dict[str, Any]] = []
         for artifact in self.detectors:
@@ -341,8 +382,10 @@ class ShortcutMonitor(Callback):
                 audit_flagged = name in self._audit_flags.get(artifact, [])
                 met = self.rule.met(evidence, audit_flagged)
                 record = {"epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(evidence), "rule_met": met}
-                self.history.append(record)
-                if self.rule.update(f"{artifact}/{name}", met):
+                with self._background.lock:
+                    self.history.append(record)
+                    fires = self.rule.update(f"{artifact}/{name}", met)
+                if fires:
                     message = AlertRule.message(artifact, name, evidence, audit_flagged)
                     new_alerts.append(self._alert(trainer, artifact, name, epoch, evidence, audit_flagged, message))
         scalars |= self._measure_roi(trainer, module, epoch, new_alerts)
@@ -370,8 +413,10 @@ class ShortcutMonitor(Callback):
             if math.isnan(mean):
                 continue
             scalars[f"{self.tag}/roi/{name}/outside_share"] = mean
-            self.history.append({"epoch": epoch, "artifact": "roi", "class": name, "outside_share": mean})
-            if self.rule.update(f"roi/{name}", self.rule.met_roi(mean)):
+            with self._background.lock:
+                self.history.append({"epoch": epoch, "artifact": "roi", "class": name, "outside_share": mean})
+                fires = self.rule.update(f"roi/{name}", self.rule.met_roi(mean))
+            if fires:
                 message = AlertRule.roi_message(name, mean, len(members))
                 new_alerts.append(self._alert(trainer, "roi", name, epoch, {"outside_share": mean}, False, message))
         return scalars
@@ -386,7 +431,8 @@ class ShortcutMonitor(Callback):
             "evidence": {**to_jsonable(evidence), "audit_label_predictive": audit_flagged},
             "message": message,
         }
-        self.alerts.append(alert)
+        with self._background.lock:
+            self.alerts.append(alert)
         rank_zero_warn(f"ShortcutMonitor alert: {message}")
         log_text(trainer, f"{self.tag}/alerts", f"**epoch {epoch}**: {message}", epoch_step(epoch))
         return alert
