@@ -214,7 +214,8 @@ def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, cl
         clean_other = ((~flags) & (labels != 1)).nonzero().flatten()[:16]
         flagged = (flags & (labels == 1)).nonzero().flatten()[:16]
         cf = counterfactual_shift(model, images01[clean_other], 1, ring.insert, seed=5)
-        rm = removal_shift(model, images01[flagged], 1, masks=pool.masks["counted_ring"][flagged], remove_fn=ring.remove)
+        masks = pool.masks["counted_ring"][flagged]
+        rm = removal_shift(model, images01[flagged], 1, masks=masks, remove_fn=ring.remove)
         for key in ("mean_shift", "flip_rate", "p_before", "p_after"):
             assert second["counterfactual"][key] == pytest.approx(cf[key], abs=1e-6)
             assert second["removal"][key] == pytest.approx(rm[key], abs=1e-6)

@@ -171,10 +171,10 @@ def _fallback(trainer: Trainer, kind: str, tag: str, others: list[Logger]) -> Pa
 def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int, caption: str | None = None) -> SinkReport:
     """Log a uint8 ``(3, H, W)`` picture to every logger of ``trainer`` that can show images.
 
-    TensorBoard: an image summary as ``add_image`` writes it, PNG encoded at zlib level 1 (and the caption with ``add_text`` under ``<tag>/caption``); W&B: ``log_image`` with
-    the caption; MLflow: an artifact ``<tag>/step_<step>.png`` (caption as ``.txt`` beside it). With no such
-    logger the PNG goes to ``<log folder>/xai_images/<tag>/step_<step:06d>.png`` and a warning says so (once).
-    Acts on global rank 0 only; call it on every rank.
+    TensorBoard: an image summary as ``add_image`` writes it, PNG encoded at zlib level 1 (and the caption with
+    ``add_text`` under ``<tag>/caption``); W&B: ``log_image`` with the caption; MLflow: an artifact
+    ``<tag>/step_<step>.png`` (caption as ``.txt`` beside it). With no such logger the PNG goes to
+    ``<log folder>/xai_images/<tag>/step_<step:06d>.png`` and a warning says so (once).
 
     Args:
         trainer: the running trainer.
