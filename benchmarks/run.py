@@ -169,7 +169,9 @@ def bench_zennit_crp(results: dict, quick: bool, crp_python: str, threads: int) 
     print(f"CRP / zennit-crp ({nets}, {len(rows)} layers x 4 maps x 2 images): {results[key]:.2f}", flush=True)
 
 
-def bench_monitor_overhead(results: dict, quick: bool) -> None:
+def bench_monitor_overhead(results: dict, quick: bool, rounds: int = 2) -> None:
+    """``python train.py --config configs/demo.yaml`` without the monitors, with them, and with them
+    ``asynchronous: true``; the three runs interleaved in every round, min (and median) over rounds."""
     if quick:
         results["notes"].append("monitor_overhead.demo skipped (--quick)")
         return
@@ -177,30 +179,44 @@ def bench_monitor_overhead(results: dict, quick: bool) -> None:
 
     config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     callbacks = config["trainer"]["callbacks"]
-    plain = dict(
-        config, trainer=dict(config["trainer"], callbacks=[c for c in callbacks if "Checkpoint" in c["class_path"]])
-    )
-    secs = {}
+    monitors = [c for c in callbacks if "Checkpoint" not in c["class_path"]]
+    variants = {
+        "plain": [c for c in callbacks if "Checkpoint" in c["class_path"]],
+        "monitors": callbacks,
+        "async": [
+            c if c not in monitors else dict(c, init_args={**c["init_args"], "asynchronous": True}) for c in callbacks
+        ],
+    }
+    secs: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cfg in (("plain", plain), ("monitors", config)):
-            cfg = dict(cfg, trainer=dict(cfg["trainer"]))
-            cfg["trainer"]["logger"] = {
-                "class_path": cfg["trainer"]["logger"]["class_path"],
-                "init_args": dict(cfg["trainer"]["logger"]["init_args"], save_dir=os.path.join(tmp, "logs")),
-            }
-            path = os.path.join(tmp, f"{name}.yaml")
-            Path(path).write_text(yaml.safe_dump(cfg))
-            start = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, str(ROOT / "train.py"), "--config", path], cwd=tmp, capture_output=True, text=True
-            )
-            secs[name] = time.perf_counter() - start
-            if proc.returncode != 0:
-                results["notes"].append(f"monitor_overhead.demo: {name} run failed: {proc.stderr[-500:]}")
-                return
-    results["monitor_overhead.demo"] = secs["monitors"] / secs["plain"]
-    results["secs.demo.plain"], results["secs.demo.monitors"] = secs["plain"], secs["monitors"]
-    print(f"demo with / without monitors: {results['monitor_overhead.demo']:.2f} ({secs})", flush=True)
+        for _ in range(rounds):
+            for name, cbs in variants.items():
+                cfg = dict(config, trainer=dict(config["trainer"], callbacks=cbs))
+                cfg["trainer"]["logger"] = {
+                    "class_path": cfg["trainer"]["logger"]["class_path"],
+                    "init_args": dict(cfg["trainer"]["logger"]["init_args"], save_dir=os.path.join(tmp, "logs")),
+                }
+                path = os.path.join(tmp, f"{name}.yaml")
+                Path(path).write_text(yaml.safe_dump(cfg))
+                start = time.perf_counter()
+                proc = subprocess.run(
+                    [sys.executable, str(ROOT / "train.py"), "--config", path], cwd=tmp, capture_output=True, text=True
+                )
+                secs[name].append(time.perf_counter() - start)
+                if proc.returncode != 0:
+                    results["notes"].append(f"monitor_overhead.demo: {name} run failed: {proc.stderr[-500:]}")
+                    return
+    _ratio(results, "monitor_overhead.demo", secs["monitors"], secs["plain"])
+    _ratio(results, "monitor_overhead.demo_async", secs["async"], secs["plain"])
+    for name, values in secs.items():
+        _secs(results, f"secs.demo.{name}", values)
+    print(
+        f"demo with / without monitors: {results['monitor_overhead.demo']:.2f} "
+        f"(median {results['monitor_overhead.demo.median']:.2f}), asynchronous "
+        f"{results['monitor_overhead.demo_async']:.2f} (median {results['monitor_overhead.demo_async.median']:.2f}); "
+        f"seconds { ({k: [round(v, 1) for v in vs] for k, vs in secs.items()}) }",
+        flush=True,
+    )
 
 
 def bench_loader(results: dict, quick: bool) -> None:

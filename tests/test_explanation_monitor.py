@@ -567,3 +567,16 @@ def test_asynchronous_error_surfaces_in_fit_and_leaves_no_thread(tmp_path):
     with pytest.raises(RuntimeError, match="broken explainer"):
         trainer_for(tmp_path, [mon], max_epochs=3).fit(tiny_model(), tiny_dm())
     assert _xai_threads() == []
+
+
+def test_images_every_n_epochs_thins_pictures_not_drift(tmp_path):
+    mon = monitor(explainers=("lrp",), images_every_n_epochs=2)
+    trainer_for(tmp_path, [mon], max_epochs=5).fit(tiny_model(), tiny_dm())
+    acc = events(tmp_path)
+    # initial model, after epochs 2 and 4 (every 2nd), and the last epoch (5 = also every 2nd + 1: step 5)
+    assert [e.step for e in acc.Images("XAI/lrp/true")] == [0, 2, 4, 5]
+    assert [e.step for e in acc.Scalars("XAI_drift/lrp/ssim_prev")] == [1, 2, 3, 4, 5]
+    timeline = acc.Images("XAI/lrp/timeline")[-1]
+    assert timeline.step == 5 and [h["epoch"] for h in mon.history] == [-1, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="images_every_n_epochs"):
+        monitor(images_every_n_epochs=0)

@@ -54,6 +54,10 @@ class ExplanationMonitor(Callback):
             configured explainer objects (YAML: ``{class_path: lit_xai.explainers.CRP, init_args: {top_k: 6}}``);
             several LRP composites side by side are ``LRP(composite=...)`` objects.
         every_n_epochs: explain at the end of every N-th validation epoch (and at the last epoch).
+        images_every_n_epochs: log the pictures (grids, concepts, timelines, outcome probes) only at every N-th
+            explained epoch, the initial model and the last epoch; drift scalars still come every explained epoch.
+            Pictures (CRP reference search, rendering, PNG encoding) cost about as much as the explanations, and with
+            TensorBoard's default of 10 kept images per tag most of a long run's pictures are never shown anyway.
         probes: how probes are chosen: a :class:`~lit_xai.probes.ProbeSelector`, a number of probes, or (from Python)
             a :class:`~lit_xai.probes.Probes` built with :func:`~lit_xai.probes.probes_from_tensors`.
         targets: explain the ``"true"`` class, the ``"predicted"`` one, or ``"both"``. Multi-label: every positive
@@ -92,6 +96,7 @@ class ExplanationMonitor(Callback):
         self,
         explainers: Sequence[Union[str, Explainer]] = ("lrp", "crp", "gradcam"),
         every_n_epochs: int = 1,
+        images_every_n_epochs: int = 1,
         probes: Union[ProbeSelector, int, Any] = 8,
         targets: Literal["true", "predicted", "both"] = "true",
         drift: Optional[DriftTracker] = None,
@@ -126,6 +131,8 @@ class ExplanationMonitor(Callback):
             raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if images_every_n_epochs < 1:
+            raise ValueError(f"images_every_n_epochs must be >= 1, got {images_every_n_epochs}")
         if tile < 16:
             raise ValueError(f"tile must be >= 16 pixels, got {tile}")
         if isinstance(probes, bool) or not isinstance(probes, (ProbeSelector, int, Probes)):
@@ -134,6 +141,7 @@ class ExplanationMonitor(Callback):
         self.probes: Optional[Probes] = probes if isinstance(probes, Probes) else None
         self._user_probes = isinstance(probes, Probes)
         self.every_n_epochs = every_n_epochs
+        self.images_every_n_epochs = images_every_n_epochs
         self.targets = targets
         self.drift = drift if drift is not None else DriftTracker()
         self.module_attr = module_attr
@@ -293,8 +301,9 @@ class ExplanationMonitor(Callback):
 
     def _start(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
         """Explain ``epoch`` of a fit: now, or (asynchronous) a weight snapshot on the background thread."""
+        pictures = self._pictures_due(trainer, epoch)
         if not self.asynchronous:
-            self._run(trainer, self._module(pl_module), epoch, "fit")
+            self._run(trainer, self._module(pl_module), epoch, "fit", pictures=pictures)
             return
         # results and errors of earlier epochs first; at most one snapshot in flight (if explaining takes longer
         # than an epoch, training waits here rather than piling up copies of the model)
@@ -302,8 +311,14 @@ class ExplanationMonitor(Callback):
         if self.verbose:
             where = "initial model" if epoch < 0 else f"epoch {epoch}"
             notify(trainer, f"[{self.tag}] explaining {len(self.probes or [])} probes, {where}, in the background")
-        self._background.submit(self._run, trainer, snapshot(self._module(pl_module)), epoch, "fit", True)
+        self._background.submit(self._run, trainer, snapshot(self._module(pl_module)), epoch, "fit", True, pictures)
         self.last_epoch = epoch if epoch >= 0 else self.last_epoch
+
+    def _pictures_due(self, trainer: Trainer, epoch: int) -> bool:
+        if epoch < 0 or self.images_every_n_epochs == 1:
+            return True
+        last = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch + 1 >= trainer.max_epochs
+        return last or (epoch + 1) % (self.every_n_epochs * self.images_every_n_epochs) == 0
 
     def _collect(self, trainer: Trainer, wait: bool = False) -> None:
         for scalars in self._background.collect(wait):
@@ -317,7 +332,9 @@ class ExplanationMonitor(Callback):
         payload: Optional[dict[str, float]] = None
         if trainer.is_global_zero:
             self._prepare(trainer, pl_module)
-            payload = self._run(trainer, self._module(pl_module), epoch=trainer.current_epoch, mode=mode)
+            epoch = trainer.current_epoch
+            pictures = mode != "fit" or self._pictures_due(trainer, epoch)
+            payload = self._run(trainer, self._module(pl_module), epoch, mode, pictures=pictures)
         # every rank reaches the broadcast, so nothing deadlocks and all ranks hold the same history
         payload = trainer.strategy.broadcast(payload, src=0)
         publish(trainer, payload)
@@ -326,10 +343,17 @@ class ExplanationMonitor(Callback):
             self.last_epoch = self._finished_epoch = trainer.current_epoch
 
     def _run(
-        self, trainer: Trainer, module: torch.nn.Module, epoch: int, mode: str, background: bool = False
+        self,
+        trainer: Trainer,
+        module: torch.nn.Module,
+        epoch: int,
+        mode: str,
+        background: bool = False,
+        pictures: bool = True,
     ) -> dict[str, float]:
         """Explain, update drift, render and log one epoch (``background``: on the worker thread, ``module`` a
-        snapshot; no RNG save/restore there, as the global RNG belongs to training: nothing here draws from it)."""
+        snapshot; no RNG save/restore there, as the global RNG belongs to training: nothing here draws from it;
+        ``pictures``: also search CRP references, explain outcome probes and log the pictures)."""
         if self.probes is None:
             return {}
         start = time.perf_counter()
@@ -344,8 +368,8 @@ class ExplanationMonitor(Callback):
                 )
             except ExplainerError as err:
                 raise RuntimeError(f"ExplanationMonitor(explainers=[... {err.label!r} ...]): {err}") from err.error
-            references = self._concept_references(module, result)
-            outcome = self._outcome_explanations(module) if mode == "fit" else None
+            references = self._concept_references(module, result) if pictures else None
+            outcome = self._outcome_explanations(module) if mode == "fit" and pictures else None
         scalars: dict[str, float] = {}
         per_probe: dict[str, float] = {}
         if mode == "fit":
@@ -356,7 +380,8 @@ class ExplanationMonitor(Callback):
             self._warn_degenerate(result)
         scalars[f"{self.tag}_drift/time_s"] = time.perf_counter() - start
         step = epoch_step(epoch)
-        self._log_images(trainer, result, references, outcome, epoch, mode)
+        if pictures:
+            self._log_images(trainer, result, references, outcome, epoch, mode)
         log_scalars(trainer, scalars, step)
         if self.per_probe_scalars and per_probe:
             log_scalars(trainer, {f"{self.tag}_drift_probe/{k}": v for k, v in per_probe.items()}, step)
