@@ -1,4 +1,4 @@
-"""Fast LRP rules for ``Conv2d`` / ``Linear``: zennit's arithmetic without zennit's redundant passes.
+"""Fast LRP rules for ``Conv2d`` / ``Linear`` / zennit's ``Sum``: zennit's arithmetic without its redundant passes.
 
 zennit 0.5.1 attaches a rule as hooks: the layer's ordinary autograd backward still runs (its result is thrown
 away), and the rule then re-runs one modified forward per term and differentiates through all of them (the Gamma
@@ -8,15 +8,28 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
 * ``Epsilon``: ``x * W^T (R / s(z))`` with the forward output ``z`` reused — one transposed convolution;
 * ``ZPlus`` on non-negative inputs (every layer after a ReLU): ``D = W+ x + b+``, ``x * W+^T (R / s(D))`` — one
   extra forward, one transposed convolution;
-* ``Gamma`` on non-negative inputs: with ``P = W+ x`` the two denominators are ``z + γ (P + b+)`` and
-  ``z + γ (W x - P + b-)`` (one extra forward); the backward
-  ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed convolution over
-  the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``).
+* ``Gamma`` on non-negative inputs: with ``P = W+ x + b+`` (one extra forward) zennit's two denominators are
+  ``z + γ P`` (used where ``z > 0``) and ``z + γ (z - P)`` (``z - P = W- x + b-``, used where ``z < 0``). Both have
+  the sign of ``z`` (``P >= 0`` exactly for ``x >= 0``), so ``1 / s(d) = sign(z) / (|z| + γ (P + relu(-z)) + ε)``:
+  one reciprocal, no masks. The backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]``
+  is one transposed convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``,
+  ``a + b = R / s(d)``, ``a - b = R |1 / s(d)|``);
+* ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
+  single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
+  is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
+* ``Norm`` on zennit's ``Sum`` (the residual sums of the ResNet canonizers): ``x_i * R / s(Σ x)``, no re-run sum.
 
-These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``
-checks 1e-5 relative). Anything not recognised exactly — other rules, rule parameters that cannot be read, a
-stabiliser with ``clip``/``norm_scale``, ``zero_params``, a layer whose input has negative entries (ZPlus/Gamma on a
-first layer), non-zero padding modes — keeps zennit's own hook, so coverage never changes, only speed.
+These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``,
+``tests/test_fast_rules.py`` check 1e-5 relative). Anything not recognised exactly — other rules, rule parameters
+that cannot be read, a stabiliser with ``clip``/``norm_scale``, ``zero_params``, a layer whose input has negative
+entries (ZPlus/Gamma on a first layer), per-image ZBox bounds, non-zero padding modes — keeps zennit's own hook, so
+coverage never changes, only speed.
+
+Repeated backward passes through one retained graph (CRP: one per concept) can reuse everything that does not depend
+on the incoming gradient: with ``FastRules(composite, cache=True)`` each rule node keeps its ``1 / s(d)`` factors
+after its first backward (on the autograd node, so they die with the graph), and every further pass costs one
+transposed convolution and two elementwise products per layer. Derived weights (``W+``, the stacked Gamma and ZBox
+weights) are computed once per registration in either mode.
 """
 
 from __future__ import annotations
@@ -28,17 +41,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zennit import layer as zlayer
 from zennit import rules as zrules
 from zennit.core import Composite, RemovableHandleList, Stabilizer
 
 __all__: list[str] = []  # private module: used by lrp_relevance / crp
 
+#: attribute marking a tensor produced by a fast ReLU: its value is the tensor's ``_version`` at creation (an
+#: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
+_NONNEG = "_lit_xai_nonneg_version"
+
 
 @dataclass(frozen=True)
 class _Rule:
-    kind: str  # "epsilon" | "zplus" | "gamma"
+    kind: str  # "epsilon" | "zplus" | "gamma" | "zbox" | "norm"
     eps: float
     gamma: float = 0.0
+    low: Any = None  # ZBox bounds: float or tensor with a batch dimension of 1
+    high: Any = None
 
 
 def _closure(fn: Any) -> dict[str, Any]:
@@ -60,22 +80,43 @@ def _no_zero_params(hook: Any) -> bool:
     return not getattr(hook.param_modifiers[0], "zero_params", None)
 
 
+def _bound(value: Any) -> Any:
+    """A ZBox bound usable for every image alike (number, or tensor with a batch dimension of 1), else ``None``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and (value.ndim == 0 or value.shape[0] == 1):
+        return value.detach()
+    return None
+
+
 def rule_of(hook: Any) -> _Rule | None:
     """Read a zennit rule's parameters when it is exactly one of the rules implemented here, else ``None``."""
-    if type(hook) not in (zrules.Epsilon, zrules.ZPlus, zrules.Gamma) or not _no_zero_params(hook):
+    kind = {zrules.Epsilon: "epsilon", zrules.ZPlus: "zplus", zrules.Gamma: "gamma", zrules.ZBox: "zbox"}.get(
+        type(hook)
+    )
+    if kind is None or not _no_zero_params(hook):
         return None
     eps = _plain_eps(_closure(hook.gradient_mapper).get("stabilizer_fn"))
     if eps is None:
         return None
-    if type(hook) is zrules.Epsilon:
-        return _Rule("epsilon", eps)
-    if type(hook) is zrules.ZPlus:
-        return _Rule("zplus", eps)
+    if kind == "zbox":
+        low = _bound(_closure(hook.input_modifiers[1]).get("low"))
+        high = _bound(_closure(hook.input_modifiers[2]).get("high"))
+        return None if low is None or high is None else _Rule("zbox", eps, low=low, high=high)
+    if kind != "gamma":
+        return _Rule(kind, eps)
     gamma_vars = _closure(getattr(hook.param_modifiers[0], "modifier", None))
     gamma = gamma_vars.get("gamma")
     if not isinstance(gamma, (int, float)) or gamma_vars.get("min") != 0.0 or gamma_vars.get("max") is not None:
         return None
     return _Rule("gamma", eps, float(gamma))
+
+
+def _norm_rule(hook: Any) -> _Rule | None:
+    if type(hook) is not zrules.Norm:
+        return None
+    eps = _plain_eps(_closure(hook.gradient_mapper).get("stabilizer_fn"))
+    return None if eps is None else _Rule("norm", eps)
 
 
 def _stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -95,74 +136,206 @@ def _forward(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: tor
     return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
 
 
-def _transposed(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``W^T grad``: the input gradient of ``_forward(module, x, weight)`` for output gradient ``grad``."""
+def _transposed(module: nn.Module, grad: torch.Tensor, x: torch.Tensor | tuple, weight: torch.Tensor) -> torch.Tensor:
+    """``W^T grad``: the input gradient of ``_forward(module, x, weight)`` (``x`` or just its shape)."""
     if isinstance(module, nn.Linear):
         return grad @ weight
+    # convolution_backward reads only the input's shape for the input gradient: an uninitialised stand-in suffices
+    like = x if isinstance(x, torch.Tensor) else grad.new_empty(x)
     return torch.ops.aten.convolution_backward(
-        grad, x, weight, None, module.stride, module.padding, module.dilation, False, [0, 0], module.groups,
+        grad, like, weight, None, module.stride, module.padding, module.dilation, False, [0, 0], module.groups,
         [True, False, False],
     )[0]  # fmt: skip
 
 
-class _RuleLayer(torch.autograd.Function):
-    """Forward: the layer unchanged. Backward: the LRP rule's input relevance (no ordinary backward at all)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, module: nn.Module, rule: _Rule) -> torch.Tensor:
-        weight, bias = module.weight, module.bias
-        out = _forward(module, x, weight, bias)
-        ctx.module, ctx.rule = module, rule
-        # a clone: downstream in-place ops (ReLU(inplace=True)) must not change what the rule divides by
-        ctx.save_for_backward(x, out.clone())
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        x, z = ctx.saved_tensors
-        module, rule = ctx.module, ctx.rule
-        weight, bias = module.weight.detach(), module.bias
-        bias = None if bias is None else bias.detach()
-        if rule.kind == "epsilon":
-            return x * _transposed(module, grad / _stabilize(z, rule.eps), x, weight), None, None
-        w_pos = weight.clamp(min=0)
-        if rule.kind == "zplus":
-            denom = _forward(module, x, w_pos, None if bias is None else bias.clamp(min=0))
-            return x * _transposed(module, grad / _stabilize(denom, rule.eps), x, w_pos), None, None
-        g = rule.gamma
-        pos = _forward(module, x, w_pos, None)  # P = W+ x; W x = z - b
-        if bias is not None:
-            plain = z - _bias_view(bias, z)
-            pos_b, neg_b = pos + _bias_view(bias.clamp(min=0), z), plain - pos + _bias_view(bias.clamp(max=0), z)
-        else:
-            pos_b, neg_b = pos, z - pos
-        # zennit's two masked terms a = [z > 0] R / s(z + γ(P + b+)), b = [z < 0] R / s(z + γ(Q + b-)) never overlap:
-        # one denominator picks the term per element (same values elementwise), then a + b = q, a - b = q sign(z)
-        positive = z > 0.0
-        q = (z != 0.0) * grad / _stabilize(z + g * torch.where(positive, pos_b, neg_b), rule.eps)
-        a_plus_b, a_minus_b = q, q * z.sign()
-        # [(1 + g/2) W; g/2 |W|] stacked along output channels, gradients [a + b; a - b] along theirs
-        stacked_w = torch.cat([(1.0 + g / 2) * weight, (g / 2) * weight.abs()], dim=0)
-        stacked_g = torch.cat([a_plus_b, a_minus_b], dim=1)
-        if isinstance(module, nn.Linear):
-            back = stacked_g @ stacked_w
-        else:
-            back = _transposed_stacked(module, stacked_g, x, stacked_w)
-        return x * back, None, None
+def _transposed_stacked(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``W1^T g1 + W2^T g2`` as one call: output channels (and gradient channels) stacked ``[1; 2]``."""
+    if isinstance(module, nn.Linear):
+        return grad @ weight
+    if module.groups != 1:  # stacking output channels would regroup them; two calls instead
+        half = weight.shape[0] // 2
+        return _transposed(module, grad[:, :half], x, weight[:half]).add_(
+            _transposed(module, grad[:, half:], x, weight[half:])
+        )
+    return _transposed(module, grad, x, weight)
 
 
 def _bias_view(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return bias.reshape(1, -1, *([1] * (like.ndim - 2)))
 
 
-def _transposed_stacked(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``W1^T g1 + W2^T g2`` as one call: output channels (and gradient channels) stacked ``[1; 2]``."""
-    if module.groups != 1:  # stacking output channels would regroup them; two calls instead
-        half = weight.shape[0] // 2
-        return _transposed(module, grad[:, :half], x, weight[:half]) + _transposed(
-            module, grad[:, half:], x, weight[half:]
+class _Layer:
+    """One patched module of one registration: its rule and the derived weights (computed once, on first use).
+
+    Parameters are frozen while an explanation runs, so the derived weights stay valid until :meth:`FastRules.remove`
+    drops the layer; a graph still alive after that keeps its own reference (through its nodes) and nothing else.
+    """
+
+    def __init__(self, module: nn.Module, rule: _Rule, cache: bool) -> None:
+        self.module, self.rule, self.cache = module, rule, cache
+        self._derived: dict[str, torch.Tensor | None] | None = None
+
+    def derived(self) -> dict[str, torch.Tensor | None]:
+        if self._derived is None:
+            self._derived = self._derive()
+        return self._derived
+
+    def _derive(self) -> dict[str, torch.Tensor | None]:
+        module, rule = self.module, self.rule
+        weight = module.weight.detach()
+        bias = None if module.bias is None else module.bias.detach()
+        if rule.kind == "epsilon":
+            return {"w": weight}
+        w_pos, b_pos = weight.clamp(min=0), None if bias is None else bias.clamp(min=0)
+        if rule.kind == "zplus":
+            return {"w_pos": w_pos, "b_pos": b_pos}
+        if rule.kind == "gamma":
+            g = rule.gamma
+            # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
+            stacked = torch.cat([(1.0 + g / 2) * weight, (g / 2) * weight.abs()], dim=0)
+            return {"w_pos": w_pos, "b_pos": b_pos, "stacked": stacked}
+        # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
+        w_neg = weight.clamp(max=0)
+        return {
+            "bounds_w": torch.cat([w_pos, w_neg], dim=1),
+            "bias": bias,  # b+ + b- = b exactly
+            "back_w": torch.cat([weight, w_pos, w_neg], dim=1),
+        }
+
+
+def _save_input(ctx: Any, x: torch.Tensor) -> None:
+    # the input as a plain attribute (it holds no reference to this node: no cycle); its version is checked by hand
+    ctx.x, ctx.x_version = x, x._version
+
+
+def _saved_input(ctx: Any) -> torch.Tensor:
+    if ctx.x._version != ctx.x_version:
+        raise RuntimeError(
+            "an input of an LRP rule layer was modified in place after the forward pass; LRP needs the original "
+            "activations (avoid in-place operations on layer inputs, e.g. use x = x + y instead of x += y)"
         )
-    return _transposed(module, grad, x, weight)
+    return ctx.x
+
+
+def _saved_output(ctx: Any, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    """The layer's forward output; recomputed when a downstream in-place operation changed it (no clone kept)."""
+    try:
+        return ctx.saved_tensors[0]
+    except RuntimeError:  # "modified by an inplace operation": autograd's version check on the saved output
+        module = layer.module
+        return _forward(module, x, module.weight.detach(), None if module.bias is None else module.bias.detach())
+
+
+class _RuleLayer(torch.autograd.Function):
+    """Forward: the layer unchanged. Backward: the LRP rule's input relevance (no ordinary backward at all)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        module = layer.module
+        out = _forward(module, x, module.weight, module.bias)
+        ctx.layer, ctx.factors = layer, None
+        _save_input(ctx, x)
+        # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        layer = ctx.layer
+        module, rule = layer.module, layer.rule
+        x = _saved_input(ctx)
+        factors = ctx.factors
+        if factors is None:
+            factors = _factors(layer, x, _saved_output(ctx, layer, x))
+            if layer.cache:  # kept on the node: freed with the graph
+                ctx.factors = factors
+        derived = layer.derived()
+        if rule.kind == "epsilon":
+            return _transposed(module, grad * factors[0], x, derived["w"]).mul_(x), None
+        if rule.kind == "zplus":
+            return _transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), None
+        if rule.kind == "gamma":
+            inv, inv_abs = factors
+            channels = inv.shape[1]
+            stacked = grad.new_empty(grad.shape[0], 2 * channels, *grad.shape[2:])
+            torch.mul(grad, inv, out=stacked[:, :channels])  # a + b
+            torch.mul(grad, inv_abs, out=stacked[:, channels:])  # a - b
+            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+        # zbox: x * W^T g - (l * W+^T g + h * W-^T g), the three terms from one call
+        (inv,) = factors
+        c = x.shape[1]
+        back = _transposed(module, grad * inv, (x.shape[0], 3 * c, *x.shape[2:]), derived["back_w"])
+        low, high = _bound_images(rule, x)
+        neg = back[:, c : 2 * c] * low
+        neg.addcmul_(back[:, 2 * c :], high)
+        return (back[:, :c] * x).sub_(neg), None
+
+
+def _bound_images(rule: _Rule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``low`` / ``high`` as zennit expands them (trailing singleton dims), one image: ``(1, *x.shape[1:])``."""
+
+    def image(value: Any) -> torch.Tensor:
+        t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        if t.ndim == 0:
+            t = t.reshape(1)
+        t = t.reshape(*t.shape, *([1] * (x.ndim - t.ndim)))
+        return t.expand(1, *x.shape[1:])
+
+    return image(rule.low), image(rule.high)
+
+
+def _factors(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient-independent factors of a rule's backward (``1 / s(denominator)`` and relatives)."""
+    module, rule = layer.module, layer.rule
+    derived = layer.derived()
+    if rule.kind == "epsilon":
+        return (_stabilize(z, rule.eps).reciprocal_(),)
+    if rule.kind == "zplus":
+        # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
+        denom = _forward(module, x, derived["w_pos"], derived["b_pos"])
+        return (denom.add_(rule.eps).reciprocal_(),)
+    if rule.kind == "gamma":
+        # 1 / s(d) = sign(z) / (|z| + g (P + relu(-z)) + eps), P = W+ x + b+ (module docstring); zero where z = 0
+        pos = _forward(module, x, derived["w_pos"], derived["b_pos"])
+        pos.sub_(z.clamp(max=0.0))
+        inv = z.abs().add_(pos, alpha=rule.gamma).add_(rule.eps).reciprocal_()
+        inv.mul_(z.sign())
+        return inv, inv.abs()
+    # zbox: d = z - (W+ l + W- h + b), the bound term computed on one image and broadcast over the batch
+    low, high = _bound_images(rule, x)
+    bounds = _forward(module, torch.cat([low, high], dim=1), derived["bounds_w"], derived["bias"])
+    return (_stabilize(z - bounds, rule.eps).reciprocal_(),)
+
+
+class _NormLayer(torch.autograd.Function):
+    """zennit's ``Sum`` module under the ``Norm`` rule: ``R_i = x_i R / s(Σ_j x_j)`` (residual sums)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        dim = layer.module.dim
+        if x.shape[dim] == 2:  # the residual case: one add instead of a strided reduction (same rounding)
+            out = torch.add(x.select(dim, 0), x.select(dim, 1))
+        else:
+            out = x.sum(dim)
+        ctx.layer, ctx.factor = layer, None
+        _save_input(ctx, x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        layer = ctx.layer
+        x = _saved_input(ctx)
+        inv = ctx.factor
+        if inv is None:
+            try:
+                (out,) = ctx.saved_tensors
+            except RuntimeError:  # changed in place downstream: recompute the sum
+                out = x.sum(layer.module.dim)
+            inv = _stabilize(out, layer.rule.eps).reciprocal_()
+            if layer.cache:
+                ctx.factor = inv
+        return x * (grad * inv).unsqueeze(layer.module.dim), None
 
 
 class _PassLayer(torch.autograd.Function):
@@ -190,14 +363,22 @@ class FastRules:
 
     Canonizers and every hook the fast rules do not cover are registered exactly as ``composite.register`` would
     (same module map, same order); a covered ``Conv2d``/``Linear`` instead gets an instance ``forward`` that runs
-    :class:`_RuleLayer` when its input is non-negative (ZPlus/Gamma) or always (Epsilon), and zennit's hook
-    otherwise. :meth:`remove` restores everything (also after a failed :meth:`register`).
+    :class:`_RuleLayer` when its input is non-negative (ZPlus/Gamma) or always (Epsilon/ZBox), and zennit's hook
+    otherwise; a zennit ``Sum`` under the ``Norm`` rule runs :class:`_NormLayer`. :meth:`remove` restores everything
+    (also after a failed :meth:`register`).
+
+    Args:
+        composite: the zennit composite.
+        cache: keep each node's gradient-independent factors after its first backward (several backward passes
+            through one retained graph, as CRP does per concept); costs their memory while the graph lives.
     """
 
-    def __init__(self, composite: Composite) -> None:
+    def __init__(self, composite: Composite, cache: bool = False) -> None:
         self.composite = composite
+        self.cache = cache
         self.patched: list[nn.Module] = []
-        self.fast_layers = 0
+        self.fast_layers = 0  # Conv2d / Linear on a fast rule
+        self.fast_sums = 0  # zennit Sum modules on the fast Norm rule
 
     def register(self, model: nn.Module) -> None:
         comp = self.composite
@@ -213,7 +394,15 @@ class FastRules:
                 child.forward = _make_pass_forward(child)
                 self.patched.append(child)
                 continue
+            norm = _norm_rule(template) if type(child) is zlayer.Sum else None
+            if norm is not None:
+                child.forward = _make_norm_forward(_Layer(child, norm, self.cache))
+                self.patched.append(child)
+                self.fast_sums += 1
+                continue
             rule = rule_of(template) if _supported(child) else None
+            if rule is not None and rule.kind == "zbox" and getattr(child, "groups", 1) != 1:
+                rule = None  # the bound terms stack along input channels, which grouping would split
             hook = template.copy()
             if rule is None:
                 comp.hook_refs.add(hook)
@@ -223,7 +412,7 @@ class FastRules:
             fallback = _FallbackHook(hook, child)
             comp.hook_refs.add(hook)
             comp.handles.append(fallback.handles)
-            child.forward = _make_forward(child, rule, fallback)
+            child.forward = _make_forward(_Layer(child, rule, self.cache), fallback)
             self.patched.append(child)
             self.fast_layers += 1
 
@@ -277,21 +466,46 @@ class _Unregister:
         self.hook.remove()
 
 
-def _make_forward(module: nn.Module, rule: _Rule, fallback: _FallbackHook) -> Any:
+def _non_negative(x: torch.Tensor) -> bool:
+    # a fast ReLU's output not changed since needs no scan; otherwise one reduction (no boolean temporary)
+    if getattr(x, _NONNEG, None) == x._version:
+        return True
+    return x.numel() == 0 or not bool(x.min() < 0)
+
+
+def _make_forward(layer: _Layer, fallback: _FallbackHook) -> Any:
+    module, kind = layer.module, layer.rule.kind
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         if fallback.in_backward or not torch.is_grad_enabled() or not x.requires_grad:
             return type(module).forward(module, x)
-        if rule.kind != "epsilon" and bool((x < 0).any()):
+        if kind in ("zplus", "gamma") and not _non_negative(x):
             return fallback(x)
-        return _RuleLayer.apply(x, module, rule)
+        return _RuleLayer.apply(x, layer)
+
+    return forward
+
+
+def _make_norm_forward(layer: _Layer) -> Any:
+    module = layer.module
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return type(module).forward(module, x)
+        return _NormLayer.apply(x, layer)
 
     return forward
 
 
 def _make_pass_forward(module: nn.Module) -> Any:
+    relu = type(module) is nn.ReLU
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() or not x.requires_grad:
             return type(module).forward(module, x)
-        return _PassLayer.apply(x, module)
+        out = _PassLayer.apply(x, module)
+        if relu:
+            setattr(out, _NONNEG, out._version)
+        return out
 
     return forward
