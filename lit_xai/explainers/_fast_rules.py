@@ -190,10 +190,16 @@ class _Layer:
         if rule.kind == "zplus":
             return {"w_pos": w_pos, "b_pos": b_pos}
         if rule.kind == "gamma":
-            g = rule.gamma
+            g, out = rule.gamma, weight.shape[0]
             # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
-            stacked = torch.cat([(1.0 + g / 2) * weight, (g / 2) * weight.abs()], dim=0)
-            return {"w_pos": w_pos, "b_pos": b_pos, "stacked": stacked}
+            stacked = weight.new_empty(2 * out, *weight.shape[1:])
+            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
+            torch.abs(weight, out=stacked[out:]).mul_(g / 2)
+            # g W+ and g b+ + eps: the extra forward gives g P + eps directly (no elementwise passes for either)
+            b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
+            if b_pos is not None:
+                b_eps.add_(b_pos, alpha=g)
+            return {"w_pos_g": w_pos.mul_(g), "b_pos_g_eps": b_eps, "stacked": stacked}
         # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
         w_neg = weight.clamp(max=0)
         return {
@@ -295,11 +301,13 @@ def _factors(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Ten
         denom = _forward(module, x, derived["w_pos"], derived["b_pos"])
         return (denom.add_(rule.eps).reciprocal_(),)
     if rule.kind == "gamma":
-        # 1 / s(d) = sign(z) / (|z| + g (P + relu(-z)) + eps), P = W+ x + b+ (module docstring); zero where z = 0
-        pos = _forward(module, x, derived["w_pos"], derived["b_pos"])
-        pos.sub_(z.clamp(max=0.0))
-        inv = z.abs().add_(pos, alpha=rule.gamma).add_(rule.eps).reciprocal_()
-        inv.mul_(z.sign())
+        # 1 / s(d) = sign(z) / (|z| + g (P + relu(-z)) + eps), P = W+ x + b+ (module docstring); zero where z = 0.
+        # With s = sign(z): |z| + g relu(-z) = z ((1 + g/2) s - g/2), so the denominator is one addcmul on g P + eps
+        g = rule.gamma
+        sign = z.sign()
+        denom = _forward(module, x, derived["w_pos_g"], derived["b_pos_g_eps"])
+        denom.addcmul_(z, sign.mul(1.0 + g / 2).sub_(g / 2))
+        inv = sign.div_(denom)
         return inv, inv.abs()
     # zbox: d = z - (W+ l + W- h + b), the bound term computed on one image and broadcast over the batch
     low, high = _bound_images(rule, x)
