@@ -183,8 +183,11 @@ def test_residual_sums_and_zbox_take_the_fast_path() -> None:
     try:
         kinds = {name: type(m).__name__ for name, m in net.named_modules() if m in rules.patched}
         first = net.conv1 in rules.patched
+        unstacked = len(rules.blocks)  # residual blocks summing through the fast Norm without torch.stack
     finally:
         rules.remove()
+    assert unstacked == 4 and not rules.blocks
+    assert all("forward" not in m.__dict__ for m in net.modules())
     assert rules.fast_sums == 4  # one residual Sum per block
     assert first, "the first conv (ZBox) should run the fast rule"
     assert list(kinds.values()).count("Sum") == 4, kinds

@@ -346,6 +346,77 @@ class _NormLayer(torch.autograd.Function):
         return x * (grad * inv).unsqueeze(layer.module.dim), None
 
 
+class _ResidualNorm(torch.autograd.Function):
+    """``a + b`` under the ``Norm`` rule without stacking: ``R_a = a R / s(a + b)``, ``R_b = b R / s(a + b)``.
+
+    zennit's ResNet canonizers compute the residual sum as ``Sum(torch.stack([identity, out], -1))``: the stack
+    copies both tensors, and its backward hands strided (interleaved) gradients to both branches, which every
+    consumer copies again. Same values as the stacked form (one addition per element either way).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        out = a + b
+        ctx.layer, ctx.factor = layer, None
+        ctx.a, ctx.b, ctx.versions = a, b, (a._version, b._version)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        layer, a, b = ctx.layer, ctx.a, ctx.b
+        if (a._version, b._version) != ctx.versions:
+            raise RuntimeError(
+                "an input of a residual sum was modified in place after the forward pass; LRP needs the original "
+                "activations (avoid in-place operations on them)"
+            )
+        inv = ctx.factor
+        if inv is None:
+            try:
+                (out,) = ctx.saved_tensors
+            except RuntimeError:  # changed in place downstream: recompute the sum
+                out = a + b
+            inv = _stabilize(out, layer.rule.eps).reciprocal_()
+            if layer.cache:
+                ctx.factor = inv
+        r = grad * inv
+        return a * r, r.mul_(b), None
+
+
+#: zennit 0.5.1's canonized forwards of torchvision's residual blocks, and equivalents summing without a stack
+_BLOCK_FORWARDS: dict[Any, Any] = {}
+
+
+def _bottleneck_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # zennit.torchvision.ResNetBottleneckCanonizer.forward with canonizer_sum(identity, out) for stack + Sum
+    identity = x
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.bn3(self.conv3(out))
+    if self.downsample is not None:
+        identity = self.downsample(x)
+    return self.relu(self.canonizer_sum(identity, out))
+
+
+def _basic_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # zennit.torchvision.ResNetBasicBlockCanonizer.forward with canonizer_sum(identity, out) for stack + Sum
+    identity = x
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    if self.downsample is not None:
+        identity = self.downsample(x)
+    return self.relu(self.canonizer_sum(identity, out))
+
+
+def _block_forwards() -> dict[Any, Any]:
+    if not _BLOCK_FORWARDS:
+        from zennit import torchvision as ztv
+
+        _BLOCK_FORWARDS[ztv.ResNetBottleneckCanonizer.forward] = _bottleneck_forward
+        _BLOCK_FORWARDS[ztv.ResNetBasicBlockCanonizer.forward] = _basic_block_forward
+    return _BLOCK_FORWARDS
+
+
 class _PassLayer(torch.autograd.Function):
     """zennit's ``Pass`` rule (relevance passes unchanged) without its identity node, clone and hooks."""
 
@@ -387,6 +458,7 @@ class FastRules:
         self.patched: list[nn.Module] = []
         self.fast_layers = 0  # Conv2d / Linear on a fast rule
         self.fast_sums = 0  # zennit Sum modules on the fast Norm rule
+        self.blocks: list[tuple[nn.Module, Any]] = []  # residual blocks summing without a stack: (block, forward)
 
     def register(self, model: nn.Module) -> None:
         comp = self.composite
@@ -407,6 +479,7 @@ class FastRules:
                 child.forward = _make_norm_forward(_Layer(child, norm, self.cache))
                 self.patched.append(child)
                 self.fast_sums += 1
+                self._unstack_parent(model, name, child)
                 continue
             rule = rule_of(template) if _supported(child) else None
             if rule is not None and rule.kind == "zbox" and getattr(child, "groups", 1) != 1:
@@ -424,7 +497,21 @@ class FastRules:
             self.patched.append(child)
             self.fast_layers += 1
 
+    def _unstack_parent(self, model: nn.Module, name: str, child: nn.Module) -> None:
+        """A torchvision residual block canonized by zennit sums through ``child``: let it skip the stack."""
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        current = parent.__dict__.get("forward")
+        replacement = _block_forwards().get(getattr(current, "__func__", None))
+        if attr != "canonizer_sum" or replacement is None or getattr(current, "__self__", None) is not parent:
+            return
+        self.blocks.append((parent, current))
+        parent.forward = replacement.__get__(parent)
+
     def remove(self) -> None:
+        for parent, forward in reversed(self.blocks):
+            parent.forward = forward  # the canonizer's own forward, which its remove() deletes
+        self.blocks.clear()
         for module in self.patched:
             module.__dict__.pop("forward", None)
         self.patched.clear()
@@ -497,7 +584,11 @@ def _make_forward(layer: _Layer, fallback: _FallbackHook) -> Any:
 def _make_norm_forward(layer: _Layer) -> Any:
     module = layer.module
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        if other is not None:  # the two summands of a residual block (_bottleneck_forward, _basic_block_forward)
+            if not torch.is_grad_enabled() or not (x.requires_grad or other.requires_grad):
+                return x + other
+            return _ResidualNorm.apply(x, other, layer)
         if not torch.is_grad_enabled() or not x.requires_grad:
             return type(module).forward(module, x)
         return _NormLayer.apply(x, layer)
