@@ -161,7 +161,11 @@ def _relevance(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, rules: Fa
 
 @pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat"])
 def test_cached_factors_give_identical_repeated_backwards(composite: str) -> None:
-    """cache=True (CRP's per-concept passes) reuses each node's factors: bit-identical to recomputing them."""
+    """cache=True (CRP's per-concept passes) reuses each node's factors: the same relevance as without caching.
+
+    (Without caching the rules divide the gradient directly instead of multiplying by stored reciprocals, so the two
+    agree to rounding; with caching, every pass uses the factors of the first.)
+    """
     net = _net("tiny_resnet")
     x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
 
@@ -171,7 +175,7 @@ def test_cached_factors_give_identical_repeated_backwards(composite: str) -> Non
     cached = _relevance(net, x, targets, rules(True), passes=3)
     fresh = _relevance(net, x, targets, rules(False), passes=3)
     for a, b in zip(cached, fresh):
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6 * float(b.abs().max()))
     # the pass scaled by 2 gives twice the relevance (the cached factors do not depend on the incoming gradient)
     torch.testing.assert_close(cached[1], 2 * cached[0], rtol=1e-6, atol=0)
 

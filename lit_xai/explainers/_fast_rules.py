@@ -251,21 +251,31 @@ class _RuleLayer(torch.autograd.Function):
         module, rule = layer.module, layer.rule
         x = _saved_input(ctx)
         factors = ctx.factors
+        derived = layer.derived()
+        if factors is None and not layer.cache and rule.kind in ("zplus", "gamma"):
+            # one backward only: divide the gradient directly (fewer passes than forming 1 / s(d) first)
+            z = _saved_output(ctx, layer, x)
+            if rule.kind == "zplus":
+                scaled = grad / _zplus_denominator(layer, x)
+                return _transposed(module, scaled, x, derived["w_pos"]).mul_(x), None
+            sign, denom = _gamma_denominator(layer, x, z)
+            stacked, top, bottom = _stacked_gradient(grad)
+            torch.mul(grad, sign, out=top).div_(denom)  # a + b = R sign(z) / |s(d)| = R / s(d)
+            torch.mul(top, sign, out=bottom)  # a - b = R [z != 0] / |s(d)|
+            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
         if factors is None:
             factors = _factors(layer, x, _saved_output(ctx, layer, x))
             if layer.cache:  # kept on the node: freed with the graph
                 ctx.factors = factors
-        derived = layer.derived()
         if rule.kind == "epsilon":
             return _transposed(module, grad * factors[0], x, derived["w"]).mul_(x), None
         if rule.kind == "zplus":
             return _transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), None
         if rule.kind == "gamma":
             inv, inv_abs = factors
-            channels = inv.shape[1]
-            stacked = grad.new_empty(grad.shape[0], 2 * channels, *grad.shape[2:])
-            torch.mul(grad, inv, out=stacked[:, :channels])  # a + b
-            torch.mul(grad, inv_abs, out=stacked[:, channels:])  # a - b
+            stacked, top, bottom = _stacked_gradient(grad)
+            torch.mul(grad, inv, out=top)  # a + b
+            torch.mul(grad, inv_abs, out=bottom)  # a - b
             return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
         # zbox: x * W^T g - (l * W+^T g + h * W-^T g), the three terms from one call
         (inv,) = factors
@@ -290,6 +300,33 @@ def _bound_images(rule: _Rule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return image(rule.low), image(rule.high)
 
 
+def _stacked_gradient(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An uninitialised ``(N, 2C, ...)`` buffer and its two channel halves (written in place, no ``cat``)."""
+    channels = grad.shape[1]
+    stacked = grad.new_empty(grad.shape[0], 2 * channels, *grad.shape[2:])
+    return stacked, stacked[:, :channels], stacked[:, channels:]
+
+
+def _zplus_denominator(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
+    derived = layer.derived()
+    return _forward(layer.module, x, derived["w_pos"], derived["b_pos"]).add_(layer.rule.eps)
+
+
+def _gamma_denominator(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sign(z), |s(d)|)`` with ``|s(d)| = |z| + g (P + relu(-z)) + eps``, ``P = W+ x + b+`` (module docstring).
+
+    ``|z| + g relu(-z) = (1 + g/2) |z| - (g/2) z``: two in-place passes on ``g P + eps``, which the extra forward
+    yields directly (``g W+``, ``g b+ + eps`` are its weight and bias).
+    """
+    g = layer.rule.gamma
+    derived = layer.derived()
+    sign = z.sign()
+    denom = _forward(layer.module, x, derived["w_pos_g"], derived["b_pos_g_eps"])
+    denom.addcmul_(z, sign, value=1.0 + g / 2).add_(z, alpha=-g / 2)
+    return sign, denom
+
+
 def _factors(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The gradient-independent factors of a rule's backward (``1 / s(denominator)`` and relatives)."""
     module, rule = layer.module, layer.rule
@@ -297,16 +334,10 @@ def _factors(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Ten
     if rule.kind == "epsilon":
         return (_stabilize(z, rule.eps).reciprocal_(),)
     if rule.kind == "zplus":
-        # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
-        denom = _forward(module, x, derived["w_pos"], derived["b_pos"])
-        return (denom.add_(rule.eps).reciprocal_(),)
+        return (_zplus_denominator(layer, x).reciprocal_(),)
     if rule.kind == "gamma":
-        # 1 / s(d) = sign(z) / (|z| + g (P + relu(-z)) + eps), P = W+ x + b+ (module docstring); zero where z = 0.
-        # With s = sign(z): |z| + g relu(-z) = z ((1 + g/2) s - g/2), so the denominator is one addcmul on g P + eps
-        g = rule.gamma
-        sign = z.sign()
-        denom = _forward(module, x, derived["w_pos_g"], derived["b_pos_g_eps"])
-        denom.addcmul_(z, sign.mul(1.0 + g / 2).sub_(g / 2))
+        # 1 / s(d) = sign(z) / |s(d)| (zero where z = 0), and its absolute value for the a - b half
+        sign, denom = _gamma_denominator(layer, x, z)
         inv = sign.div_(denom)
         return inv, inv.abs()
     # zbox: d = z - (W+ l + W- h + b), the bound term computed on one image and broadcast over the batch
