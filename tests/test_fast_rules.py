@@ -274,3 +274,27 @@ def test_input_changed_in_place_raises_clearly() -> None:
     rules = FastRules(LayerMapComposite([(nn.Conv2d, Gamma(0.25))]))
     with pytest.raises(RuntimeError, match="modified in place"):
         _relevance(net, torch.randn(1, 3, 6, 6), torch.tensor([1]), rules)
+
+
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat"])
+def test_emptied_batch_norms_fold_into_their_convolutions(composite: str) -> None:
+    """zennit's ResNet canonizer leaves each merged batch norm computing x / sqrt(1 + eps): folded into the conv."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(6)
+    net = resnet18(num_classes=5)
+    calibrate_batch_norm(net, torch.randn(8, 3, 32, 32))
+    net = net.eval().requires_grad_(False)
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 4])
+    comp = make_composite(composite, resolve_canonizers(net, None))
+    rules = FastRules(comp)
+    rules.register(net)
+    try:
+        folded = rules.folded
+    finally:
+        rules.remove()
+    # every batch norm of resnet18 (zennit's merge leaves eps: factors != 1), except behind a first conv on the Flat
+    # rule, which keeps zennit's hook (its batch norm stays a Pass layer)
+    assert folded == (20 if composite == "epsilon_gamma_box" else 19)
+    ours = lrp_relevance(net, x, targets, composite=composite)
+    _assert_same(ours, _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))))

@@ -173,6 +173,9 @@ class _Layer:
 
     def __init__(self, module: nn.Module, rule: _Rule, cache: bool) -> None:
         self.module, self.rule, self.cache = module, rule, cache
+        # per-output-channel factor (> 0) of an emptied batch norm folded into this layer's forward (see
+        # FastRules._fold_batch_norms); None: no fold
+        self.scale: torch.Tensor | None = None
         self._derived: dict[str, torch.Tensor | None] | None = None
 
     def derived(self) -> dict[str, torch.Tensor | None]:
@@ -181,9 +184,19 @@ class _Layer:
         return self._derived
 
     def _derive(self) -> dict[str, torch.Tensor | None]:
-        module, rule = self.module, self.rule
+        module = self.module
         weight = module.weight.detach()
         bias = None if module.bias is None else module.bias.detach()
+        if self.scale is not None:
+            # c W, c b: every rule here is invariant to a positive per-channel scale of its output (numerator and
+            # denominator scale alike; only the absolute epsilon does not, a relative change of eps (1 - c) / d)
+            weight = weight * self.scale.reshape(-1, *([1] * (weight.ndim - 1)))
+            bias = None if bias is None else bias * self.scale
+        fwd = {"w_fwd": weight, "b_fwd": bias}
+        return fwd | self._derive_rule(weight, bias)
+
+    def _derive_rule(self, weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        rule = self.rule
         if rule.kind == "epsilon":
             return {"w": weight}
         w_pos, b_pos = weight.clamp(min=0), None if bias is None else bias.clamp(min=0)
@@ -228,8 +241,8 @@ def _saved_output(ctx: Any, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
     try:
         return ctx.saved_tensors[0]
     except RuntimeError:  # "modified by an inplace operation": autograd's version check on the saved output
-        module = layer.module
-        return _forward(module, x, module.weight.detach(), None if module.bias is None else module.bias.detach())
+        derived = layer.derived()
+        return _forward(layer.module, x, derived["w_fwd"], derived["b_fwd"])
 
 
 class _RuleLayer(torch.autograd.Function):
@@ -237,8 +250,8 @@ class _RuleLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
-        module = layer.module
-        out = _forward(module, x, module.weight, module.bias)
+        derived = layer.derived()
+        out = _forward(layer.module, x, derived["w_fwd"], derived["b_fwd"])
         ctx.layer, ctx.factors = layer, None
         _save_input(ctx, x)
         # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
@@ -490,6 +503,7 @@ class FastRules:
         self.fast_layers = 0  # Conv2d / Linear on a fast rule
         self.fast_sums = 0  # zennit Sum modules on the fast Norm rule
         self.blocks: list[tuple[nn.Module, Any]] = []  # residual blocks summing without a stack: (block, forward)
+        self.folded = 0  # emptied batch norms folded into their convolution's forward
 
     def register(self, model: nn.Module) -> None:
         comp = self.composite
@@ -497,10 +511,14 @@ class FastRules:
         for canonizer in comp.canonizers:
             comp.handles += canonizer.apply(model)
         ctx: dict = {}
-        for name, child in model.named_modules():
-            template = comp.module_map(ctx, name, child)
+        mapped = [(name, child, comp.module_map(ctx, name, child)) for name, child in model.named_modules()]
+        folds = _foldable_batch_norms(comp.handles, {child: template for _, child, template in mapped})
+        layers: dict[nn.Module, _Layer] = {}
+        for name, child, template in mapped:
             if template is None:
                 continue
+            if child in folds:
+                continue  # an emptied batch norm folded into its convolution: patched below, once that is known
             if _pass_supported(child, template):
                 child.forward = _make_pass_forward(child)
                 self.patched.append(child)
@@ -524,9 +542,19 @@ class FastRules:
             fallback = _FallbackHook(hook, child)
             comp.hook_refs.add(hook)
             comp.handles.append(fallback.handles)
-            child.forward = _make_forward(_Layer(child, rule, self.cache), fallback)
+            layers[child] = _Layer(child, rule, self.cache)
+            child.forward = _make_forward(layers[child], fallback)
             self.patched.append(child)
             self.fast_layers += 1
+        for norm, (conv, scale) in folds.items():
+            layer = layers.get(conv)
+            if layer is None:  # its convolution kept zennit's hook: the batch norm stays a Pass layer
+                norm.forward = _make_pass_forward(norm)
+            else:
+                layer.scale = scale
+                norm.forward = _identity
+                self.folded += 1
+            self.patched.append(norm)
 
     def _unstack_parent(self, model: nn.Module, name: str, child: nn.Module) -> None:
         """A torchvision residual block canonized by zennit sums through ``child``: let it skip the stack."""
@@ -603,13 +631,83 @@ def _make_forward(layer: _Layer, fallback: _FallbackHook) -> Any:
     module, kind = layer.module, layer.rule.kind
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if fallback.in_backward or not torch.is_grad_enabled() or not x.requires_grad:
+        if fallback.in_backward:  # zennit's hook re-running the layer with its modified parameters
             return type(module).forward(module, x)
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return _scaled(type(module).forward(module, x), layer, plain=True)
         if kind in ("zplus", "gamma") and not _non_negative(x):
-            return fallback(x)
+            return _scaled(fallback(x), layer, plain=False)
         return _RuleLayer.apply(x, layer)
 
     return forward
+
+
+def _scaled(out: torch.Tensor, layer: _Layer, plain: bool) -> torch.Tensor:
+    """``out`` times the folded batch-norm factor (what the skipped batch norm would have done), if any."""
+    if layer.scale is None:
+        return out
+    scale = _bias_view(layer.scale, out)
+    return out * scale if plain else _ScalePass.apply(out, scale)
+
+
+class _ScalePass(torch.autograd.Function):
+    """``x * c`` under the ``Pass`` rule (what the folded batch norm did for zennit's fallback hook)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return x * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _foldable_batch_norms(handles: Any, templates: dict[nn.Module, Any]) -> dict[nn.Module, tuple[nn.Module, Any]]:
+    """Batch norms emptied by a zennit merge canonizer: ``{batch_norm: (convolution, per-channel factor)}``.
+
+    zennit's ``MergeBatchNorm`` folds a batch norm into the preceding layer and leaves it computing ``x / sqrt(1 +
+    eps)`` (``x`` exactly with lit_xai's exact merges), under the ``Pass`` rule. Instead of one more pass over the
+    activations per layer, that factor is folded into the convolution's forward weights and the batch norm returns
+    its input. Only pairs the canonizer merged (the batch norm is the convolution's sole consumer), with zero shift
+    and positive factors, and a fast-rule candidate as the convolution.
+    """
+    from zennit.canonizers import MergeBatchNorm
+
+    folds = {}
+    for instance in _flatten(handles):
+        if not isinstance(instance, MergeBatchNorm):
+            continue
+        norm, linears = getattr(instance, "batch_norm", None), getattr(instance, "linears", None)
+        if not isinstance(linears, (list, tuple)) or len(linears) != 1:
+            continue
+        conv = linears[0]
+        if type(norm) is not nn.BatchNorm2d or norm.training or not _pass_supported(norm, templates.get(norm)):
+            continue
+        if type(conv) is not nn.Conv2d or templates.get(conv) is None or not _supported(conv):
+            continue
+        if norm.running_mean is None or norm.weight is None or norm.bias is None:
+            continue
+        with torch.no_grad():
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            if not bool((scale > 0).all()) or bool(shift.any()) or scale.shape[0] != conv.out_channels:
+                continue
+        folds[norm] = (conv, None if bool((scale == 1).all()) else scale.detach().clone())
+    return folds
+
+
+def _flatten(handles: Any) -> list:
+    out = []
+    for item in handles:
+        if isinstance(item, (list, tuple)) or (type(item).__name__ == "RemovableHandleList"):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
 
 
 def _make_norm_forward(layer: _Layer) -> Any:
