@@ -124,6 +124,15 @@ def _stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
     return z + ((z == 0.0).to(z) + z.sign()) * eps
 
 
+def _stabilize_sum(out: torch.Tensor, eps: float) -> torch.Tensor:
+    """zennit's stabiliser for a *sum* ``out`` under the Norm rule, in two passes.
+
+    ``out + copysign(eps, out)`` differs from zennit's ``+eps at 0`` only at ``out = -0.0``, which a sum produces only
+    when every summand is ``-0.0``: then every input relevance ``x_i R / s(out)`` is zero either way.
+    """
+    return torch.copysign(torch.tensor(eps, dtype=out.dtype, device=out.device), out).add_(out)
+
+
 def _supported(module: nn.Module) -> bool:
     if type(module) is nn.Linear:
         return True
@@ -384,9 +393,9 @@ class _NormLayer(torch.autograd.Function):
                 (out,) = ctx.saved_tensors
             except RuntimeError:  # changed in place downstream: recompute the sum
                 out = x.sum(layer.module.dim)
-            inv = _stabilize(out, layer.rule.eps).reciprocal_()
-            if layer.cache:
-                ctx.factor = inv
+            if not layer.cache:
+                return x * (grad / _stabilize_sum(out, layer.rule.eps)).unsqueeze(layer.module.dim), None
+            inv = ctx.factor = _stabilize_sum(out, layer.rule.eps).reciprocal_()
         return x * (grad * inv).unsqueeze(layer.module.dim), None
 
 
@@ -420,9 +429,11 @@ class _ResidualNorm(torch.autograd.Function):
                 (out,) = ctx.saved_tensors
             except RuntimeError:  # changed in place downstream: recompute the sum
                 out = a + b
-            inv = _stabilize(out, layer.rule.eps).reciprocal_()
-            if layer.cache:
-                ctx.factor = inv
+            if not layer.cache:
+                r = _stabilize_sum(out, layer.rule.eps)
+                torch.div(grad, r, out=r)
+                return a * r, r.mul_(b), None
+            inv = ctx.factor = _stabilize_sum(out, layer.rule.eps).reciprocal_()
         r = grad * inv
         return a * r, r.mul_(b), None
 
