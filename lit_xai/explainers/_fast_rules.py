@@ -208,20 +208,22 @@ class _Layer:
         rule = self.rule
         if rule.kind == "epsilon":
             return {"w": weight}
-        w_pos, b_pos = weight.clamp(min=0), None if bias is None else bias.clamp(min=0)
-        if rule.kind == "zplus":
-            return {"w_pos": w_pos, "b_pos": b_pos}
+        b_pos = None if bias is None else bias.clamp(min=0)
         if rule.kind == "gamma":
             g, out = rule.gamma, weight.shape[0]
             # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
             stacked = weight.new_empty(2 * out, *weight.shape[1:])
             torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
-            torch.abs(weight, out=stacked[out:]).mul_(g / 2)
-            # g W+ and g b+ + eps: the extra forward gives g P + eps directly (no elementwise passes for either)
+            half_abs = torch.abs(weight, out=stacked[out:]).mul_(g / 2)
+            # g W+ = g/2 |W| + g/2 W (exactly: 0 or a doubling) and g b+ + eps: the extra forward then gives g P + eps
+            # directly (no elementwise passes for either)
             b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
             if b_pos is not None:
                 b_eps.add_(b_pos, alpha=g)
-            return {"w_pos_g": w_pos.mul_(g), "b_pos_g_eps": b_eps, "stacked": stacked}
+            return {"w_pos_g": torch.add(half_abs, weight, alpha=g / 2), "b_pos_g_eps": b_eps, "stacked": stacked}
+        w_pos = weight.clamp(min=0)
+        if rule.kind == "zplus":
+            return {"w_pos": w_pos, "b_pos": b_pos}
         # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
         w_neg = weight.clamp(max=0)
         return {
