@@ -234,8 +234,9 @@ def _conditional_pass(
     # ranking: top_k is clipped to the layer's channel count once the first forward has shown it
     k = top_k if channels is None else channels.shape[1]
     ids = None if channels is None else channels.cpu()
-    heat = torch.empty(n, k, *images.shape[2:])
-    rels = torch.empty(n, k)
+    dtype = next(net.parameters()).dtype  # the dtype prepare_input gives the images (float32 unless the net differs)
+    heat = torch.empty(n, k, *images.shape[2:], dtype=dtype)
+    rels = torch.empty(n, k, dtype=dtype)
     all_rels: torch.Tensor | None = None
     comp = build_composite(composite, net, canonizers, composite_kwargs)
     # images per pass: batch_size bounds (image, channel) pairs, but the part above the layer runs once per image
@@ -259,7 +260,7 @@ def _conditional_pass(
                         if per_channel.ndim > 2:
                             per_channel = per_channel.reshape(*per_channel.shape[:2], -1).sum(2)
                         if all_rels is None:
-                            all_rels = torch.empty(n, n_channels)
+                            all_rels = torch.empty(n, n_channels, dtype=dtype)
                         all_rels[rows] = per_channel.cpu()
                         if channels is None:
                             if ids is None:
