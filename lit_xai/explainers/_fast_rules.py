@@ -196,12 +196,16 @@ class _Layer:
         module = self.module
         weight = module.weight.detach()
         bias = None if module.bias is None else module.bias.detach()
+        # the forward runs the layer's own weights, then multiplies by the folded batch norm's factor in place: the
+        # same operations as layer + batch norm, so the activations are bit-identical to zennit's (the rules are
+        # discontinuous at z = 0, where any rounding difference in the forward would flip a term)
+        fwd = {"w_fwd": weight, "b_fwd": bias}
         if self.scale is not None:
-            # c W, c b: every rule here is invariant to a positive per-channel scale of its output (numerator and
-            # denominator scale alike; only the absolute epsilon does not, a relative change of eps (1 - c) / d)
+            # the rules see the scaled output c z, so they use c W, c b: every rule here is invariant to a positive
+            # per-channel scale of its output (numerator and denominator scale alike; only the absolute epsilon does
+            # not, a relative change of eps (1 - c) / d)
             weight = weight * self.scale.reshape(-1, *([1] * (weight.ndim - 1)))
             bias = None if bias is None else bias * self.scale
-        fwd = {"w_fwd": weight, "b_fwd": bias}
         return fwd | self._derive_rule(weight, bias)
 
     def _derive_rule(self, weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
@@ -253,7 +257,7 @@ def _saved_output(ctx: Any, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         return ctx.saved_tensors[0]
     except RuntimeError:  # "modified by an inplace operation": autograd's version check on the saved output
         derived = layer.derived()
-        return _forward(layer.module, x, derived["w_fwd"], derived["b_fwd"])
+        return _scaled(_forward(layer.module, x, derived["w_fwd"], derived["b_fwd"]), layer, plain=True)
 
 
 class _RuleLayer(torch.autograd.Function):
@@ -263,6 +267,8 @@ class _RuleLayer(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
         derived = layer.derived()
         out = _forward(layer.module, x, derived["w_fwd"], derived["b_fwd"])
+        if layer.scale is not None:
+            out.mul_(_bias_view(layer.scale, out))  # what the folded batch norm computed, without its allocation
         ctx.layer, ctx.factors = layer, None
         _save_input(ctx, x)
         # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
@@ -705,7 +711,8 @@ def _foldable_batch_norms(handles: Any, templates: dict[nn.Module, Any]) -> dict
         if norm.running_mean is None or norm.weight is None or norm.bias is None:
             continue
         with torch.no_grad():
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            # as the batch-norm kernel computes it: y = x * (weight / sqrt(var + eps)) + (bias - mean * that)
+            scale = torch.sqrt(norm.running_var + norm.eps).reciprocal_().mul_(norm.weight)
             shift = norm.bias - norm.running_mean * scale
             if not bool((scale > 0).all()) or bool(shift.any()) or scale.shape[0] != conv.out_channels:
                 continue
