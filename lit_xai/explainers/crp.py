@@ -10,10 +10,13 @@ How it is computed here (zennit-crp's ``exclude_parallel=True`` semantics, witho
    registered **after** the composite, so the captured tensor is the one zennit's rules see (on zennit 0.5.1 and 1.x
    alike, where a mask registered before the composite is silently ignored);
 2. first backward stage, once per image: ``autograd.grad`` from the target logit to the layer output gives the
-   relevance *at* the layer;
+   relevance *at* the layer — and with it the ranking: :class:`CRP` picks the top-k concepts from its per-channel
+   sums inside the same pass (no separate LRP pass to rank them);
 3. second stage, once per concept: ``autograd.grad`` from the layer output only (the part of the network below the
    layer), with that relevance masked to the concept's channel as the incoming gradient (no tensor hook is needed,
-   none can be left behind). The forward and the part above the layer are shared by all concepts of an image.
+   none can be left behind). The forward and the part above the layer are shared by all concepts of an image, and
+   the rule layers keep their gradient-independent factors (stabilised denominators) after the first concept, so
+   each further concept costs one transposed convolution and two elementwise products per layer.
 
 Starting the second stage at the layer output means relevance that bypasses the layer (the skip path of a residual
 block when the layer sits inside the block) never reaches the input, which is what makes conditional heatmaps of
