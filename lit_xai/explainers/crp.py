@@ -451,7 +451,7 @@ class CRP(ConceptExplainer):
         channel ``c`` (up to what biases below the layer absorb).
         """
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-        with explanation_model(model, self.copy_model) as net:
+        with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevances_on(net, images, targets, self.layer_for(net)).to(images.device)
 
     def _attention_ranking(self, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -520,7 +520,7 @@ class CRP(ConceptExplainer):
             raise ValueError(f"top_k must be >= 1, got {k}")
         saved, self.top_k = self.top_k, k
         try:
-            with explanation_model(model, self.copy_model) as net:
+            with explanation_model(model, self.copy_model, share_tensors=True) as net:
                 out = self.explain_channels(net, images, targets, channels)
         finally:
             self.top_k = saved
