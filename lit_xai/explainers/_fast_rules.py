@@ -17,7 +17,11 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
 * ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
   single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
   is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
-* ``Norm`` on zennit's ``Sum`` (the residual sums of the ResNet canonizers): ``x_i * R / s(Σ x)``, no re-run sum.
+* ``Norm`` on zennit's ``Sum`` (the residual sums of the ResNet canonizers): ``x_i * R / s(Σ x)``, no re-run sum;
+  torchvision blocks canonized by zennit sum their two branches without ``torch.stack`` (:class:`_ResidualNorm`);
+* batch norms emptied by zennit's merge canonizer (``x / sqrt(1 + eps)`` under ``Pass``) are skipped: their factor
+  is applied in place to the convolution's output, the rule uses the equally scaled weights (it is invariant to a
+  positive per-channel output scale up to epsilon).
 
 These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``,
 ``tests/test_fast_rules.py`` check 1e-5 relative). Anything not recognised exactly — other rules, rule parameters
