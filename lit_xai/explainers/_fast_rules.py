@@ -10,10 +10,11 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
   extra forward, one transposed convolution;
 * ``Gamma`` on non-negative inputs: with ``P = W+ x + b+`` (one extra forward) zennit's two denominators are
   ``z + γ P`` (used where ``z > 0``) and ``z + γ (z - P)`` (``z - P = W- x + b-``, used where ``z < 0``). Both have
-  the sign of ``z`` (``P >= 0`` exactly for ``x >= 0``), so ``1 / s(d) = sign(z) / (|z| + γ (P + relu(-z)) + ε)``:
-  one reciprocal, no masks. The backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]``
-  is one transposed convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``,
-  ``a + b = R / s(d)``, ``a - b = R |1 / s(d)|``);
+  the sign of ``z`` (``P >= 0`` exactly for ``x >= 0``), so ``1 / s(d) = sign(z) / (|z| + γ (P + relu(-z)) + ε)``
+  and the denominator is ``conv(x, γ/2 |W|, γ/2 |b| + ε) + (1 + γ/2) |z|``: no masks, no cancellation. The
+  backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed
+  convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``, ``a + b = R / s(d)``,
+  ``a - b = R |1 / s(d)|``);
 * ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
   single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
   is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
@@ -223,12 +224,11 @@ class _Layer:
             stacked = weight.new_empty(2 * out, *weight.shape[1:])
             torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
             half_abs = torch.abs(weight, out=stacked[out:]).mul_(g / 2)
-            # g W+ = g/2 |W| + g/2 W (exactly: 0 or a doubling) and g b+ + eps: the extra forward then gives g P + eps
-            # directly (no elementwise passes for either)
+            # the extra forward with g/2 |W| and g/2 |b| + eps gives g P - g/2 z + eps directly (_gamma_denominator)
             b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
-            if b_pos is not None:
-                b_eps.add_(b_pos, alpha=g)
-            return {"w_pos_g": torch.add(half_abs, weight, alpha=g / 2), "b_pos_g_eps": b_eps, "stacked": stacked}
+            if bias is not None:
+                b_eps.add_(bias.abs(), alpha=g / 2)
+            return {"half_abs": half_abs, "half_abs_b_eps": b_eps, "stacked": stacked}
         w_pos = weight.clamp(min=0)
         if rule.kind == "zplus":
             return {"w_pos": w_pos, "b_pos": b_pos}
@@ -350,14 +350,15 @@ def _zplus_denominator(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
 def _gamma_denominator(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sign(z), |s(d)|)`` with ``|s(d)| = |z| + g (P + relu(-z)) + eps``, ``P = W+ x + b+`` (module docstring).
 
-    ``|z| + g relu(-z) = (1 + g/2) |z| - (g/2) z``: two in-place passes on ``g P + eps``, which the extra forward
-    yields directly (``g W+``, ``g b+ + eps`` are its weight and bias).
+    With ``|W| = 2 W+ - W`` (and ``|b|`` alike), ``g (P + relu(-z)) = g/2 (|W| x + |b|) + g/2 |z|``, so
+    ``|s(d)| = conv(x, g/2 |W|, g/2 |b| + eps) + (1 + g/2) |z|``: the extra forward (its weight is the stacked
+    backward weight's lower half) and one in-place pass; a sum of non-negative terms, no cancellation.
     """
     g = layer.rule.gamma
     derived = layer.derived()
     sign = z.sign()
-    denom = _forward(layer.module, x, derived["w_pos_g"], derived["b_pos_g_eps"])
-    denom.addcmul_(z, sign, value=1.0 + g / 2).add_(z, alpha=-g / 2)
+    denom = _forward(layer.module, x, derived["half_abs"], derived["half_abs_b_eps"])
+    denom.addcmul_(z, sign, value=1.0 + g / 2)
     return sign, denom
 
 
