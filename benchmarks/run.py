@@ -12,7 +12,11 @@ shared machine hits them alike), and reported as min over repeats (``<key>``) an
 * ``crp_over_lrp.resnet50``: ``CRP(top_k=4)`` / ``LRP()`` of the same 8 probes (public calls, concept ranking
   included), ResNet-50 at 224 px;
 * ``crp_over_zennit_crp.vgg16``: our CRP / zennit-crp 0.6.0's ``CondAttribution`` for the same maps
-  (``benchmarks/crp_vs_zennit_crp.py``, zennit-crp in its own venv; skipped with a note when absent). Create it
+  (``benchmarks/crp_vs_zennit_crp.py``, zennit-crp in its own venv; skipped with a note when absent);
+  ``crp_vs_zennit_crp_rel_diff`` is max |ours - theirs| / max |theirs| over all maps of a layer (``_per_map``: each map
+  by its own maximum), both float32; ``crp_f32_err_vs_f64.{ours,zennit_crp}`` each float32 result against
+  zennit-crp in float64, ``crp_f64_rel_diff`` the two implementations in float64 (what remains without float32
+  rounding: the algorithmic difference). Create the venv
   outside the repository: ``python -m venv --system-site-packages /work/venv-crp && /work/venv-crp/bin/pip install
   zennit==0.4.6 zennit-crp==0.6.0``;
 * ``monitor_overhead.demo``: wall time of ``python train.py --config configs/demo.yaml`` with the monitors / with
@@ -166,6 +170,12 @@ def bench_zennit_crp(results: dict, quick: bool, crp_python: str, threads: int) 
     key = f"crp_over_zennit_crp.{nets}"
     results[key] = ours / theirs
     results[f"crp_vs_zennit_crp_rel_diff.{nets}"] = max(r["max_rel_diff"] for r in rows)
+    results[f"crp_vs_zennit_crp_rel_diff_per_map.{nets}"] = max(r["max_rel_diff_per_map"] for r in rows)
+    # both float32 results against zennit-crp in float64, and the two implementations in float64 (the algorithmic
+    # difference, free of float32 rounding): see benchmarks/crp_vs_zennit_crp.py
+    results[f"crp_f32_err_vs_f64.ours.{nets}"] = max(r["f32_err_ours"] for r in rows)
+    results[f"crp_f32_err_vs_f64.zennit_crp.{nets}"] = max(r["f32_err_zennit_crp"] for r in rows)
+    results[f"crp_f64_rel_diff.{nets}"] = max(r["f64_rel_diff"] for r in rows)
     print(f"CRP / zennit-crp ({nets}, {len(rows)} layers x 4 maps x 2 images): {results[key]:.2f}", flush=True)
 
 

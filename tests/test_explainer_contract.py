@@ -237,9 +237,13 @@ def test_leak_detector_catches_the_hook_state_cycle(monkeypatch):
     ``finally``) forms the cycle state -> layer output -> its tensor hook -> closure -> state; the check must see
     the layer output (and the graph and parameters it holds) survive."""
 
+    class Uncleared(dict):
+        def clear(self) -> None:  # the caller's cleanup never reaches this state
+            pass
+
     @contextlib.contextmanager
     def leaky_capture(module: nn.Module):
-        state: dict = {"mask": 1.0}
+        state: dict = Uncleared(mask=1.0)
 
         def hook(mod, inputs, output):
             state["out"] = output

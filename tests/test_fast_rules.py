@@ -144,3 +144,157 @@ def test_full_size_matches_zennit(name: str, composite: str) -> None:
     x, targets = torch.randn(2, 3, 224, 224), torch.tensor([3, 7])
     ours = lrp_relevance(net, x, targets, composite=composite)
     _assert_same(ours, _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))))
+
+
+def _relevance(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, rules: FastRules, passes: int = 1) -> list:
+    """Input relevance from ``passes`` backward passes through one retained graph (as CRP runs one per concept)."""
+    rules.register(net)
+    try:
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        init = torch.zeros_like(out)
+        init[torch.arange(len(targets)), targets] = out[torch.arange(len(targets)), targets].detach()
+        return [torch.autograd.grad(out, xi, init * (1.0 + i), retain_graph=i < passes - 1)[0] for i in range(passes)]
+    finally:
+        rules.remove()
+
+
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat"])
+def test_cached_factors_give_identical_repeated_backwards(composite: str) -> None:
+    """cache=True (CRP's per-concept passes) reuses each node's factors: the same relevance as without caching.
+
+    (Without caching the rules divide the gradient directly instead of multiplying by stored reciprocals, so the two
+    agree to rounding; with caching, every pass uses the factors of the first.)
+    """
+    net = _net("tiny_resnet")
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
+
+    def rules(cache: bool) -> FastRules:
+        return FastRules(make_composite(composite, resolve_canonizers(net, None)), cache=cache)
+
+    cached = _relevance(net, x, targets, rules(True), passes=3)
+    fresh = _relevance(net, x, targets, rules(False), passes=3)
+    for a, b in zip(cached, fresh):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6 * float(b.abs().max()))
+    # the pass scaled by 2 gives twice the relevance (the cached factors do not depend on the incoming gradient)
+    torch.testing.assert_close(cached[1], 2 * cached[0], rtol=1e-6, atol=0)
+
+
+def test_residual_sums_and_zbox_take_the_fast_path() -> None:
+    net = _net("tiny_resnet")
+    rules = FastRules(make_composite("epsilon_gamma_box", resolve_canonizers(net, None)))
+    rules.register(net)
+    try:
+        kinds = {name: type(m).__name__ for name, m in net.named_modules() if m in rules.patched}
+        first = net.conv1 in rules.patched
+        unstacked = len(rules.blocks)  # residual blocks summing through the fast Norm without torch.stack
+    finally:
+        rules.remove()
+    assert unstacked == 4 and not rules.blocks
+    assert all("forward" not in m.__dict__ for m in net.modules())
+    assert rules.fast_sums == 4  # one residual Sum per block
+    assert first, "the first conv (ZBox) should run the fast rule"
+    assert list(kinds.values()).count("Sum") == 4, kinds
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        (-2.5, 2.5),
+        (torch.tensor([-2.0, -1.8, -1.5]).reshape(1, 3, 1, 1), torch.tensor([2.2, 2.4, 2.6]).reshape(1, 3, 1, 1)),
+    ],
+)
+def test_zbox_bounds_match_zennit(low, high) -> None:
+    net = _net("tiny_vgg")
+    g = torch.Generator().manual_seed(4)
+    x, targets = torch.randn(3, 3, 32, 32, generator=g), torch.tensor([0, 4, 2])
+    kwargs = {"low": low, "high": high}
+    ours = lrp_relevance(net, x, targets, composite="epsilon_gamma_box", composite_kwargs=kwargs)
+    ref = _zennit(net, x, targets, make_composite("epsilon_gamma_box", resolve_canonizers(net, None), **kwargs))
+    _assert_same(ours, ref)
+
+
+def test_per_image_zbox_bounds_fall_back_to_zennit() -> None:
+    net = _net("tiny_vgg")
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([0, 4])
+    kwargs = {"low": torch.full((2, 3, 32, 32), -3.0), "high": torch.full((2, 3, 32, 32), 3.0)}
+    comp = make_composite("epsilon_gamma_box", resolve_canonizers(net, None), **kwargs)
+    rules = FastRules(comp)
+    rules.register(net)
+    try:
+        assert net.features[0] not in rules.patched  # per-image bounds: zennit's own hook
+    finally:
+        rules.remove()
+    ours = lrp_relevance(net, x, targets, composite="epsilon_gamma_box", composite_kwargs=kwargs)
+    _assert_same(ours, _zennit(net, x, targets, comp))
+
+
+class _InPlaceAfterConv(nn.Module):
+    """A conv output changed in place downstream (the fast rule must recompute it), then a Gamma conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv1, self.conv2 = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.conv1(x)
+        z.mul_(0.5)  # in place on the fast layer's output
+        h = torch.relu(z)
+        return self.head(self.conv2(h).relu().mean((2, 3)))
+
+
+def test_output_changed_in_place_is_recomputed() -> None:
+    net = _InPlaceAfterConv().eval()
+    x, targets = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
+
+    def composite() -> LayerMapComposite:
+        return LayerMapComposite([((nn.Conv2d, nn.Linear), Epsilon(1e-3))])
+
+    (ours,) = _relevance(net, x, targets, FastRules(composite()))
+    # the rule divides by the output *as the layer produced it*, which zennit's hook recomputes from the input
+    _assert_same(ours, _zennit(net, x, targets, composite()))
+
+
+class _InPlaceOnInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(x * 1.0)
+        out = self.conv(h).mean((2, 3))
+        h.add_(1.0)  # the rule's saved input no longer holds the forward's activations
+        return out
+
+
+def test_input_changed_in_place_raises_clearly() -> None:
+    net = _InPlaceOnInput().eval()
+    rules = FastRules(LayerMapComposite([(nn.Conv2d, Gamma(0.25))]))
+    with pytest.raises(RuntimeError, match="modified in place"):
+        _relevance(net, torch.randn(1, 3, 6, 6), torch.tensor([1]), rules)
+
+
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat"])
+def test_emptied_batch_norms_fold_into_their_convolutions(composite: str) -> None:
+    """zennit's ResNet canonizer leaves each merged batch norm computing x / sqrt(1 + eps): folded into the conv."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(6)
+    net = resnet18(num_classes=5)
+    calibrate_batch_norm(net, torch.randn(8, 3, 32, 32))
+    net = net.eval().requires_grad_(False)
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 4])
+    comp = make_composite(composite, resolve_canonizers(net, None))
+    rules = FastRules(comp)
+    rules.register(net)
+    try:
+        folded = rules.folded
+    finally:
+        rules.remove()
+    # every batch norm of resnet18 (zennit's merge leaves eps: factors != 1), except behind a first conv on the Flat
+    # rule, which keeps zennit's hook (its batch norm stays a Pass layer)
+    assert folded == (20 if composite == "epsilon_gamma_box" else 19)
+    ours = lrp_relevance(net, x, targets, composite=composite)
+    _assert_same(ours, _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))))

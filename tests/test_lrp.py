@@ -233,3 +233,25 @@ def test_checkerboard_metric_and_default_composites() -> None:
     # tiny_resnet (stride-1 stem) has none with its default either
     default = ARCHITECTURES["tiny_resnet"].default_composite
     assert bench.composite_scores("tiny_resnet", [default], n=4)[default][1] < 3
+
+
+def test_shared_tensor_copy_leaves_the_model_untouched() -> None:
+    """LRP/CRP explain a module-tree copy whose weights share storage with the caller's (no weight memcpy): the
+    canonizers' BatchNorm merge replaces ``.data`` on the copy only; the caller's flags and values stay as they were."""
+    from lit_xai.explainers import CRP
+    from lit_xai.explainers._core import explanation_model
+
+    torch.manual_seed(0)
+    net = build_architecture("tiny_resnet", num_classes=3).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ptrs = {k: v.data_ptr() for k, v in net.state_dict().items()}
+    with explanation_model(net, share_tensors=True) as copy_:
+        assert copy_ is not net and not copy_.training
+        assert all(p.data_ptr() == net.get_parameter(n).data_ptr() for n, p in copy_.named_parameters())
+        assert not any(p.requires_grad for p in copy_.parameters())
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    LRP()(net, x, t)
+    CRP(layer="layer3", top_k=2)(net, x, t)
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    assert {k: v.data_ptr() for k, v in net.state_dict().items()} == ptrs
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -81,6 +81,9 @@ def test_timm_resnet_canonizer_conserves_relevance(name):
 
 
 def test_timm_efficientnet_canonizer_conserves_relevance():
+    # seeded: how much relevance the epsilon/ZPlus/Flat rule set loses depends on the random init (an unlucky init
+    # loses 3e-3 with zennit's own hooks), so the global RNG state left by earlier tests must not decide the outcome
+    torch.manual_seed(0)
     model = _conservation_ready(timm.create_model("efficientnet_b0", pretrained=False, num_classes=3))
     with torch.no_grad():
         model.classifier.weight.mul_(100.0)  # random-init logits are ~1e-4: keep them well above float64 noise

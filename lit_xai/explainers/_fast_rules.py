@@ -1,4 +1,4 @@
-"""Fast LRP rules for ``Conv2d`` / ``Linear``: zennit's arithmetic without zennit's redundant passes.
+"""Fast LRP rules for ``Conv2d`` / ``Linear`` / zennit's ``Sum``: zennit's arithmetic without its redundant passes.
 
 zennit 0.5.1 attaches a rule as hooks: the layer's ordinary autograd backward still runs (its result is thrown
 away), and the rule then re-runs one modified forward per term and differentiates through all of them (the Gamma
@@ -8,15 +8,33 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
 * ``Epsilon``: ``x * W^T (R / s(z))`` with the forward output ``z`` reused — one transposed convolution;
 * ``ZPlus`` on non-negative inputs (every layer after a ReLU): ``D = W+ x + b+``, ``x * W+^T (R / s(D))`` — one
   extra forward, one transposed convolution;
-* ``Gamma`` on non-negative inputs: with ``P = W+ x`` the two denominators are ``z + γ (P + b+)`` and
-  ``z + γ (W x - P + b-)`` (one extra forward); the backward
-  ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed convolution over
-  the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``).
+* ``Gamma`` on non-negative inputs: with ``P = W+ x + b+`` (one extra forward) zennit's two denominators are
+  ``z + γ P`` (used where ``z > 0``) and ``z + γ (z - P)`` (``z - P = W- x + b-``, used where ``z < 0``). Both have
+  the sign of ``z`` (``P >= 0`` exactly for ``x >= 0``), so ``1 / s(d) = sign(z) / (|z| + γ (P + relu(-z)) + ε)``
+  and the denominator is ``conv(x, γ/2 |W|, γ/2 |b| + ε) + (1 + γ/2) |z|``: no masks, no cancellation. The
+  backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed
+  convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``, ``a + b = R / s(d)``,
+  ``a - b = R |1 / s(d)|``);
+* ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
+  single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
+  is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
+* ``Norm`` on zennit's ``Sum`` (the residual sums of the ResNet canonizers): ``x_i * R / s(Σ x)``, no re-run sum;
+  torchvision blocks canonized by zennit sum their two branches without ``torch.stack`` (:class:`_ResidualNorm`);
+* batch norms emptied by zennit's merge canonizer (``x / sqrt(1 + eps)`` under ``Pass``) are skipped: their factor
+  is applied in place to the convolution's output, the rule uses the equally scaled weights (it is invariant to a
+  positive per-channel output scale up to epsilon).
 
-These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``
-checks 1e-5 relative). Anything not recognised exactly — other rules, rule parameters that cannot be read, a
-stabiliser with ``clip``/``norm_scale``, ``zero_params``, a layer whose input has negative entries (ZPlus/Gamma on a
-first layer), non-zero padding modes — keeps zennit's own hook, so coverage never changes, only speed.
+These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``,
+``tests/test_fast_rules.py`` check 1e-5 relative). Anything not recognised exactly — other rules, rule parameters
+that cannot be read, a stabiliser with ``clip``/``norm_scale``, ``zero_params``, a layer whose input has negative
+entries (ZPlus/Gamma on a first layer), per-image ZBox bounds, non-zero padding modes — keeps zennit's own hook, so
+coverage never changes, only speed.
+
+Repeated backward passes through one retained graph (CRP: one per concept) can reuse everything that does not depend
+on the incoming gradient: with ``FastRules(composite, cache=True)`` each rule node keeps its ``1 / s(d)`` factors
+after its first backward (on the autograd node, so they die with the graph), and every further pass costs one
+transposed convolution and two elementwise products per layer. Derived weights (``W+``, the stacked Gamma and ZBox
+weights) are computed once per registration in either mode.
 """
 
 from __future__ import annotations
@@ -28,17 +46,24 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zennit import layer as zlayer
 from zennit import rules as zrules
 from zennit.core import Composite, RemovableHandleList, Stabilizer
 
 __all__: list[str] = []  # private module: used by lrp_relevance / crp
 
+#: attribute marking a tensor produced by a fast ReLU: its value is the tensor's ``_version`` at creation (an
+#: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
+_NONNEG = "_lit_xai_nonneg_version"
+
 
 @dataclass(frozen=True)
 class _Rule:
-    kind: str  # "epsilon" | "zplus" | "gamma"
+    kind: str  # "epsilon" | "zplus" | "gamma" | "zbox" | "norm"
     eps: float
     gamma: float = 0.0
+    low: Any = None  # ZBox bounds: float or tensor with a batch dimension of 1
+    high: Any = None
 
 
 def _closure(fn: Any) -> dict[str, Any]:
@@ -60,17 +85,31 @@ def _no_zero_params(hook: Any) -> bool:
     return not getattr(hook.param_modifiers[0], "zero_params", None)
 
 
+def _bound(value: Any) -> Any:
+    """A ZBox bound usable for every image alike (number, or tensor with a batch dimension of 1), else ``None``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and (value.ndim == 0 or value.shape[0] == 1):
+        return value.detach()
+    return None
+
+
 def rule_of(hook: Any) -> _Rule | None:
     """Read a zennit rule's parameters when it is exactly one of the rules implemented here, else ``None``."""
-    if type(hook) not in (zrules.Epsilon, zrules.ZPlus, zrules.Gamma) or not _no_zero_params(hook):
+    kind = {zrules.Epsilon: "epsilon", zrules.ZPlus: "zplus", zrules.Gamma: "gamma", zrules.ZBox: "zbox"}.get(
+        type(hook)
+    )
+    if kind is None or not _no_zero_params(hook):
         return None
     eps = _plain_eps(_closure(hook.gradient_mapper).get("stabilizer_fn"))
     if eps is None:
         return None
-    if type(hook) is zrules.Epsilon:
-        return _Rule("epsilon", eps)
-    if type(hook) is zrules.ZPlus:
-        return _Rule("zplus", eps)
+    if kind == "zbox":
+        low = _bound(_closure(hook.input_modifiers[1]).get("low"))
+        high = _bound(_closure(hook.input_modifiers[2]).get("high"))
+        return None if low is None or high is None else _Rule("zbox", eps, low=low, high=high)
+    if kind != "gamma":
+        return _Rule(kind, eps)
     gamma_vars = _closure(getattr(hook.param_modifiers[0], "modifier", None))
     gamma = gamma_vars.get("gamma")
     if not isinstance(gamma, (int, float)) or gamma_vars.get("min") != 0.0 or gamma_vars.get("max") is not None:
@@ -78,9 +117,25 @@ def rule_of(hook: Any) -> _Rule | None:
     return _Rule("gamma", eps, float(gamma))
 
 
+def _norm_rule(hook: Any) -> _Rule | None:
+    if type(hook) is not zrules.Norm:
+        return None
+    eps = _plain_eps(_closure(hook.gradient_mapper).get("stabilizer_fn"))
+    return None if eps is None else _Rule("norm", eps)
+
+
 def _stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
     # zennit.core.stabilize with clip=False, norm_scale=False, same operation order
     return z + ((z == 0.0).to(z) + z.sign()) * eps
+
+
+def _stabilize_sum(out: torch.Tensor, eps: float) -> torch.Tensor:
+    """zennit's stabiliser for a *sum* ``out`` under the Norm rule, in two passes.
+
+    ``out + copysign(eps, out)`` differs from zennit's ``+eps at 0`` only at ``out = -0.0``, which a sum produces only
+    when every summand is ``-0.0``: then every input relevance ``x_i R / s(out)`` is zero either way.
+    """
+    return torch.copysign(torch.tensor(eps, dtype=out.dtype, device=out.device), out).add_(out)
 
 
 def _supported(module: nn.Module) -> bool:
@@ -95,74 +150,339 @@ def _forward(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: tor
     return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
 
 
-def _transposed(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``W^T grad``: the input gradient of ``_forward(module, x, weight)`` for output gradient ``grad``."""
+def _transposed(module: nn.Module, grad: torch.Tensor, x: torch.Tensor | tuple, weight: torch.Tensor) -> torch.Tensor:
+    """``W^T grad``: the input gradient of ``_forward(module, x, weight)`` (``x`` or just its shape)."""
     if isinstance(module, nn.Linear):
         return grad @ weight
+    # convolution_backward reads only the input's shape for the input gradient: an uninitialised stand-in suffices
+    like = x if isinstance(x, torch.Tensor) else grad.new_empty(x)
     return torch.ops.aten.convolution_backward(
-        grad, x, weight, None, module.stride, module.padding, module.dilation, False, [0, 0], module.groups,
+        grad, like, weight, None, module.stride, module.padding, module.dilation, False, [0, 0], module.groups,
         [True, False, False],
     )[0]  # fmt: skip
 
 
-class _RuleLayer(torch.autograd.Function):
-    """Forward: the layer unchanged. Backward: the LRP rule's input relevance (no ordinary backward at all)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, module: nn.Module, rule: _Rule) -> torch.Tensor:
-        weight, bias = module.weight, module.bias
-        out = _forward(module, x, weight, bias)
-        ctx.module, ctx.rule = module, rule
-        # a clone: downstream in-place ops (ReLU(inplace=True)) must not change what the rule divides by
-        ctx.save_for_backward(x, out.clone())
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        x, z = ctx.saved_tensors
-        module, rule = ctx.module, ctx.rule
-        weight, bias = module.weight.detach(), module.bias
-        bias = None if bias is None else bias.detach()
-        if rule.kind == "epsilon":
-            return x * _transposed(module, grad / _stabilize(z, rule.eps), x, weight), None, None
-        w_pos = weight.clamp(min=0)
-        if rule.kind == "zplus":
-            denom = _forward(module, x, w_pos, None if bias is None else bias.clamp(min=0))
-            return x * _transposed(module, grad / _stabilize(denom, rule.eps), x, w_pos), None, None
-        g = rule.gamma
-        pos = _forward(module, x, w_pos, None)  # P = W+ x; W x = z - b
-        if bias is not None:
-            plain = z - _bias_view(bias, z)
-            pos_b, neg_b = pos + _bias_view(bias.clamp(min=0), z), plain - pos + _bias_view(bias.clamp(max=0), z)
-        else:
-            pos_b, neg_b = pos, z - pos
-        # zennit's two masked terms a = [z > 0] R / s(z + γ(P + b+)), b = [z < 0] R / s(z + γ(Q + b-)) never overlap:
-        # one denominator picks the term per element (same values elementwise), then a + b = q, a - b = q sign(z)
-        positive = z > 0.0
-        q = (z != 0.0) * grad / _stabilize(z + g * torch.where(positive, pos_b, neg_b), rule.eps)
-        a_plus_b, a_minus_b = q, q * z.sign()
-        # [(1 + g/2) W; g/2 |W|] stacked along output channels, gradients [a + b; a - b] along theirs
-        stacked_w = torch.cat([(1.0 + g / 2) * weight, (g / 2) * weight.abs()], dim=0)
-        stacked_g = torch.cat([a_plus_b, a_minus_b], dim=1)
-        if isinstance(module, nn.Linear):
-            back = stacked_g @ stacked_w
-        else:
-            back = _transposed_stacked(module, stacked_g, x, stacked_w)
-        return x * back, None, None
+def _transposed_stacked(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``W1^T g1 + W2^T g2`` as one call: output channels (and gradient channels) stacked ``[1; 2]``."""
+    if isinstance(module, nn.Linear):
+        return grad @ weight
+    if module.groups != 1:  # stacking output channels would regroup them; two calls instead
+        half = weight.shape[0] // 2
+        return _transposed(module, grad[:, :half], x, weight[:half]).add_(
+            _transposed(module, grad[:, half:], x, weight[half:])
+        )
+    return _transposed(module, grad, x, weight)
 
 
 def _bias_view(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return bias.reshape(1, -1, *([1] * (like.ndim - 2)))
 
 
-def _transposed_stacked(module: nn.Module, grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``W1^T g1 + W2^T g2`` as one call: output channels (and gradient channels) stacked ``[1; 2]``."""
-    if module.groups != 1:  # stacking output channels would regroup them; two calls instead
-        half = weight.shape[0] // 2
-        return _transposed(module, grad[:, :half], x, weight[:half]) + _transposed(
-            module, grad[:, half:], x, weight[half:]
+class _Layer:
+    """One patched module of one registration: its rule and the derived weights (computed once, on first use).
+
+    Parameters are frozen while an explanation runs, so the derived weights stay valid until :meth:`FastRules.remove`
+    drops the layer; a graph still alive after that keeps its own reference (through its nodes) and nothing else.
+    """
+
+    def __init__(self, module: nn.Module, rule: _Rule, cache: bool) -> None:
+        self.module, self.rule, self.cache = module, rule, cache
+        # per-output-channel factor (> 0) of an emptied batch norm folded into this layer's forward (see
+        # FastRules._fold_batch_norms); None: no fold
+        self.scale: torch.Tensor | None = None
+        self._derived: dict[str, torch.Tensor | None] | None = None
+
+    def derived(self) -> dict[str, torch.Tensor | None]:
+        if self._derived is None:
+            self._derived = self._derive()
+        return self._derived
+
+    def _derive(self) -> dict[str, torch.Tensor | None]:
+        module = self.module
+        weight = module.weight.detach()
+        bias = None if module.bias is None else module.bias.detach()
+        # the forward runs the layer's own weights, then multiplies by the folded batch norm's factor in place: the
+        # same operations as layer + batch norm, so the activations are bit-identical to zennit's (the rules are
+        # discontinuous at z = 0, where any rounding difference in the forward would flip a term)
+        fwd = {"w_fwd": weight, "b_fwd": bias}
+        if self.scale is not None:
+            # the rules see the scaled output c z, so they use c W, c b: every rule here is invariant to a positive
+            # per-channel scale of its output (numerator and denominator scale alike; only the absolute epsilon does
+            # not, a relative change of eps (1 - c) / d)
+            weight = weight * self.scale.reshape(-1, *([1] * (weight.ndim - 1)))
+            bias = None if bias is None else bias * self.scale
+        return fwd | self._derive_rule(weight, bias)
+
+    def _derive_rule(self, weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        rule = self.rule
+        if rule.kind == "epsilon":
+            return {"w": weight}
+        b_pos = None if bias is None else bias.clamp(min=0)
+        if rule.kind == "gamma":
+            g, out = rule.gamma, weight.shape[0]
+            # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
+            stacked = weight.new_empty(2 * out, *weight.shape[1:])
+            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
+            half_abs = torch.abs(weight, out=stacked[out:]).mul_(g / 2)
+            # the extra forward with g/2 |W| and g/2 |b| + eps gives g P - g/2 z + eps directly (_gamma_denominator)
+            b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
+            if bias is not None:
+                b_eps.add_(bias.abs(), alpha=g / 2)
+            return {"half_abs": half_abs, "half_abs_b_eps": b_eps, "stacked": stacked}
+        w_pos = weight.clamp(min=0)
+        if rule.kind == "zplus":
+            return {"w_pos": w_pos, "b_pos": b_pos}
+        # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
+        w_neg = weight.clamp(max=0)
+        return {
+            "bounds_w": torch.cat([w_pos, w_neg], dim=1),
+            "bias": bias,  # b+ + b- = b exactly
+            "back_w": torch.cat([weight, w_pos, w_neg], dim=1),
+        }
+
+
+def _save_input(ctx: Any, x: torch.Tensor) -> None:
+    # the input as a plain attribute (it holds no reference to this node: no cycle); its version is checked by hand
+    ctx.x, ctx.x_version = x, x._version
+
+
+def _saved_input(ctx: Any) -> torch.Tensor:
+    if ctx.x._version != ctx.x_version:
+        raise RuntimeError(
+            "an input of an LRP rule layer was modified in place after the forward pass; LRP needs the original "
+            "activations (avoid in-place operations on layer inputs, e.g. use x = x + y instead of x += y)"
         )
-    return _transposed(module, grad, x, weight)
+    return ctx.x
+
+
+def _saved_output(ctx: Any, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    """The layer's forward output; recomputed when a downstream in-place operation changed it (no clone kept)."""
+    try:
+        return ctx.saved_tensors[0]
+    except RuntimeError:  # "modified by an inplace operation": autograd's version check on the saved output
+        derived = layer.derived()
+        return _scaled(_forward(layer.module, x, derived["w_fwd"], derived["b_fwd"]), layer, plain=True)
+
+
+class _RuleLayer(torch.autograd.Function):
+    """Forward: the layer unchanged. Backward: the LRP rule's input relevance (no ordinary backward at all)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        derived = layer.derived()
+        out = _forward(layer.module, x, derived["w_fwd"], derived["b_fwd"])
+        if layer.scale is not None:
+            out.mul_(_bias_view(layer.scale, out))  # what the folded batch norm computed, without its allocation
+        ctx.layer, ctx.factors = layer, None
+        _save_input(ctx, x)
+        # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        layer = ctx.layer
+        module, rule = layer.module, layer.rule
+        x = _saved_input(ctx)
+        factors = ctx.factors
+        derived = layer.derived()
+        if factors is None and not layer.cache and rule.kind in ("zplus", "gamma"):
+            # one backward only: divide the gradient directly (fewer passes than forming 1 / s(d) first)
+            z = _saved_output(ctx, layer, x)
+            if rule.kind == "zplus":
+                scaled = grad / _zplus_denominator(layer, x)
+                return _transposed(module, scaled, x, derived["w_pos"]).mul_(x), None
+            sign, denom = _gamma_denominator(layer, x, z)
+            stacked, top, bottom = _stacked_gradient(grad)
+            torch.mul(grad, sign, out=top).div_(denom)  # a + b = R sign(z) / |s(d)| = R / s(d)
+            torch.mul(top, sign, out=bottom)  # a - b = R [z != 0] / |s(d)|
+            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+        if factors is None:
+            factors = _factors(layer, x, _saved_output(ctx, layer, x))
+            if layer.cache:  # kept on the node: freed with the graph
+                ctx.factors = factors
+        if rule.kind == "epsilon":
+            return _transposed(module, grad * factors[0], x, derived["w"]).mul_(x), None
+        if rule.kind == "zplus":
+            return _transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), None
+        if rule.kind == "gamma":
+            inv, inv_abs = factors
+            stacked, top, bottom = _stacked_gradient(grad)
+            torch.mul(grad, inv, out=top)  # a + b
+            torch.mul(grad, inv_abs, out=bottom)  # a - b
+            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+        # zbox: x * W^T g - (l * W+^T g + h * W-^T g), the three terms from one call
+        (inv,) = factors
+        c = x.shape[1]
+        back = _transposed(module, grad * inv, (x.shape[0], 3 * c, *x.shape[2:]), derived["back_w"])
+        low, high = _bound_images(rule, x)
+        neg = back[:, c : 2 * c] * low
+        neg.addcmul_(back[:, 2 * c :], high)
+        return (back[:, :c] * x).sub_(neg), None
+
+
+def _bound_images(rule: _Rule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``low`` / ``high`` as zennit expands them (trailing singleton dims), one image: ``(1, *x.shape[1:])``."""
+
+    def image(value: Any) -> torch.Tensor:
+        t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+        if t.ndim == 0:
+            t = t.reshape(1)
+        t = t.reshape(*t.shape, *([1] * (x.ndim - t.ndim)))
+        return t.expand(1, *x.shape[1:])
+
+    return image(rule.low), image(rule.high)
+
+
+def _stacked_gradient(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An uninitialised ``(N, 2C, ...)`` buffer and its two channel halves (written in place, no ``cat``)."""
+    channels = grad.shape[1]
+    stacked = grad.new_empty(grad.shape[0], 2 * channels, *grad.shape[2:])
+    return stacked, stacked[:, :channels], stacked[:, channels:]
+
+
+def _zplus_denominator(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
+    derived = layer.derived()
+    return _forward(layer.module, x, derived["w_pos"], derived["b_pos"]).add_(layer.rule.eps)
+
+
+def _gamma_denominator(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sign(z), |s(d)|)`` with ``|s(d)| = |z| + g (P + relu(-z)) + eps``, ``P = W+ x + b+`` (module docstring).
+
+    With ``|W| = 2 W+ - W`` (and ``|b|`` alike), ``g (P + relu(-z)) = g/2 (|W| x + |b|) + g/2 |z|``, so
+    ``|s(d)| = conv(x, g/2 |W|, g/2 |b| + eps) + (1 + g/2) |z|``: the extra forward (its weight is the stacked
+    backward weight's lower half) and one in-place pass; a sum of non-negative terms, no cancellation.
+    """
+    g = layer.rule.gamma
+    derived = layer.derived()
+    sign = z.sign()
+    denom = _forward(layer.module, x, derived["half_abs"], derived["half_abs_b_eps"])
+    denom.addcmul_(z, sign, value=1.0 + g / 2)
+    return sign, denom
+
+
+def _factors(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient-independent factors of a rule's backward (``1 / s(denominator)`` and relatives)."""
+    module, rule = layer.module, layer.rule
+    derived = layer.derived()
+    if rule.kind == "epsilon":
+        return (_stabilize(z, rule.eps).reciprocal_(),)
+    if rule.kind == "zplus":
+        return (_zplus_denominator(layer, x).reciprocal_(),)
+    if rule.kind == "gamma":
+        # 1 / s(d) = sign(z) / |s(d)| (zero where z = 0), and its absolute value for the a - b half
+        sign, denom = _gamma_denominator(layer, x, z)
+        inv = sign.div_(denom)
+        return inv, inv.abs()
+    # zbox: d = z - (W+ l + W- h + b), the bound term computed on one image and broadcast over the batch
+    low, high = _bound_images(rule, x)
+    bounds = _forward(module, torch.cat([low, high], dim=1), derived["bounds_w"], derived["bias"])
+    return (_stabilize(z - bounds, rule.eps).reciprocal_(),)
+
+
+class _NormLayer(torch.autograd.Function):
+    """zennit's ``Sum`` module under the ``Norm`` rule: ``R_i = x_i R / s(Σ_j x_j)`` (residual sums)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        dim = layer.module.dim
+        if x.shape[dim] == 2:  # the residual case: one add instead of a strided reduction (same rounding)
+            out = torch.add(x.select(dim, 0), x.select(dim, 1))
+        else:
+            out = x.sum(dim)
+        ctx.layer, ctx.factor = layer, None
+        _save_input(ctx, x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        layer = ctx.layer
+        x = _saved_input(ctx)
+        inv = ctx.factor
+        if inv is None:
+            try:
+                (out,) = ctx.saved_tensors
+            except RuntimeError:  # changed in place downstream: recompute the sum
+                out = x.sum(layer.module.dim)
+            if not layer.cache:
+                return x * (grad / _stabilize_sum(out, layer.rule.eps)).unsqueeze(layer.module.dim), None
+            inv = ctx.factor = _stabilize_sum(out, layer.rule.eps).reciprocal_()
+        return x * (grad * inv).unsqueeze(layer.module.dim), None
+
+
+class _ResidualNorm(torch.autograd.Function):
+    """``a + b`` under the ``Norm`` rule without stacking: ``R_a = a R / s(a + b)``, ``R_b = b R / s(a + b)``.
+
+    zennit's ResNet canonizers compute the residual sum as ``Sum(torch.stack([identity, out], -1))``: the stack
+    copies both tensors, and its backward hands strided (interleaved) gradients to both branches, which every
+    consumer copies again. Same values as the stacked form (one addition per element either way).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, layer: _Layer) -> torch.Tensor:
+        out = a + b
+        ctx.layer, ctx.factor = layer, None
+        ctx.a, ctx.b, ctx.versions = a, b, (a._version, b._version)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        layer, a, b = ctx.layer, ctx.a, ctx.b
+        if (a._version, b._version) != ctx.versions:
+            raise RuntimeError(
+                "an input of a residual sum was modified in place after the forward pass; LRP needs the original "
+                "activations (avoid in-place operations on them)"
+            )
+        inv = ctx.factor
+        if inv is None:
+            try:
+                (out,) = ctx.saved_tensors
+            except RuntimeError:  # changed in place downstream: recompute the sum
+                out = a + b
+            if not layer.cache:
+                r = _stabilize_sum(out, layer.rule.eps)
+                torch.div(grad, r, out=r)
+                return a * r, r.mul_(b), None
+            inv = ctx.factor = _stabilize_sum(out, layer.rule.eps).reciprocal_()
+        r = grad * inv
+        return a * r, r.mul_(b), None
+
+
+#: zennit 0.5.1's canonized forwards of torchvision's residual blocks, and equivalents summing without a stack
+_BLOCK_FORWARDS: dict[Any, Any] = {}
+
+
+def _bottleneck_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # zennit.torchvision.ResNetBottleneckCanonizer.forward with canonizer_sum(identity, out) for stack + Sum
+    identity = x
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.relu(self.bn2(self.conv2(out)))
+    out = self.bn3(self.conv3(out))
+    if self.downsample is not None:
+        identity = self.downsample(x)
+    return self.relu(self.canonizer_sum(identity, out))
+
+
+def _basic_block_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # zennit.torchvision.ResNetBasicBlockCanonizer.forward with canonizer_sum(identity, out) for stack + Sum
+    identity = x
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    if self.downsample is not None:
+        identity = self.downsample(x)
+    return self.relu(self.canonizer_sum(identity, out))
+
+
+def _block_forwards() -> dict[Any, Any]:
+    if not _BLOCK_FORWARDS:
+        from zennit import torchvision as ztv
+
+        _BLOCK_FORWARDS[ztv.ResNetBottleneckCanonizer.forward] = _bottleneck_forward
+        _BLOCK_FORWARDS[ztv.ResNetBasicBlockCanonizer.forward] = _basic_block_forward
+    return _BLOCK_FORWARDS
 
 
 class _PassLayer(torch.autograd.Function):
@@ -190,14 +510,24 @@ class FastRules:
 
     Canonizers and every hook the fast rules do not cover are registered exactly as ``composite.register`` would
     (same module map, same order); a covered ``Conv2d``/``Linear`` instead gets an instance ``forward`` that runs
-    :class:`_RuleLayer` when its input is non-negative (ZPlus/Gamma) or always (Epsilon), and zennit's hook
-    otherwise. :meth:`remove` restores everything (also after a failed :meth:`register`).
+    :class:`_RuleLayer` when its input is non-negative (ZPlus/Gamma) or always (Epsilon/ZBox), and zennit's hook
+    otherwise; a zennit ``Sum`` under the ``Norm`` rule runs :class:`_NormLayer`. :meth:`remove` restores everything
+    (also after a failed :meth:`register`).
+
+    Args:
+        composite: the zennit composite.
+        cache: keep each node's gradient-independent factors after its first backward (several backward passes
+            through one retained graph, as CRP does per concept); costs their memory while the graph lives.
     """
 
-    def __init__(self, composite: Composite) -> None:
+    def __init__(self, composite: Composite, cache: bool = False) -> None:
         self.composite = composite
+        self.cache = cache
         self.patched: list[nn.Module] = []
-        self.fast_layers = 0
+        self.fast_layers = 0  # Conv2d / Linear on a fast rule
+        self.fast_sums = 0  # zennit Sum modules on the fast Norm rule
+        self.blocks: list[tuple[nn.Module, Any]] = []  # residual blocks summing without a stack: (block, forward)
+        self.folded = 0  # emptied batch norms folded into their convolution's forward
 
     def register(self, model: nn.Module) -> None:
         comp = self.composite
@@ -205,15 +535,28 @@ class FastRules:
         for canonizer in comp.canonizers:
             comp.handles += canonizer.apply(model)
         ctx: dict = {}
-        for name, child in model.named_modules():
-            template = comp.module_map(ctx, name, child)
+        mapped = [(name, child, comp.module_map(ctx, name, child)) for name, child in model.named_modules()]
+        folds = _foldable_batch_norms(comp.handles, {child: template for _, child, template in mapped})
+        layers: dict[nn.Module, _Layer] = {}
+        for name, child, template in mapped:
             if template is None:
                 continue
+            if child in folds:
+                continue  # an emptied batch norm folded into its convolution: patched below, once that is known
             if _pass_supported(child, template):
                 child.forward = _make_pass_forward(child)
                 self.patched.append(child)
                 continue
+            norm = _norm_rule(template) if type(child) is zlayer.Sum else None
+            if norm is not None:
+                child.forward = _make_norm_forward(_Layer(child, norm, self.cache))
+                self.patched.append(child)
+                self.fast_sums += 1
+                self._unstack_parent(model, name, child)
+                continue
             rule = rule_of(template) if _supported(child) else None
+            if rule is not None and rule.kind == "zbox" and getattr(child, "groups", 1) != 1:
+                rule = None  # the bound terms stack along input channels, which grouping would split
             hook = template.copy()
             if rule is None:
                 comp.hook_refs.add(hook)
@@ -223,11 +566,35 @@ class FastRules:
             fallback = _FallbackHook(hook, child)
             comp.hook_refs.add(hook)
             comp.handles.append(fallback.handles)
-            child.forward = _make_forward(child, rule, fallback)
+            layers[child] = _Layer(child, rule, self.cache)
+            child.forward = _make_forward(layers[child], fallback)
             self.patched.append(child)
             self.fast_layers += 1
+        for norm, (conv, scale) in folds.items():
+            layer = layers.get(conv)
+            if layer is None:  # its convolution kept zennit's hook: the batch norm stays a Pass layer
+                norm.forward = _make_pass_forward(norm)
+            else:
+                layer.scale = scale
+                norm.forward = _identity
+                self.folded += 1
+            self.patched.append(norm)
+
+    def _unstack_parent(self, model: nn.Module, name: str, child: nn.Module) -> None:
+        """A torchvision residual block canonized by zennit sums through ``child``: let it skip the stack."""
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        current = parent.__dict__.get("forward")
+        replacement = _block_forwards().get(getattr(current, "__func__", None))
+        if attr != "canonizer_sum" or replacement is None or getattr(current, "__self__", None) is not parent:
+            return
+        self.blocks.append((parent, current))
+        parent.forward = replacement.__get__(parent)
 
     def remove(self) -> None:
+        for parent, forward in reversed(self.blocks):
+            parent.forward = forward  # the canonizer's own forward, which its remove() deletes
+        self.blocks.clear()
         for module in self.patched:
             module.__dict__.pop("forward", None)
         self.patched.clear()
@@ -277,21 +644,121 @@ class _Unregister:
         self.hook.remove()
 
 
-def _make_forward(module: nn.Module, rule: _Rule, fallback: _FallbackHook) -> Any:
+def _non_negative(x: torch.Tensor) -> bool:
+    # a fast ReLU's output not changed since needs no scan; otherwise one reduction (no boolean temporary)
+    if getattr(x, _NONNEG, None) == x._version:
+        return True
+    return x.numel() == 0 or not bool(x.min() < 0)
+
+
+def _make_forward(layer: _Layer, fallback: _FallbackHook) -> Any:
+    module, kind = layer.module, layer.rule.kind
+
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if fallback.in_backward or not torch.is_grad_enabled() or not x.requires_grad:
+        if fallback.in_backward:  # zennit's hook re-running the layer with its modified parameters
             return type(module).forward(module, x)
-        if rule.kind != "epsilon" and bool((x < 0).any()):
-            return fallback(x)
-        return _RuleLayer.apply(x, module, rule)
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return _scaled(type(module).forward(module, x), layer, plain=True)
+        if kind in ("zplus", "gamma") and not _non_negative(x):
+            return _scaled(fallback(x), layer, plain=False)
+        return _RuleLayer.apply(x, layer)
+
+    return forward
+
+
+def _scaled(out: torch.Tensor, layer: _Layer, plain: bool) -> torch.Tensor:
+    """``out`` times the folded batch-norm factor (what the skipped batch norm would have done), if any."""
+    if layer.scale is None:
+        return out
+    scale = _bias_view(layer.scale, out)
+    return out * scale if plain else _ScalePass.apply(out, scale)
+
+
+class _ScalePass(torch.autograd.Function):
+    """``x * c`` under the ``Pass`` rule (what the folded batch norm did for zennit's fallback hook)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return x * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _foldable_batch_norms(handles: Any, templates: dict[nn.Module, Any]) -> dict[nn.Module, tuple[nn.Module, Any]]:
+    """Batch norms emptied by a zennit merge canonizer: ``{batch_norm: (convolution, per-channel factor)}``.
+
+    zennit's ``MergeBatchNorm`` folds a batch norm into the preceding layer and leaves it computing ``x / sqrt(1 +
+    eps)`` (``x`` exactly with lit_xai's exact merges), under the ``Pass`` rule. Instead of one more pass over the
+    activations per layer, that factor is folded into the convolution's forward weights and the batch norm returns
+    its input. Only pairs the canonizer merged (the batch norm is the convolution's sole consumer), with zero shift
+    and positive factors, and a fast-rule candidate as the convolution.
+    """
+    from zennit.canonizers import MergeBatchNorm
+
+    folds = {}
+    for instance in _flatten(handles):
+        if not isinstance(instance, MergeBatchNorm):
+            continue
+        norm, linears = getattr(instance, "batch_norm", None), getattr(instance, "linears", None)
+        if not isinstance(linears, (list, tuple)) or len(linears) != 1:
+            continue
+        conv = linears[0]
+        if type(norm) is not nn.BatchNorm2d or norm.training or not _pass_supported(norm, templates.get(norm)):
+            continue
+        if type(conv) is not nn.Conv2d or templates.get(conv) is None or not _supported(conv):
+            continue
+        if norm.running_mean is None or norm.weight is None or norm.bias is None:
+            continue
+        with torch.no_grad():
+            # as the batch-norm kernel computes it: y = x * (weight / sqrt(var + eps)) + (bias - mean * that)
+            scale = torch.sqrt(norm.running_var + norm.eps).reciprocal_().mul_(norm.weight)
+            shift = norm.bias - norm.running_mean * scale
+            if not bool((scale > 0).all()) or bool(shift.any()) or scale.shape[0] != conv.out_channels:
+                continue
+        folds[norm] = (conv, None if bool((scale == 1).all()) else scale.detach().clone())
+    return folds
+
+
+def _flatten(handles: Any) -> list:
+    out = []
+    for item in handles:
+        if isinstance(item, (list, tuple)) or (type(item).__name__ == "RemovableHandleList"):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _make_norm_forward(layer: _Layer) -> Any:
+    module = layer.module
+
+    def forward(x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        if other is not None:  # the two summands of a residual block (_bottleneck_forward, _basic_block_forward)
+            if not torch.is_grad_enabled() or not (x.requires_grad or other.requires_grad):
+                return x + other
+            return _ResidualNorm.apply(x, other, layer)
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            return type(module).forward(module, x)
+        return _NormLayer.apply(x, layer)
 
     return forward
 
 
 def _make_pass_forward(module: nn.Module) -> Any:
+    relu = type(module) is nn.ReLU
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() or not x.requires_grad:
             return type(module).forward(module, x)
-        return _PassLayer.apply(x, module)
+        out = _PassLayer.apply(x, module)
+        if relu:
+            setattr(out, _NONNEG, out._version)
+        return out
 
     return forward

@@ -10,10 +10,13 @@ How it is computed here (zennit-crp's ``exclude_parallel=True`` semantics, witho
    registered **after** the composite, so the captured tensor is the one zennit's rules see (on zennit 0.5.1 and 1.x
    alike, where a mask registered before the composite is silently ignored);
 2. first backward stage, once per image: ``autograd.grad`` from the target logit to the layer output gives the
-   relevance *at* the layer;
+   relevance *at* the layer — and with it the ranking: :class:`CRP` picks the top-k concepts from its per-channel
+   sums inside the same pass (no separate LRP pass to rank them);
 3. second stage, once per concept: ``autograd.grad`` from the layer output only (the part of the network below the
    layer), with that relevance masked to the concept's channel as the incoming gradient (no tensor hook is needed,
-   none can be left behind). The forward and the part above the layer are shared by all concepts of an image.
+   none can be left behind). The forward and the part above the layer are shared by all concepts of an image, and
+   the rule layers keep their gradient-independent factors (stabilised denominators) after the first concept, so
+   each further concept costs one transposed convolution and two elementwise products per layer.
 
 Starting the second stage at the layer output means relevance that bypasses the layer (the skip path of a residual
 block when the layer sits inside the block) never reaches the input, which is what makes conditional heatmaps of
@@ -108,9 +111,9 @@ def composite_context(composite: Composite, net: nn.Module) -> Iterator[nn.Modul
 
 
 @contextlib.contextmanager
-def _rules_context(composite: Composite, net: nn.Module) -> Iterator[nn.Module]:
+def _rules_context(composite: Composite, net: nn.Module, cache: bool = False) -> Iterator[nn.Module]:
     """:func:`composite_context` with zennit's Conv2d/Linear rule hooks swapped for the fast rule layers."""
-    rules = FastRules(composite)
+    rules = FastRules(composite, cache=cache)
     try:
         rules.register(net)
         yield net
@@ -194,22 +197,58 @@ def crp_heatmaps(
         the relevance each channel receives at the layer (with a conservative rule set below the layer each
         heatmap sums to its relevance).
     """
-    n, k = channels.shape
-    if channels.shape[0] != images.shape[0]:
+    if channels.ndim != 2 or channels.shape[0] != images.shape[0]:
         raise ValueError(f"channels must have one row per image ({images.shape[0]}), got shape {tuple(channels.shape)}")
+    heat, rels, _, _ = _conditional_pass(
+        net, images, targets, layer, channels, channels.shape[1], composite, canonizers, batch_size, exclude_parallel,
+        composite_kwargs,
+    )  # fmt: skip
+    return heat, rels
+
+
+def _conditional_pass(
+    net: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    layer: str,
+    channels: torch.Tensor | None,
+    top_k: int,
+    composite: str,
+    canonizers: list | None,
+    batch_size: int,
+    exclude_parallel: bool,
+    composite_kwargs: dict[str, Any] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Conditional heatmaps for given ``channels``, or for the ``top_k`` most relevant ones (``channels=None``).
+
+    Ranking needs the relevance at the layer, which is exactly the first backward stage: with ``channels=None`` the
+    concepts are chosen from it inside the same pass (one forward, one first stage, one second stage per concept)
+    instead of a separate LRP pass beforehand.
+
+    Returns:
+        ``(heatmaps (N, K, H, W), relevances (N, K), channel ids (N, K), all channel relevances (N, C))``; the last
+        is the per-channel (spatial) sum of the relevance at the layer, ``None`` without ``exclude_parallel``.
+    """
+    n = images.shape[0]
+    if channels is None and not exclude_parallel:
+        raise ValueError("ranking concepts inside the pass needs exclude_parallel=True (the first backward stage)")
     module = dict(net.named_modules())[resolve_layer_name(net, layer)]
     targets = as_targets(targets, n, torch.device("cpu"))
-    channels = channels.cpu()
-    heat = torch.empty(n, k, *images.shape[2:])
-    rels = torch.empty(n, k)
+    # ranking: top_k is clipped to the layer's channel count once the first forward has shown it
+    k = top_k if channels is None else channels.shape[1]
+    ids = None if channels is None else channels.cpu()
+    dtype = next(net.parameters()).dtype  # the dtype prepare_input gives the images (float32 unless the net differs)
+    heat = torch.empty(n, k, *images.shape[2:], dtype=dtype)
+    rels = torch.empty(n, k, dtype=dtype)
+    all_rels: torch.Tensor | None = None
     comp = build_composite(composite, net, canonizers, composite_kwargs)
     # images per pass: batch_size bounds (image, channel) pairs, but the part above the layer runs once per image
     per_pass = max(1, batch_size // k)
-    # one composite context for all chunks: canonizing (BatchNorm merge) once, not once per chunk
-    with _rules_context(comp, net) as modified, capture_output(module) as state:
+    # one composite context for all chunks: canonizing (BatchNorm merge) once, not once per chunk; with several
+    # concepts the rule layers keep their gradient-independent factors for the concepts after the first
+    with _rules_context(comp, net, cache=k > 1) as modified, capture_output(module) as state:
         for start in range(0, n, per_pass):
             rows = torch.arange(start, min(n, start + per_pass))
-            chans = channels[rows]
             x = prepare_input(images[rows.to(images.device)], net)
             try:
                 # one forward and one first-stage backward per image, shared by all of its concepts
@@ -217,13 +256,28 @@ def crp_heatmaps(
                 init = _target_init(out, targets[rows].to(out.device))
                 layer_out = state["out"]
                 n_channels = layer_out.shape[1] if layer_out.ndim >= 2 else 0
+                if exclude_parallel:
+                    (layer_rel,) = torch.autograd.grad(out, layer_out, grad_outputs=init, retain_graph=True)
+                    if layer_out.ndim >= 2:
+                        per_channel = layer_rel.detach()
+                        if per_channel.ndim > 2:
+                            per_channel = per_channel.reshape(*per_channel.shape[:2], -1).sum(2)
+                        if all_rels is None:
+                            all_rels = torch.empty(n, n_channels, dtype=dtype)
+                        all_rels[rows] = per_channel.cpu()
+                        if channels is None:
+                            if ids is None:
+                                k = min(k, n_channels)
+                                ids, heat, rels = torch.empty(n, k, dtype=torch.long), heat[:, :k], rels[:, :k]
+                            ids[rows] = per_channel.topk(k, dim=1).indices.cpu()
+                if ids is None:  # a layer output without channels: reported just below
+                    ids = torch.zeros(n, k, dtype=torch.long)
+                chans = ids[rows]
                 if layer_out.ndim < 2 or int(chans.max()) >= n_channels or int(chans.min()) < 0:
                     raise ValueError(
                         f"channel ids must lie in [0, {n_channels}) for layer {layer!r} with output shape "
                         f"{tuple(layer_out.shape)}, got {chans.tolist()}"
                     )
-                if exclude_parallel:
-                    (layer_rel,) = torch.autograd.grad(out, layer_out, grad_outputs=init, retain_graph=True)
                 for j in range(k):
                     mask = _channel_mask(chans[:, j], layer_out.shape).to(layer_out)
                     last = j == k - 1
@@ -251,7 +305,7 @@ def crp_heatmaps(
             finally:
                 # the captured output references the whole graph of this chunk: drop it before the next forward
                 state.clear()
-    return heat.to(images.device), rels.to(images.device)
+    return heat.contiguous().to(images.device), rels.contiguous().to(images.device), ids, all_rels
 
 
 def channel_relevances(
@@ -277,6 +331,12 @@ def channel_relevances(
         )
         chunks.append(rel.reshape(rel.shape[0], rel.shape[1], -1).sum(2) if rel.ndim > 2 else rel)
     return torch.cat(chunks)
+
+
+def _shares(rel: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``|rel|`` of the chosen channels over the total ``|rel|`` of all channels, per image."""
+    total = rel.abs().sum(1, keepdim=True).clamp_min(1e-12)
+    return (rel.gather(1, ids.to(rel.device)).abs() / total).cpu()
 
 
 def _as_channel_tensor(channels: ChannelSpec, n: int) -> torch.Tensor:
@@ -391,7 +451,7 @@ class CRP(ConceptExplainer):
         channel ``c`` (up to what biases below the layer absorb).
         """
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-        with explanation_model(model, self.copy_model) as net:
+        with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevances_on(net, images, targets, self.layer_for(net)).to(images.device)
 
     def _attention_ranking(self, net: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -410,6 +470,14 @@ class CRP(ConceptExplainer):
     ) -> Concepts:
         """:class:`Concepts` on a prepared ``net``, for the given channels or the top-k ranked ones."""
         layer = self.layer_for(net)
+        if self.exclude_parallel and (channels is not None or self.rank_by == "relevance"):
+            # one pass: the ranking relevance is the first backward stage of the conditional heatmaps
+            ids = None if channels is None else _as_channel_tensor(channels, images.shape[0])
+            heat, _, ids, rel = _conditional_pass(
+                net, images, targets, layer, ids, self.top_k, self.composite_for(net), self.canonizers,
+                self.batch_size, True, self.composite_kwargs,
+            )  # fmt: skip
+            return Concepts(heat, ids, layer, _shares(rel, ids))
         rel = self.relevances_on(net, images, targets, layer)
         if channels is None:
             ranking = self._attention_ranking(net, images) if self.rank_by == "attention" else rel
@@ -422,9 +490,7 @@ class CRP(ConceptExplainer):
         else:
             ids = _as_channel_tensor(channels, images.shape[0])
         heat, _ = self.heatmaps_on(net, images, targets, layer, ids)
-        total = rel.abs().sum(1, keepdim=True).clamp_min(1e-12)
-        shares = (rel.gather(1, ids.to(rel.device)).abs() / total).cpu()
-        return Concepts(heat, ids, layer, shares)
+        return Concepts(heat, ids, layer, _shares(rel, ids))
 
     def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> Concepts:
         return self.explain_channels(net, images, targets)
@@ -454,7 +520,7 @@ class CRP(ConceptExplainer):
             raise ValueError(f"top_k must be >= 1, got {k}")
         saved, self.top_k = self.top_k, k
         try:
-            with explanation_model(model, self.copy_model) as net:
+            with explanation_model(model, self.copy_model, share_tensors=True) as net:
                 out = self.explain_channels(net, images, targets, channels)
         finally:
             self.top_k = saved

@@ -161,7 +161,7 @@ class LRP(Explainer):
     def relevance(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)``."""
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-        with explanation_model(model, self.copy_model) as net:
+        with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevance_on(net, images, targets).to(images.device)
 
     def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
