@@ -181,7 +181,12 @@ def bench_zennit_crp(results: dict, quick: bool, crp_python: str, threads: int) 
 
 def bench_monitor_overhead(results: dict, quick: bool, rounds: int = 2) -> None:
     """``python train.py --config configs/demo.yaml`` without the monitors, with them, and with them
-    ``asynchronous: true``; the three runs interleaved in every round, min (and median) over rounds."""
+    ``asynchronous: true``; the three runs interleaved in every round, min (and median) over rounds.
+
+    Twice: as is (training uses every core: ``monitor_overhead.demo``, ``.demo_async``) and with training on one
+    intra-op thread (``OMP_NUM_THREADS=1``: ``*_train1thread``), which leaves a core idle as GPU training leaves the
+    host's cores idle -- the case the background thread is for.
+    """
     if quick:
         results["notes"].append("monitor_overhead.demo skipped (--quick)")
         return
@@ -197,36 +202,43 @@ def bench_monitor_overhead(results: dict, quick: bool, rounds: int = 2) -> None:
             c if c not in monitors else dict(c, init_args={**c["init_args"], "asynchronous": True}) for c in callbacks
         ],
     }
-    secs: dict[str, list[float]] = {name: [] for name in variants}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
-            for name, cbs in variants.items():
-                cfg = dict(config, trainer=dict(config["trainer"], callbacks=cbs))
-                cfg["trainer"]["logger"] = {
-                    "class_path": cfg["trainer"]["logger"]["class_path"],
-                    "init_args": dict(cfg["trainer"]["logger"]["init_args"], save_dir=os.path.join(tmp, "logs")),
-                }
-                path = os.path.join(tmp, f"{name}.yaml")
-                Path(path).write_text(yaml.safe_dump(cfg))
-                start = time.perf_counter()
-                proc = subprocess.run(
-                    [sys.executable, str(ROOT / "train.py"), "--config", path], cwd=tmp, capture_output=True, text=True
-                )
-                secs[name].append(time.perf_counter() - start)
-                if proc.returncode != 0:
-                    results["notes"].append(f"monitor_overhead.demo: {name} run failed: {proc.stderr[-500:]}")
-                    return
-    _ratio(results, "monitor_overhead.demo", secs["monitors"], secs["plain"])
-    _ratio(results, "monitor_overhead.demo_async", secs["async"], secs["plain"])
-    for name, values in secs.items():
-        _secs(results, f"secs.demo.{name}", values)
-    print(
-        f"demo with / without monitors: {results['monitor_overhead.demo']:.2f} "
-        f"(median {results['monitor_overhead.demo.median']:.2f}), asynchronous "
-        f"{results['monitor_overhead.demo_async']:.2f} (median {results['monitor_overhead.demo_async.median']:.2f}); "
-        f"seconds { ({k: [round(v, 1) for v in vs] for k, vs in secs.items()}) }",
-        flush=True,
-    )
+    for suffix, threads in (("", None), ("_train1thread", "1")):
+        env = dict(os.environ, **({"OMP_NUM_THREADS": threads} if threads else {}))
+        secs: dict[str, list[float]] = {name: [] for name in variants}
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(rounds):
+                for name, cbs in variants.items():
+                    cfg = dict(config, trainer=dict(config["trainer"], callbacks=cbs))
+                    cfg["trainer"]["logger"] = {
+                        "class_path": cfg["trainer"]["logger"]["class_path"],
+                        "init_args": dict(cfg["trainer"]["logger"]["init_args"], save_dir=os.path.join(tmp, "logs")),
+                    }
+                    path = os.path.join(tmp, f"{name}.yaml")
+                    Path(path).write_text(yaml.safe_dump(cfg))
+                    start = time.perf_counter()
+                    proc = subprocess.run(
+                        [sys.executable, str(ROOT / "train.py"), "--config", path],
+                        cwd=tmp,
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                    )
+                    secs[name].append(time.perf_counter() - start)
+                    if proc.returncode != 0:
+                        results["notes"].append(f"monitor_overhead.demo: {name} run failed: {proc.stderr[-500:]}")
+                        return
+        _ratio(results, f"monitor_overhead.demo{suffix}", secs["monitors"], secs["plain"])
+        _ratio(results, f"monitor_overhead.demo_async{suffix}", secs["async"], secs["plain"])
+        for name, values in secs.items():
+            _secs(results, f"secs.demo{suffix}.{name}", values)
+        print(
+            f"demo{suffix} with / without monitors: {results[f'monitor_overhead.demo{suffix}']:.2f} "
+            f"(median {results[f'monitor_overhead.demo{suffix}.median']:.2f}), asynchronous "
+            f"{results[f'monitor_overhead.demo_async{suffix}']:.2f} "
+            f"(median {results[f'monitor_overhead.demo_async{suffix}.median']:.2f}); "
+            f"seconds { ({k: [round(v, 1) for v in vs] for k, vs in secs.items()}) }",
+            flush=True,
+        )
 
 
 def bench_loader(results: dict, quick: bool) -> None:
