@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nkey                                         value")
     for key, value in results.items():
         if isinstance(value, float):
-            print(f"{key:43s} {value:8.3f}")
+            print(f"{key:43s} {value:10.4g}")  # 4 significant digits: the 1e-5 differences stay readable
     for note in results["notes"]:
         print("note:", note)
     return 0

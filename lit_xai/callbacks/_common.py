@@ -27,6 +27,7 @@ from ..contracts import TwoLogitBinary
 
 __all__ = [
     "Background",
+    "BackgroundHooks",
     "ValueRange",
     "adapt_binary",
     "check_logits",
@@ -313,3 +314,28 @@ class Background:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["name"])
+
+
+class BackgroundHooks:
+    """The Lightning hooks of a monitor whose work may run on its :class:`Background` (``self._background``; jobs
+    return the scalars to publish): collect finished jobs during training, wait for the last at train end, end the
+    thread at teardown, drop queued jobs after an exception."""
+
+    _background: Background
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._background.pending:
+            self._collect(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._collect(trainer, wait=True)  # the last epoch's results before the loggers close
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._background.close(wait=False)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._background.close(wait=True)
+
+    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
+        for scalars in self._background.collect(wait):
+            publish(trainer, scalars)

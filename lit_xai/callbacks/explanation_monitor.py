@@ -23,6 +23,7 @@ from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import concept_grid, explanation_grid, timeline_grid
 from ._common import (
     Background,
+    BackgroundHooks,
     adapt_binary,
     check_logits,
     class_names_of,
@@ -46,7 +47,7 @@ __all__ = ["ExplanationMonitor"]
 TASKS = ("binary", "multiclass", "multilabel")
 
 
-class ExplanationMonitor(Callback):
+class ExplanationMonitor(BackgroundHooks, Callback):
     """Explain fixed probes every N epochs and log heatmaps, concept grids, timelines and drift.
 
     Args:
@@ -240,19 +241,6 @@ class ExplanationMonitor(Callback):
         if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
             self._start(trainer, pl_module, epoch=-1)  # baseline: the untrained model
 
-    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self._background.pending:
-            self._collect(trainer)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._collect(trainer, wait=True)  # the last epoch's pictures before the loggers close
-
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._background.close(wait=False)
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._background.close(wait=True)
-
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking:
             return
@@ -319,10 +307,6 @@ class ExplanationMonitor(Callback):
             return True
         last = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch + 1 >= trainer.max_epochs
         return last or (epoch + 1) % (self.every_n_epochs * self.images_every_n_epochs) == 0
-
-    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
-        for scalars in self._background.collect(wait):
-            publish(trainer, scalars)
 
     def _run_everywhere(self, trainer: Trainer, pl_module: LightningModule, mode: str) -> None:
         if self.asynchronous and mode == "fit":  # single process (see setup): nothing to broadcast

@@ -28,6 +28,7 @@ from ..probes import select_probes
 from ..visualization import explanation_grid
 from ._common import (
     Background,
+    BackgroundHooks,
     adapt_binary,
     check_logits,
     class_names_of,
@@ -49,7 +50,7 @@ __all__ = ["ShortcutMonitor"]
 TASKS = ("binary", "multiclass", "multilabel")
 
 
-class ShortcutMonitor(Callback):
+class ShortcutMonitor(BackgroundHooks, Callback):
     """Detect shortcut artifacts in the data and the model's reliance on them, with alerts.
 
     At fit start it audits the training split (:func:`lit_xai.artifacts.audit_dataset`); every ``every_n_epochs``
@@ -258,7 +259,8 @@ class ShortcutMonitor(Callback):
         epoch = trainer.current_epoch
         if self.asynchronous:  # single process (see setup); at most one snapshot in flight
             self._collect(trainer, wait=True)
-            self._background.submit(self._measure, trainer, snapshot(self._module(pl_module)), epoch, True)
+            frozen = snapshot(self._module(pl_module))
+            self._background.submit(lambda: self._measure(trainer, frozen, epoch)[0])  # the scalars to publish
             return
         payload = None
         if trainer.is_global_zero:
@@ -269,23 +271,6 @@ class ShortcutMonitor(Callback):
             publish(trainer, payload[0])
             if not trainer.is_global_zero:
                 self.alerts.extend(payload[1])
-
-    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
-        if self._background.pending:
-            self._collect(trainer)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._collect(trainer, wait=True)
-
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self._background.close(wait=False)
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        self._background.close(wait=True)
-
-    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
-        for scalars, _ in self._background.collect(wait):
-            publish(trainer, scalars)
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -338,10 +323,8 @@ class ShortcutMonitor(Callback):
             return [int((counts / base).argmax())]
         return []
 
-    def _measure(
-        self, trainer: Trainer, module: torch.nn.Module, epoch: int, background: bool = False
-    ) -> tuple[dict[str, float], list[dict]]:
-        """Measure, alert and log one epoch (``background``: on the worker thread, ``module`` a snapshot).
+    def _measure(self, trainer: Trainer, module: torch.nn.Module, epoch: int) -> tuple[dict[str, float], list[dict]]:
+        """Measure, alert and log one epoch (asynchronous: on the worker thread, ``module`` a snapshot).
 
         What a checkpoint reads (history, alerts, the rule's streaks) changes only under the background lock.
         """
