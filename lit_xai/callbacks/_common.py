@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import TwoLogitBinary
 
@@ -322,6 +323,26 @@ class BackgroundHooks:
     thread at teardown, drop queued jobs after an exception."""
 
     _background: Background
+    asynchronous: bool
+
+    def _check_single_process(self, trainer: Trainer) -> None:
+        """``asynchronous`` off (with a warning) under multi-process training: results must reach every rank at the
+        same epoch, which only the synchronous broadcast guarantees."""
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_warn(
+                f"{type(self).__name__}(asynchronous=True) runs synchronously under multi-process training (its "
+                "results must reach every rank at the same epoch)"
+            )
+            self.asynchronous = False
+
+    def _submit_snapshot(
+        self, trainer: Trainer, module: torch.nn.Module, job: Callable[[torch.nn.Module], Any]
+    ) -> None:
+        """``job(snapshot of module)`` on the background thread, returning the scalars to publish. Results
+        and errors of earlier jobs first: at most one snapshot in flight (if a job takes longer than an epoch,
+        training waits here rather than piling up copies of the model)."""
+        self._collect(trainer, wait=True)
+        self._background.submit(job, snapshot(module))
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
         if self._background.pending:

@@ -36,7 +36,6 @@ from ._common import (
     preserve_rng,
     publish,
     should_run,
-    snapshot,
     task_of,
     value_range,
 )
@@ -213,12 +212,7 @@ class ExplanationMonitor(BackgroundHooks, Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return  # only rank 0 explains
-        if self.asynchronous and trainer.world_size > 1:
-            rank_zero_warn(
-                "ExplanationMonitor(asynchronous=True) runs synchronously under multi-process training (its results "
-                "must reach every rank at the same epoch)"
-            )
-            self.asynchronous = False
+        self._check_single_process(trainer)
         self._range = value_range(trainer.datamodule)
         if self.probes is None:
             dataset = validation_dataset(trainer.datamodule, trainer)
@@ -293,13 +287,14 @@ class ExplanationMonitor(BackgroundHooks, Callback):
         if not self.asynchronous:
             self._run(trainer, self._module(pl_module), epoch, "fit", pictures=pictures)
             return
-        # results and errors of earlier epochs first; at most one snapshot in flight (if explaining takes longer
-        # than an epoch, training waits here rather than piling up copies of the model)
-        self._collect(trainer, wait=True)
         if self.verbose:
             where = "initial model" if epoch < 0 else f"epoch {epoch}"
             notify(trainer, f"[{self.tag}] explaining {len(self.probes or [])} probes, {where}, in the background")
-        self._background.submit(self._run, trainer, snapshot(self._module(pl_module)), epoch, "fit", True, pictures)
+
+        def job(frozen: torch.nn.Module) -> dict[str, float]:
+            return self._run(trainer, frozen, epoch, "fit", background=True, pictures=pictures)
+
+        self._submit_snapshot(trainer, self._module(pl_module), job)
         self.last_epoch = epoch if epoch >= 0 else self.last_epoch
 
     def _pictures_due(self, trainer: Trainer, epoch: int) -> bool:

@@ -39,7 +39,6 @@ from ._common import (
     preserve_rng,
     publish,
     should_run,
-    snapshot,
     task_of,
     value_range,
 )
@@ -202,12 +201,7 @@ class ShortcutMonitor(BackgroundHooks, Callback):
         self._log_dir = trainer.log_dir or trainer.default_root_dir
         if stage != "fit":
             return
-        if self.asynchronous and trainer.world_size > 1:
-            rank_zero_warn(
-                "ShortcutMonitor(asynchronous=True) runs synchronously under multi-process training (alerts must "
-                "reach every rank at the same epoch)"
-            )
-            self.asynchronous = False
+        self._check_single_process(trainer)
         dm = trainer.datamodule
         problems: list[str] = []
         self._range = value_range(dm, self.normalization, self.input_range)
@@ -257,10 +251,12 @@ class ShortcutMonitor(BackgroundHooks, Callback):
         if trainer.sanity_checking or trainer.state.fn != "fit" or not should_run(trainer, self.every_n_epochs):
             return
         epoch = trainer.current_epoch
-        if self.asynchronous:  # single process (see setup); at most one snapshot in flight
-            self._collect(trainer, wait=True)
-            frozen = snapshot(self._module(pl_module))
-            self._background.submit(lambda: self._measure(trainer, frozen, epoch)[0])  # the scalars to publish
+        if self.asynchronous:  # single process (see setup)
+
+            def job(frozen: torch.nn.Module) -> dict[str, float]:
+                return self._measure(trainer, frozen, epoch)[0]  # the scalars to publish
+
+            self._submit_snapshot(trainer, self._module(pl_module), job)
             return
         payload = None
         if trainer.is_global_zero:
