@@ -15,59 +15,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .contracts import read_item, split_dataset
+from .contracts import Probes, read_item, split_dataset, stand_in_labels
 
 __all__ = ["ProbeSelector", "Probes", "outcome_indices", "probes_from_tensors", "select_probes", "validation_dataset"]
-
-
-@dataclass
-class Probes:
-    """A fixed probe set.
-
-    Attributes:
-        images: model input ``(N, C, H, W)`` (normalised as the model expects).
-        targets: ``(N,)`` class indices, or ``(N, K)`` multi-hot labels for multi-label tasks.
-        ids: dataset indices (or ``-1..-N`` for tensors given by the user).
-        artifact: ``(N,)`` bool, True where the dataset flags an artifact (False when unknown).
-        artifact_masks: ``(N, H, W)`` bool ground-truth artifact masks, or None when the dataset has none.
-        roi_masks: ``(N, H, W)`` bool region of interest (e.g. lung masks), or None.
-    """
-
-    images: torch.Tensor
-    targets: torch.Tensor
-    ids: list[int]
-    artifact: torch.Tensor
-    artifact_masks: Optional[torch.Tensor] = None
-    roi_masks: Optional[torch.Tensor] = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def subset(self, rows: Sequence[int]) -> Probes:
-        """The probes at positions ``rows``."""
-        idx = torch.as_tensor(list(rows), dtype=torch.long)
-        pick = lambda t: None if t is None else t[idx]  # noqa: E731
-        return Probes(
-            self.images[idx], self.targets[idx], [self.ids[int(i)] for i in idx], self.artifact[idx],
-            pick(self.artifact_masks), pick(self.roi_masks),
-        )  # fmt: skip
-
-    def clone(self) -> Probes:
-        """A copy whose tensors are normal (non-inference) tensors, safe to use under autograd."""
-        with torch.inference_mode(False):
-            c = lambda t: None if t is None else t.clone()  # noqa: E731
-            return Probes(
-                c(self.images), c(self.targets), list(self.ids), c(self.artifact), c(self.artifact_masks),
-                c(self.roi_masks), dict(self.extra),
-            )  # fmt: skip
 
 
 def validation_dataset(datamodule: Any, trainer: Any = None) -> Dataset:
@@ -76,12 +32,9 @@ def validation_dataset(datamodule: Any, trainer: Any = None) -> Dataset:
 
 
 def _label_of(target: Any) -> int:
+    # multi-label: stratify by the stand-in label (the first positive one, -1 for "no finding")
     t = torch.as_tensor(target)
-    if t.ndim == 0:
-        return int(t)
-    # multi-label: stratify by the first positive label (or -1 for "no finding")
-    pos = (torch.nan_to_num(t.float(), nan=0.0) > 0.5).nonzero()
-    return int(pos[0]) if len(pos) else -1
+    return int(stand_in_labels(t[None])[0])
 
 
 def select_probes(

@@ -18,7 +18,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_xai.callbacks import ExplanationMonitor, ShortcutMonitor
+from lit_xai.callbacks import ExplanationMonitor, ModelSpec, Pictures, ShortcutBudget, ShortcutMonitor
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.explainers import CRP
 from lit_xai.models import ImageClassifier
@@ -30,7 +30,9 @@ def main(out: str) -> None:
     dm = SyntheticShortcutDataModule(num_train=128, num_val=64, num_test=0, image_size=32, batch_size=32)
     model = ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=list(dm.class_names))
     xai = ExplanationMonitor(explainers=("lrp", CRP(top_k=2), "gradcam"), probes=4, verbose=False)
-    shortcut = ShortcutMonitor(audit_max_samples=64, pool_size=32, num_counterfactual=8, spray_samples=0, verbose=False)
+    shortcut = ShortcutMonitor(
+        budget=ShortcutBudget(audit_max_samples=64, pool_size=32, num_counterfactual=8, spray_samples=0), verbose=False
+    )
     strategy = DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=60))
     trainer = Trainer(
         accelerator="cpu",

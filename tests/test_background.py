@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from lit_xai.callbacks._common import Background, snapshot
+from lit_xai.callbacks._background import Background, snapshot
 
 
 def _threads() -> list[str]:

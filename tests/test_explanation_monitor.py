@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_xai.callbacks import ExplanationMonitor, ShortcutMonitor
+from lit_xai.callbacks import ExplanationMonitor, ModelSpec, Pictures, ShortcutBudget, ShortcutMonitor
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.explainers import CRP, LRP, CallableExplainer, GradCAM, explain
 from lit_xai.models import ImageClassifier
@@ -48,7 +48,7 @@ def trainer_for(tmp_path, callbacks, logger=True, **kw) -> Trainer:
 
 
 def monitor(**kw) -> ExplanationMonitor:
-    args = dict(explainers=("lrp", CRP(top_k=2), "gradcam"), probes=4, verbose=False, tile=32)
+    args = dict(explainers=("lrp", CRP(top_k=2), "gradcam"), probes=4, verbose=False, pictures=Pictures(tile=32))
     args.update(kw)
     return ExplanationMonitor(**args)
 
@@ -118,7 +118,10 @@ def test_never_changes_training(tmp_path):
     watched, model = final_weights(
         [
             monitor(),
-            ShortcutMonitor(audit_max_samples=32, pool_size=16, num_counterfactual=8, spray_samples=0, verbose=False),
+            ShortcutMonitor(
+                budget=ShortcutBudget(audit_max_samples=32, pool_size=16, num_counterfactual=8, spray_samples=0),
+                verbose=False,
+            ),
         ],
         "watched",
     )
@@ -307,7 +310,7 @@ def foreign_loaders(scale: float = 1.0):
 def test_foreign_project_with_torchvision_model(tmp_path):
     seed_everything(0)
     train, val = foreign_loaders()
-    mon = ExplanationMonitor(probes=3, verbose=False, tile=32)  # zero configuration: profile of torchvision ResNet
+    mon = ExplanationMonitor(probes=3, verbose=False, pictures=Pictures(tile=32))  # zero configuration: profile of torchvision ResNet
     trainer = trainer_for(tmp_path, [mon], max_epochs=1)
     model = ForeignModule()
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
@@ -332,10 +335,10 @@ def test_clear_errors():
         ExplanationMonitor(explainers=("lrp", LRP()))
     with pytest.raises(ValueError, match="'true', 'predicted' or 'both'"):
         ExplanationMonitor(targets="all")
-    with pytest.raises(ValueError, match="task must be one of"):
-        ExplanationMonitor(task="multi-label")
+    with pytest.raises(ValueError, match="unknown task .multi-label.; choose one of"):
+        ExplanationMonitor(model=ModelSpec(task="multi-label"))
     with pytest.raises(ValueError, match="tile"):
-        ExplanationMonitor(tile=4)
+        ExplanationMonitor(pictures=Pictures(tile=4))
     with pytest.raises(ValueError, match="num_probes"):
         ProbeSelector(num_probes=0)
     with pytest.raises(ValueError, match="top_k"):
@@ -410,7 +413,7 @@ def test_dict_output_names_module_attr(tmp_path):
         trainer_for(tmp_path, [monitor(probes=3)], max_epochs=1).fit(
             DictOutput(), train_dataloaders=train, val_dataloaders=val
         )
-    ok = monitor(explainers=("lrp",), probes=3, module_attr="backbone", log_at_fit_start=False)
+    ok = monitor(explainers=("lrp",), probes=3, model=ModelSpec(module_attr="backbone"), log_at_fit_start=False)
     trainer_for(tmp_path / "b", [ok], max_epochs=1).fit(DictOutput(), train_dataloaders=train, val_dataloaders=val)
     assert len(ok.history) == 1
 
@@ -434,7 +437,7 @@ def test_single_logit_binary_model_is_explained_as_two_logits(tmp_path):
     mon = monitor(explainers=("lrp", "gradcam"), probes=4, log_at_fit_start=False)
     model = SingleLogit()
     trainer_for(tmp_path, [mon], max_epochs=1).fit(model, train_dataloaders=loader, val_dataloaders=loader)
-    assert len(mon.history) == 1 and mon._resolved_task == "binary"
+    assert len(mon.history) == 1 and mon.contract.task == "binary"
     from lit_xai.contracts import TwoLogitBinary
 
     wrapped = TwoLogitBinary(model.backbone).eval()
@@ -520,10 +523,7 @@ def test_asynchronous_logs_what_synchronous_logs_and_never_changes_training(tmp_
             callbacks = [
                 monitor(asynchronous=asynchronous),
                 ShortcutMonitor(
-                    audit_max_samples=32,
-                    pool_size=16,
-                    num_counterfactual=8,
-                    spray_samples=0,
+                    budget=ShortcutBudget(audit_max_samples=32, pool_size=16, num_counterfactual=8, spray_samples=0),
                     verbose=False,
                     asynchronous=asynchronous,
                 ),
@@ -570,7 +570,7 @@ def test_asynchronous_error_surfaces_in_fit_and_leaves_no_thread(tmp_path):
 
 
 def test_images_every_n_epochs_thins_pictures_not_drift(tmp_path):
-    mon = monitor(explainers=("lrp",), images_every_n_epochs=2)
+    mon = monitor(explainers=("lrp",), pictures=Pictures(every_n_epochs=2))
     trainer_for(tmp_path, [mon], max_epochs=5).fit(tiny_model(), tiny_dm())
     acc = events(tmp_path)
     # initial model, after epochs 2 and 4 (every 2nd), and the last epoch (5 = also every 2nd + 1: step 5)
@@ -578,5 +578,5 @@ def test_images_every_n_epochs_thins_pictures_not_drift(tmp_path):
     assert [e.step for e in acc.Scalars("XAI_drift/lrp/ssim_prev")] == [1, 2, 3, 4, 5]
     timeline = acc.Images("XAI/lrp/timeline")[-1]
     assert timeline.step == 5 and [h["epoch"] for h in mon.history] == [-1, 0, 1, 2, 3, 4]
-    with pytest.raises(ValueError, match="images_every_n_epochs"):
-        monitor(images_every_n_epochs=0)
+    with pytest.raises(ValueError, match=r"Pictures\(every_n_epochs=...\) must be >= 1"):
+        monitor(pictures=Pictures(every_n_epochs=0))

@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+from lit_xai.callbacks import Pictures
 from lit_xai.explainers import LRP, GradCAM, find_profile, resolve_profile
 from lit_xai.explainers.canonizers import TimmEfficientNetCanonizer, TimmResNetCanonizer
 from lit_xai.explainers.profiles import ExplanationProfile
@@ -112,7 +113,7 @@ def test_torchgeo_classification_task_trains_with_an_unconfigured_monitor(tmp_pa
             return {"image": torch.rand(3, 32, 32, generator=g), "label": torch.tensor(i % 2)}
 
     task = trainers.ClassificationTask(model="resnet18", weights=None, in_channels=3, num_classes=2)
-    mon = ExplanationMonitor(probes=4, verbose=False, tile=32)  # no layer, no canonizer argument
+    mon = ExplanationMonitor(probes=4, verbose=False, pictures=Pictures(tile=32))  # no layer, no canonizer argument
     trainer = Trainer(
         max_epochs=1,
         accelerator="cpu",

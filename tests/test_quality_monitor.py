@@ -10,7 +10,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_xai.callbacks.quality_monitor import ExplanationQualityMonitor
+from lit_xai.callbacks.quality_monitor import ExplanationQualityMonitor, QualitySettings
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.models import ImageClassifier
 
@@ -46,15 +46,10 @@ def fit(tmp_path, callbacks, max_epochs=2, logger=True):
 
 
 def cheap(**kw) -> ExplanationQualityMonitor:
-    args = dict(
-        num_probes=2,
-        steps=4,
-        sensitivity_samples=1,
-        infidelity_samples=2,
-        randomization_steps=1,
-        transforms=("blur", "rotate90"),
-        every_n_epochs=1,
+    settings = QualitySettings(
+        steps=4, sensitivity_samples=1, infidelity_samples=2, randomization_steps=1, transforms=("blur", "rotate90")
     )
+    args = dict(num_probes=2, settings=settings, every_n_epochs=1)
     args.update(kw)
     return ExplanationQualityMonitor(**args)
 
@@ -100,4 +95,4 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown metrics"):
         ExplanationQualityMonitor(metrics=("aopc",))
     with pytest.raises(ValueError, match="unknown transforms"):
-        ExplanationQualityMonitor(transforms=("rotate45",))
+        QualitySettings(transforms=("rotate45",))

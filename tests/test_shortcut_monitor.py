@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact
-from lit_xai.callbacks import ShortcutMonitor
+from lit_xai.callbacks import ModelSpec, ShortcutBudget, ShortcutMonitor
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.models import ImageClassifier
 
@@ -35,7 +35,10 @@ def run(tmp_path: Path, ring_benign: float, ring_melanoma: float) -> tuple[Short
         seed=1,
     )
     model = ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=list(dm.class_names), lr=3e-3)
-    mon = ShortcutMonitor(audit_max_samples=400, pool_size=192, num_counterfactual=48, spray_samples=48, verbose=False)
+    mon = ShortcutMonitor(
+        budget=ShortcutBudget(audit_max_samples=400, pool_size=192, num_counterfactual=48, spray_samples=48),
+        verbose=False,
+    )
     trainer = Trainer(
         max_epochs=EPOCHS,
         accelerator="cpu",
@@ -125,9 +128,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="patience"):
         AlertRule(patience=0)
     with pytest.raises(ValueError, match="not both"):
-        ShortcutMonitor(normalization=((0.5,) * 3, (0.5,) * 3), input_range=(0, 255))
+        ShortcutMonitor(model=ModelSpec(normalization=((0.5,) * 3, (0.5,) * 3), input_range=(0, 255)))
     with pytest.raises(ValueError, match="pool_size"):
-        ShortcutMonitor(pool_size=1)
+        ShortcutMonitor(budget=ShortcutBudget(pool_size=1))
 
 
 def test_watched_artifact_without_inserter_is_an_error():
@@ -209,20 +212,23 @@ def test_foreign_project_reports_every_missing_requirement_at_setup(tmp_path):
         foreign_trainer(tmp_path, [mon, steps]).fit(Foreign(), val_dataloaders=foreign_data())
     message = str(err.value)
     # both problems at once, each with the argument that fixes it, before any training step
-    assert "input_range=(low, high)" in message and "normalization=(mean, std)" in message
-    assert "train" in message and "audit=False" in message
+    assert "ModelSpec(input_range=(low, high))" in message and "ModelSpec(normalization=(mean, std))" in message
+    assert "train" in message and "ShortcutBudget(audit=False)" in message
     assert steps.batches == 0
 
 
 def test_foreign_project_runs_with_only_input_range(tmp_path):
     # noise images carry no ring, so nothing is flagged: name the class to watch (class names default to indices)
     mon = ShortcutMonitor(
-        input_range=(0, 255), target_class="1", audit_max_samples=32, pool_size=48, spray_samples=0, verbose=False
+        model=ModelSpec(input_range=(0, 255)),
+        target_class="1",
+        budget=ShortcutBudget(audit_max_samples=32, pool_size=48, spray_samples=0),
+        verbose=False,
     )
     train = foreign_data()
     foreign_trainer(tmp_path, [mon]).fit(Foreign(), train_dataloaders=train, val_dataloaders=foreign_data())
     assert mon.audit_report is not None and mon.audit_report["class_names"] == ["0", "1"]  # indices as names
-    assert mon._task == "binary"
+    assert mon.contract.task == "binary"
     ring = [h for h in mon.history if h["artifact"] == "ring"]
     assert ring and "insertion" in ring[-1]["tests"]
     # the pool was mapped to [0, 1] through the given range, so inserted rings darken real pixel values
@@ -244,7 +250,11 @@ def test_relevance_outside_the_lungs_is_logged_and_alerted(tmp_path):
     model = ImageClassifier("tiny_resnet", num_classes=3, task="multiclass", class_names=list(dm.class_names))
     # any relevance outside the lungs alerts at once: the point is that the measurement reaches the rule
     rule = AlertRule(patience=1, outside_roi_threshold=1e-6)
-    mon = ShortcutMonitor(detectors=["text_marker"], alert=rule, audit_max_samples=16, pool_size=12, spray_samples=0)
+    mon = ShortcutMonitor(
+        detectors=["text_marker"],
+        alert=rule,
+        budget=ShortcutBudget(audit_max_samples=16, pool_size=12, spray_samples=0),
+    )
     trainer = foreign_trainer(tmp_path, [mon])
     trainer.fit(model, dm)
     roi = [h for h in mon.history if h["artifact"] == "roi"]

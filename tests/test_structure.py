@@ -89,3 +89,23 @@ def test_callbacks_are_the_only_lightning_users():
             continue
         source = path.read_text()
         assert "import lightning" not in source and "from lightning" not in source, rel
+
+
+def test_callbacks_never_import_zennit_and_explainers_never_import_probes_or_callbacks():
+    for path in (ROOT / "callbacks").rglob("*.py"):
+        source = path.read_text()
+        assert "import zennit" not in source and "from zennit" not in source, path.name
+    graph = _graph()
+    for module in (m for m in graph if m.startswith("lit_xai.explainers")):
+        bad = [t for t in graph[module] if t.startswith(("lit_xai.probes", "lit_xai.callbacks"))]
+        assert not bad, (module, bad)
+
+
+def test_monitor_constructors_stay_small():
+    import inspect
+
+    from lit_xai.callbacks import ExplanationMonitor, ExplanationQualityMonitor, ShortcutMonitor
+
+    for monitor in (ExplanationMonitor, ShortcutMonitor, ExplanationQualityMonitor):
+        params = [p for p in inspect.signature(monitor.__init__).parameters if p != "self"]
+        assert len(params) <= 12, (monitor.__name__, params)

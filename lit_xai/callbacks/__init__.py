@@ -1,7 +1,19 @@
-"""Thin Lightning callbacks: schedule, pick probes, call the pure explainers/metrics/detectors, log."""
+"""Thin Lightning callbacks on one monitor base: schedule, pick probes, call the pure explainers/metrics/detectors,
+log what they render."""
 
-from .explanation_monitor import ExplanationMonitor
-from .quality_monitor import ExplanationQualityMonitor
-from .shortcut_monitor import ShortcutMonitor
+from ..contracts import ModelSpec
+from .base import MonitorBase
+from .explanation_monitor import ExplanationMonitor, Pictures
+from .quality_monitor import ExplanationQualityMonitor, QualitySettings
+from .shortcut_monitor import ShortcutBudget, ShortcutMonitor
 
-__all__ = ["ExplanationMonitor", "ExplanationQualityMonitor", "ShortcutMonitor"]
+__all__ = [
+    "ExplanationMonitor",
+    "ExplanationQualityMonitor",
+    "ModelSpec",
+    "MonitorBase",
+    "Pictures",
+    "QualitySettings",
+    "ShortcutBudget",
+    "ShortcutMonitor",
+]

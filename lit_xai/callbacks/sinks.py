@@ -1,4 +1,5 @@
-"""Where the callbacks' pictures and text go: every logger of the trainer that can take them, else PNG/Markdown files.
+"""Where the callbacks' pictures, text and scalars go: every logger of the trainer that can take them, else
+PNG/Markdown files; plus the progress-bar notice and the callback metrics other callbacks read.
 
 TensorBoard, Weights & Biases and MLflow each get images and text through their own API; a run with no
 image-capable logger (only ``CSVLogger``, or ``logger=False``) gets the same pictures as PNG files under its log
@@ -22,8 +23,10 @@ import io
 import re
 import warnings
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -32,7 +35,20 @@ from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, W
 from lightning.pytorch.loggers.logger import DummyLogger
 from PIL import Image
 
-__all__ = ["FALLBACK_FOLDER", "SinkReport", "fallback_dir", "log_image", "log_text"]
+__all__ = [
+    "FALLBACK_FOLDER",
+    "Picture",
+    "SinkReport",
+    "emit",
+    "fallback_dir",
+    "find_tensorboard",
+    "log_image",
+    "log_scalars",
+    "log_text",
+    "notify",
+    "publish",
+    "scalars_of",
+]
 
 #: sub-folder of the run's log folder that receives images and text no logger could take
 FALLBACK_FOLDER = "xai_images"
@@ -260,3 +276,74 @@ def log_text(trainer: Trainer, tag: str, text: str, step: int) -> SinkReport:
     path = folder / f"step_{step:06d}.md"
     path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
     return SinkReport(tag, step, files=(path,))
+
+
+def find_tensorboard(trainer: Trainer) -> Optional[TensorBoardLogger]:
+    """The first TensorBoard logger of the trainer, or None."""
+    return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+def log_scalars(trainer: Trainer, scalars: Mapping[str, float], step: int) -> None:
+    """Log scalars at ``step`` through every logger's ``log_metrics`` (rank 0; any Lightning logger)."""
+    if not scalars or not trainer.is_global_zero:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(dict(scalars), step=step)
+
+
+def publish(trainer: Trainer, scalars: Optional[Mapping[str, float]]) -> None:
+    """Make scalars visible to other callbacks (``trainer.callback_metrics``: checkpointing, early stopping) on
+    every rank, without logging them a second time at Lightning's own step."""
+    for name, value in (scalars or {}).items():
+        trainer.callback_metrics[name] = torch.tensor(float(value))
+
+
+def notify(trainer: Trainer, message: str) -> None:
+    """Print through the progress bar when there is one (keeps the bar intact), else plain print on rank 0."""
+    if not trainer.is_global_zero:
+        return
+    bar = trainer.progress_bar_callback
+    if bar is not None and hasattr(bar, "print"):
+        bar.print(message)
+    else:
+        print(message)
+
+
+class Picture(NamedTuple):
+    """A rendered ``(3, H, W)`` uint8 picture with an optional caption (a value of :func:`emit`'s outputs)."""
+
+    image: torch.Tensor
+    caption: Optional[str] = None
+
+
+Output = Union[float, int, str, torch.Tensor, Picture]
+
+
+def emit(trainer: Trainer, outputs: Mapping[str, Union[Output, list[Output]]], step: int) -> None:
+    """Log what a monitor's ``render`` returned, all at ``step``: numbers as scalars (one ``log_metrics`` call),
+    strings as (Markdown) text, tensors and :class:`Picture` as images; a list logs each of its items under the
+    tag (e.g. a scalar and a text of the same name)."""
+    scalars: dict[str, float] = {}
+    for tag, values in outputs.items():
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, Picture):
+                log_image(trainer, tag, value.image, step, caption=value.caption)
+            elif isinstance(value, torch.Tensor):
+                log_image(trainer, tag, value, step)
+            elif isinstance(value, str):
+                log_text(trainer, tag, value, step)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                scalars[tag] = float(value)
+            else:
+                raise TypeError(f"cannot log {tag!r}: {type(value).__name__} is no scalar, text or picture")
+    log_scalars(trainer, scalars, step)
+
+
+def scalars_of(outputs: Mapping[str, Union[Output, list[Output]]]) -> dict[str, float]:
+    """The numbers among ``outputs`` (what other ranks and callbacks receive)."""
+    found: dict[str, float] = {}
+    for tag, values in outputs.items():
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found[tag] = float(value)
+    return found

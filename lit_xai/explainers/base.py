@@ -58,6 +58,8 @@ class Explainer:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "map"
+    #: signed relevance (blue/red colour scale) or non-negative maps (one-sided scale)
+    signed: ClassVar[bool] = True
     copy_model: bool = True
 
     @property

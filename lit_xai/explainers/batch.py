@@ -27,8 +27,7 @@ from typing import Any, Literal, Optional
 import torch
 from torch import nn
 
-from ..contracts import class_name, probabilities
-from ..probes import Probes
+from ..contracts import Probes, class_name, probabilities
 from ._core import explanation_model
 from .base import Concepts, Explainer, build_explainer
 

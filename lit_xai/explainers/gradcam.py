@@ -62,6 +62,8 @@ class GradCAM(Explainer):
         (torch.Size([2, 32, 32]), True)
     """
 
+    signed = False  # ReLU of weighted activations: non-negative maps
+
     def __init__(
         self, layer: str | None = None, normalize: bool = False, batch_size: int = 32, copy_model: bool = True
     ) -> None:

@@ -8,6 +8,7 @@ from typing import Literal, Union
 import torch
 from torch import nn
 
+from ..contracts import check_logits
 from ..explainers._core import as_targets, explanation_model
 
 __all__ = ["Explainer", "Score", "check_batch", "device_of", "explain", "generator", "predict", "target_scores"]
@@ -51,9 +52,7 @@ def target_scores(
     out = []
     with explanation_model(model) as net, torch.no_grad():
         for i in range(0, images.shape[0], batch_size):
-            logits = net(images[i : i + batch_size]).float()
-            if logits.ndim != 2:
-                raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(logits.shape)}")
+            logits = check_logits(net(images[i : i + batch_size])).float()
             values = logits.softmax(1) if score == "probability" else logits
             out.append(values.gather(1, targets[i : i + batch_size, None].to(values.device))[:, 0])
     return torch.cat(out) if out else torch.zeros(0, device=images.device)

@@ -124,6 +124,7 @@ class DriftTracker:
         top_fraction: pixel fraction of the top-k IoU measure.
         size: maps are pooled to at most this side length (keeps the checkpoint small).
         timeline_length: epochs kept per method for timelines.
+        per_probe_scalars: a monitor also logs every probe's measures (off: the means are what people read).
 
     Example:
         >>> tracker = DriftTracker(measures=("spearman",))
@@ -139,6 +140,7 @@ class DriftTracker:
         top_fraction: float = 0.1,
         size: int = 64,
         timeline_length: int = 12,
+        per_probe_scalars: bool = False,
     ) -> None:
         bad = [m for m in measures if m not in DRIFT_MEASURES]
         if bad or not measures:
@@ -153,6 +155,7 @@ class DriftTracker:
         self.top_fraction = top_fraction
         self.size = size
         self.timeline_length = timeline_length
+        self.per_probe_scalars = per_probe_scalars
         self.first: dict[str, torch.Tensor] = {}
         self.previous: dict[str, torch.Tensor] = {}
         self.timeline: dict[str, list[tuple[int, torch.Tensor]]] = {}

@@ -1,0 +1,291 @@
+"""``MonitorBase``: what every lit_xai monitor shares, once — the schedule and its skip rules, the resume guard,
+the model contract, rank-0 work with a broadcast (or a background job), history and checkpoint state, the tag.
+
+A monitor implements three methods and nothing of Lightning's lifecycle:
+
+* ``measure(contract, module, epoch, mode) -> result`` (a dict): the pure work on the explained module;
+* ``record(result, epoch, mode) -> list[dict]``: update the monitor's state (drift, alert streaks) under the
+  background lock and return the history entries of this measurement;
+* ``render(result, epoch, mode) -> {tag: number | text | picture}``: what to log (see :func:`~.sinks.emit`).
+
+**Steps.** Everything a monitor logs for an explained epoch (images, text, scalars) uses the same step, the number
+of completed training epochs: 0 is the untrained model (fit start), ``e + 1`` is the model after epoch ``e``. So the
+step slider of TensorBoard's images and the x axis of the ``XAI/`` / ``XAI_drift/`` scalars count epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
+
+from ..contracts import ModelContract, ModelSpec, resolve_contract
+from ._background import Background, snapshot
+from .sinks import emit, notify, publish, scalars_of
+
+__all__ = ["MonitorBase", "epoch_step", "preserve_rng", "skip_reason"]
+
+
+def epoch_step(epoch: int) -> int:
+    """The step of every XAI output of ``epoch`` (-1 = the untrained model at fit start): completed epochs.
+
+    Example:
+        >>> epoch_step(-1), epoch_step(0)
+        (0, 1)
+    """
+    return epoch + 1
+
+
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Restore Python, NumPy and torch (CPU and CUDA) RNG states afterwards, so callbacks never shift training."""
+    py, np_state, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def skip_reason(
+    *,
+    epoch: int,
+    every_n_epochs: int,
+    max_epochs: Optional[int] = None,
+    fn: str = "fit",
+    sanity_checking: bool = False,
+    fast_dev_run: bool = False,
+    last_epoch: Optional[int] = None,
+    on_eval: bool = False,
+) -> Optional[str]:
+    """The schedule of every monitor as a pure decision: ``None`` = measure now, else why not.
+
+    Every ``every_n_epochs``-th epoch and the last one (always under ``fast_dev_run``); never during the sanity
+    check; under ``validate``/``test`` only with ``on_eval``; never twice for one epoch (a resumed run).
+
+    Example:
+        >>> skip_reason(epoch=1, every_n_epochs=2) is None, skip_reason(epoch=0, every_n_epochs=2, max_epochs=5)
+        (True, 'not due (every_n_epochs=2)')
+        >>> skip_reason(epoch=4, every_n_epochs=1, last_epoch=4)
+        'epoch 4 already measured (resumed run)'
+    """
+    if sanity_checking:
+        return "sanity check"
+    if fn != "fit":
+        return None if on_eval else f"trainer.{fn}"
+    last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
+    if not fast_dev_run and (epoch + 1) % max(1, every_n_epochs) != 0 and not last:
+        return f"not due (every_n_epochs={every_n_epochs})"
+    if last_epoch is not None and epoch <= last_epoch:
+        return f"epoch {epoch} already measured (resumed run)"
+    return None
+
+
+class MonitorBase(Callback):
+    """The shared lifecycle of the lit_xai monitors (subclass it for a monitor of your own).
+
+    Args:
+        every_n_epochs: measure at the end of every N-th validation epoch (and at the last epoch).
+        model: what the monitor cannot find out about the model by itself (:class:`~lit_xai.contracts.ModelSpec`:
+            ``module_attr``, ``task``, ``class_names``, ``normalization`` / ``input_range``); resolved once at fit
+            start into :attr:`contract`.
+        tag: prefix of everything logged; also the checkpoint ``state_key``.
+        verbose: announce each measurement through the progress bar.
+        asynchronous: measure a frozen snapshot of the weights on a background thread while training goes on:
+            results are logged at the same steps, only later; fit end waits for the last job; a job's error is
+            raised at the next epoch end; single-process training only (else synchronous, with a warning).
+    """
+
+    #: measure under ``trainer.validate`` / ``trainer.test`` too (a monitor may make this an argument)
+    on_eval: bool = False
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        model: Optional[ModelSpec] = None,
+        tag: str = "XAI",
+        verbose: bool = True,
+        asynchronous: bool = False,
+    ) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if model is not None and not isinstance(model, ModelSpec):
+            raise TypeError(f"model must be a lit_xai.contracts.ModelSpec, got {type(model).__name__}")
+        self.every_n_epochs = every_n_epochs
+        self.model = model if model is not None else ModelSpec()
+        self.tag = tag
+        self.verbose = verbose
+        self.asynchronous = asynchronous
+        self.contract: Optional[ModelContract] = None
+        self._background = Background(tag)
+        # checkpointed state
+        self.history: list[dict[str, Any]] = []
+        self.last_epoch: Optional[int] = None  # last epoch measured or (asynchronous) handed to the thread
+        self._finished_epoch: Optional[int] = None  # last epoch whose results are in the history
+        self._restored = False
+
+    # ------------------------------------------------------------------ the three methods of a monitor
+    def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
+        """The work on the explained ``module`` (``mode``: ``"fit"`` or ``"eval"``); returns a result dict."""
+        raise NotImplementedError
+
+    def record(self, result: dict[str, Any], epoch: int, mode: str) -> list[dict[str, Any]]:
+        """Update the monitor's state from ``result`` (called under the background lock); the history entries."""
+        return []
+
+    def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
+        """What to log for ``result``: ``{tag: number | markdown text | picture}``."""
+        return {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(tag=self.tag)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        with self._background.lock:  # a background job may be adding an epoch right now
+            return {"history": list(self.history), "last_epoch": self._finished_epoch, **self._extra_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+        self.last_epoch = self._finished_epoch = state_dict.get("last_epoch")
+        self._load_extra_state(state_dict)
+        self._restored = True
+
+    # ------------------------------------------------------------------ the decision
+    def skip_reason(self, trainer: Trainer) -> Optional[str]:
+        """Why this validation epoch end is not measured (None: it is); see :func:`skip_reason`."""
+        return skip_reason(
+            epoch=trainer.current_epoch,
+            every_n_epochs=self.every_n_epochs,
+            max_epochs=trainer.max_epochs,
+            fn=str(getattr(trainer.state.fn, "value", trainer.state.fn)),
+            sanity_checking=trainer.sanity_checking,
+            fast_dev_run=bool(trainer.fast_dev_run),
+            last_epoch=self.last_epoch,
+            on_eval=self.on_eval,
+        )
+
+    def resolve(
+        self, trainer: Trainer, pl_module: LightningModule, images: torch.Tensor, targets: torch.Tensor
+    ) -> ModelContract:
+        """Resolve the :class:`~lit_xai.contracts.ModelContract` once (from sample images and targets)."""
+        if self.contract is None:
+            try:
+                self.contract = resolve_contract(
+                    self.model, pl_module, images, targets, getattr(trainer, "datamodule", None)
+                )
+            except (AttributeError, ValueError) as err:
+                raise type(err)(f"{type(self).__name__}: {err}") from err
+        return self.contract
+
+    # ------------------------------------------------------------------ the side effect
+    def run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, everywhere: bool = True) -> None:
+        """Measure ``epoch`` (-1: the untrained model), log it and keep its state: on rank 0 with the result
+        broadcast to every rank (``everywhere``), or on the background thread (``asynchronous``, fit only)."""
+        mode = "fit" if str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit" else "eval"
+        if self.asynchronous and mode == "fit":
+            if self.verbose:
+                notify(trainer, f"[{self.tag}] {_where(epoch)}: measuring in the background")
+            self._collect(trainer, wait=True)  # at most one snapshot in flight; earlier errors first
+            frozen = snapshot(self.contract.module(pl_module))
+            self._background.submit(self._execute, trainer, frozen, epoch, mode, True)
+            self.last_epoch = max(epoch, self.last_epoch if self.last_epoch is not None else epoch)
+            return
+        payload: Optional[dict[str, Any]] = None
+        if trainer.is_global_zero:
+            with preserve_rng(), torch.inference_mode(False):
+                payload = self._execute(trainer, self.contract.module(pl_module), epoch, mode)
+        if everywhere:  # every rank reaches the broadcast, so nothing deadlocks and all ranks hold the same state
+            payload = trainer.strategy.broadcast(payload, src=0)
+        if payload is None:
+            return
+        publish(trainer, payload["scalars"])
+        if not trainer.is_global_zero:
+            self._receive(payload, epoch, mode)
+
+    def _execute(
+        self, trainer: Trainer, module: torch.nn.Module, epoch: int, mode: str, background: bool = False
+    ) -> dict[str, Any]:
+        """measure -> record -> render -> log; the payload other ranks receive (``background``: on the worker)."""
+        start = time.perf_counter()
+        if self.verbose and not background:
+            notify(trainer, f"[{self.tag}] {_where(epoch)}: measuring")
+        result = self.measure(self.contract, module, epoch, mode)
+        result["seconds"] = time.perf_counter() - start
+        with self._background.lock:
+            entries = self.record(result, epoch, mode)
+            self.history.extend(entries)
+            if mode == "fit" and epoch >= 0:
+                self.last_epoch = max(epoch, self.last_epoch if self.last_epoch is not None else epoch)
+                self._finished_epoch = epoch
+        outputs = self.render(result, epoch, mode)
+        emit(trainer, outputs, epoch_step(epoch))
+        self._after(trainer, result, epoch, mode)
+        if self.verbose:
+            notify(trainer, f"[{self.tag}] {_where(epoch)}: done in {time.perf_counter() - start:.1f} s")
+        return {"scalars": scalars_of(outputs), "history": entries, **self._payload(result)}
+
+    def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
+        """Side effects beyond logging (warnings, report files); rank 0 / the worker."""
+
+    def _payload(self, result: dict[str, Any]) -> dict[str, Any]:
+        """What other ranks need besides scalars and history entries."""
+        return {}
+
+    def _receive(self, payload: dict[str, Any], epoch: int, mode: str) -> None:
+        """Another rank's copy of the state (not rank 0): history entries, last epoch."""
+        self.history.extend(payload.get("history", []))
+        if mode == "fit" and epoch >= 0 and payload.get("history"):
+            self.last_epoch = self._finished_epoch = epoch
+
+    # ------------------------------------------------------------------ Lightning hooks shared by every monitor
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.asynchronous and trainer.world_size > 1:
+            rank_zero_warn(
+                f"{type(self).__name__}(asynchronous=True) runs synchronously under multi-process training (its "
+                "results must reach every rank at the same epoch)"
+            )
+            self.asynchronous = False
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.skip_reason(trainer) is None:
+            self.run(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
+        if self._background.pending:
+            self._collect(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._collect(trainer, wait=True)  # the last epoch's results before the loggers close
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._background.close(wait=False)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._background.close(wait=True)
+
+    def _collect(self, trainer: Trainer, wait: bool = False) -> None:
+        for payload in self._background.collect(wait):
+            publish(trainer, payload["scalars"])
+
+
+def _where(epoch: int) -> str:
+    return "initial model" if epoch < 0 else f"epoch {epoch}"
