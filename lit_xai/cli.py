@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, Optional
 
 # lightning 2.6.6 + jsonargparse >= 4.49 print deprecation warnings on every run (Lightning-AI/pytorch-lightning#21900)
@@ -60,7 +61,12 @@ class _Unburied:
     """Wraps a jsonargparse class instantiator so that a constructor's error reaches the user as raised."""
 
     def __init__(self, instantiator: Optional[Callable[..., Any]] = None) -> None:
+        import inspect
+
         self.instantiator = instantiator
+        self.wants_links = instantiator is not None and (
+            "applied_instantiation_links" in inspect.signature(instantiator).parameters
+        )
 
     def __call__(
         self, class_type: type, *args: Any, applied_instantiation_links: Optional[dict] = None, **kwargs: Any
@@ -68,9 +74,9 @@ class _Unburied:
         try:
             if self.instantiator is None:
                 return class_type(*args, **kwargs)
-            return self.instantiator(
-                class_type, *args, applied_instantiation_links=applied_instantiation_links or {}, **kwargs
-            )
+            if self.wants_links:
+                kwargs["applied_instantiation_links"] = applied_instantiation_links or {}
+            return self.instantiator(class_type, *args, **kwargs)
         except Exception as err:
             raise _ConstructorFailed(err) from err
 
@@ -83,19 +89,15 @@ def _unbury(parser: Any) -> None:
     parser.add_instantiator(_Unburied(), object, subclasses=True)  # everything else (callbacks, loggers, ...)
 
 
-def _constructor_errors() -> Any:
-    """Context manager turning :class:`_ConstructorFailed` back into the constructor's own error."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def scope() -> Iterator[None]:
-        try:
-            yield
-        except _ConstructorFailed as failed:
-            failed.error.lit_xai_config_error = True  # type: ignore[attr-defined]  (main() prints it plainly)
-            raise failed.error from None
-
-    return scope()
+@contextmanager
+def _constructor_errors() -> Iterator[None]:
+    """Turn :class:`_ConstructorFailed` back into the constructor's own error, marked for :func:`main`."""
+    try:
+        yield
+    except _ConstructorFailed as failed:
+        with suppress(AttributeError):  # an exception type without a __dict__ is raised unmarked (with a traceback)
+            failed.error.lit_xai_config_error = True  # type: ignore[attr-defined]
+        raise failed.error from None
 
 
 def _normalise(value: object) -> object:
