@@ -191,7 +191,6 @@ class FileDataModule(ImageDataModule):
                 stacklevel=2,
             )
 
-
     def check_images(self, splits: tuple[str, ...] = ("train", "val", "test")) -> None:
         """Check every image (and mask) of ``splits`` quickly, raising one error that names every unreadable file.
 
