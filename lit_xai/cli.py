@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, Optional
 
 # lightning 2.6.6 + jsonargparse >= 4.49 print deprecation warnings on every run (Lightning-AI/pytorch-lightning#21900)
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
@@ -39,6 +41,63 @@ def _init_defaults(class_path: str) -> dict:
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.default is not inspect.Parameter.empty
     }
+
+
+class _ConstructorFailed(BaseException):
+    """Carries an error raised by a configured class's constructor past jsonargparse.
+
+    jsonargparse tries each member of ``Optional[LightningDataModule]`` (the ``data:`` / ``model:`` / callback types)
+    and, when all fail, replaces the constructor's own message by a "Does not validate against any of the Union
+    subtypes" listing. Its Union handling catches ``Exception``, so this ``BaseException`` passes through, and
+    :meth:`XaiCLI.instantiate_classes` re-raises the original error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Unburied:
+    """Wraps a jsonargparse class instantiator so that a constructor's error reaches the user as raised."""
+
+    def __init__(self, instantiator: Optional[Callable[..., Any]] = None) -> None:
+        import inspect
+
+        self.instantiator = instantiator
+        self.wants_links = instantiator is not None and (
+            "applied_instantiation_links" in inspect.signature(instantiator).parameters
+        )
+
+    def __call__(
+        self, class_type: type, *args: Any, applied_instantiation_links: Optional[dict] = None, **kwargs: Any
+    ) -> Any:
+        try:
+            if self.instantiator is None:
+                return class_type(*args, **kwargs)
+            if self.wants_links:
+                kwargs["applied_instantiation_links"] = applied_instantiation_links or {}
+            return self.instantiator(class_type, *args, **kwargs)
+        except Exception as err:
+            raise _ConstructorFailed(err) from err
+
+
+def _unbury(parser: Any) -> None:
+    """Make the constructors' own errors reach the user (see :class:`_ConstructorFailed`)."""
+    instantiators = getattr(parser, "_instantiators", None) or {}
+    # Lightning's own instantiators (model, data: they record the hyper-parameters) keep working, wrapped
+    parser._instantiators = {key: _Unburied(fn) for key, fn in instantiators.items()}
+    parser.add_instantiator(_Unburied(), object, subclasses=True)  # everything else (callbacks, loggers, ...)
+
+
+@contextmanager
+def _constructor_errors() -> Iterator[None]:
+    """Turn :class:`_ConstructorFailed` back into the constructor's own error, marked for :func:`main`."""
+    try:
+        yield
+    except _ConstructorFailed as failed:
+        with suppress(AttributeError):  # an exception type without a __dict__ is raised unmarked (with a traceback)
+            failed.error.lit_xai_config_error = True  # type: ignore[attr-defined]
+        raise failed.error from None
 
 
 def _normalise(value: object) -> object:
@@ -69,8 +128,13 @@ class XaiCLI(LightningCLI):
             if value is not None and attribute in defaults and value != defaults[attribute]:
                 self._user_links[attribute] = value
 
+    def _add_instantiators(self) -> None:
+        super()._add_instantiators()
+        _unbury(self.parser)
+
     def instantiate_classes(self) -> None:  # noqa: D102
-        super().instantiate_classes()
+        with _constructor_errors():
+            super().instantiate_classes()
         for attribute, given in getattr(self, "_user_links", {}).items():
             linked = getattr(self.datamodule, attribute, None)
             if linked is not None and _normalise(given) != _normalise(linked):
@@ -100,8 +164,19 @@ def build_cli(args: ArgsType = None) -> XaiCLI:
 
 
 def main(args: ArgsType = None) -> XaiCLI:
-    """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests."""
-    cli = build_cli(args)
+    """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests.
+
+    A configured class that refuses its arguments (a dataset folder that does not exist, an unknown architecture)
+    ends the program like a wrong option does: its one-sentence message on stderr after ``error:``, exit status 2,
+    no traceback (:func:`build_cli` raises the error itself).
+    """
+    try:
+        cli = build_cli(args)
+    except Exception as err:
+        if not getattr(err, "lit_xai_config_error", False):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("test_after_fit", True) and not trainer.interrupted:
@@ -139,7 +214,13 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--output", default=None, help="write the JSON report here")
     opts = parser.parse_args(rest)
-    datamodule = instantiate_datamodule(opts.config)
+    try:
+        datamodule = instantiate_datamodule(opts.config)
+    except Exception as err:
+        if not getattr(err, "lit_xai_config_error", False):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from lit_xai.artifacts import audit_datamodule
 
     report = audit_datamodule(
@@ -165,5 +246,7 @@ def instantiate_datamodule(config_path: str) -> LightningDataModule:
         raise ValueError(f"{config_path} has no 'data:' section")
     parser = ArgumentParser()
     parser.add_subclass_arguments(LightningDataModule, "data")
+    _unbury(parser)
     cfg = parser.parse_object({"data": config["data"]})
-    return parser.instantiate_classes(cfg).data
+    with _constructor_errors():
+        return parser.instantiate_classes(cfg).data

@@ -25,10 +25,32 @@ def test_steps_and_metrics_per_task(task, k):
     model.log_dict = lambda d, **kw: logged.update(d)
     model.validation_step((x, y), 0)
     model.on_validation_epoch_end()
-    for key in ("val/auroc", "val/acc", "val/f1", "val/f1/c0", f"val/auroc/c{k - 1}"):
-        assert key in logged, key
+    metric_keys = {key for key in logged if key != "val/loss"}
     if task == "binary":
-        assert "val/binary_auroc" in logged
+        # one AUROC, one accuracy, one F1 (of the positive class); no per-class or "binary_" duplicates
+        assert metric_keys == {"val/auroc", "val/acc", "val/f1"}
+    else:
+        per_class = {f"val/{m}/c{i}" for m in ("auroc", "f1") for i in range(k)}
+        assert metric_keys == {"val/auroc", "val/acc", "val/f1"} | per_class
+
+
+def test_binary_metrics_are_those_of_the_positive_class():
+    from torchmetrics.functional.classification import binary_auroc, binary_f1_score
+
+    torch.manual_seed(1)
+    model = ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=["benign", "melanoma"])
+    model.eval()
+    logged = {}
+    model.log = lambda name, value, **kw: logged.__setitem__(name, value)
+    model.log_dict = lambda d, **kw: logged.update(d)
+    x, y = torch.rand(16, 3, 32, 32), torch.tensor([0, 1] * 8)
+    with torch.no_grad():
+        p1 = model.probabilities(model(x))[:, 1]
+        model.validation_step((x, y), 0)
+    model.on_validation_epoch_end()
+    assert torch.isclose(logged["val/auroc"], binary_auroc(p1, y))
+    assert torch.isclose(logged["val/f1"], binary_f1_score(p1, y))
+    assert torch.isclose(logged["val/acc"], ((p1 > 0.5).long() == y).float().mean())
 
 
 def test_multilabel_loss_ignores_nan_targets():

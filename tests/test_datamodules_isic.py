@@ -250,9 +250,11 @@ def test_corrupt_and_truncated_images_raise_naming_the_file_or_are_skipped(tmp_p
 def test_empty_split_is_a_clear_error(tmp_path):
     root = trees.isic2019(tmp_path, n=4)
     dm = ISICDataModule(str(root), image_size=16, val_fraction=0.2, test_fraction=0.2)
-    with pytest.raises(ValueError, match="the '(val|test)' split is empty"):
-        dm.setup("fit")
+    with pytest.raises(ValueError, match="the 'test' split is empty"):
         dm.setup("test")
+    # the one validation image is not a melanoma: a split without a class is refused too
+    with pytest.raises(ValueError, match="the 'val' split has no sample of class 'melanoma'"):
+        dm.setup("fit")
 
 
 def test_hyperparameters_recreate_the_datamodule(tmp_path):

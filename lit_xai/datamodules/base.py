@@ -585,8 +585,51 @@ class ImageDataModule(L.LightningDataModule):
     # -------------------------------------------------------------------------------------------------- lightning
     def setup(self, stage: str | None = None) -> None:
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage or "", SPLITS):
+        splits = needed.get(stage or "", SPLITS)
+        for split in splits:
             self.dataset(split)
+        for split in splits:
+            self.check_classes(split)
+
+    def check_classes(self, split: str) -> None:
+        """Raise if ``split`` lacks a class (binary / multi-class tasks), saying which and what to change.
+
+        A split without a class cannot train it, and its metrics (AUROC, per-class F1) are undefined, so
+        :meth:`setup` refuses it before training instead of letting it fail later far from the cause.
+
+        Example:
+            >>> import numpy as np
+            >>> class Toy(ImageDataModule):
+            ...     class_names, task = ("a", "b", "rare"), "multiclass"
+            ...     def index_samples(self):
+            ...         return SampleTable(targets=np.array([0, 1] * 10 + [2]))
+            >>> Toy(val_fraction=0.2, test_fraction=0.2).check_classes("val")
+            Traceback (most recent call last):
+            ...
+            ValueError: Toy: the 'val' split has no sample of class 'rare' (... rare 1/0/0); add samples of ...
+        """
+        if self.task == "multilabel" or len(self.targets(split)) == 0:
+            return  # a label without positives in a split is common for rare findings; empty splits fail elsewhere
+        k = len(self.class_names)
+        counts = {s: np.bincount(self.targets(s).astype(np.int64), minlength=k) for s in SPLITS}
+        missing = [self.class_names[c] for c in np.flatnonzero(counts[split] == 0)]
+        if not missing:
+            return
+        per_class = ", ".join(
+            f"{name} {'/'.join(str(int(counts[s][c])) for s in SPLITS)}" for c, name in enumerate(self.class_names)
+        )
+        which = f"class {missing[0]!r}" if len(missing) == 1 else f"classes {missing}"
+        predefined = self.table.splits is not None and split in set(np.asarray(self.table.splits).astype(str))
+        remedy = (
+            f"add samples of that class to the dataset's {split} split"
+            if predefined
+            else "add samples of that class, or change val_fraction, test_fraction or seed (data.init_args.*) so "
+            "that every class reaches every split"
+        )
+        raise ValueError(
+            f"{type(self).__name__}: the {split!r} split has no sample of {which} (samples per class in "
+            f"train/val/test: {per_class}); {remedy}"
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -636,9 +679,21 @@ class ImageDataModule(L.LightningDataModule):
         params = inspect.signature(type(self).__init__).parameters.values()
         if any(p.kind is p.VAR_KEYWORD for p in params):
             self.save_hyperparameters(frame=inspect.currentframe().f_back)
+            self._record_resolved_classes()
             return
         names = [p.name for p in params if p.name != "self" and p.kind is not p.VAR_POSITIONAL]
         self.save_hyperparameters(*names, frame=inspect.currentframe().f_back)
+        self._record_resolved_classes()
+
+    def _record_resolved_classes(self) -> None:
+        # A datamodule that infers its classes (class_names=None, task=None: read the folders) records what it
+        # inferred, so its hyper-parameters agree with the model's linked ones (Lightning refuses to log two
+        # different values of one key) and recreate the same classes.
+        resolved = {"class_names": [str(c) for c in self.class_names], "task": self.task}
+        for key, value in resolved.items():
+            if key in self._hparams:
+                self._hparams[key] = value
+                self._hparams_initial[key] = list(value) if isinstance(value, list) else value
 
     def _check_split(self, split: str) -> None:
         if split not in SPLITS:

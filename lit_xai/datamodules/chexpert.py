@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._io import CsvTable, DataFormatError, find_files, read_csv, require_root
+from ._io import CsvTable, DataFormatError, check_inside, find_files, read_csv, require_root
 from .base import SampleTable
 from .files import FileDataModule
 
@@ -131,7 +131,9 @@ class CheXpertDataModule(FileDataModule):
                         f"{table.where(i)} ({row['Path']}): unknown {name!r} label {value!r}; expected 1.0, 0.0, "
                         "-1.0 or blank"
                     )
-            rows.append((labels, resolve(row["Path"]), _patient(row["Path"]), split))
+            path = resolve(row["Path"])
+            check_inside(self.root, path, f"{table.where(i)}, Path {row['Path']!r}")
+            rows.append((labels, path, _patient(row["Path"]), split))
         if n_lateral:
             self.note(f"frontal_only: dropped {n_lateral} lateral views of {csv_path.name}")
         targets = np.asarray([r[0] for r in rows], dtype=np.float32).reshape(len(rows), len(self.class_names))

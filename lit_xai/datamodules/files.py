@@ -3,9 +3,14 @@
 It adds to :class:`~lit_xai.datamodules.ImageDataModule` what every on-disk dataset needs:
 
 * ``root`` is checked at construction; a missing folder is an error that says which setting to change;
-* every listed image is checked at setup. A missing (or, with ``on_bad_image="skip"``, unreadable) file is an
-  error naming the file, or with ``on_bad_image="skip"`` it is dropped, **counted**, warned about once with the
-  first names, and listed in :attr:`FileDataModule.skipped` (the artifact audit reports it too);
+* a listed file outside ``root`` (a ``..`` or an absolute path in a CSV) is an error; the dataset modules check
+  each CSV row themselves and name it;
+* every listed image is checked before training. With ``on_bad_image="raise"`` (default) a missing file is an
+  error when the files are indexed, and :meth:`FileDataModule.setup` checks each image of the splits the stage needs
+  (header and end of file, :func:`~lit_xai.datamodules._io.check_image`, thousands per second) and raises naming
+  every bad one, before the first training step. With ``on_bad_image="skip"`` every image is decoded once when
+  indexed; bad ones are dropped, **counted**, warned about once with the first names, and listed in
+  :attr:`FileDataModule.skipped` (the artifact audit reports it too);
 * an empty split is an error that names the split and the counts, never an empty loader.
 
 A subclass implements :meth:`FileDataModule.index_files` (read CSVs / folders, return a :class:`SampleTable` with
@@ -38,13 +43,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._io import decode_image, decode_mask, require_root
+from ._io import check_image, decode_image, decode_mask, is_inside, require_root
 from .base import ImageDataModule, ImageDataset, SampleTable
 
-__all__ = ["BAD_IMAGE_POLICIES", "FileDataModule"]
+__all__ = ["BAD_IMAGE_POLICIES", "FileDataModule", "check_workers"]
 
 BAD_IMAGE_POLICIES: tuple[str, ...] = ("raise", "skip")
 _SHOW = 5  # file names quoted in an error or warning
+
+
+def check_workers() -> int:
+    """Threads for checking or decoding files (PIL releases the GIL while reading and decoding)."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 class FileDataModule(ImageDataModule):
@@ -52,9 +62,11 @@ class FileDataModule(ImageDataModule):
 
     Args:
         root: the dataset folder as distributed (unzipped).
-        on_bad_image: ``"raise"`` (default): a listed image that is missing is an error naming it (unreadable
-            files raise, naming the file, when loaded). ``"skip"``: every image is decoded once at setup; missing
-            or unreadable ones are dropped, counted, warned about and listed in :attr:`skipped`.
+        on_bad_image: ``"raise"`` (default): a listed image that is missing is an error naming it, and
+            :meth:`setup` checks every image of the stage's splits (header and end of file) and raises naming the
+            unreadable ones before training starts; damage inside a JPEG's data that this quick check cannot see
+            raises, naming the file, when loaded. ``"skip"``: every image is decoded once when indexed; missing or
+            unreadable ones are dropped, counted, warned about and listed in :attr:`skipped`.
         **kwargs: the common options of :class:`~lit_xai.datamodules.ImageDataModule` (``image_size``,
             ``batch_size``, ``num_workers``, ``val_fraction``, ``test_fraction``, ``seed``, ``augment``, ...).
 
@@ -72,6 +84,7 @@ class FileDataModule(ImageDataModule):
         self.root = require_root(root, self.expected_contents)
         self.on_bad_image = on_bad_image
         self._skipped: list[tuple[str, str]] = []
+        self._checked: set[str] = set()
         self.notes: list[str] = []
         super().__init__(**kwargs)
 
@@ -104,6 +117,15 @@ class FileDataModule(ImageDataModule):
         """Check every listed file; raise or drop (counted, warned, listed) the bad ones."""
         paths = [str(p) for p in table.paths]
         rois = None if table.roi_paths is None else [str(p) for p in table.roi_paths]
+        for kind, listed in (("image", paths), ("mask", rois or [])):
+            outside = [(i, p) for i, p in enumerate(listed) if not is_inside(self.root, p)]
+            if outside:
+                i, p = outside[0]
+                raise ValueError(
+                    f"{type(self).__name__}: {len(outside)} listed {kind} files lie outside the dataset folder "
+                    f"{str(self.root)!r}, e.g. sample {i}: {p!r}; {type(self).__name__}.index_files() must only list "
+                    "files under data.init_args.root"
+                )
         bad: dict[int, str] = {}
         for i, p in enumerate(paths):
             if not os.path.isfile(p):
@@ -141,7 +163,7 @@ class FileDataModule(ImageDataModule):
 
         todo = [i for i in range(len(paths)) if i not in exclude]
         # decoding releases the GIL, so threads use the cores without pickling anything
-        with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        with ThreadPoolExecutor(max_workers=check_workers()) as pool:
             reasons = list(pool.map(check, todo))
         return {i: why for i, why in zip(todo, reasons) if why is not None}
 
@@ -157,6 +179,9 @@ class FileDataModule(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
+        if self.on_bad_image == "raise":
+            needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+            self.check_images(needed.get(stage or "", ("train", "val", "test")))
         if self._skipped and stage in (None, "fit"):
             # repeated at setup so the count is in the training log, not only at indexing time
             names = ", ".join(Path(p).name for p, _ in self._skipped[:_SHOW])
@@ -165,6 +190,31 @@ class FileDataModule(ImageDataModule):
                 + (" ..." if len(self._skipped) > _SHOW else ""),
                 stacklevel=2,
             )
+
+    def check_images(self, splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+        """Check every image (and mask) of ``splits`` quickly, raising one error that names every unreadable file.
+
+        Called by :meth:`setup` under ``on_bad_image="raise"``, so a truncated file stops the run before the first
+        training step instead of hours into it. Each split is checked once per datamodule.
+        """
+        todo = [s for s in splits if s not in self._checked and len(self.split_rows(s))]
+        if not todo:
+            return
+        table = self.table
+        files = [table.paths[i] for s in todo for i in self.split_rows(s)]
+        if table.roi_paths is not None:
+            files += [table.roi_paths[i] for s in todo for i in self.split_rows(s)]
+        with ThreadPoolExecutor(max_workers=check_workers()) as pool:
+            reasons = list(pool.map(check_image, files))
+        bad = [(str(f), why) for f, why in zip(files, reasons) if why is not None]
+        if bad:
+            names = "; ".join(f"{f} ({why})" for f, why in bad[:_SHOW]) + (" ..." if len(bad) > _SHOW else "")
+            raise OSError(
+                f"{type(self).__name__}: {len(bad)} of {len(files)} images of the {'/'.join(todo)} split(s) cannot be "
+                f"read: {names}. Replace them (re-download / re-unzip), or pass on_bad_image='skip' "
+                "(data.init_args.on_bad_image) to train without them (they are counted and reported)"
+            )
+        self._checked.update(todo)
 
 
 def _subset(table: SampleTable, keep: np.ndarray) -> SampleTable:

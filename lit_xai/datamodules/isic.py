@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from ._io import CsvTable, DataFormatError, find_files, index_images, read_csv
+from ._io import CsvTable, DataFormatError, check_inside, find_files, index_images, read_csv
 from .base import SampleTable
 from .files import FileDataModule
 
@@ -141,6 +141,12 @@ class ISICDataModule(FileDataModule):
         return layout, found[layout]
 
     # -------------------------------------------------------------------------------------------------- indexing
+    def _image_id(self, table: CsvTable, i: int, column: str) -> str:
+        """The image id in ``column`` of row ``i``; an id that would lead out of ``root`` (``../``) is an error."""
+        value = table.rows[i][column]
+        check_inside(self.root, self.root / f"{value}.jpg", f"{table.where(i)}, {column} {value!r}")
+        return value
+
     def index_files(self) -> SampleTable:
         images = index_images(self.root)
         if self.layout in ("isic2020", "kaggle2020"):
@@ -172,7 +178,7 @@ class ISICDataModule(FileDataModule):
         n_dup = n_tf = 0
         has_tfrecord = "tfrecord" in table.columns
         for i, row in enumerate(table.rows):
-            name = row["image_name"]
+            name = self._image_id(table, i, "image_name")
             if not name:
                 raise DataFormatError(f"{table.where(i)}: blank image_name")
             if name.lower() in drop:
@@ -217,7 +223,7 @@ class ISICDataModule(FileDataModule):
                     "UNK image); remove the row"
                 )
             label = _ISIC2019_CLASSES.index(hot[0])
-            ids.append(row["image"])
+            ids.append(self._image_id(table, i, "image"))
             targets.append(label if self.labels == "dataset" else int(hot[0] == "MEL"))
             groups.append(lesion.get(row["image"].lower(), ""))
         return ids, targets, groups
@@ -232,7 +238,7 @@ class ISICDataModule(FileDataModule):
                     f"{table.where(i)} (image {row['image_id']}): unknown dx {row['dx']!r}; expected one of "
                     f"{list(_HAM_CLASSES)}"
                 )
-            image_id = row["image_id"].removesuffix(".jpg")
+            image_id = self._image_id(table, i, "image_id").removesuffix(".jpg")
             ids.append(image_id)
             targets.append(_HAM_CLASSES.index(dx) if self.labels == "dataset" else int(dx == "mel"))
             groups.append(row["lesion_id"])

@@ -31,7 +31,9 @@ class ImageClassifier(LightningModule):
         architecture: a key of :data:`lit_xai.models.ARCHITECTURES` (e.g. ``"resnet50"``, ``"tiny_resnet"``).
         num_classes: number of logits; binary tasks use 2 (softmax, class 1 = positive).
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"`` (sigmoid per class; NaN targets are ignored).
-        class_names: names for per-class metrics (``val/f1/<name>``); defaults to ``class_<i>``.
+        class_names: names for per-class metrics (``val/f1/<name>``, multi-class and multi-label tasks; a binary
+            task logs one ``val/auroc``, ``val/acc`` and ``val/f1`` of the positive class); defaults to
+            ``class_<i>``.
         lr: learning rate. weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
         optimizer: ``"adamw"``, ``"adam"`` or ``"sgd"`` (momentum 0.9, nesterov).
         scheduler: ``"cosine"`` (per epoch to ``max_epochs``), ``"step"`` (x0.1 every ``step_size`` epochs),
@@ -109,6 +111,15 @@ class ImageClassifier(LightningModule):
         self.register_buffer("pos_weight", pw, persistent=False)
 
     def _metrics(self, stage: str) -> nn.ModuleDict:
+        # Binary: one AUROC, accuracy and F1 of the positive class (P(class 1)); per-class values would only repeat
+        # them (both classes of a two-way softmax have the same AUROC). Multi-class / multi-label: macro summaries
+        # plus one value per class.
+        if self.task == "binary":
+            summary = MetricCollection(
+                {"auroc": AUROC(task="binary"), "acc": Accuracy(task="binary"), "f1": F1Score(task="binary")},
+                prefix=f"{stage}/",
+            )
+            return nn.ModuleDict({"summary": summary})
         k = self.num_classes
         if self.task == "multilabel":
             common: dict[str, Any] = {"task": "multilabel", "num_labels": k, "ignore_index": -1}
@@ -123,13 +134,7 @@ class ImageClassifier(LightningModule):
             prefix=f"{stage}/",
         )
         per_class = MetricCollection({"auroc": AUROC(**common, average=None), "f1": F1Score(**common, average=None)})
-        metrics = {"summary": summary, "per_class": per_class}
-        if self.task == "binary":
-            # the positive-class view users report for binary problems (AUROC of P(class 1))
-            metrics["binary"] = MetricCollection(
-                {"auroc": AUROC(task="binary"), "f1": F1Score(task="binary")}, prefix=f"{stage}/binary_"
-            )
-        return nn.ModuleDict(metrics)
+        return nn.ModuleDict({"summary": summary, "per_class": per_class})
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,10 +175,11 @@ class ImageClassifier(LightningModule):
             target = torch.nan_to_num(y.float(), nan=-1.0).long()
         else:
             target = y.long()
-        metrics["summary"].update(probs, target)
-        metrics["per_class"].update(probs, target)
-        if "binary" in metrics:
-            metrics["binary"].update(probs[:, 1], target)
+        if "per_class" in metrics:
+            metrics["summary"].update(probs, target)
+            metrics["per_class"].update(probs, target)
+        else:
+            metrics["summary"].update(probs[:, 1], target)  # binary: P(class 1)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -189,13 +195,11 @@ class ImageClassifier(LightningModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         self.log_dict(metrics["summary"].compute(), prog_bar=True)
         metrics["summary"].reset()
-        for name, values in metrics["per_class"].compute().items():
-            for cls, value in zip(self.class_names, values):
-                self.log(f"{stage}/{name}/{cls}", value)
-        metrics["per_class"].reset()
-        if "binary" in metrics:
-            self.log_dict(metrics["binary"].compute())
-            metrics["binary"].reset()
+        if "per_class" in metrics:
+            for name, values in metrics["per_class"].compute().items():
+                for cls, value in zip(self.class_names, values):
+                    self.log(f"{stage}/{name}/{cls}", value)
+            metrics["per_class"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -8,7 +8,7 @@ Example:
     >>> from lit_xai.models.architectures import build_architecture, get_spec
     >>> net = build_architecture("tiny_resnet", num_classes=2)
     >>> get_spec("tiny_resnet").gradcam_layer
-    'layer4'
+    'layer3'
 """
 
 from __future__ import annotations

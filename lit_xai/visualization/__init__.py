@@ -1,0 +1,62 @@
+"""The one renderer: signed relevance to RGB, overlays, legends, captioned uint8 grids, line plots and tables.
+
+Everything is torch in, torch out, channels first. Relevance is signed, so colours are centred on zero: a symmetric
+scale per image (a high percentile of ``|heat|``, robust to the few extreme pixels LRP produces) maps ``-s..s`` onto
+a diverging colour map whose middle is the neutral colour. Min-max normalisation (``make_grid(normalize=True)``)
+would move zero to an arbitrary colour and is avoided. ``zennit.image.imgify`` is not used: it fails with pillow 13.
+
+One module per job: :mod:`~lit_xai.visualization.colors` (colour maps, overlays), :mod:`~lit_xai.visualization.text`
+(fonts, caption wrapping), :mod:`~lit_xai.visualization.grids` (explanation, concept and timeline grids with their
+legend), :mod:`~lit_xai.visualization.charts` (line plots) and :mod:`~lit_xai.visualization.tables`; the white canvas
+they share is in ``_canvas``. Import from the package: ``from lit_xai.visualization import explanation_grid``.
+
+Example:
+    >>> import torch
+    >>> images, heat = torch.rand(2, 3, 32, 32), torch.randn(2, 32, 32)
+    >>> grid = explanation_grid(images, heat, ["true 1 | pred 0", "true 0 | pred 0"], method="LRP", tile=48)
+    >>> grid.dtype, grid.shape[0]
+    (torch.uint8, 3)
+"""
+
+from __future__ import annotations
+
+from .charts import _nice_ticks, line_plot  # noqa: F401  (_nice_ticks: tested directly)
+from .colors import (
+    COLORMAPS,
+    MASK_RGB,
+    NEGATIVE_RGB,
+    PALETTE,
+    POSITIVE_RGB,
+    dimmed,
+    heatmap_to_rgb,
+    negative_share,
+    overlay,
+    symmetric_scale,
+    to_float01,
+)
+from .grids import concept_grid, concept_label, explanation_grid, legend_strip, timeline_grid
+from .tables import table_image
+from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401  (_font, _text_width: used by tests)
+
+__all__ = [
+    "COLORMAPS",
+    "MASK_RGB",
+    "NEGATIVE_RGB",
+    "PALETTE",
+    "POSITIVE_RGB",
+    "caption_lines",
+    "concept_grid",
+    "concept_label",
+    "dimmed",
+    "draw_text",
+    "explanation_grid",
+    "heatmap_to_rgb",
+    "legend_strip",
+    "line_plot",
+    "negative_share",
+    "overlay",
+    "symmetric_scale",
+    "table_image",
+    "timeline_grid",
+    "to_float01",
+]
