@@ -61,6 +61,7 @@ class Case:
     cue_ringed1: tuple[float, float] | None = None  # cue strength of ringed class-1 images (None: as cue)
     cue_class0: tuple[float, float] | None = None  # cue strength of class-0 images (None: as cue)
     synthetic: bool = False
+    ring_radius: tuple[float, float] = (0.8, 1.02)  # radius range of the rings in the data (the inserter's default)
 
 
 CASES = (
@@ -116,7 +117,7 @@ def draw(case: Case, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     img = (img * shade[:, None]).clamp(0, 1)
     rows = ringed.nonzero().flatten()
     if len(rows):
-        img[rows] = insert_ring(img[rows], g)[0]
+        img[rows] = insert_ring(img[rows], g, radius_range=case.ring_radius)[0]
     return img, labels
 
 
@@ -194,6 +195,7 @@ def run_case(case: Case, seed: int, args: argparse.Namespace) -> dict:
                 for key in ("counterfactual", "removal")
                 if key in ev
             }
+            entry[sham]["exposure"] = ev["exposure"]
         measurements.append(entry)
     return {"case": case.name, "seed": seed, "shortcut": case.shortcut, "measurements": measurements}
 
@@ -202,7 +204,7 @@ def first_alert(run: dict, rule: AlertRule, sham: str) -> int | None:
     """Epoch of the first alert of ``rule`` on a run's measurements (None: no alert)."""
     rule = AlertRule(**{k: v for k, v in rule.criteria().items()})
     for m in run["measurements"]:
-        evidence = {k: {**v, "confidence": 0.95} for k, v in m[sham].items()}
+        evidence = {k: {**v, "confidence": 0.95} if k != "exposure" else v for k, v in m[sham].items()}
         if rule.update("ring/1", rule.met(evidence, audit_flagged=False)):
             return m["epoch"]
     return None
@@ -218,7 +220,7 @@ def summarize(runs: list[dict], rule: AlertRule, sham: str) -> list[dict]:
         fired = [a for a in alerts if a is not None]
         last = [r["measurements"][-1] for r in mine]
 
-        def mean_of(key: str, field: str) -> float:
+        def mean_of(key: str, field: str, last: list = last) -> float:
             vals = [m[sham][key][field] for m in last if key in m[sham]]
             return float(np.mean(vals)) if vals else math.nan
 

@@ -210,6 +210,7 @@ def test_removal_moves_to_the_training_pool_when_validation_has_too_few(models, 
     kw = dict(num_probes=0, min_removal_images=8)
     out = measure_reliance(models["reliant"], val, "ring", 1, lambda x: x, removal_pool=train, **kw)
     assert out["removal"]["split"] == "train" and out["removal"]["n"] == 20
+    assert out["exposure"] == {"images": 20, "split": "train", "of": 40}
     assert out["counterfactual"]["split"] == "val"
     alone = measure_reliance(models["reliant"], val, "ring", 1, lambda x: x, **kw)
     assert alone["removal"]["split"] == "val" and alone["removal"]["n"] == 3  # recorded, too few for the rule
@@ -228,7 +229,11 @@ def _test(effect: float, low: float, high: float, n: int = 30, name: str = "remo
 def test_rule_needs_a_causal_effect_whose_interval_clears_min_effect() -> None:
     rule = AlertRule(min_effect=0.1, patience=1)
     assert rule.passing({"removal": _test(0.4, 0.3, 0.5)}) == ["removal"]
-    assert rule.passing({"counterfactual": _test(0.4, 0.3, 0.5, name="insertion")}) == ["insertion"]
+    insertion = _test(0.4, 0.3, 0.5, name="insertion")
+    assert rule.passing({"counterfactual": insertion, "exposure": {"images": 30}}) == ["insertion"]
+    # an artifact (nearly) absent from the class's images cannot be a learned shortcut: insertion alone does not count
+    assert rule.passing({"counterfactual": insertion, "exposure": {"images": 3}}) == []
+    assert AlertRule(min_exposure=0).passing({"counterfactual": insertion}) == ["insertion"]
     assert not rule.met({"removal": _test(0.15, 0.05, 0.25)}, False)  # interval includes min_effect
     assert not rule.met({"removal": _test(-0.4, -0.5, -0.3)}, False)  # removal *raises* P: no reliance
     assert not rule.met({"removal": _test(0.4, 0.3, 0.5, n=5)}, False)  # too few images
@@ -237,7 +242,8 @@ def test_rule_needs_a_causal_effect_whose_interval_clears_min_effect() -> None:
     assert not rule.met(support, audit_flagged=True)
     with pytest.raises(ValueError, match="confidence=0.99"):
         AlertRule(confidence=0.99).met({"removal": _test(0.4, 0.3, 0.5)}, False)
-    for bad in (dict(patience=0), dict(min_effect=1.0), dict(confidence=1.0), dict(min_images=1)):
+    bad_arguments = (dict(patience=0), dict(min_effect=1.0), dict(confidence=1.0), dict(min_images=1))
+    for bad in (*bad_arguments, dict(min_exposure=-1)):
         with pytest.raises(ValueError):
             AlertRule(**bad)
 
@@ -257,10 +263,12 @@ def test_message_carries_effect_sham_interval_images_and_split() -> None:
                                 sham_shift=0.01),
         "removal": _test(0.43, 0.35, 0.51, n=38, name="removal", split="train", mean_shift=-0.45, sham_shift=-0.02),
         "relevance_ratio": 1.2,
+        "exposure": {"images": 38, "of": 120, "split": "train"},
         "tests": ["insertion", "removal"],
     }
     text = AlertRule.message("ring", "melanoma", evidence, True, passing=AlertRule().passing(evidence))
     assert "38 'melanoma' images" in text and "train split" in text and "-0.45" in text and "-0.02" in text
     assert "+0.43 (95 % CI +0.35 to +0.51)" in text and "64 clean images" in text and "val split" in text
     assert text.count("[meets the rule]") == 1  # removal passes; insertion's +0.04 lower bound does not clear 0.05
+    assert "the ring is on 38 of 120 'melanoma' images in the train pool" in text
     assert "supporting evidence (not required for the alert)" in text and "label-predictive" in text

@@ -7,7 +7,7 @@ The alert is a verdict on causal evidence: sham-controlled insertion and removal
 Example:
     >>> rule = AlertRule(min_effect=0.05, patience=2)
     >>> evidence = {"counterfactual": {"effect": 0.3, "interval": [0.2, 0.4], "confidence": 0.95, "n": 20,
-    ...                                "n_sham": 20}, "relevance_ratio": 0.8}
+    ...                                "n_sham": 20}, "exposure": {"images": 30}, "relevance_ratio": 0.8}
     >>> [rule.update("ring/melanoma", rule.met(evidence, audit_flagged=False)) for _ in range(3)]
     [False, True, False]
 """
@@ -158,7 +158,9 @@ def measure_reliance(
         ``tests`` (which tests ran); ``counterfactual`` (insertion) and ``removal``, each
         :func:`~lit_xai.artifacts.causal.summarize_test`'s dict (``effect`` positive = reliance, ``interval``,
         ``confidence``, ``n``, ``n_sham``, ``split``, ``sham``, ``sham_shift``, the real edit's ``mean_shift``,
-        ``p_before``/``p_after``, flip rates); ``removal_skipped`` (why, when removal did not run);
+        ``p_before``/``p_after``, flip rates); ``removal_skipped`` (why, when removal did not run); ``exposure``
+        (``images``: images of the class carrying the artifact in the pool the removal test uses, ``of``: images
+        of the class there, ``split``);
         ``relevance_ratio`` (mean relevance-in-mask of flagged images, 1 = no preference); optionally ``spray``;
         the flagged ``probe_rows`` and their ``heatmaps``.
 
@@ -203,13 +205,16 @@ def measure_reliance(
         fake = paired_shift(module, before, control, target_class, normalize, task)
         out["counterfactual"] = summarize_test("insertion", real, fake, sham, pool.split, **stats)
         out["tests"].append("insertion")
+    # exposure: how many images of the class carry the artifact (where the model could have learned it from)
+    rows = (flags & (labels == target_class)).nonzero().flatten()
+    source = pool
+    if len(rows) < min_removal_images and removal_pool is not None:
+        if artifact not in removal_pool.flags:
+            removal_pool.detect(artifact)
+        source = removal_pool
+    exposed = int((source.flags[artifact] & (source.labels == target_class)).sum())
+    out["exposure"] = {"images": exposed, "split": source.split, "of": int((source.labels == target_class).sum())}
     if spec.remove is not None:
-        source = pool
-        rows = (flags & (labels == target_class)).nonzero().flatten()
-        if len(rows) < min_removal_images and removal_pool is not None:
-            if artifact not in removal_pool.flags:
-                removal_pool.detect(artifact)
-            source = removal_pool
         removal = _removal(module, source, spec, artifact, target_class, normalize, task, num_counterfactual, stats)
         if isinstance(removal, str):
             out["removal_skipped"] = removal
@@ -303,6 +308,10 @@ class AlertRule:
         confidence: level of the intervals the rule reads; :func:`measure_reliance` must have been run with
             ``confidence`` at least this (a wider interval is a stricter test).
         min_images: images needed in each group of a test (real and sham) for it to count.
+        min_exposure: the insertion test counts only when at least this many images of the class carry the artifact
+            (``evidence["exposure"]``, in the pool the removal test uses): a model cannot have learned a shortcut from
+            an artifact its data never pairs with the class, yet it may react to an unseen pattern pasted into its
+            images (in the calibration, tiny CNNs moved P(class) by up to 0.75 for a ring they never saw). 0 = off.
         outside_roi_threshold: share of positive relevance outside the region of interest that counts as reliance
             on something outside it.
 
@@ -324,6 +333,7 @@ class AlertRule:
         patience: int = 2,
         confidence: float = 0.95,
         min_images: int = 8,
+        min_exposure: int = 8,
         outside_roi_threshold: float = 0.5,
     ) -> None:
         if patience < 1:
@@ -334,12 +344,15 @@ class AlertRule:
             raise ValueError(f"confidence must be in (0, 1), got {confidence}")
         if min_images < 2:
             raise ValueError(f"min_images must be >= 2, got {min_images}")
+        if min_exposure < 0:
+            raise ValueError(f"min_exposure must be >= 0, got {min_exposure}")
         if not 0.0 < outside_roi_threshold <= 1.0:
             raise ValueError(f"outside_roi_threshold must be in (0, 1], got {outside_roi_threshold}")
         self.min_effect = min_effect
         self.patience = patience
         self.confidence = confidence
         self.min_images = min_images
+        self.min_exposure = min_exposure
         self.outside_roi_threshold = outside_roi_threshold
         self.streak: dict[str, int] = {}
         self.fired: set[str] = set()
@@ -359,6 +372,8 @@ class AlertRule:
                 )
             low = test["interval"][0]
             enough = min(test.get("n", 0), test.get("n_sham", 0)) >= self.min_images
+            if name == "insertion" and self.min_exposure > 0:
+                enough = enough and evidence.get("exposure", {}).get("images", 0) >= self.min_exposure
             if enough and low is not None and not math.isnan(low) and low > self.min_effect:
                 names.append(name)
         return names
@@ -385,6 +400,7 @@ class AlertRule:
             "patience": self.patience,
             "confidence": self.confidence,
             "min_images": self.min_images,
+            "min_exposure": self.min_exposure,
             "outside_roi_threshold": self.outside_roi_threshold,
         }
 
@@ -434,6 +450,12 @@ class AlertRule:
         for test in tests:
             flag = " [meets the rule]" if test.get("test") in marked else ""
             lines.append(f"- {AlertRule.describe_test(test, artifact, cls)}{flag}")
+        exposure = evidence.get("exposure")
+        if isinstance(exposure, dict):
+            lines.append(
+                f"- the {artifact} is on {exposure.get('images', 0)} of {exposure.get('of', 0)} '{cls}' images in the "
+                f"{exposure.get('split', '?')} pool"
+            )
         if "removal_skipped" in evidence:
             lines.append(f"- removal not tested: {evidence['removal_skipped']}")
         support = []

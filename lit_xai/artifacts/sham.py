@@ -65,7 +65,7 @@ def sham_insert(
         >>> images = 0.5 + 0.5 * torch.rand(2, 3, 16, 16)
         >>> edited = images * 0.5
         >>> sham = sham_insert(images, edited, None, kind="shuffle", generator=torch.Generator().manual_seed(0))
-        >>> bool(torch.isclose((sham - images).sum(), (edited - images).sum(), rtol=1e-4))  # same total change, moved around
+        >>> bool(torch.isclose((sham - images).sum(), (edited - images).sum(), rtol=1e-4))  # same total change
         True
     """
     if images01.shape != edited01.shape or images01.ndim != 4:
