@@ -329,7 +329,7 @@ class AlertRule:
 
     def __init__(
         self,
-        min_effect: float = 0.05,
+        min_effect: float = 0.15,
         patience: int = 2,
         confidence: float = 0.95,
         min_images: int = 8,
