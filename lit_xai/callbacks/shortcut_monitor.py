@@ -47,6 +47,8 @@ from .sinks import log_image, log_text
 __all__ = ["ShortcutMonitor"]
 
 TASKS = ("binary", "multiclass", "multilabel")
+#: artifact images of a class below which the removal test also reads training images
+MIN_REMOVAL_IMAGES = 16
 
 
 class ShortcutMonitor(BackgroundHooks, Callback):
@@ -165,6 +167,7 @@ class ShortcutMonitor(BackgroundHooks, Callback):
         self.audit_report: Optional[dict[str, Any]] = None
         self._audit_flags: dict[str, list[str]] = {}
         self._pool: Optional[ReliancePool] = None
+        self._train_pool: Optional[ReliancePool] = None
         self._log_dir: Optional[str] = None
         self._range: Any = None
         self._names: list[str] = []
@@ -301,6 +304,25 @@ class ShortcutMonitor(BackgroundHooks, Callback):
         for name in self.detectors:
             self._pool.detect(name)
 
+    def _removal_pool(self, trainer: Trainer, artifact: str, cls: int) -> Optional[ReliancePool]:
+        """Training images for the removal test when the validation pool has too few artifact images of ``cls``
+        (read once, ``pool_size`` seeded items; None without a training split)."""
+        pool = self._pool
+        if int((pool.flags[artifact] & (pool.labels == cls)).sum()) >= MIN_REMOVAL_IMAGES or self._train_data is None:
+            return None
+        if self._train_pool is None:
+            data = eval_dataset(self._train_data, trainer.datamodule)
+            gen = torch.Generator().manual_seed(self.seed)
+            ids = sorted(torch.randperm(len(data), generator=gen)[: self.pool_size].tolist())
+            read = select_probes(data, indices=ids)
+            labels = read.targets
+            if labels.ndim > 1:
+                labels = labels.float().nan_to_num(0.0).argmax(1)
+            self._train_pool = ReliancePool(
+                self._range.to01(read.images), read.images, labels.long(), ids, read.roi_masks, split="train"
+            )
+        return self._train_pool
+
     def _module(self, pl_module: LightningModule) -> torch.nn.Module:
         return adapt_binary(explained_module(pl_module, self.module_attr), 1 if self._two_logits else 2)
 
@@ -343,6 +365,8 @@ class ShortcutMonitor(BackgroundHooks, Callback):
                     num_counterfactual=self.num_counterfactual,
                     spray_samples=self.spray_samples,
                     seed=self.seed,
+                    removal_pool=self._removal_pool(trainer, artifact, cls),
+                    confidence=self.rule.confidence,
                 )
                 scalars |= _evidence_scalars(f"{self.tag}/{artifact}/{name}", evidence)
                 heat = evidence.pop("heatmaps", None)
@@ -365,7 +389,7 @@ class ShortcutMonitor(BackgroundHooks, Callback):
                     self.history.append(record)
                     fires = self.rule.update(f"{artifact}/{name}", met)
                 if fires:
-                    message = AlertRule.message(artifact, name, evidence, audit_flagged)
+                    message = AlertRule.message(artifact, name, evidence, audit_flagged, self.rule.passing(evidence))
                     new_alerts.append(self._alert(trainer, artifact, name, epoch, evidence, audit_flagged, message))
         scalars |= self._measure_roi(trainer, module, epoch, new_alerts)
         scalars[f"{self.tag}/alerts"] = float(len(self.alerts))
@@ -436,6 +460,8 @@ def _evidence_scalars(prefix: str, evidence: dict[str, Any]) -> dict[str, float]
         "counterfactual_shift": evidence.get("counterfactual", {}).get("mean_shift", math.nan),
         "counterfactual_flip_rate": evidence.get("counterfactual", {}).get("flip_rate", math.nan),
         "removal_shift": evidence.get("removal", {}).get("mean_shift", math.nan),
+        "insertion_effect": evidence.get("counterfactual", {}).get("effect", math.nan),
+        "removal_effect": evidence.get("removal", {}).get("effect", math.nan),
     }
     if "spray" in evidence:
         values["spray_flagged"] = float(evidence["spray"]["flagged"])
