@@ -181,8 +181,8 @@ def test_reliance_on_the_synthetic_datamodule(models) -> None:
 
 
 def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, clean) -> None:
-    """The pool makes each counterfactual edit once; every epoch's measurement equals counterfactual_shift /
-    removal_shift on the same images (the cache changes cost, never a number)."""
+    """The pool makes each counterfactual edit once (real and sham); every epoch's measurement equals
+    counterfactual_shift / removal_shift on the same images (the cache changes cost, never a number)."""
     from lit_xai.artifacts import ReliancePool, measure_reliance, register_artifact
     from lit_xai.artifacts.registry import ARTIFACTS, get_artifact
 
@@ -209,7 +209,7 @@ def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, cl
         first = measure_reliance(model, pool, "counted_ring", 1, lambda x: x, lrp, num_counterfactual=16, seed=5)
         model[3].weight.data.mul_(0.5)  # "training" changes the model, not the edits
         second = measure_reliance(model, pool, "counted_ring", 1, lambda x: x, lrp, num_counterfactual=16, seed=5)
-        assert calls == {"insert": 1, "remove": 1}
+        assert calls == {"insert": 1, "remove": 2}  # the real removal and its sham, once each
         flags = pool.flags["counted_ring"]
         clean_other = ((~flags) & (labels != 1)).nonzero().flatten()[:16]
         flagged = (flags & (labels == 1)).nonzero().flatten()[:16]

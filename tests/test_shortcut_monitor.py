@@ -103,14 +103,13 @@ def test_control_with_balanced_ring_raises_no_alert(control_run, shortcut_run):
 
 
 def test_alert_rule():
-    rule = AlertRule(shift_threshold=0.1, relevance_threshold=1.5, patience=1)
-    strong = {"counterfactual": {"mean_shift": 0.4}, "relevance_ratio": 2.0}
-    assert rule.met(strong, audit_flagged=False)
-    weak_shift = {"counterfactual": {"mean_shift": 0.05}, "relevance_ratio": 5.0}
-    assert not rule.met(weak_shift, audit_flagged=True)
-    unfocused = {"counterfactual": {"mean_shift": 0.4}, "relevance_ratio": 0.8}
-    assert not rule.met(unfocused, audit_flagged=False)
-    assert rule.met(unfocused, audit_flagged=True)
+    rule = AlertRule(min_effect=0.1, patience=1)
+    removal = {"test": "removal", "effect": 0.4, "interval": [0.3, 0.5], "confidence": 0.95, "n": 30, "n_sham": 30}
+    assert rule.met({"removal": removal}, audit_flagged=False)
+    weak = {**removal, "effect": 0.12, "interval": [0.05, 0.19]}  # the interval does not clear min_effect
+    assert not rule.met({"removal": weak}, audit_flagged=True)
+    # relevance concentration and the audit are supporting evidence only: never an alert on their own
+    assert not rule.met({"relevance_ratio": 5.0}, audit_flagged=True)
     assert not rule.met({"relevance_ratio": math.nan}, True)
     patient = AlertRule(patience=2)
     assert [patient.update("k", m) for m in (True, False, True, True, True)] == [False, False, False, True, False]

@@ -1,6 +1,7 @@
 """Pure artifact detectors, inserters, dataset audit, reliance measures and SpRAy (no Lightning inside)."""
 
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
+from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
 from .detectors import (
     DARK_CORNERS_THRESHOLD,
     MARKER_THRESHOLD,
@@ -16,6 +17,7 @@ from .monitoring import AlertRule, ReliancePool, measure_reliance
 from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
 from .reliance import counterfactual_shift, paired_shift, predict_proba, relevance_in_mask, removal_shift
 from .roi import relevance_outside_roi
+from .sham import SHAM_KINDS, sham_insert, sham_masks
 from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
 from .xray import TEXT_MARKER_THRESHOLD, detect_text_marker, insert_text_marker
 
@@ -39,7 +41,14 @@ __all__ = [
     "MARKER_THRESHOLD",
     "RING_THRESHOLD",
     "TEXT_MARKER_THRESHOLD",
+    "SHAM_KINDS",
     "SprayResult",
+    "bootstrap_effect",
+    "insertion_test",
+    "removal_test",
+    "sham_insert",
+    "sham_masks",
+    "summarize_test",
     "artifact_cluster",
     "association_table",
     "audit_datamodule",

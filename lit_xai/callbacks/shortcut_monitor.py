@@ -33,6 +33,9 @@ from .sinks import Picture, log_text, notify
 
 __all__ = ["ShortcutBudget", "ShortcutMonitor"]
 
+#: artifact images of a watched class in the validation pool below which the removal test also reads training images
+MIN_REMOVAL_IMAGES = 16
+
 
 @dataclass
 class ShortcutBudget:
@@ -134,6 +137,7 @@ class ShortcutMonitor(MonitorBase):
         self.audit_report: Optional[dict[str, Any]] = None
         self._audit_flags: dict[str, list[str]] = {}
         self._pool: Optional[ReliancePool] = None
+        self._train_pool: Optional[ReliancePool] = None
         self._log_dir: Optional[str] = None
         self._train_data: Any = None
         self._val_data: Any = None
@@ -187,8 +191,13 @@ class ShortcutMonitor(MonitorBase):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # every rank checks (deterministically) so a bad setup fails everywhere instead of hanging DDP
         self._prepare(trainer, pl_module)
-        if not trainer.is_global_zero or not self.budget.audit or self.audit_report is not None:
+        if not trainer.is_global_zero:
             return
+        if self.budget.audit and self.audit_report is None:
+            self._audit(trainer)
+        self._read_train_pool(trainer)
+
+    def _audit(self, trainer: Trainer) -> None:
         start = time.perf_counter()
         report = audit_sample(
             eval_dataset(self._train_data, trainer.datamodule),
@@ -208,6 +217,26 @@ class ShortcutMonitor(MonitorBase):
         # a markdown list wraps in TensorBoard's text view (a code block would cut long lines off on the right)
         log_text(trainer, f"{self.tag}/audit", "\n".join(f"- {line}" for line in summary.splitlines()), 0)
         self._write_report()
+
+    def _read_train_pool(self, trainer: Trainer) -> None:
+        """Training images for the removal test when the validation pool holds fewer than
+        :data:`MIN_REMOVAL_IMAGES` artifact images of a watched class (read once, ``pool_size`` seeded items)."""
+        pool, names = self._pool, self.contract.class_names
+        short = any(
+            int((pool.flags[a] & (pool.labels == c)).sum()) < MIN_REMOVAL_IMAGES
+            for a in self.detectors
+            for c in self._targets_for(a, names)
+        )
+        if not short or self._train_data is None or self._train_pool is not None:
+            return
+        data = eval_dataset(self._train_data, trainer.datamodule)
+        generator = torch.Generator().manual_seed(self.budget.seed)
+        ids = sorted(torch.randperm(len(data), generator=generator)[: self.budget.pool_size].tolist())
+        read = select_probes(data, indices=ids)
+        inputs, labels = read.images, stand_in_labels(read.targets)
+        self._train_pool = ReliancePool(self.contract.to01(inputs), inputs, labels, ids, read.roi_masks, split="train")
+        for name in self.detectors:
+            self._train_pool.detect(name)
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -261,6 +290,9 @@ class ShortcutMonitor(MonitorBase):
                     num_counterfactual=budget.num_counterfactual,
                     spray_samples=budget.spray_samples,
                     seed=budget.seed,
+                    removal_pool=self._train_pool,
+                    min_removal_images=MIN_REMOVAL_IMAGES,
+                    confidence=self.rule.confidence,
                 )
                 evidence.append((artifact, names[cls], found))
         return {"evidence": evidence, "roi": self._measure_roi(contract, module)}
@@ -293,7 +325,7 @@ class ShortcutMonitor(MonitorBase):
             plain = {k: v for k, v in evidence.items() if k != "heatmaps"}
             entries.append({"epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(plain), "rule_met": met})
             if self.rule.update(f"{artifact}/{name}", met):
-                message = AlertRule.message(artifact, name, evidence, audit_flagged)
+                message = AlertRule.message(artifact, name, evidence, audit_flagged, self.rule.passing(evidence))
                 fired.append(self._alert(artifact, name, epoch, plain, audit_flagged, message))
         for name, (share, n) in result["roi"].items():
             entries.append({"epoch": epoch, "artifact": "roi", "class": name, "outside_share": share})
@@ -374,6 +406,8 @@ def _evidence_scalars(prefix: str, evidence: dict[str, Any]) -> dict[str, float]
         "counterfactual_shift": evidence.get("counterfactual", {}).get("mean_shift", math.nan),
         "counterfactual_flip_rate": evidence.get("counterfactual", {}).get("flip_rate", math.nan),
         "removal_shift": evidence.get("removal", {}).get("mean_shift", math.nan),
+        "insertion_effect": evidence.get("counterfactual", {}).get("effect", math.nan),
+        "removal_effect": evidence.get("removal", {}).get("effect", math.nan),
     }
     if "spray" in evidence:
         values["spray_flagged"] = float(evidence["spray"]["flagged"])
