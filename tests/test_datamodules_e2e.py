@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lit_xai.callbacks import ExplanationMonitor, ModelSpec, Pictures, ShortcutBudget, ShortcutMonitor
+from lit_xai.callbacks import ExplanationMonitor, ShortcutBudget, ShortcutMonitor
 from lit_xai.datamodules import ISICDataModule
 from lit_xai.models import ImageClassifier
 
@@ -34,7 +34,8 @@ def test_isic2019_tree_trains_end_to_end_with_both_monitors(tmp_path):
         lr=1e-3,
     )
     explain = ExplanationMonitor(probes=4)
-    shortcut = ShortcutMonitor(detectors=["ring"], budget=ShortcutBudget(audit_max_samples=64, pool_size=16, spray_samples=0))
+    budget = ShortcutBudget(audit_max_samples=64, pool_size=16, spray_samples=0)
+    shortcut = ShortcutMonitor(detectors=["ring"], budget=budget)
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",

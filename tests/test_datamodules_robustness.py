@@ -60,7 +60,8 @@ def test_isic_image_id_out_of_the_root_is_refused_naming_the_row(tmp_path, layou
     csv_path = next(root.glob("*GroundTruth*.csv")) if layout != "ham10000" else root / "HAM10000_metadata.csv"
     (tmp_path / "secret.jpg").write_bytes((next(root.rglob("*.jpg"))).read_bytes())  # exists, outside the root
     _rewrite(csv_path, 1, column, "../secret")
-    with pytest.raises(DataFormatError, match=rf"{csv_path.name}, line 3, {column} '\.\./secret' resolves to .*outside"):
+    expected = rf"{csv_path.name}, line 3, {column} '\.\./secret' resolves to .*outside"
+    with pytest.raises(DataFormatError, match=expected):
         _ = ISICDataModule(str(root), **COMMON).table
 
 

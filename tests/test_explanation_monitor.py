@@ -310,7 +310,8 @@ def foreign_loaders(scale: float = 1.0):
 def test_foreign_project_with_torchvision_model(tmp_path):
     seed_everything(0)
     train, val = foreign_loaders()
-    mon = ExplanationMonitor(probes=3, verbose=False, pictures=Pictures(tile=32))  # zero configuration: profile of torchvision ResNet
+    # zero configuration: profile of torchvision ResNet
+    mon = ExplanationMonitor(probes=3, verbose=False, pictures=Pictures(tile=32))
     trainer = trainer_for(tmp_path, [mon], max_epochs=1)
     model = ForeignModule()
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
