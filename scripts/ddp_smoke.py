@@ -18,7 +18,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from lit_xai.callbacks import ExplanationMonitor, ModelSpec, Pictures, ShortcutBudget, ShortcutMonitor
+from lit_xai.callbacks import ExplanationMonitor, ShortcutBudget, ShortcutMonitor
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.explainers import CRP
 from lit_xai.models import ImageClassifier
