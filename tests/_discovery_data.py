@@ -23,9 +23,10 @@ def shapes_dataset(
     num_classes: int = 3,
     seed: int = 0,
     class_sizes: tuple[int, ...] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images in [0, 1] ``(N, 3, size, size)`` of a disc (class 0), a square (1) or a cross (2) on textured
-    background, labels, and the ground-truth tag flags. ``tag=None`` renders the same images without the tag.
+    background, labels, the ground-truth tag flags and tag masks ``(N, size, size)``. ``tag=None`` renders the same
+    images without the tag (flags still say which images would carry it).
 
     ``class_sizes`` overrides ``n_per_class`` per class (class imbalance).
     """
@@ -60,11 +61,12 @@ def shapes_dataset(
     members = (labels == tagged_class).nonzero().flatten()
     chosen = members[torch.randperm(len(members), generator=g)[: round(fraction * len(members))]]
     flags[chosen] = True
+    masks = torch.zeros(n, size, size, dtype=torch.bool)
     if tag is not None and len(chosen):
         if tag not in TAGS:
             raise ValueError(f"tag must be one of {sorted(TAGS)} or None, got {tag!r}")
-        images[chosen] = TAGS[tag](images[chosen], torch.Generator().manual_seed(seed + 1))[0]
-    return images, labels, flags
+        images[chosen], masks[chosen] = TAGS[tag](images[chosen], torch.Generator().manual_seed(seed + 1))
+    return images, labels, flags, masks
 
 
 def tiny_cnn(num_classes: int = 3, seed: int = 0) -> nn.Module:

@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,7 @@ class CandidateArtifact:
         region: ``(H, W)`` bool where the member masks agree (the template detector looks there).
         template: ``(C, H, W)`` members' per-pixel median (used inside ``region``).
         threshold: template score from which an image is flagged.
+        shift: largest shift (pixels) of the template the detector tries.
     """
 
     candidate: Candidate
@@ -139,15 +141,33 @@ class CandidateArtifact:
     region: torch.Tensor
     template: torch.Tensor
     threshold: float
+    shift: int = 0
 
     def detect(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Template scores ``(N,)`` (``1 - mean |image - template|`` in the region) and masks ``(N, H, W)``."""
+        """Template scores ``(N,)`` and masks ``(N, H, W)`` (the region, at the best shift).
+
+        The score is ``1 - mean |image - template|`` in the region, the best over shifts of up to ``shift`` pixels
+        (an artifact's position jitters a little from image to image).
+        """
         x = images01.detach().float().cpu()
         if x.shape[1:] != self.template.shape:
             raise ValueError(f"images {tuple(x.shape[1:])} differ from the candidate's {tuple(self.template.shape)}")
-        diff = (x - self.template).abs().mean(1)[:, self.region]
-        scores = 1.0 - diff.mean(1)
-        return scores, self.region.expand(len(x), -1, -1).clone()
+        n, _, h, w = x.shape
+        t = self.shift
+        padded = F.pad(x, (t, t, t, t), mode="replicate") if t > 0 else x
+        best = torch.full((n,), -math.inf)
+        best_shift = torch.zeros(n, 2, dtype=torch.long)
+        for dy in range(-t, t + 1):
+            for dx in range(-t, t + 1):
+                window = padded[:, :, t + dy : t + dy + h, t + dx : t + dx + w]
+                score = 1.0 - (window - self.template).abs().mean(1)[:, self.region].mean(1)
+                better = score > best
+                best = torch.where(better, score, best)
+                best_shift[better] = torch.tensor([dy, dx])
+        masks = torch.stack(
+            [torch.roll(self.region, (int(a), int(b)), dims=(0, 1)) for a, b in best_shift.tolist()]
+        ) if n else torch.zeros(0, h, w, dtype=torch.bool)
+        return best, masks
 
     def insert(
         self, images01: torch.Tensor, generator: torch.Generator | None = None
@@ -202,6 +222,7 @@ def candidate_artifact(
     mass: float = 0.6,
     contrast: float = 2.0,
     region_share: float = 0.3,
+    shift_fraction: float = 0.06,
 ) -> CandidateArtifact:
     """Masks, template detector, inserter and remover of a candidate (rows index ``images01`` and ``heatmaps``).
 
@@ -214,6 +235,7 @@ def candidate_artifact(
         mass: share of each member's relevance (inside the distinct region) its mask holds.
         contrast: the distinct region is where the members' mean |R| is at least this times the rest's.
         region_share: a pixel belongs to the template region when at least this share of member masks cover it.
+        shift_fraction: the detector tries template shifts up to this fraction of the image side.
     """
     n = images01.shape[0]
     if heatmaps.shape[0] != n or heatmaps.shape[-2:] != images01.shape[-2:]:
@@ -238,7 +260,8 @@ def candidate_artifact(
         region = masks.any(0) if masks.any() else distinct
     x = images01.detach().float().cpu()
     template = x[rows].median(0).values
-    art = CandidateArtifact(candidate, masks, x[rows].clone(), region, template, threshold=1.0)
+    shift = round(shift_fraction * min(x.shape[-2:]))
+    art = CandidateArtifact(candidate, masks, x[rows].clone(), region, template, threshold=1.0, shift=shift)
     scores = art.detect(x)[0]
     negatives = ~member if lab is None else (lab != candidate.class_index)
     art.threshold = _youden_threshold(scores[member], scores[negatives])

@@ -140,13 +140,13 @@ def explanation_features(
     return spray_features(heatmaps, size)
 
 
-def _balanced_rows(labels: np.ndarray, cap: int, rng: np.random.Generator) -> dict[int, np.ndarray]:
-    """Per class, at most ``cap`` rows (a seeded random subset, sorted)."""
+def _balanced_rows(labels: np.ndarray, cap: int, seed: int) -> dict[int, np.ndarray]:
+    """Per class, at most ``cap`` rows (a random subset seeded per class, sorted)."""
     out = {}
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         if len(rows) > cap:
-            rows = np.sort(rng.choice(rows, cap, replace=False))
+            rows = np.sort(np.random.default_rng([seed, int(c), 1]).choice(rows, cap, replace=False))
         out[int(c)] = rows
     return out
 
@@ -240,7 +240,8 @@ def discover_candidates(
         null_draws: same-size random subsets of the class behind the null of the ``distinct`` term.
         size: pooled map size of the SpRAy features.
         threshold: score from which ``Candidate.suspicious`` is True.
-        seed: seeds subsampling, k-means and the null.
+        seed: seeds subsampling, k-means and the null (the null per class: a class's candidates do not depend on
+            the other classes' clusters).
 
     Returns:
         Candidates sorted by class, then by score (descending); ``rank`` counts within the class.
@@ -263,7 +264,6 @@ def discover_candidates(
         raise ValueError(f"need min_size >= 2 and max_per_class >= 2 * min_size, got {min_size}, {max_per_class}")
     if not 0.0 < max_fraction < 1.0:
         raise ValueError(f"max_fraction must be in (0, 1), got {max_fraction}")
-    rng = np.random.default_rng(seed)
     x = explanation_features(heatmaps, features, size)
     maps = spray_features(heatmaps, size) if heatmaps is not None else None
     geometry = _Geometry(size) if maps is not None else None
@@ -271,7 +271,7 @@ def discover_candidates(
     if roi_masks is not None and maps is not None:
         pooled_roi = F.adaptive_avg_pool2d(roi_masks.detach().float().cpu()[:, None], size)[:, 0].flatten(1).numpy()
         outside = (maps * (1.0 - pooled_roi)).sum(1)  # share of each map's |R| outside its region of interest
-    rows_by_class = _balanced_rows(labels_np, max_per_class, rng)
+    rows_by_class = _balanced_rows(labels_np, max_per_class, seed)
     wanted = sorted(rows_by_class) if classes is None else [int(c) for c in classes]
     out: list[Candidate] = []
     for c in wanted:
@@ -282,7 +282,7 @@ def discover_candidates(
         other_labels = labels_np[others]
         found = _class_candidates(
             x, rows, others, other_labels, maps, geometry, outside, max_clusters, n_neighbors, min_size,
-            max_fraction, null_draws, rng, seed,
+            max_fraction, null_draws, np.random.default_rng([seed, c]), seed,
         )  # fmt: skip
         chosen: list[dict[str, Any]] = []
         for cand in sorted(found, key=lambda d: -d["score"]):
@@ -382,7 +382,7 @@ def _class_candidates(
             "k": float(k),
         }
         location = 0.0
-        map_focus = focus if maps is None or maps is x else None
+        map_focus = focus if maps is x else None  # the focus is shown as a map: only for maps
         if maps is not None and geometry is not None and class_map_mean is not None:
             mem_rows, rest_rows = rows[member], rows[~member]
             mean_s, mean_r = maps[mem_rows].mean(0), maps[rest_rows].mean(0)
