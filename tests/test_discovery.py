@@ -199,3 +199,25 @@ def test_to_dict_render_and_validation(shapes) -> None:
         render_candidates([], x, heat)
     with pytest.raises(ValueError, match="mass"):
         candidate_masks(heat[:2], mass=0.0)
+
+
+def test_relevance_outside_the_region_of_interest_is_a_location_term() -> None:
+    # chest-X-ray-like: the evidence should lie in the lungs (the ROI); 12 images of class 0 look at a marker
+    # outside them, at the top right
+    g = torch.Generator().manual_seed(0)
+    maps = 0.02 * torch.rand(80, 32, 32, generator=g)
+    for i in range(80):
+        y, x = torch.randint(10, 16, (2,), generator=g).tolist()
+        maps[i, y : y + 8, x : x + 8] += 1.0
+    maps[:12, 1:5, 26:30] += 3.0
+    roi = torch.zeros(80, 32, 32, dtype=torch.bool)
+    roi[:, 6:28, 4:28] = True
+    labels = torch.tensor([0] * 40 + [1] * 40)
+    with_roi = discover_candidates(maps, labels, roi_masks=roi, top_k=1)
+    plain = discover_candidates(maps, labels, top_k=1)
+    top = with_roi[0]
+    assert top.rows == list(range(12)) and top.terms["outside_roi"] > 0.3
+    assert top.score > plain[0].score  # being outside the region of interest adds to the suspicion
+    assert "outside_roi" not in plain[0].terms
+    with pytest.raises(ValueError, match="roi_masks"):
+        discover_candidates(None, labels, features=torch.rand(80, 5), roi_masks=roi)
