@@ -17,9 +17,10 @@ Two-step workflow (no detector written by hand)::
 
     cands = discover_candidates(heatmaps, labels, ids)            # step 1: look
     art = candidate_artifact(cands[0], images01, heatmaps, labels=labels)
-    art.register("candidate_0")                                    # step 2: test like any registered artifact
-    pool.detect("candidate_0"); art.flag_pool(pool, "candidate_0")  # members are flagged even if the template misses
-    measure_reliance(model, pool, "candidate_0", cands[0].class_index, normalize)
+    with art.registered("candidate_0"):                            # step 2: test it like a registered artifact
+        pool.detect("candidate_0")
+        art.flag_pool(pool, "candidate_0")  # members are flagged even where the template misses
+        evidence = measure_reliance(model, pool, "candidate_0", cands[0].class_index, normalize)
 
 Example:
     >>> import torch
@@ -38,8 +39,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 
 from .discovery import Candidate
 from .inserters import remove_ring
-from .registry import Artifact, register_artifact
+from .registry import ARTIFACTS, Artifact, register_artifact
 
 __all__ = ["CandidateArtifact", "candidate_artifact", "candidate_masks"]
 
@@ -196,6 +198,16 @@ class CandidateArtifact:
         name = name or f"candidate_c{cand.class_index}_{cand.members[0]}"
         return register_artifact(name, detect=self.detect, threshold=self.threshold, insert=self.insert,
                                  remove=self.remove)  # fmt: skip
+
+    @contextlib.contextmanager
+    def registered(self, name: str | None = None) -> Iterator[Artifact]:
+        """Registered for the ``with`` block only (the registry is global: leave no trace), e.g. around
+        ``pool.detect(name); art.flag_pool(pool, name); measure_reliance(...)``."""
+        artifact = self.register(name)
+        try:
+            yield artifact
+        finally:
+            ARTIFACTS.pop(artifact.name, None)
 
     def flag_pool(self, pool: Any, name: str) -> None:
         """Flag the candidate's members in a :class:`~lit_xai.artifacts.ReliancePool` (by id) with their own masks,
