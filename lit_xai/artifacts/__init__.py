@@ -2,6 +2,8 @@
 
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
 from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
+from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks
+from .candidate_grid import render_candidates
 from .detectors import (
     DARK_CORNERS_THRESHOLD,
     MARKER_THRESHOLD,
@@ -12,6 +14,7 @@ from .detectors import (
     register_detector,
     relative_darkness,
 )
+from .discovery import SUSPICIOUS_THRESHOLD, Candidate, discover_candidates, explanation_features
 from .inserters import MARKER_COLORS, insert_dark_corners, insert_marker, insert_ring, remove_ring, ring_mask
 from .monitoring import AlertRule, ReliancePool, measure_reliance
 from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
@@ -19,6 +22,7 @@ from .reliance import counterfactual_shift, paired_shift, predict_proba, relevan
 from .roi import relevance_outside_roi
 from .sham import SHAM_KINDS, sham_insert, sham_masks
 from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
+from .tags import insert_burnt_text, insert_square_tag
 from .xray import TEXT_MARKER_THRESHOLD, detect_text_marker, insert_text_marker
 
 __all__ = [
@@ -74,4 +78,14 @@ __all__ = [
     "ring_mask",
     "spray",
     "spray_features",
+    "SUSPICIOUS_THRESHOLD",
+    "Candidate",
+    "CandidateArtifact",
+    "candidate_artifact",
+    "candidate_masks",
+    "discover_candidates",
+    "explanation_features",
+    "insert_burnt_text",
+    "insert_square_tag",
+    "render_candidates",
 ]

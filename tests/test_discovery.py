@@ -1,0 +1,222 @@
+"""Label-free discovery: an artifact no detector knows is found from LRP maps alone, the same data without it raises
+no candidate above the threshold, the demo ring is found without the ring detector, and a candidate becomes a
+testable artifact (template detector, inserter, remover) for the reliance tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from _discovery_data import accuracy, lrp_maps, shapes_dataset, train_tiny
+
+from lit_xai.artifacts import (
+    ARTIFACTS,
+    SUSPICIOUS_THRESHOLD,
+    Candidate,
+    ReliancePool,
+    candidate_artifact,
+    candidate_masks,
+    discover_candidates,
+    measure_reliance,
+    render_candidates,
+)
+
+TAGGED_CLASS = 1
+
+
+def _purity_recall(cand: Candidate, flags: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    hit = flags[cand.rows]
+    return float(hit.float().mean()), float(hit.sum()) / max(1, int((flags & (labels == cand.class_index)).sum()))
+
+
+@pytest.fixture(scope="module")
+def shapes() -> dict[str, tuple]:
+    """A tiny CNN trained with and without the square tag (35 % of class 1), and its LRP maps of held-out images."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for tag in ("square", None):
+            x, y, _, _ = shapes_dataset(tag=tag, seed=0)
+            net = train_tiny(x, y, seed=0)
+            xt, yt, ft, mt = shapes_dataset(tag=tag, seed=100)
+            out[str(tag)] = (net, xt, yt, ft, mt, lrp_maps(net, xt, yt))
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_unregistered_tag_is_a_top_candidate_and_the_clean_data_has_none(shapes) -> None:
+    net, x, y, flags, _, heat = shapes["square"]
+    assert accuracy(net, x, y) > 0.6  # the model learned the shapes (measured 0.76), not only the tag
+    ids = [1000 + i for i in range(len(y))]
+    cands = discover_candidates(heat, y, ids, top_k=3, seed=0)
+    assert {c.class_index for c in cands} == {0, 1, 2} and all(c.rank < 3 for c in cands)
+    tagged = [c for c in cands if c.class_index == TAGGED_CLASS]
+    pr = [_purity_recall(c, flags, y) for c in tagged]
+    best = max(range(len(tagged)), key=lambda i: pr[i][0] >= 0.8 and pr[i][1])
+    purity, recall = pr[best]
+    # measured (seed 0): the class's first candidate, 34 of 34 tagged images, purity 1.0, score 6.7
+    assert purity >= 0.8 and recall >= 0.6, pr
+    found = tagged[best]
+    assert found.suspicious and found.score >= SUSPICIOUS_THRESHOLD
+    assert found.members == [ids[r] for r in found.rows] and found.size == len(found.members)
+    assert found.terms["specificity"] > 0.8 and found.terms["corners"] > 0.1  # only in class 1; in the corner
+    # no candidate of another class is suspicious, and none is as suspicious as the tag
+    assert all(c.score < found.score / 2 and not c.suspicious for c in cands if c.class_index != TAGGED_CLASS)
+
+    # the same images without the tag (and a model trained without it): nothing above the threshold it exceeded
+    _, xc, yc, _, _, heat_clean = shapes["None"]
+    clean = discover_candidates(heat_clean, yc, top_k=3, seed=0)
+    assert clean and max(c.score for c in clean) < SUSPICIOUS_THRESHOLD <= found.score  # measured max 0.70
+    assert not any(c.suspicious for c in clean)
+
+
+def test_ring_of_the_demo_is_found_without_the_ring_detector() -> None:
+    from _quality_models import trained_synthetic_model
+
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+
+    torch.set_num_threads(1)
+    net, acc = trained_synthetic_model(size=32, n=320, epochs=6)
+    dm = SyntheticShortcutDataModule(
+        num_train=320, num_val=192, num_test=16, image_size=32, augment=False, seed=0, difficulty=0.0
+    )
+    ds = dm.dataset("val")
+    items = [ds[i] for i in range(len(ds))]
+    x = torch.stack([it["image"] for it in items]).float()
+    y = torch.stack([it["target"] for it in items]).long()
+    from lit_xai.explainers import LRP
+
+    heat = LRP()(net, x, y)
+    cands = discover_candidates(heat, y, [int(it["index"]) for it in items], top_k=3)
+    # the ring flags are used only now, to score what was found
+    rings = torch.tensor([bool(it["artifact"]) for it in items])
+    melanoma = [c for c in cands if c.class_index == 1]
+    pr = [_purity_recall(c, rings, y) for c in melanoma]
+    # measured: the first melanoma candidate holds all 30 ring images and 3 others (purity 0.91), score 1.34
+    assert melanoma[0].suspicious and pr[0][0] >= 0.8 and pr[0][1] >= 0.6, (pr, [c.score for c in melanoma])
+    assert melanoma[0].terms["border"] > 0.2  # its relevance lies on the border, where the ring is
+    assert all(not c.suspicious for c in cands if c.class_index == 0), "benign lesions carry no ring"
+
+
+def test_candidate_becomes_a_testable_artifact(shapes) -> None:
+    net, x, y, flags, true_masks, heat = shapes["square"]
+    ids = list(range(len(y)))
+    cand = next(c for c in discover_candidates(heat, y, ids) if c.class_index == TAGGED_CLASS)
+    art = candidate_artifact(cand, x, heat, labels=y)
+    # member masks lie on the tag (what sets the group apart), not on the shape
+    on_tag = (art.masks & true_masks[cand.rows]).flatten(1).sum(1) / art.masks.flatten(1).sum(1).clamp_min(1)
+    assert float(on_tag.median()) > 0.5, on_tag
+    # the template detector finds the tag on images it never saw clustered (the other classes', inserted)
+    scores, _ = art.detect(x)
+    detected = scores >= art.threshold
+    assert float(detected[flags].float().mean()) > 0.9 and float(detected[~flags].float().mean()) < 0.1
+    other = (y != TAGGED_CLASS).nonzero().flatten()[:40]
+    inserted, masks = art.insert(x[other], torch.Generator().manual_seed(0))
+    assert masks.any() and float((art.detect(inserted)[0] >= art.threshold).float().mean()) > 0.9
+    # the removal fills the tag from its surroundings
+    restored, _ = art.remove(x[flags], true_masks[flags])
+    assert float((restored - x[flags]).abs()[:, :, true_masks[flags].any(0)].mean()) > 0.2
+
+    # step 2 of the workflow: register, flag a pool, and run the reliance tests like for any registered artifact
+    name = "candidate_test_tag"
+    with art.registered(name):
+        assert name in ARTIFACTS
+        pool = ReliancePool(x, x - 0.5, y, ids)
+        pool.detect(name)
+        art.flag_pool(pool, name)
+        assert bool(pool.flags[name][cand.rows].all())
+        evidence = measure_reliance(
+            net, pool, name, TAGGED_CLASS, normalize=lambda im: im - 0.5, explainer=lrp_maps_explainer,
+            num_probes=8, num_counterfactual=32,
+        )  # fmt: skip
+        assert set(evidence["tests"]) >= {"relevance_in_mask", "insertion", "removal"}
+        # pasting the tag into clean images of other classes raises P(class 1): the model relies on it
+        assert evidence["counterfactual"]["mean_shift"] > 0.1, evidence["counterfactual"]
+        assert evidence["relevance_ratio"] > 2.0
+    assert name not in ARTIFACTS  # the registry is left as it was
+
+
+def lrp_maps_explainer(module: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    from lit_xai.explainers import LRP
+
+    return LRP("epsilon_plus_flat", canonizers=[])(module, inputs, targets)
+
+
+def test_concept_relevance_features_are_clustered_too() -> None:
+    # (N, D) concept relevances (e.g. CRP of a layer): a group of class 0 uses concept 7, nobody else does
+    rng = np.random.default_rng(0)
+    feats = rng.gamma(2.0, 1.0, (120, 16))
+    labels = np.repeat([0, 1], 60)
+    feats[:15, 7] += 25.0
+    cands = discover_candidates(None, labels, features=torch.from_numpy(feats), top_k=2)
+    top = cands[0]
+    assert top.class_index == 0 and sorted(top.rows) == list(range(15)) and top.suspicious
+    assert "border" not in top.terms and top.focus is None  # no maps: no location terms
+    assert all(not c.suspicious for c in cands if c.class_index == 1)
+
+
+def test_imbalance_guards_cap_and_per_class_rates(shapes) -> None:
+    _, x, y, flags, _, heat = shapes["square"]
+    # the other classes 4x larger (duplicates): the tagged class's candidates and their rates do not change
+    other = (y != TAGGED_CLASS).nonzero().flatten()
+    rows = torch.cat([torch.arange(len(y))] + [other] * 3)
+    base = [c for c in discover_candidates(heat, y) if c.class_index == TAGGED_CLASS]
+    heavy = [c for c in discover_candidates(heat[rows], y[rows]) if c.class_index == TAGGED_CLASS]
+    assert [c.rows for c in base] == [c.rows for c in heavy]
+    assert [c.score for c in base] == pytest.approx([c.score for c in heavy])
+    # the cap bounds what is clustered per class, and the subset is seeded
+    capped = discover_candidates(heat[rows], y[rows], max_per_class=40, seed=3)
+    again = discover_candidates(heat[rows], y[rows], max_per_class=40, seed=3)
+    assert all(c.size <= 0.5 * 40 for c in capped)
+    assert [(c.class_index, c.members, c.score) for c in capped] == [(c.class_index, c.members, c.score) for c in again]
+    tagged = [c for c in capped if c.class_index == TAGGED_CLASS]
+    assert max(_purity_recall(c, flags[rows], y[rows])[0] for c in tagged) >= 0.8
+
+
+def test_to_dict_render_and_validation(shapes) -> None:
+    _, x, y, _, _, heat = shapes["square"]
+    cands = discover_candidates(heat, y, [10 * i for i in range(len(y))], top_k=2)
+    d = cands[0].to_dict()
+    assert {"class", "members", "score", "size"} <= set(d) and d["size"] == len(d["members"])
+    assert all(isinstance(m, int) for m in d["members"]) and math.isfinite(d["score"])
+    one = render_candidates(cands[:1], x, heat, labels=y, per_candidate=4, tile=32)
+    three = render_candidates(cands[:3], x, heat, labels=y, per_candidate=4, tile=32, class_names=["o", "s", "+"])
+    assert one.dtype == np.uint8 and one.ndim == 3 and one.shape[2] == 3
+    assert three.shape[1] == one.shape[1] and three.shape[0] > 2 * one.shape[0] - 200  # one block per candidate
+    assert one.std() > 10  # not blank
+    with pytest.raises(ValueError, match="ids"):
+        discover_candidates(heat, y, [0, 1])
+    with pytest.raises(ValueError, match="heatmaps"):
+        discover_candidates(heat[:5], y)
+    with pytest.raises(ValueError, match="heatmaps .* or features"):
+        discover_candidates(None, y)
+    with pytest.raises(ValueError, match="no candidates"):
+        render_candidates([], x, heat)
+    with pytest.raises(ValueError, match="mass"):
+        candidate_masks(heat[:2], mass=0.0)
+
+
+def test_relevance_outside_the_region_of_interest_is_a_location_term() -> None:
+    # chest-X-ray-like: the evidence should lie in the lungs (the ROI); 12 images of class 0 look at a marker
+    # outside them, at the top right
+    g = torch.Generator().manual_seed(0)
+    maps = 0.02 * torch.rand(80, 32, 32, generator=g)
+    for i in range(80):
+        y, x = torch.randint(10, 16, (2,), generator=g).tolist()
+        maps[i, y : y + 8, x : x + 8] += 1.0
+    maps[:12, 1:5, 26:30] += 3.0
+    roi = torch.zeros(80, 32, 32, dtype=torch.bool)
+    roi[:, 6:28, 4:28] = True
+    labels = torch.tensor([0] * 40 + [1] * 40)
+    with_roi = discover_candidates(maps, labels, roi_masks=roi, top_k=1)
+    plain = discover_candidates(maps, labels, top_k=1)
+    top = with_roi[0]
+    assert top.rows == list(range(12)) and top.terms["outside_roi"] > 0.3
+    assert top.score > plain[0].score  # being outside the region of interest adds to the suspicion
+    assert "outside_roi" not in plain[0].terms
+    with pytest.raises(ValueError, match="roi_masks"):
+        discover_candidates(None, labels, features=torch.rand(80, 5), roi_masks=roi)
