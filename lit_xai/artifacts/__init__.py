@@ -1,9 +1,9 @@
 """Pure artifact detectors, inserters, dataset audit, reliance measures and SpRAy (no Lightning inside)."""
 
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
-from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
 from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks
 from .candidate_grid import render_candidates
+from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
 from .detectors import (
     DARK_CORNERS_THRESHOLD,
     MARKER_THRESHOLD,
