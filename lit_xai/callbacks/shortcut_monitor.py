@@ -22,8 +22,9 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, measure_reliance
+from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates, measure_reliance, render_candidates
 from ..artifacts.audit import add_skipped, audit_sample, eval_dataset, to_jsonable
+from ..artifacts.discovery import SUSPICIOUS_THRESHOLD
 from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
 from ..explainers import Explainer, build_explainer
 from ..probes import select_probes
@@ -31,7 +32,7 @@ from ..visualization import explanation_grid
 from .base import MonitorBase
 from .sinks import Picture, log_text, notify
 
-__all__ = ["ShortcutBudget", "ShortcutMonitor"]
+__all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]
 
 #: artifact images of a watched class in the validation pool below which the removal test also reads training images
 MIN_REMOVAL_IMAGES = 16
@@ -73,6 +74,40 @@ class ShortcutBudget:
             )
 
 
+@dataclass
+class Discovery:
+    """Label-free discovery of suspicious explanation clusters in the :class:`ShortcutMonitor` (YAML: a mapping):
+    artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's LRP maps of the
+    validation pool (:func:`lit_xai.artifacts.discover_candidates`).
+
+    Args:
+        every_n_epochs: run at every N-th measured epoch (and the last); 0 = off.
+        top_k: candidates kept per class.
+        max_per_class: explanations clustered per class (seeded subset; bounds the cost).
+        threshold: score above which a candidate is suspicious (default measured in ``benchmarks/discovery.py``).
+
+    Example:
+        >>> Discovery(every_n_epochs=0).every_n_epochs
+        0
+    """
+
+    every_n_epochs: int = 2
+    top_k: int = 3
+    max_per_class: int = 128
+    threshold: float = SUSPICIOUS_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.every_n_epochs < 0 or self.top_k < 1 or self.max_per_class < 8:
+            raise ValueError("Discovery: every_n_epochs >= 0, top_k >= 1 and max_per_class >= 8 are required")
+
+    def due(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        """Whether discovery runs at ``epoch`` (every N-th and the last epoch)."""
+        if self.every_n_epochs == 0 or epoch < 0:
+            return False
+        last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
+        return last or (epoch + 1) % self.every_n_epochs == 0
+
+
 class ShortcutMonitor(MonitorBase):
     """Detect shortcut artifacts in the data and the model's reliance on them, with alerts.
 
@@ -92,6 +127,9 @@ class ShortcutMonitor(MonitorBase):
         target_class: class name (or index) to watch; None = the classes the audit finds the artifact predictive of,
             else the class it co-occurs with most.
         explainer: map explainer for the relevance measures (name or object; default LRP).
+        discovery: label-free discovery of artifacts nobody registered (:class:`Discovery`); candidates are logged
+            as ``<tag>/candidates`` pictures and listed under ``"candidates"`` in ``shortcut_report.json``.
+            ``Discovery(every_n_epochs=0)`` turns it off.
         model: what the monitor cannot find out about the model (:class:`~lit_xai.contracts.ModelSpec`); a foreign
             project without a lit_xai datamodule says how inputs map to [0, 1] here:
             ``ModelSpec(input_range=(0, 255))`` or ``ModelSpec(normalization=(mean, std))``.
@@ -110,6 +148,7 @@ class ShortcutMonitor(MonitorBase):
         budget: Optional[ShortcutBudget] = None,
         target_class: Optional[Union[str, int]] = None,
         explainer: Union[str, Explainer] = "lrp",
+        discovery: Optional[Discovery] = None,
         model: Optional[ModelSpec] = None,
         tag: str = "XAI/shortcut",
         verbose: bool = True,
@@ -132,6 +171,9 @@ class ShortcutMonitor(MonitorBase):
         self.budget = budget if budget is not None else ShortcutBudget()
         self.target_class = target_class
         self.explainer = build_explainer(explainer)
+        self.discovery = discovery if discovery is not None else Discovery()
+        self.candidates: list[dict[str, Any]] = []
+        self._max_epochs: Optional[int] = None
         self.report_name = "shortcut_report.json"
         self.alerts: list[dict[str, Any]] = []
         self.audit_report: Optional[dict[str, Any]] = None
@@ -150,6 +192,7 @@ class ShortcutMonitor(MonitorBase):
     def _extra_state(self) -> dict[str, Any]:
         return {
             "alerts": list(self.alerts),
+            "candidates": list(self.candidates),
             "audit": self.audit_report,
             "audit_flags": dict(self._audit_flags),
             "rule": self.rule.state_dict(),
@@ -157,6 +200,7 @@ class ShortcutMonitor(MonitorBase):
 
     def _load_extra_state(self, state_dict: dict[str, Any]) -> None:
         self.alerts = list(state_dict.get("alerts", []))
+        self.candidates = list(state_dict.get("candidates", []))
         self.audit_report = state_dict.get("audit")
         self._audit_flags = dict(state_dict.get("audit_flags", {}))
         self.rule.load_state_dict(state_dict.get("rule", {}))
@@ -191,6 +235,7 @@ class ShortcutMonitor(MonitorBase):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # every rank checks (deterministically) so a bad setup fails everywhere instead of hanging DDP
         self._prepare(trainer, pl_module)
+        self._max_epochs = trainer.max_epochs
         if not trainer.is_global_zero:
             return
         if self.budget.audit and self.audit_report is None:
@@ -295,7 +340,31 @@ class ShortcutMonitor(MonitorBase):
                     confidence=self.rule.confidence,
                 )
                 evidence.append((artifact, names[cls], found))
-        return {"evidence": evidence, "roi": self._measure_roi(contract, module)}
+        return {
+            "evidence": evidence,
+            "roi": self._measure_roi(contract, module),
+            "discovery": self._discover(module, epoch) if self.discovery.due(epoch, self._max_epochs) else None,
+        }
+
+    def _discover(self, module: torch.nn.Module, epoch: int) -> dict[str, Any]:
+        """LRP maps of the pool's labelled images (for their own class), clustered per class."""
+        pool, setting = self._pool, self.discovery
+        start = time.perf_counter()
+        rows = (pool.labels >= 0).nonzero().flatten()
+        heat = self.explainer(module, pool.inputs[rows], pool.labels[rows])
+        labels = pool.labels[rows]
+        found = discover_candidates(
+            heat,
+            labels,
+            [pool.ids[int(r)] for r in rows],
+            roi_masks=None if pool.roi_masks is None else pool.roi_masks[rows],
+            max_per_class=setting.max_per_class,
+            top_k=setting.top_k,
+            threshold=setting.threshold,
+            seed=self.budget.seed,
+        )
+        seconds = time.perf_counter() - start
+        return {"candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds}
 
     def _measure_roi(self, contract: ModelContract, module: torch.nn.Module) -> dict[str, tuple[float, int]]:
         """Share of positive relevance outside the region of interest, per class (datasets with ``roi_mask``)."""
@@ -334,6 +403,11 @@ class ShortcutMonitor(MonitorBase):
                 fired.append(self._alert("roi", name, epoch, {"outside_share": share}, False, message))
         self.alerts.extend(fired)
         result["alerts"] = fired
+        found = result["discovery"]
+        if found is not None:
+            names = self.contract.class_names
+            for c in found["candidates"]:
+                self.candidates.append({"epoch": epoch, **c.to_dict(), "class": names[c.class_index]})
         return entries
 
     def _alert(
@@ -370,6 +444,26 @@ class ShortcutMonitor(MonitorBase):
         alerts: list[Any] = [float(len(self.alerts))]
         alerts += [f"**epoch {a['epoch']}**: {a['message']}" for a in result["alerts"]]
         outputs[f"{self.tag}/alerts"] = alerts
+        found = result["discovery"]
+        if found is not None:
+            outputs[f"{self.tag}/discovery/time_s"] = found["seconds"]
+            suspicious = [c for c in found["candidates"] if c.suspicious]
+            outputs[f"{self.tag}/discovery/suspicious"] = float(len(suspicious))
+            if found["candidates"]:
+                picture = render_candidates(
+                    found["candidates"],
+                    pool.images01[found["rows"]],
+                    found["heat"],
+                    labels=found["labels"],
+                    class_names=self.contract.class_names,
+                    threshold=self.discovery.threshold,
+                    method=self.explainer.describe(),
+                )
+                caption = (
+                    f"epoch {epoch}: {len(suspicious)} of {len(found['candidates'])} candidates score above "
+                    f"{self.discovery.threshold:g} (clusters of each class's LRP maps; no detector used)"
+                )
+                outputs[f"{self.tag}/candidates"] = Picture(torch.from_numpy(picture).permute(2, 0, 1), caption)
         outputs[f"{self.tag}/time_s"] = result["seconds"]
         return outputs
 
@@ -392,6 +486,7 @@ class ShortcutMonitor(MonitorBase):
         with self._background.lock:
             report = {
                 "alerts": list(self.alerts),
+                "candidates": list(self.candidates),
                 "audit": self.audit_report,
                 "history": list(self.history),
                 "criteria": self.rule.criteria(),
