@@ -67,7 +67,7 @@ def _dataset(root: str, image_size: int):
     from lit_xai.artifacts.audit import eval_dataset
     from lit_xai.datamodules import ImageFolderDataModule
 
-    dm = ImageFolderDataModule(root, image_size=image_size, val_fraction=0.0, test_fraction=0.0, num_workers=0)
+    dm = ImageFolderDataModule(root, image_size=image_size, val_fraction=0.001, test_fraction=0.001, num_workers=0)
     dm.setup("fit")
     return dm, eval_dataset(dm.dataset("train"), dm)
 
