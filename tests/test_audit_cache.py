@@ -212,9 +212,9 @@ class _CountingAudit(Callback):
 
 
 class _Tiny(LightningModule):
-    def __init__(self) -> None:
+    def __init__(self, side: int = 32) -> None:
         super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * side * side, 2))
 
     def training_step(self, batch, _):
         return torch.nn.functional.cross_entropy(self.net(batch["image"]), batch["target"].long())
@@ -246,3 +246,53 @@ def test_loader_batches_count_like_items() -> None:
     data = _Items(fail_every=0)
     items = [data[i] for i in range(len(data))]
     assert count_dataset(DataLoader(items, batch_size=16), **_kwargs()) == count_dataset(items, **_kwargs())
+
+
+class _ShardedAudit(Callback):
+    """Each rank counts its shard; the counts are summed through Lightning's strategy (a tensor ``reduce``) and,
+    with the failure messages, gathered as objects (one ``broadcast`` per rank); every rank writes what it got."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import json
+
+        dm = trainer.datamodule
+        rank, world = trainer.global_rank, trainer.world_size
+        counts = count_sample(_Items(), shard=(rank, world), **_kwargs())
+        summed = trainer.strategy.reduce(counts.to_tensor(num_classes=len(dm.class_names)), reduce_op="sum")
+        parts = [trainer.strategy.broadcast(counts if r == rank else None, src=r) for r in range(world)]
+        result = {
+            "world": world, "own": counts.n_images + counts.n_failed,
+            "reduced": counts.from_tensor(summed).to_dict(), "gathered": merge_counts(parts).to_dict(),
+        }  # fmt: skip
+        with open(os.path.join(self.out, f"rank{rank}.json"), "w") as fh:
+            json.dump(result, fh)
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_count_what_one_process_counts(tmp_path) -> None:
+    import json
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+
+    dm = SyntheticShortcutDataModule(num_train=32, num_val=8, num_test=8, image_size=16, batch_size=16)
+    strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=120))
+    trainer = Trainer(
+        accelerator="cpu", devices=2, strategy=strategy, max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[_ShardedAudit(str(tmp_path))], default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(_Tiny(side=16), dm)
+    whole = count_sample(_Items(), **_kwargs())
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in results] == [2, 2] and sum(r["own"] for r in results) == 60
+    for r in results:
+        assert AuditCounts.from_dict(r["gathered"]) == whole  # messages too, in index order
+        reduced = AuditCounts.from_dict(r["reduced"])
+        assert reduced.to_dict() | {"failures": []} == whole.to_dict() | {"failures": []}
+        assert report_from_counts(reduced).verdicts == report_from_counts(whole).verdicts

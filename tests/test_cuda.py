@@ -248,3 +248,29 @@ def test_monitors_leave_training_bit_identical_on_the_gpu(tmp_path, exact_cuda, 
     watched = weights(fit(tmp_path / "c", monitors, deterministic="warn")[0])
     changed = [k for k in plain if not torch.equal(plain[k], watched[k])]
     assert not changed, f"the monitors changed training: {changed[:5]}"
+
+
+# ------------------------------------------------------------------------------------------------- pure functions
+def test_pure_measures_accept_cuda_tensors() -> None:
+    """The public measures take heatmaps wherever the caller computed them (tied values exercise the rank code)."""
+    from lit_xai.artifacts import artifact_cluster, relevance_in_mask, spray
+    from lit_xai.metrics import spearman, ssim, topk_iou
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.zeros(3, 16, 16)
+    a[:, 4:9, 4:9] = torch.rand(3, 5, 5, generator=gen)  # mostly zeros: ties
+    b = a.roll(1, -1) + 0.1 * (torch.rand(3, 16, 16, generator=gen) > 0.8)
+    for measure in (spearman, ssim, topk_iou):
+        torch.testing.assert_close(measure(a.cuda(), b.cuda()).cpu(), measure(a, b), rtol=1e-4, atol=1e-5)
+    masks = torch.zeros(3, 16, 16, dtype=torch.bool)
+    masks[:, :8] = True
+    torch.testing.assert_close(relevance_in_mask(a.cuda(), masks.cuda()).cpu(), relevance_in_mask(a, masks))
+    maps = torch.zeros(24, 16, 16)
+    maps[:18, 6:10, 6:10] = 1.0
+    maps[18:, :3, :3] = 1.0
+    maps += 0.01 * torch.rand(24, 16, 16, generator=gen)
+    masks = torch.zeros(24, 16, 16, dtype=torch.bool)
+    masks[:, :4, :4] = True
+    on_cpu = artifact_cluster(spray(maps, n_neighbors=5), maps, masks)
+    on_gpu = artifact_cluster(spray(maps.cuda(), n_neighbors=5), maps.cuda(), masks.cuda())
+    assert on_gpu.flagged == on_cpu.flagged and on_gpu.cluster == on_cpu.cluster
