@@ -225,11 +225,12 @@ def section_monitor_cost(device: torch.device, quick: bool) -> dict[str, Any]:
         trainer = Trainer(
             accelerator="gpu" if gpu else "cpu", devices=1, precision="bf16-mixed" if gpu else "32-true",
             max_epochs=2, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks, default_root_dir=tmp,
         )  # fmt: skip
         trainer.fit(model, dm)
         return log
 
+    tmp = tempfile.mkdtemp(prefix="lit_xai_gpu_check_")  # the monitors' fallback pictures (no logger) go there
     plain = run({})
     epoch = plain["train_epoch_end:m0"][1] - plain["train_epoch_start:m0"][1]
     monitors = {

@@ -427,6 +427,7 @@ def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None
         module_name, _, cls = spec["class_path"].rpartition(".")
         return getattr(importlib.import_module(module_name), cls)(**spec.get("init_args", {}))
 
+    tmp = tempfile.mkdtemp(prefix="lit_xai_realistic_")
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         config = yaml.safe_load(path.read_text())
         data = config["data"]
@@ -460,6 +461,7 @@ def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None
             accelerator=device, devices=1, precision=config["trainer"].get("precision", "32-true"), max_epochs=2,
             num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[times, Mark(marks), *[build(c) for c in monitor_specs], Mark(marks)],
+            default_root_dir=tmp,  # the monitors' fallback pictures (no logger) go there, not into the cwd
         )  # fmt: skip
         trainer.fit(ImageClassifier(**model_args), dm)
         train_step, val_step = statistics.median(times.t["train_step"]), statistics.median(times.t["val_step"])
