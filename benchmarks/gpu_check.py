@@ -191,12 +191,12 @@ def section_monitor_cost(device: torch.device, quick: bool) -> dict[str, Any]:
     class Mark(Callback):
         """Records when the callbacks after it start their hooks (Lightning calls callbacks in list order)."""
 
-        def __init__(self, log: dict[str, list[float]], name: str) -> None:
-            self.log, self.name = log, name
+        def __init__(self, times: dict[str, list[float]], name: str) -> None:
+            self.times, self.name = times, name  # not self.log: a method of Lightning's Callback
 
         def _mark(self, hook: str) -> None:
             _sync(device)
-            self.log.setdefault(f"{hook}:{self.name}", []).append(time.perf_counter())
+            self.times.setdefault(f"{hook}:{self.name}", []).append(time.perf_counter())
 
         def on_fit_start(self, *args: Any) -> None:
             self._mark("fit_start")
