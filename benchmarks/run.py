@@ -22,6 +22,9 @@ shared machine hits them alike), and reported as min over repeats (``<key>``) an
 * ``monitor_overhead.demo``: wall time of ``python train.py --config configs/demo.yaml`` with the monitors / with
   only the checkpoint callback (skipped with ``--quick``);
 * ``loader.*``: ``benchmarks/loader_throughput.py``'s ``measure(quick)`` when that script exists;
+* ``realistic_overhead.<config>`` (only with ``--only realistic``): the monitors' cost per explained epoch / one
+  training epoch of each real experiment config at its real dataset size, *estimated* from measured per-step times
+  (:func:`bench_realistic_overhead`);
 * ``scale.*``: how cost grows — LRP for 1/4/16 probes, CRP for k = 1/8/32 concepts at a deep and a shallow layer,
   SpRAy on 100/1k/10k heatmaps (seconds).
 """
@@ -330,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "monitor": lambda: bench_monitor_overhead(results, args.quick),
         "loader": lambda: bench_loader(results, args.quick),
         "scaling": lambda: bench_scaling(results, args.quick, repeats),
+        "realistic": lambda: bench_realistic_overhead(results, args.quick),  # only with --only realistic
     }
     for name in args.only.split(","):
         try:
@@ -346,6 +350,133 @@ def main(argv: list[str] | None = None) -> int:
     for note in results["notes"]:
         print("note:", note)
     return 0
+
+
+# ------------------------------------------------------------------------------------------- realistic overhead
+#: images in each real dataset (docs: /work/shared/reference/datasets.md); the configs' val/test fractions split them
+REAL_DATASET_SIZES: dict[str, tuple[int, str]] = {
+    "ISICDataModule": (33_126, "ISIC 2020 training set"),
+    "CheXpertDataModule": (223_414, "CheXpert-v1.0-small train.csv"),
+    "CovidQUExDataModule": (33_920, "COVID-QU-Ex lung segmentation data"),
+    "MelanomaFolderDataModule": (10_605, "Kaggle melanoma_cancer_dataset (train + test)"),
+}
+
+
+def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None:
+    """``realistic_overhead.<config>``: the monitors' cost per explained epoch / one training epoch of every real
+    experiment config at its real dataset size.
+
+    **An estimate from measured per-step times**, not a full epoch: the config's model and monitors run for two short
+    epochs (``steps`` training batches of synthetic images at the config's image and batch size, on this machine's
+    device: CUDA when available); the epoch is then ``ceil(n_train / batch) * train_step + ceil(n_val / batch) *
+    val_step`` (medians of the second epoch's batches, data loading excluded) with ``n_train``/``n_val`` from
+    :data:`REAL_DATASET_SIZES` and the config's ``val_fraction``/``test_fraction``, and the monitors' cost is the
+    second explained epoch end (timed between marker callbacks around them), divided by ``every_n_epochs``.
+    ``--quick``: tiny_resnet at 32 px (checks the code path only).
+    """
+    import math
+
+    import yaml
+    from lightning.pytorch import Callback, Trainer, seed_everything
+
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+    from lit_xai.models import ImageClassifier
+
+    device = "gpu" if torch.cuda.is_available() else "cpu"
+
+    def sync() -> None:
+        if device == "gpu":
+            torch.cuda.synchronize()
+
+    class Times(Callback):
+        def __init__(self) -> None:
+            self.t: dict[str, list[float]] = {}
+            self._start = 0.0
+
+        def _begin(self) -> None:
+            sync()
+            self._start = time.perf_counter()
+
+        def _end(self, key: str, trainer: Trainer) -> None:
+            sync()
+            if trainer.current_epoch == 1:  # the second (warm) epoch
+                self.t.setdefault(key, []).append(time.perf_counter() - self._start)
+
+        def on_train_batch_start(self, trainer: Trainer, *args: object) -> None:
+            self._begin()
+
+        def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+            self._end("train_step", trainer)
+
+        def on_validation_batch_start(self, trainer: Trainer, *args: object) -> None:
+            self._begin()
+
+        def on_validation_batch_end(self, trainer: Trainer, *args: object) -> None:
+            self._end("val_step", trainer)
+
+    class Mark(Callback):
+        def __init__(self, marks: list[float]) -> None:
+            self.marks = marks
+
+        def on_validation_epoch_end(self, trainer: Trainer, *args: object) -> None:
+            if not trainer.sanity_checking and trainer.current_epoch == 1:
+                sync()
+                self.marks.append(time.perf_counter())
+
+    def build(spec: dict) -> object:
+        module_name, _, cls = spec["class_path"].rpartition(".")
+        return getattr(importlib.import_module(module_name), cls)(**spec.get("init_args", {}))
+
+    tmp = tempfile.mkdtemp(prefix="lit_xai_realistic_")
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        data = config["data"]
+        kind = data["class_path"].rsplit(".", 1)[-1]
+        if kind not in REAL_DATASET_SIZES:
+            continue  # the demo and other synthetic configs
+        total, source = REAL_DATASET_SIZES[kind]
+        args = data.get("init_args", {})
+        if kind == "CheXpertDataModule" and args.get("frontal_only"):
+            total, source = 191_000, "CheXpert-v1.0-small train.csv, frontal views only (about 191k)"
+        val_fraction, test_fraction = args.get("val_fraction", 0.15), args.get("test_fraction", 0.15)
+        n_val = round(total * val_fraction)
+        n_train = total - n_val - round(total * test_fraction)
+        batch, side = int(args.get("batch_size", 32)), int(args.get("image_size", 224))
+        model_args = dict(config["model"].get("init_args", {}), num_classes=2, task="binary")
+        model_args.pop("weights_path", None)
+        model_args.pop("class_names", None)
+        if quick:
+            attention = "attention" in model_args["architecture"]
+            model_args["architecture"] = "tiny_resnet_attention" if attention else "tiny_resnet"
+            batch, side = 8, 32
+        monitor_specs = [c for c in config["trainer"].get("callbacks", []) if "lit_xai.callbacks" in c["class_path"]]
+        every = min((int(c.get("init_args", {}).get("every_n_epochs", 1)) for c in monitor_specs), default=1)
+        seed_everything(0)
+        marks: list[float] = []
+        times = Times()
+        dm = SyntheticShortcutDataModule(
+            num_train=batch * steps, num_val=max(batch * 2, 64), num_test=8, image_size=side, batch_size=batch
+        )
+        trainer = Trainer(
+            accelerator=device, devices=1, precision=config["trainer"].get("precision", "32-true"), max_epochs=2,
+            num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[times, Mark(marks), *[build(c) for c in monitor_specs], Mark(marks)],
+            default_root_dir=tmp,  # the monitors' fallback pictures (no logger) go there, not into the cwd
+        )  # fmt: skip
+        trainer.fit(ImageClassifier(**model_args), dm)
+        train_step, val_step = statistics.median(times.t["train_step"]), statistics.median(times.t["val_step"])
+        epoch_s = math.ceil(n_train / batch) * train_step + math.ceil(n_val / batch) * val_step
+        monitors_s = (marks[1] - marks[0]) / every if len(marks) == 2 else float("nan")
+        name = path.stem
+        results[f"realistic_overhead.{name}"] = monitors_s / epoch_s
+        results[f"secs.realistic.{name}.monitors_per_explained_epoch"] = monitors_s
+        results[f"secs.realistic.{name}.estimated_train_epoch"] = epoch_s
+        results["notes"].append(
+            f"realistic_overhead.{name}: {model_args['architecture']} {side}px batch {batch}, {n_train} train / "
+            f"{n_val} val images ({source}), {device}; estimated epoch from per-step times "
+            f"(train {train_step:.3f} s, val {val_step:.3f} s), monitors {monitors_s:.2f} s per explained epoch"
+        )
+        print(f"{name}: monitors / epoch = {monitors_s / epoch_s:.4f} (estimate; {results['notes'][-1]})", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,14 @@ The thresholds are arguments (``alpha``, ``min_odds_ratio``, ``min_support``) an
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,13 +47,23 @@ __all__ = [
     "MIN_ODDS_RATIO",
     "MIN_SUPPORT",
     "ArtifactAssociation",
+    "AuditCounts",
     "AuditReport",
     "audit_dataset",
     "audit_datamodule",
     "add_skipped",
     "audit_sample",
+    "association_from_counts",
+    "count_dataset",
+    "count_sample",
+    "dataset_files",
+    "dataset_fingerprint",
+    "default_cache_dir",
     "eval_dataset",
     "association_table",
+    "merge_counts",
+    "report_from_counts",
+    "sample_indices",
 ]
 
 #: default criteria for "label-predictive" (see the module docstring)
@@ -164,6 +178,162 @@ class AuditReport:
         return "\n".join(lines)
 
 
+@dataclass
+class AuditCounts:
+    """The raw counts behind an :class:`AuditReport`: what :func:`count_dataset` measures, before any statistics.
+
+    Counts of disjoint shards of a dataset add up (:func:`merge_counts`), so ranks can audit their own shard and
+    the merged counts give exactly the report of one process over everything (:func:`report_from_counts`). They are
+    plain JSON (:meth:`to_dict`, the on-disk cache) and a flat integer tensor (:meth:`to_tensor`, for a collective
+    sum such as Lightning's ``trainer.strategy.reduce(t, reduce_op="sum")``).
+
+    Attributes:
+        n_images: images audited; n_failed: items that could not be read; failures: the first 20 messages.
+        task: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        class_names: the label names given, or ``None`` (the report names them ``class_<k>``).
+        class_counts: images per class (positives per label for multilabel).
+        artifacts: per detector ``{"threshold", "n_with", "count_by_class", "true_positive"}`` (``true_positive``:
+            flagged images the dataset annotates as carrying an artifact; ``None`` without annotations).
+        annotated: ``{"n_with", "count_by_class"}`` of the dataset's own artifact flags, ``None`` when not every
+            item carries one.
+    """
+
+    n_images: int
+    n_failed: int
+    failures: list[str]
+    task: str
+    class_names: list[str] | None
+    class_counts: list[int]
+    artifacts: dict[str, dict[str, Any]]
+    annotated: dict[str, Any] | None = None
+    #: set on counts read from the cache (not stored, not compared)
+    from_cache: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (without ``from_cache``)."""
+        d = asdict(self)
+        d.pop("from_cache")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditCounts:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: copy.deepcopy(v) for k, v in d.items() if k != "from_cache"})
+
+    def to_tensor(self, num_classes: int | None = None) -> torch.Tensor:
+        """The counts as one flat ``int64`` tensor (classes padded to ``num_classes``), for a collective sum.
+
+        Every rank must hold the same detectors (in the same order) and pass the same ``num_classes``; the failure
+        messages do not travel (:meth:`from_tensor` keeps the local ones). Annotations count only when every rank
+        has them: the tensor carries a 0/1 flag per rank, summed, that :meth:`from_tensor` checks.
+        """
+        k = len(self.class_counts) if num_classes is None else num_classes
+        if k < len(self.class_counts):
+            raise ValueError(f"num_classes={k} is smaller than the {len(self.class_counts)} classes counted")
+        values = [self.n_images, self.n_failed, 1, *_pad(self.class_counts, k)]
+        for a in self.artifacts.values():
+            values += [a["n_with"], a["true_positive"] or 0, *_pad(a["count_by_class"], k)]
+        annotated = self.annotated if self.annotated is not None or self.n_images else {"n_with": 0}
+        has = annotated is not None
+        values += [int(has), annotated["n_with"] if has else 0, *_pad((annotated or {}).get("count_by_class", []), k)]
+        return torch.tensor(values, dtype=torch.int64)
+
+    def from_tensor(self, values: torch.Tensor) -> AuditCounts:
+        """Counts read back from :meth:`to_tensor`'s layout (e.g. after a sum over ranks); the names, thresholds
+        and failure messages come from ``self``."""
+        v = [int(x) for x in values.detach().cpu().reshape(-1).tolist()]
+        ranks = v[2]
+        # layout: n_images, n_failed, ranks, K class counts, per detector (n_with, tp, K), (has, n_with, K)
+        k = (len(v) - 5 - 2 * len(self.artifacts)) // (2 + len(self.artifacts))
+        if 5 + 2 * len(self.artifacts) + k * (2 + len(self.artifacts)) != len(v):
+            raise ValueError(f"a tensor of {len(v)} counts does not match {len(self.artifacts)} detectors")
+        pos = 3
+        class_counts = v[pos : pos + k]
+        pos += k
+        artifacts = {}
+        for name, a in self.artifacts.items():
+            n_with, tp, by_class = v[pos], v[pos + 1], v[pos + 2 : pos + 2 + k]
+            pos += 2 + k
+            artifacts[name] = {"threshold": a["threshold"], "n_with": n_with, "true_positive": tp,
+                               "count_by_class": by_class}  # fmt: skip
+        has, ann_with, ann_by_class = v[pos], v[pos + 1], v[pos + 2 : pos + 2 + k]
+        annotated = {"n_with": ann_with, "count_by_class": ann_by_class} if has == ranks and v[0] else None
+        if annotated is None:
+            for a in artifacts.values():
+                a["true_positive"] = None
+        return AuditCounts(
+            v[0], v[1], list(self.failures), self.task, self.class_names, class_counts, artifacts, annotated
+        )
+
+
+def _pad(values: Sequence[int], k: int) -> list[int]:
+    return [int(x) for x in values] + [0] * (k - len(values))
+
+
+def merge_counts(parts: Sequence[AuditCounts]) -> AuditCounts:
+    """The counts of disjoint shards added up: equal to one :func:`count_dataset` over all of them.
+
+    Failure messages are concatenated in the order of ``parts`` (pass them by rank) and capped at 20.
+
+    Example:
+        >>> import torch
+        >>> items = [(torch.rand(3, 16, 16), i % 2) for i in range(8)]
+        >>> merged = merge_counts([count_dataset(items[:5]), count_dataset(items[5:])])
+        >>> merged == count_dataset(items)
+        True
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_counts needs at least one AuditCounts")
+    first = parts[0]
+    for p in parts[1:]:
+        if p.task != first.task:
+            raise ValueError(f"cannot merge counts of task {first.task!r} and {p.task!r}")
+        if list(p.artifacts) != list(first.artifacts) or any(
+            p.artifacts[n]["threshold"] != first.artifacts[n]["threshold"] for n in first.artifacts
+        ):
+            raise ValueError(
+                "cannot merge counts of different detectors or thresholds: "
+                f"{ {n: a['threshold'] for n, a in first.artifacts.items()} } vs "
+                f"{ {n: a['threshold'] for n, a in p.artifacts.items()} }"
+            )
+    names = {tuple(p.class_names) for p in parts if p.class_names is not None}
+    if len(names) > 1:
+        raise ValueError(f"cannot merge counts with different class names: {sorted(names)}")
+    class_names = list(names.pop()) if names else None
+    k = max(len(p.class_counts) for p in parts)
+
+    def total(values: Iterable[Sequence[int]]) -> list[int]:
+        return [int(x) for x in np.sum([_pad(v, k) for v in values], axis=0)] if k else []
+
+    counted = [p for p in parts if p.n_images]
+    has_annotations = bool(counted) and all(p.annotated is not None for p in counted)
+    artifacts = {}
+    for name, a in first.artifacts.items():
+        artifacts[name] = {
+            "threshold": a["threshold"],
+            "n_with": sum(p.artifacts[name]["n_with"] for p in parts),
+            "count_by_class": total(p.artifacts[name]["count_by_class"] for p in parts),
+            "true_positive": sum(p.artifacts[name]["true_positive"] for p in counted) if has_annotations else None,
+        }
+    annotated = None
+    if has_annotations:
+        annotated = {
+            "n_with": sum(p.annotated["n_with"] for p in counted),
+            "count_by_class": total(p.annotated["count_by_class"] for p in counted),
+        }
+    return AuditCounts(
+        n_images=sum(p.n_images for p in parts),
+        n_failed=sum(p.n_failed for p in parts),
+        failures=[m for p in parts for m in p.failures][:_MAX_FAILURE_MESSAGES],
+        task=first.task,
+        class_names=class_names,
+        class_counts=total(p.class_counts for p in parts),
+        artifacts=artifacts,
+        annotated=annotated,
+    )
+
+
 def association_table(
     flags: np.ndarray,
     labels: np.ndarray,
@@ -191,8 +361,16 @@ def association_table(
         (['melanoma'], 0.86)
     """
     flags = np.asarray(flags, dtype=bool)
+    with_c, tot_c = _table_counts(flags, labels, len(class_names), task)
+    return association_from_counts(
+        len(flags), with_c, tot_c, class_names, task, name, threshold, alpha, min_odds_ratio, min_support,
+        n_with=int(flags.sum()),
+    )
+
+
+def _table_counts(flags: np.ndarray, labels: np.ndarray, k: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(flagged images per class, images per class)`` of boolean ``flags`` ``(N,)`` and ``labels``."""
     n = len(flags)
-    k = len(class_names)
     labels = np.asarray(labels)
     if task == "multilabel":
         member = np.nan_to_num(labels.astype(float)) > 0.5
@@ -205,10 +383,41 @@ def association_table(
         if n and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
         member = labels[:, None] == np.arange(k)[None, :]
-    n_with = int(flags.sum())
-    with_c = (member & flags[:, None]).sum(0)
-    clean_c = (member & ~flags[:, None]).sum(0)
-    tot_c = member.sum(0)
+    return (member & flags[:, None]).sum(0), member.sum(0)
+
+
+def association_from_counts(
+    n: int,
+    count_by_class: Sequence[int],
+    class_counts: Sequence[int],
+    class_names: Sequence[str],
+    task: str = "multiclass",
+    name: str = "artifact",
+    threshold: float | None = None,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+    n_with: int | None = None,
+) -> ArtifactAssociation:
+    """:func:`association_table` from counts: ``n`` images, ``count_by_class`` flagged images per class and
+    ``class_counts`` images per class (positives per label for multilabel; then pass ``n_with``, the flagged images,
+    which the per-label counts do not determine). Everything the report says follows from these counts, which is
+    why audits of shards merge exactly (:func:`merge_counts`).
+
+    Example:
+        >>> a = association_from_counts(100, [5, 30], [50, 50], ["benign", "melanoma"], "binary")
+        >>> a.predictive_classes, round(a.p_class_given_artifact[1], 2)
+        (['melanoma'], 0.86)
+    """
+    k = len(class_names)
+    with_c = np.asarray(count_by_class, dtype=np.int64).reshape(k)
+    tot_c = np.asarray(class_counts, dtype=np.int64).reshape(k)
+    clean_c = tot_c - with_c
+    if n_with is None:
+        if task == "multilabel":
+            raise ValueError("multilabel counts need n_with (images may carry several labels or none)")
+        n_with = int(with_c.sum())
+    n_with = int(n_with)
     # binary one-vs-rest tables of class 0 and class 1 are mirror images: one test, not two
     n_tests = 1 if task == "binary" else max(k, 1)
     odds, pvals = [], []
@@ -413,6 +622,30 @@ def audit_dataset(
         >>> report.label_predictive("ring"), report.verdicts[0][:50]
         (True, 'ring: 100 % of images with ring are melanoma vs 50')
     """
+    counts = count_dataset(items, detectors, class_names, denormalize, threshold, max_samples, task, batch_size)
+    return report_from_counts(counts, alpha, min_odds_ratio, min_support)
+
+
+def count_dataset(
+    items: Iterable[Any],
+    detectors: Sequence[str] | dict[str, Detector] = ("ring",),
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    threshold: float | dict[str, float] | None = None,
+    max_samples: int | None = None,
+    task: str = "multiclass",
+    batch_size: int = 64,
+) -> AuditCounts:
+    """The raw, mergeable counts of :func:`audit_dataset` (same arguments, no criteria): images, failures, images
+    per class and flagged images per class for each detector. :func:`report_from_counts` turns them into the
+    report; :func:`merge_counts` adds the counts of shards.
+
+    Example:
+        >>> import torch
+        >>> counts = count_dataset([(torch.rand(3, 16, 16), i % 2) for i in range(6)], class_names=["a", "b"])
+        >>> counts.n_images, counts.class_counts
+        (6, [3, 3])
+    """
     if task not in ("binary", "multiclass", "multilabel"):
         raise ValueError(f"task must be 'binary', 'multiclass' or 'multilabel', got {task!r}")
     if max_samples is not None and max_samples < 1:
@@ -457,7 +690,7 @@ def audit_dataset(
             image, target, flag = image[:keep], target[:keep], None if flag is None else flag[:keep]
         collector.add(image, target, flag)
     collector.flush()
-    return _report(collector, failures, n_failed, class_names, task, alpha, min_odds_ratio, min_support)
+    return _counts(collector, failures, n_failed, class_names, task)
 
 
 def _resolve_detectors(
@@ -480,16 +713,9 @@ def _resolve_detectors(
     return out
 
 
-def _report(
-    col: _Collector,
-    failures: list[str],
-    n_failed: int,
-    class_names: Sequence[str] | None,
-    task: str,
-    alpha: float,
-    min_odds_ratio: float,
-    min_support: int,
-) -> AuditReport:
+def _counts(
+    col: _Collector, failures: list[str], n_failed: int, class_names: Sequence[str] | None, task: str
+) -> AuditCounts:
     if col.n == 0:
         labels = np.zeros((0, len(class_names or [])) if task == "multilabel" else 0)
     else:
@@ -497,46 +723,87 @@ def _report(
     if class_names is None:
         k = labels.shape[1] if task == "multilabel" and labels.ndim == 2 else int(labels.max()) + 1 if col.n else 0
         k = max(k, 2) if task == "binary" else k
-        class_names = [f"class_{c}" for c in range(k)]
-    class_names = list(class_names)
-    kwargs = {"alpha": alpha, "min_odds_ratio": min_odds_ratio, "min_support": min_support, "task": task}
-    artifacts: dict[str, ArtifactAssociation] = {}
+    else:
+        k = len(class_names)
     annotations = np.concatenate(col.annotations) if col.has_annotations and col.annotations else None
+    artifacts: dict[str, dict[str, Any]] = {}
+    class_counts: np.ndarray = np.zeros(k, np.int64)
     for name, (_, t) in col.detectors.items():
         flags = np.concatenate(col.flags[name]) if col.flags[name] else np.zeros(0, bool)
-        assoc = association_table(flags, labels, class_names, name=name, threshold=t, **kwargs)
-        if annotations is not None:
-            assoc.agreement = _agreement(flags, annotations)
-        artifacts[name] = assoc
+        with_c, class_counts = _table_counts(flags, labels, k, task)
+        artifacts[name] = {
+            "threshold": t,
+            "n_with": int(flags.sum()),
+            "count_by_class": [int(x) for x in with_c],
+            "true_positive": None if annotations is None else int((flags & annotations).sum()),
+        }
+    annotated = None
     if annotations is not None:
-        artifacts[ANNOTATED] = association_table(annotations, labels, class_names, name=ANNOTATED, **kwargs)
-    if task == "multilabel":
-        counts = (
-            [int(x) for x in (np.nan_to_num(labels.astype(float)) > 0.5).sum(0)] if col.n else [0] * len(class_names)
-        )
-    else:
-        counts = [int((labels == c).sum()) for c in range(len(class_names))]
-    verdicts = [v for a in artifacts.values() for v in _verdicts(a, class_names)]
-    return AuditReport(
+        with_c, class_counts = _table_counts(annotations, labels, k, task)
+        annotated = {"n_with": int(annotations.sum()), "count_by_class": [int(x) for x in with_c]}
+    return AuditCounts(
         n_images=col.n,
         n_failed=n_failed,
-        failures=failures,
+        failures=list(failures),
+        task=task,
+        class_names=None if class_names is None else [str(c) for c in class_names],
+        class_counts=[int(x) for x in class_counts],
+        artifacts=artifacts,
+        annotated=annotated,
+    )
+
+
+def report_from_counts(
+    counts: AuditCounts,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+) -> AuditReport:
+    """The :class:`AuditReport` of (possibly merged) :class:`AuditCounts` under the "label-predictive" criteria.
+
+    Example:
+        >>> import torch
+        >>> counts = count_dataset([(torch.rand(3, 16, 16), i % 2) for i in range(6)], class_names=["a", "b"])
+        >>> report_from_counts(counts).n_images
+        6
+    """
+    k = len(counts.class_counts)
+    class_names = list(counts.class_names) if counts.class_names is not None else [f"class_{c}" for c in range(k)]
+    task = counts.task
+    kwargs = {"alpha": alpha, "min_odds_ratio": min_odds_ratio, "min_support": min_support, "task": task}
+    n = counts.n_images
+    artifacts: dict[str, ArtifactAssociation] = {}
+    annotated = counts.annotated
+    for name, a in counts.artifacts.items():
+        assoc = association_from_counts(
+            n, a["count_by_class"], counts.class_counts, class_names, name=name, threshold=a["threshold"],
+            n_with=a["n_with"], **kwargs,
+        )
+        if annotated is not None:
+            tp, flagged, truth = float(a["true_positive"]), a["n_with"], annotated["n_with"]
+            assoc.agreement = {
+                "precision": tp / flagged if flagged else float("nan"),
+                "recall": tp / truth if truth else float("nan"),
+                "n_annotated": float(truth),
+            }
+        artifacts[name] = assoc
+    if annotated is not None:
+        artifacts[ANNOTATED] = association_from_counts(
+            n, annotated["count_by_class"], counts.class_counts, class_names, name=ANNOTATED,
+            n_with=annotated["n_with"], **kwargs,
+        )
+    verdicts = [v for a in artifacts.values() for v in _verdicts(a, class_names)]
+    return AuditReport(
+        n_images=n,
+        n_failed=counts.n_failed,
+        failures=list(counts.failures),
         class_names=class_names,
         task=task,
-        class_counts=counts,
+        class_counts=list(counts.class_counts),
         artifacts=artifacts,
         verdicts=verdicts,
         criteria={"alpha": alpha, "min_odds_ratio": min_odds_ratio, "min_support": float(min_support)},
     )
-
-
-def _agreement(flags: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    tp = float((flags & truth).sum())
-    return {
-        "precision": tp / flags.sum() if flags.sum() else float("nan"),
-        "recall": tp / truth.sum() if truth.sum() else float("nan"),
-        "n_annotated": float(truth.sum()),
-    }
 
 
 # ------------------------------------------------------------------------------------------------- datamodules
@@ -588,9 +855,106 @@ def _split_dataset(dm: Any, split: str, augmented: bool) -> Any:
     return ds if augmented else eval_dataset(ds, dm)
 
 
-def audit_sample(dataset: Any, max_samples: int | None = None, seed: int = 0, **kwargs: Any) -> AuditReport:
+def sample_indices(
+    n: int, max_samples: int | None = None, seed: int = 0, shard: tuple[int, int] | None = None
+) -> list[int]:
+    """The item indices an audit of a dataset of ``n`` items reads: a seeded random subset of ``max_samples``
+    (sorted, so a dataset ordered by class is still sampled fairly; all items when ``max_samples`` is None), and of
+    those the contiguous block ``shard=(rank, world_size)``. The blocks of all ranks partition the subset, so their
+    counts merge into the whole audit (:func:`merge_counts`), and failure messages merged by rank keep their order.
+
+    Example:
+        >>> sample_indices(10, shard=(0, 3)), sample_indices(10, shard=(2, 3))
+        ([0, 1, 2, 3], [7, 8, 9])
+        >>> len(sample_indices(1000, max_samples=64, seed=1))
+        64
+    """
+    indices = np.arange(n)
+    if max_samples is not None and max_samples < n:
+        indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
+    if shard is not None:
+        rank, world = (int(v) for v in shard)
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {tuple(shard)}")
+        indices = np.array_split(indices, world)[rank]
+    return [int(i) for i in indices]
+
+
+def count_sample(
+    dataset: Any,
+    max_samples: int | None = None,
+    seed: int = 0,
+    shard: tuple[int, int] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    detectors: Sequence[str] | dict[str, Detector] = ("ring",),
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    threshold: float | dict[str, float] | None = None,
+    task: str = "multiclass",
+    batch_size: int = 64,
+) -> AuditCounts:
+    """:func:`count_dataset` on the items :func:`sample_indices` picks (one rank's shard with ``shard``), read from
+    / written to an on-disk cache with ``cache_dir``.
+
+    The cache entry is keyed by :func:`dataset_fingerprint` (file names, sizes and modification times where the
+    dataset exposes its files, else its length; plus a hash of a few items as the detectors see them, after
+    ``denormalize``), the detectors and their thresholds, the task and class names, ``max_samples``, ``seed`` and
+    ``shard``: a second run or a resume over unchanged data skips the audit; any change recomputes it.
+
+    Args:
+        dataset: a map-style dataset (items per ``docs/CONTRACTS.md`` or ``(image, target)`` pairs).
+        shard: ``(rank, world_size)``: count only this rank's block of the sampled items.
+        cache_dir: folder of the cache (created), e.g. :func:`default_cache_dir`; ``None`` = no cache.
+        max_samples, seed, detectors, class_names, denormalize, threshold, task, batch_size: see
+            :func:`audit_dataset` and :func:`sample_indices`.
+
+    Example:
+        >>> import tempfile, torch
+        >>> data = [(torch.rand(3, 16, 16), i % 2) for i in range(10)]
+        >>> folder = tempfile.mkdtemp()
+        >>> parts = [count_sample(data, shard=(r, 2), cache_dir=folder) for r in range(2)]
+        >>> merge_counts(parts) == count_sample(data), count_sample(data, shard=(1, 2), cache_dir=folder).from_cache
+        (True, True)
+    """
+    indices = sample_indices(len(dataset), max_samples, seed, shard)
+    entry = None
+    if cache_dir is not None:
+        chosen = _resolve_detectors(detectors, threshold)
+        key = {
+            "version": _CACHE_VERSION,
+            "dataset": dataset_fingerprint(dataset, denormalize=denormalize, seed=seed),
+            "detectors": {name: [_callable_name(fn), t] for name, (fn, t) in chosen.items()},
+            "task": task,
+            "class_names": None if class_names is None else [str(c) for c in class_names],
+            "max_samples": max_samples,
+            "seed": seed,
+            "shard": None if shard is None else [int(v) for v in shard],
+        }
+        entry = Path(cache_dir) / f"audit-{_digest(json.dumps(key, sort_keys=True))[:40]}.json"
+        cached = _read_cache(entry, key)
+        if cached is not None:
+            return cached
+    counts = count_dataset(
+        _items(dataset, indices), detectors, class_names, denormalize, threshold, None, task, batch_size
+    )
+    if entry is not None:
+        _write_cache(entry, key, counts)
+    return counts
+
+
+def audit_sample(
+    dataset: Any,
+    max_samples: int | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    alpha: float = ALPHA,
+    min_odds_ratio: float = MIN_ODDS_RATIO,
+    min_support: int = MIN_SUPPORT,
+    **kwargs: Any,
+) -> AuditReport:
     """:func:`audit_dataset` on a seeded random subset of ``max_samples`` items of a map-style dataset (sorted
-    indices, so a dataset ordered by class is still sampled fairly); a failing item is counted, not raised.
+    indices, so a dataset ordered by class is still sampled fairly); a failing item is counted, not raised. With
+    ``cache_dir`` the counts are cached on disk (see :func:`count_sample`, which takes the other ``kwargs``).
 
     Example:
         >>> import torch
@@ -598,11 +962,129 @@ def audit_sample(dataset: Any, max_samples: int | None = None, seed: int = 0, **
         >>> audit_sample(data, max_samples=6, class_names=["a", "b"]).n_images
         6
     """
+    counts = count_sample(dataset, max_samples, seed, cache_dir=cache_dir, **kwargs)
+    return report_from_counts(counts, alpha, min_odds_ratio, min_support)
+
+
+# ------------------------------------------------------------------------------------------------- cache
+_CACHE_VERSION = 1
+_FINGERPRINT_ITEMS = 4
+
+
+def default_cache_dir() -> Path:
+    """Where audits are cached by default: ``$LIT_XAI_CACHE/audit``, else ``$XDG_CACHE_HOME/lit_xai/audit``, else
+    ``~/.cache/lit_xai/audit`` (outside the run's log folder, so a new run over the same data hits it too)."""
+    if os.environ.get("LIT_XAI_CACHE"):
+        return Path(os.environ["LIT_XAI_CACHE"]) / "audit"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lit_xai" / "audit"
+
+
+def dataset_files(dataset: Any) -> list[str] | None:
+    """The image files of ``dataset`` in item order, where it exposes them: a ``lit_xai`` dataset's
+    ``reader.paths``, ``paths`` / ``files`` attributes, torchvision's ``ImageFolder.samples``, through
+    ``torch.utils.data.Subset``; ``None`` otherwise.
+
+    Example:
+        >>> from lit_xai.datamodules.base import FileImageReader
+        >>> class Files:
+        ...     reader = FileImageReader(["a.jpg", "b.jpg"])
+        >>> dataset_files(Files())
+        ['a.jpg', 'b.jpg']
+    """
+    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if inner is not None and indices is not None:  # torch.utils.data.Subset
+        files = dataset_files(inner)
+        return None if files is None else [files[int(i)] for i in indices]
+    for owner, name in ((getattr(dataset, "reader", None), "paths"), (dataset, "paths"), (dataset, "files")):
+        value = getattr(owner, name, None) if owner is not None else None
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (str, os.PathLike)) for v in value[:8]):
+            return [str(v) for v in value]
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+        return [str(s[0]) for s in samples]
+    return None
+
+
+def dataset_fingerprint(
+    dataset: Any,
+    denormalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    seed: int = 0,
+    num_items: int = _FINGERPRINT_ITEMS,
+) -> dict[str, Any]:
+    """What identifies a dataset's audit: its length; where it exposes its files (:func:`dataset_files`) a hash of
+    every file's name, size and modification time (no decoding: ~1 s per 100k files) and of its ``targets``; and
+    always a hash of ``num_items`` seeded items as the detectors see them (after ``denormalize``), which changes
+    with the image size, the transform or the normalization. A dataset with random transforms never matches
+    (safe: its audit is recomputed).
+
+    Example:
+        >>> import torch
+        >>> data = [(torch.full((3, 4, 4), i / 10), i % 2) for i in range(10)]
+        >>> same, fewer = dataset_fingerprint(list(data)), dataset_fingerprint(data[:9])
+        >>> dataset_fingerprint(data) == same, dataset_fingerprint(data) == fewer
+        (True, False)
+    """
     n = len(dataset)
-    indices = np.arange(n)
-    if max_samples is not None and max_samples < n:
-        indices = np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
-    return audit_dataset(_items(dataset, indices.tolist()), **kwargs)
+    out: dict[str, Any] = {"type": type(dataset).__name__, "length": n}
+    files = dataset_files(dataset)
+    if files is not None:
+        h = hashlib.sha256()
+        for path in files:
+            try:
+                st = os.stat(path)
+                h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError as err:
+                h.update(f"{path}\0{type(err).__name__}\n".encode())
+        out["files"] = h.hexdigest()
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, (np.ndarray, torch.Tensor, list)):
+        out["targets"] = _digest(np.ascontiguousarray(np.asarray(targets, dtype=np.float64)).tobytes())
+    h = hashlib.sha256()
+    for i in sample_indices(n, min(num_items, n), seed + 1):
+        try:
+            image, target, flag = _split_item(dataset[i])
+            x = torch.as_tensor(image).detach().float().cpu()
+            x = denormalize(x[None] if x.ndim == 3 else x) if denormalize is not None else x
+            h.update(np.ascontiguousarray(x.detach().float().cpu().numpy()).tobytes())
+            h.update(repr((torch.as_tensor(target).tolist(), None if flag is None else bool(flag))).encode())
+        except Exception as err:  # a failing item is part of the identity (it is counted as a failure)
+            h.update(f"{i}:{type(err).__name__}".encode())
+    out["items"] = h.hexdigest()
+    return out
+
+
+def _digest(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _callable_name(fn: Any) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> AuditCounts | None:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or torn: recompute
+    if stored.get("key") != json.loads(json.dumps(key)):
+        return None
+    try:
+        counts = AuditCounts.from_dict(stored["counts"])
+    except (KeyError, TypeError):
+        return None
+    counts.from_cache = True
+    return counts
+
+
+def _write_cache(path: Path, key: dict[str, Any], counts: AuditCounts) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "counts": counts.to_dict()}))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old entry or the new one, never half
+    except OSError as err:  # a read-only cache must not stop training
+        warnings.warn(f"could not write the audit cache {path}: {err}", stacklevel=3)
 
 
 def audit_datamodule(
@@ -617,6 +1099,7 @@ def audit_datamodule(
     alpha: float = ALPHA,
     min_odds_ratio: float = MIN_ODDS_RATIO,
     min_support: int = MIN_SUPPORT,
+    cache_dir: str | os.PathLike | None = None,
 ) -> AuditReport:
     """Audit one split of a datamodule (``class_names``, ``task``, ``denormalize`` and ``dataset(split)``).
 
@@ -628,6 +1111,7 @@ def audit_datamodule(
         augmented: audit images as the training loader sees them; default ``False`` swaps in the evaluation
             transform (on a shallow copy of the dataset; the datamodule is untouched).
         detectors, threshold, alpha, min_odds_ratio, min_support: see :func:`audit_dataset`.
+        cache_dir: cache the counts there (see :func:`count_sample`); ``None`` = no cache.
 
     Example:
         >>> from lit_xai.datamodules import SyntheticShortcutDataModule
@@ -651,6 +1135,7 @@ def audit_datamodule(
         alpha=alpha,
         min_odds_ratio=min_odds_ratio,
         min_support=min_support,
+        cache_dir=cache_dir,
     )
     return add_skipped(report, dm)
 

@@ -33,6 +33,11 @@ def snapshot(module: torch.nn.Module) -> torch.nn.Module:
         copied = copy.deepcopy(module)
     copied.eval()
     copied.requires_grad_(False)
+    param = next(copied.parameters(), None)
+    if param is not None and param.is_cuda:
+        # the copies were only enqueued, on this thread's current stream; the worker thread may run on another
+        # stream (a training loop on a side stream), so finish them before the snapshot changes hands (once per job)
+        torch.cuda.current_stream(param.device).synchronize()
     return copied
 
 
