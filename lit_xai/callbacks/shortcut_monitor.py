@@ -23,7 +23,14 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates, measure_reliance, render_candidates
-from ..artifacts.audit import add_skipped, audit_sample, eval_dataset, to_jsonable
+from ..artifacts.audit import (
+    add_skipped,
+    count_sample,
+    default_cache_dir,
+    eval_dataset,
+    report_from_counts,
+    to_jsonable,
+)
 from ..artifacts.discovery import SUSPICIOUS_THRESHOLD
 from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
 from ..explainers import Explainer, build_explainer
@@ -50,6 +57,8 @@ class ShortcutBudget:
         num_counterfactual: clean images of other classes that get the artifact inserted.
         spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
         seed: selection / insertion seed.
+        audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
+            keyed by the files (names, sizes, modification times), a hash of a few decoded items and every setting.
 
     Example:
         >>> ShortcutBudget(pool_size=128).num_counterfactual
@@ -63,6 +72,7 @@ class ShortcutBudget:
     num_counterfactual: int = 64
     spray_samples: int = 64
     seed: int = 0
+    audit_cache: bool = True
 
     def __post_init__(self) -> None:
         for name, low in (("pool_size", 4), ("num_probes", 1), ("num_counterfactual", 2), ("spray_samples", 0)):
@@ -236,32 +246,44 @@ class ShortcutMonitor(MonitorBase):
         # every rank checks (deterministically) so a bad setup fails everywhere instead of hanging DDP
         self._prepare(trainer, pl_module)
         self._max_epochs = trainer.max_epochs
-        if not trainer.is_global_zero:
-            return
         if self.budget.audit and self.audit_report is None:
-            self._audit(trainer)
-        self._read_train_pool(trainer)
+            self._audit(trainer, pl_module)  # every rank: a shard each
+        if trainer.is_global_zero:
+            self._read_train_pool(trainer)
 
-    def _audit(self, trainer: Trainer) -> None:
+    def _audit(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The training-split audit, on every rank: each audits its shard of the seeded sample, the counts are
+        summed through Lightning's strategy; the counts are cached on disk (``ShortcutBudget.audit_cache``), so a
+        second run or a resume over the same files and settings skips the decoding."""
         start = time.perf_counter()
-        report = audit_sample(
+        contract, world = self.contract, trainer.world_size
+        counts = count_sample(
             eval_dataset(self._train_data, trainer.datamodule),
             max_samples=self.budget.audit_max_samples,
             seed=self.budget.seed,
-            class_names=self.contract.class_names,
+            shard=(trainer.global_rank, world) if world > 1 else None,
+            cache_dir=default_cache_dir() if self.budget.audit_cache else None,
+            class_names=contract.class_names,
             detectors=self.detectors,
-            task=self.contract.task,
-            denormalize=self.contract.to01,
+            task=contract.task,
+            denormalize=contract.to01,
         )
+        if world > 1:
+            local = counts.to_tensor(contract.num_classes).to(pl_module.device)
+            total = trainer.strategy.reduce(local, reduce_op="sum")
+            counts = counts.from_tensor(total)
+        report = report_from_counts(counts)
         report = add_skipped(report, trainer.datamodule)
         self.audit_report = report.to_dict()
         self._audit_flags = {name: list(a.predictive_classes) for name, a in report.artifacts.items()}
         summary = report.summary()
+        cached = " (cached)" if counts.from_cache else ""
         if self.verbose:
-            notify(trainer, f"[{self.tag}] dataset audit ({time.perf_counter() - start:.1f} s):\n{summary}")
+            notify(trainer, f"[{self.tag}] dataset audit{cached} ({time.perf_counter() - start:.1f} s):\n{summary}")
         # a markdown list wraps in TensorBoard's text view (a code block would cut long lines off on the right)
         log_text(trainer, f"{self.tag}/audit", "\n".join(f"- {line}" for line in summary.splitlines()), 0)
-        self._write_report()
+        if trainer.is_global_zero:
+            self._write_report()
 
     def _read_train_pool(self, trainer: Trainer) -> None:
         """Training images for the removal test when the validation pool holds fewer than
