@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact
 from lit_xai.callbacks import ModelSpec, ShortcutBudget, ShortcutMonitor
+from lit_xai.callbacks.shortcut_monitor import Discovery
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.models import ImageClassifier
 
@@ -263,3 +264,24 @@ def test_relevance_outside_the_lungs_is_logged_and_alerted(tmp_path):
     acc = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0})
     acc.Reload()
     assert any(t.startswith("XAI/shortcut/roi/") and t.endswith("/outside_share") for t in acc.Tags()["scalars"])
+
+
+def test_second_fit_reads_the_audit_from_the_cache(tmp_path):
+    def fit(sub):
+        mon = ShortcutMonitor(
+            model=ModelSpec(input_range=(0, 255)),
+            target_class="1",
+            budget=ShortcutBudget(audit_max_samples=16, pool_size=8, num_counterfactual=4, spray_samples=0),
+            discovery=Discovery(every_n_epochs=0),
+            verbose=False,
+        )
+        foreign_trainer(tmp_path / sub, [mon]).fit(
+            Foreign(), train_dataloaders=foreign_data(), val_dataloaders=foreign_data()
+        )
+        return mon.audit_report
+
+    first, second = fit("a"), fit("b")
+    assert first["from_cache"] is False and second["from_cache"] is True
+    assert {k: v for k, v in first.items() if k != "from_cache"} == {
+        k: v for k, v in second.items() if k != "from_cache"
+    }

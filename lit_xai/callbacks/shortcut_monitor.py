@@ -274,7 +274,7 @@ class ShortcutMonitor(MonitorBase):
             counts = counts.from_tensor(total)
         report = report_from_counts(counts)
         report = add_skipped(report, trainer.datamodule)
-        self.audit_report = report.to_dict()
+        self.audit_report = {**report.to_dict(), "from_cache": bool(counts.from_cache)}
         self._audit_flags = {name: list(a.predictive_classes) for name, a in report.artifacts.items()}
         summary = report.summary()
         cached = " (cached)" if counts.from_cache else ""
