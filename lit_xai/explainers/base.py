@@ -54,10 +54,14 @@ class Explainer:
         name: registry name (set by :func:`register_explainer`).
         kind: ``"map"`` or ``"concept"``.
         copy_model: explain a deep copy (default) so the caller's model cannot change.
+        signed: True when maps carry signed relevance (LRP, CRP: render on a diverging scale centred on 0), False
+            for non-negative maps (Grad-CAM: a one-sided scale). Renderers and monitors read this attribute instead
+            of knowing explainers by name.
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "map"
+    signed: bool = True
     copy_model: bool = True
 
     @property
@@ -125,6 +129,7 @@ class CallableExplainer(Explainer):
     Args:
         fn: the function; it receives the prepared (copied, eval-mode) model.
         label: name used in logged tags.
+        signed: whether ``fn`` returns signed maps (default) or non-negative ones.
 
     Example:
         >>> import torch
@@ -133,9 +138,12 @@ class CallableExplainer(Explainer):
         torch.Size([1, 4, 4])
     """
 
-    def __init__(self, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], label: str = "") -> None:
+    def __init__(
+        self, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], label: str = "", signed: bool = True
+    ) -> None:
         self.fn = fn
         self._label = label or getattr(fn, "__name__", "custom")
+        self.signed = signed  # per instance: the function decides
 
     @property
     def label(self) -> str:

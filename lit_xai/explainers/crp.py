@@ -51,7 +51,6 @@ __all__ = [
     "CRP",
     "capture_output",
     "channel_relevances",
-    "composite_context",
     "crp_heatmaps",
     "layer_relevance",
 ]
@@ -97,22 +96,10 @@ def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
 
 @contextlib.contextmanager
-def composite_context(composite: Composite, net: nn.Module) -> Iterator[nn.Module]:
-    """Register ``composite`` on ``net`` and always remove it, also when ``register`` itself fails half-way.
-
-    zennit's own ``composite.context`` only removes on a clean ``__enter__``: an exception inside ``register`` (e.g.
-    a canonizer meeting an unexpected module) would leave hooks and merged BatchNorm weights behind.
-    """
-    try:
-        composite.register(net)
-        yield net
-    finally:
-        composite.remove()
-
-
-@contextlib.contextmanager
 def _rules_context(composite: Composite, net: nn.Module, cache: bool = False) -> Iterator[nn.Module]:
-    """:func:`composite_context` with zennit's Conv2d/Linear rule hooks swapped for the fast rule layers."""
+    """Register ``composite`` on ``net`` (zennit's Conv2d/Linear rule hooks swapped for the fast rule layers) and
+    always remove it, also when registering fails half-way (zennit's own ``composite.context`` removes only after a
+    clean ``__enter__``, leaving hooks and merged batch-norm weights behind)."""
     rules = FastRules(composite, cache=cache)
     try:
         rules.register(net)

@@ -62,6 +62,8 @@ class GradCAM(Explainer):
         (torch.Size([2, 32, 32]), True)
     """
 
+    signed = False  # ReLU of a weighted activation sum: non-negative
+
     def __init__(
         self, layer: str | None = None, normalize: bool = False, batch_size: int = 32, copy_model: bool = True
     ) -> None:

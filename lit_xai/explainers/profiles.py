@@ -32,8 +32,14 @@ from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 from . import canonizers as ours
 
 __all__ = [
-    "PROFILE_ATTR",
+    "DENSENET_PROFILE",
+    "EFFICIENTNET_PROFILE",
     "FAMILY_PROFILES",
+    "PROFILE_ATTR",
+    "RESNET_PROFILE",
+    "TIMM_EFFICIENTNET_PROFILE",
+    "TIMM_RESNET_PROFILE",
+    "VGG_PROFILE",
     "ExplanationProfile",
     "ResolvedProfile",
     "find_profile",
@@ -130,51 +136,55 @@ def _depthwise_epsilon(epsilon: float = 1e-6) -> list:
     return [(ours.DepthwiseConv2d, Epsilon(epsilon=epsilon))]
 
 
-register_profile(
-    lambda m: isinstance(m, ResNet),
-    ExplanationProfile(
-        "resnet", lambda: [ResNetCanonizer()], "layer4", ("layer3", "layer4"), default_composite="epsilon_gamma_box"
-    ),
+#: torchvision ResNets (and the registry's ``resnet18``/``resnet50``). Concept layers are block outputs, which are graph
+#: cuts (CRP is complete there): ``layer4.0`` is the first block of the last stage, as fine as ``layer4`` spatially but
+#: one block earlier
+RESNET_PROFILE = ExplanationProfile(
+    "resnet",
+    lambda: [ResNetCanonizer()],
+    "layer4",
+    ("layer3", "layer4.0", "layer4"),
+    # the strided 7x7 stem + strided 3x3 convs leave a checkerboard in EpsilonPlusFlat maps (stride-frequency peak
+    # contrast 33 on ResNet50); EpsilonGammaBox cuts it to 9.5 and stays conservative (benchmarks/checkerboard.py)
+    default_composite="epsilon_gamma_box",
 )
-register_profile(
-    lambda m: isinstance(m, VGG), ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+#: torchvision VGGs; ``features`` is the last feature map whatever the depth (registry entries name finer layers)
+VGG_PROFILE = ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+#: torchvision DenseNets: functional final ReLU/pool and pre-activation batch norms (see ``canonizers.py``)
+DENSENET_PROFILE = ExplanationProfile(
+    "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
 )
-register_profile(
-    lambda m: isinstance(m, DenseNet),
-    ExplanationProfile(
-        "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
-    ),
+#: torchvision EfficientNet V1/V2 (ReLU, SiLU; squeeze-excitation gates signal-only, SiLU under the identity rule)
+EFFICIENTNET_PROFILE = ExplanationProfile(
+    "efficientnet",
+    lambda: [ours.EfficientNetCanonizer()],
+    "features",
+    ("features.6", "features.5"),
+    # ZPlus/Gamma on the strided (depthwise) convolutions leave a strong stride-2/4 grid in the heatmaps
+    # (benchmarks/checkerboard.py); alpha-beta does not
+    default_composite="epsilon_alpha2_beta1",
 )
-register_profile(
-    lambda m: isinstance(m, EfficientNet),
-    ExplanationProfile(
-        "efficientnet",
-        lambda: [ours.EfficientNetCanonizer()],
-        "features",
-        ("features.6", "features.5"),
-        default_composite="epsilon_alpha2_beta1",
-    ),
+TIMM_RESNET_PROFILE = ExplanationProfile(
+    "timm_resnet",
+    lambda: [ours.TimmResNetCanonizer()],
+    "layer4",
+    ("layer3", "layer4"),
+    default_composite="epsilon_gamma_box",
 )
-register_profile(
-    lambda m: _timm(m, "timm.models.resnet", "ResNet"),
-    ExplanationProfile(
-        "timm_resnet",
-        lambda: [ours.TimmResNetCanonizer()],
-        "layer4",
-        ("layer3", "layer4"),
-        default_composite="epsilon_gamma_box",
-    ),
+TIMM_EFFICIENTNET_PROFILE = ExplanationProfile(
+    "timm_efficientnet",
+    lambda: [ours.TimmEfficientNetCanonizer()],
+    "bn2",
+    ("blocks.5", "blocks.6"),
+    layer_map=_depthwise_epsilon,
 )
-register_profile(
-    lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"),
-    ExplanationProfile(
-        "timm_efficientnet",
-        lambda: [ours.TimmEfficientNetCanonizer()],
-        "bn2",
-        ("blocks.5", "blocks.6"),
-        layer_map=_depthwise_epsilon,
-    ),
-)
+
+register_profile(lambda m: isinstance(m, ResNet), RESNET_PROFILE)
+register_profile(lambda m: isinstance(m, VGG), VGG_PROFILE)
+register_profile(lambda m: isinstance(m, DenseNet), DENSENET_PROFILE)
+register_profile(lambda m: isinstance(m, EfficientNet), EFFICIENTNET_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.resnet", "ResNet"), TIMM_RESNET_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"), TIMM_EFFICIENTNET_PROFILE)
 
 
 def find_profile(model: nn.Module) -> ResolvedProfile | None:
@@ -208,11 +218,3 @@ def resolve_profile(model: nn.Module, needed: str = "canonizers") -> ResolvedPro
             "with lit_xai.explainers.profiles.register_profile"
         )
     return found
-
-
-def describe(model: nn.Module) -> dict[str, Any]:
-    """A short dict describing the resolved profile (for logs and errors)."""
-    found = find_profile(model)
-    if found is None:
-        return {"family": None}
-    return {"family": found.profile.family, "prefix": found.prefix, "gradcam_layer": found.gradcam_layer}
