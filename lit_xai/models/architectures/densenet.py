@@ -12,10 +12,10 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import DenseNet, densenet121
-
-from dataclasses import replace
 
 from ...explainers.profiles import DENSENET_PROFILE
 from .registry import register_architecture

@@ -21,12 +21,12 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import EfficientNet, efficientnet_b0
 from torchvision.models.efficientnet import MBConvConfig
 from torchvision.ops.misc import SqueezeExcitation
-
-from dataclasses import replace
 
 from ...explainers.profiles import EFFICIENTNET_PROFILE
 from .registry import register_architecture

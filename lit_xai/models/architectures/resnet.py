@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
-from dataclasses import replace
 
 from ...explainers.profiles import RESNET_PROFILE
 from .registry import register_architecture

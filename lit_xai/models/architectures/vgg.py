@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import VGG, vgg16, vgg16_bn
 from torchvision.models.vgg import make_layers
-from dataclasses import replace
 
 from ...explainers.profiles import VGG_PROFILE
-
 from .registry import register_architecture
 
 __all__ = ["TinyVGG", "build_tiny_vgg", "build_vgg16", "build_vgg16_bn"]
