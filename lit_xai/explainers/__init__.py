@@ -25,6 +25,7 @@ from .base import (
 from .batch import ExplainerError, ProbeExplanations, explain
 from .combined import LRPGradCAM
 from .concept_references import ConceptReferences, concept_references
+from .conservation import CONSERVATION_BAND, ConservationCheck, ConservationWarning, check_conservation
 from .crp import CRP, channel_relevances, crp_heatmaps
 from .gradcam import AttentionGradCAM, GradCAM
 from .lrp import LRP, lrp_relevance
@@ -32,6 +33,7 @@ from .profiles import ExplanationProfile, find_profile, register_profile, resolv
 
 __all__ = [
     "COMPOSITES",
+    "CONSERVATION_BAND",
     "CRP",
     "EXPLAINERS",
     "LRP",
@@ -39,6 +41,8 @@ __all__ = [
     "CallableExplainer",
     "ConceptExplainer",
     "ConceptReferences",
+    "ConservationCheck",
+    "ConservationWarning",
     "Concepts",
     "ExplainerError",
     "Explainer",
@@ -48,6 +52,7 @@ __all__ = [
     "ProbeExplanations",
     "build_composite",
     "build_explainer",
+    "check_conservation",
     "channel_relevances",
     "concept_references",
     "crp_heatmaps",
