@@ -19,6 +19,7 @@ from .base import (
     ConceptExplainer,
     Concepts,
     Explainer,
+    ExplainerNotApplicable,
     build_explainer,
     register_explainer,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "Concepts",
     "ExplainerError",
     "Explainer",
+    "ExplainerNotApplicable",
     "ExplanationProfile",
     "GradCAM",
     "LRPGradCAM",

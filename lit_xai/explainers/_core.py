@@ -171,6 +171,12 @@ def default_gradcam_layer(model: nn.Module) -> str:
 def default_concept_layer(model: nn.Module) -> str:
     """First candidate CRP layer from the model's explanation profile; clear error otherwise."""
     found = resolve_profile(model, "CRP concept layer")
+    if found.profile.no_concepts:
+        from .base import ExplainerNotApplicable
+
+        raise ExplainerNotApplicable(
+            f"concept explanations do not apply to {found.profile.family!r} networks: {found.profile.no_concepts}"
+        )
     if not found.concept_layer:
         raise ValueError(f"the {found.profile.family!r} profile names no concept layer; pass layer='<module name>'")
     return found.full_name(found.concept_layer)

@@ -34,6 +34,7 @@ from ._core import as_targets, explanation_model
 
 __all__ = [
     "EXPLAINERS",
+    "ExplainerNotApplicable",
     "CallableExplainer",
     "ConceptExplainer",
     "Concepts",
@@ -41,6 +42,11 @@ __all__ = [
     "build_explainer",
     "register_explainer",
 ]
+
+
+class ExplainerNotApplicable(ValueError):
+    """The explainer does not apply to this kind of network by design (e.g. CRP on a Vision Transformer); a monitor
+    running its default explainers skips it, while an explicitly requested one is an error."""
 
 
 class Explainer:

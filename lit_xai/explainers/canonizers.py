@@ -75,6 +75,7 @@ __all__ = [
     "EfficientNetCanonizer",
     "ExactResNetCanonizer",
     "ExactSequentialMergeBatchNorm",
+    "MonaiDenseNetCanonizer",
     "PairedMergeBatchNorm",
     "SafeCompositeCanonizer",
     "TimmEfficientNetCanonizer",
@@ -408,6 +409,33 @@ class EfficientNetCanonizer(SafeCompositeCanonizer):
         super().__init__((AttributeOverride(_efficientnet_attributes), ExactSequentialMergeBatchNorm()))
 
 
+def _monai_densenet_pairs(root: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    pairs = []
+    for module in root.modules():
+        if _is_class(module, "monai.", "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNet264"):
+            features = module.features
+            if isinstance(getattr(features, "conv0", None), nn.Conv2d) and isinstance(
+                getattr(features, "norm0", None), nn.BatchNorm2d
+            ):
+                pairs.append((features.conv0, features.norm0))
+        elif _is_class(module, "monai.", "_DenseLayer"):
+            layers = module.layers
+            if isinstance(getattr(layers, "conv1", None), nn.Conv2d) and isinstance(
+                getattr(layers, "norm2", None), nn.BatchNorm2d
+            ):
+                pairs.append((layers.conv1, layers.norm2))
+    return pairs
+
+
+class MonaiDenseNetCanonizer(SafeCompositeCanonizer):
+    """Canonizer for MONAI DenseNets (``spatial_dims=2``): the exact data-flow BN merges of the torchvision DenseNet
+    (``conv0 -> norm0`` and each dense layer's ``conv1 -> norm2``); MONAI's final ReLU and pooling are already
+    modules, and the pre-activation norms keep the ``Pass`` rule (see the module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__((PairedMergeBatchNorm(_monai_densenet_pairs),))
+
+
 class ExactResNetCanonizer(SafeCompositeCanonizer):
     """zennit's ``ResNetCanonizer`` (``Sum`` residuals in Bottleneck/BasicBlock) with the exact batch-norm merge.
 
@@ -425,6 +453,12 @@ class ExactResNetCanonizer(SafeCompositeCanonizer):
 
 
 # ------------------------------------------------------------------------------------------------------- timm
+def _is_class(module: nn.Module, package: str, *names: str) -> bool:
+    # recognised by module path and class name, so optional packages (MONAI, timm) are never imported here
+    cls = type(module)
+    return cls.__module__.startswith(package) and cls.__name__ in names
+
+
 def _is_timm(module: nn.Module, *names: str) -> bool:
     # recognised by module path and class name, so timm is never imported here (it is an optional dependency)
     cls = type(module)

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -30,6 +30,7 @@ from zennit.rules import Epsilon
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from . import canonizers as ours
+from . import transformer_canonizers as modern
 
 __all__ = [
     "DENSENET_PROFILE",
@@ -68,6 +69,8 @@ class ExplanationProfile:
         attention_layer: channel-attention module keeping ``last_weights`` (attention networks only).
         layer_map: ``layer_map(epsilon)`` -> extra zennit ``(module type, rule)`` pairs prepended to every
             composite's layer map (``epsilon``: the composite's, so an epsilon rule here follows it).
+        no_concepts: why concept explanations (CRP) do not apply to the family (``""``: they do); CRP then raises
+            :class:`~lit_xai.explainers.base.ExplainerNotApplicable` with this reason.
     """
 
     family: str
@@ -77,6 +80,7 @@ class ExplanationProfile:
     default_composite: str = "epsilon_plus_flat"
     attention_layer: str = ""
     layer_map: Callable[[float], list] = _none
+    no_concepts: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,24 @@ class _FamilyEntry:
     name: str
     match: Callable[[nn.Module], bool]
     profile: ExplanationProfile = field(compare=False)
+    specialise: Callable[[nn.Module, ExplanationProfile], ExplanationProfile] | None = field(
+        default=None, compare=False
+    )
 
 
 #: registered families, tried in order (first match wins)
 FAMILY_PROFILES: list[_FamilyEntry] = []
 
 
-def register_profile(match: Callable[[nn.Module], bool], profile: ExplanationProfile) -> ExplanationProfile:
+def register_profile(
+    match: Callable[[nn.Module], bool],
+    profile: ExplanationProfile,
+    specialise: Callable[[nn.Module, ExplanationProfile], ExplanationProfile] | None = None,
+) -> ExplanationProfile:
     """Register ``profile`` for modules where ``match(module)`` is true; a family name may be registered once.
+
+    ``specialise(module, profile)``, when given, returns the profile for one matched module (layer names that
+    depend on the instance, e.g. the last convolution of a plain CNN).
 
     Example:
         >>> class MyNet(nn.Module): ...
@@ -122,13 +136,50 @@ def register_profile(match: Callable[[nn.Module], bool], profile: ExplanationPro
     """
     if any(entry.name == profile.family for entry in FAMILY_PROFILES):
         raise ValueError(f"a profile for family {profile.family!r} is already registered")
-    FAMILY_PROFILES.append(_FamilyEntry(profile.family, match, profile))
+    FAMILY_PROFILES.append(_FamilyEntry(profile.family, match, profile, specialise))
     return profile
 
 
 def _timm(module: nn.Module, module_prefix: str, class_name: str) -> bool:
+    # by module path and class name (also used for MONAI): the optional package is never imported here
     cls = type(module)
     return cls.__module__.startswith(module_prefix) and cls.__name__ == class_name
+
+
+def _torchvision(module: nn.Module, submodule: str, class_name: str) -> bool:
+    return _timm(module, f"torchvision.models.{submodule}", class_name)
+
+
+#: leaf layers of a "plain" network: each has a conservative rule (or needs none) under every composite
+_PLAIN = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.dropout._DropoutNd,
+    nn.Flatten,
+    nn.Identity,
+)
+
+
+def _plain_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The leaves of a plain conv/linear/ReLU/pooling network with at least one conv and one linear layer, else
+    ``None`` (any normalisation, attention or unknown layer disqualifies it)."""
+    leaves = [(n, m) for n, m in module.named_modules() if not list(m.children())]
+    if not leaves or not all(isinstance(m, _PLAIN) for _, m in leaves):
+        return None
+    kinds = {type(m) for _, m in leaves}
+    return leaves if nn.Conv2d in kinds and nn.Linear in kinds else None
+
+
+def _plain_profile(module: nn.Module, profile: ExplanationProfile) -> ExplanationProfile:
+    convs = [name for name, m in _plain_layers(module) or [] if isinstance(m, nn.Conv2d)]
+    # Grad-CAM on the last convolution; concepts at the last two (a plain network has no skip: graph cuts)
+    return replace(profile, gradcam_layer=convs[-1], concept_layers=tuple(reversed(convs[-2:])))
 
 
 def _depthwise_epsilon(epsilon: float = 1e-6) -> list:
@@ -187,6 +238,83 @@ register_profile(lambda m: _timm(m, "timm.models.resnet", "ResNet"), TIMM_RESNET
 register_profile(lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"), TIMM_EFFICIENTNET_PROFILE)
 
 
+def _all_conv_epsilon(epsilon: float = 1e-6) -> list:
+    # transformers: the patch embedding is a linear map of pixel patches; ZPlus/Flat there would make blocky maps
+    return [(nn.Conv2d, Epsilon(epsilon=epsilon))]
+
+
+#: torchvision ConvNeXt: stages are features.1/3/5/7 (stem and downsampling layers in between)
+CONVNEXT_PROFILE = ExplanationProfile(
+    "convnext",
+    lambda: [modern.ConvNeXtCanonizer()],
+    "features",
+    ("features.5", "features.7"),
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon,
+)
+TIMM_CONVNEXT_PROFILE = ExplanationProfile(
+    "timm_convnext",
+    lambda: [modern.ConvNeXtCanonizer()],
+    "stages",
+    ("stages.2", "stages.3"),
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon,
+)
+_VIT_NO_CONCEPTS = (
+    "CRP explains the channels of a convolutional layer; a Vision Transformer's tokens mix all positions, so a "
+    "channel mask there is not a spatial concept. Use LRP and Grad-CAM for ViTs"
+)
+#: torchvision ViT: Grad-CAM on the last encoder block's tokens (reshaped to the patch grid)
+VIT_PROFILE = ExplanationProfile(
+    "vit",
+    lambda: [modern.ViTCanonizer()],
+    "encoder.layers",
+    default_composite="epsilon_plus",
+    layer_map=_all_conv_epsilon,
+    no_concepts=_VIT_NO_CONCEPTS,
+)
+TIMM_VIT_PROFILE = ExplanationProfile(
+    "timm_vit",
+    lambda: [modern.ViTCanonizer()],
+    "blocks",
+    default_composite="epsilon_plus",
+    layer_map=_all_conv_epsilon,
+    no_concepts=_VIT_NO_CONCEPTS,
+)
+MOBILENET_V3_PROFILE = ExplanationProfile(
+    "mobilenet_v3",
+    lambda: [modern.MobileNetV3Canonizer()],
+    "features",
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon,
+)
+MONAI_DENSENET_PROFILE = ExplanationProfile(
+    "monai_densenet",
+    lambda: [ours.MonaiDenseNetCanonizer()],
+    "features",
+    ("features.denseblock4", "features.transition3"),
+)
+#: any conv/linear/activation/pooling network without normalisation layers (layers found per network)
+PLAIN_CNN_PROFILE = ExplanationProfile("plain_cnn", _none)
+
+
+def _last_stages(module: nn.Module, profile: ExplanationProfile) -> ExplanationProfile:
+    n = len(module.features)
+    return replace(profile, concept_layers=(f"features.{n - 3}", f"features.{n - 2}"))
+
+
+register_profile(lambda m: _torchvision(m, "convnext", "ConvNeXt"), CONVNEXT_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.convnext", "ConvNeXt"), TIMM_CONVNEXT_PROFILE)
+register_profile(lambda m: _torchvision(m, "vision_transformer", "VisionTransformer"), VIT_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.vision_transformer", "VisionTransformer"), TIMM_VIT_PROFILE)
+register_profile(lambda m: _torchvision(m, "mobilenetv3", "MobileNetV3"), MOBILENET_V3_PROFILE, _last_stages)
+register_profile(
+    lambda m: any(_timm(m, "monai.networks.nets.densenet", f"DenseNet{v}") for v in ("", "121", "169", "201", "264")),
+    MONAI_DENSENET_PROFILE,
+)
+register_profile(lambda m: _plain_layers(m) is not None, PLAIN_CNN_PROFILE, lambda m, p: _plain_profile(m, p))
+
+
 def find_profile(model: nn.Module) -> ResolvedProfile | None:
     """The profile of ``model`` (declared attribute first, then registered families), or ``None``."""
     modules = list(model.named_modules())
@@ -197,7 +325,8 @@ def find_profile(model: nn.Module) -> ResolvedProfile | None:
     for name, module in modules:
         for entry in FAMILY_PROFILES:
             if entry.match(module):
-                return ResolvedProfile(entry.profile, name)
+                profile = entry.specialise(module, entry.profile) if entry.specialise else entry.profile
+                return ResolvedProfile(profile, name)
     return None
 
 
@@ -213,8 +342,11 @@ def resolve_profile(model: nn.Module, needed: str = "canonizers") -> ResolvedPro
         families = ", ".join(entry.name for entry in FAMILY_PROFILES)
         raise ValueError(
             f"cannot infer the {needed} of {type(model).__name__}: it is not built from lit_xai's registry, has no "
-            f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass them explicitly "
-            "(canonizers=[] for a plain conv/linear/ReLU network, layer='<module name>'), or register a profile "
-            "with lit_xai.explainers.profiles.register_profile"
+            f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass the layers explicitly "
+            "(layer='<module name>'), or register a profile with lit_xai.explainers.profiles.register_profile. "
+            "For LRP, canonizers=[] explains the network as it is (no batch-norm merge, no residual or gate "
+            "rewrite): right only when every layer has an LRP rule; a normalisation layer other than BatchNorm, "
+            "attention or a functional residual sum then breaks conservation, and the conservation guard flags "
+            "those maps"
         )
     return found
