@@ -8,8 +8,9 @@ Propagation for Transformers", ICML 2024, and its package ``lxt`` 2.1):
 * :func:`layer_norm_rule` -- LayerNorm ``y = w (x - mean(x)) / std(x) + b``: the division by the standard deviation
   is an element-wise non-linearity under the *identity rule* (``std`` held constant, AttnLRP Sec. 3.3.3; ``lxt``
   implements it as ``(x - mean) / std.detach()``); the mean-centring and the affine map are linear and get the
-  epsilon rule. Together: ``R_x = x * (g - mean(g))`` with ``g = R w / (std * s(y))``, which conserves
-  ``Σ R_x = Σ R (y - b) / s(y)`` (exactly ``Σ R`` without bias).
+  epsilon rule with the shift ``b`` ignored (it receives no relevance, as zennit's ``Pass`` gives a batch norm's
+  shift none; a denominator including ``b`` explodes where ``y ≈ 0`` but ``y - b`` is not). Together:
+  ``R_x = x * (g - mean(g))`` with ``g = R w / (std * s(y - b))``, which conserves ``Σ R_x = Σ R``.
 * :func:`mix_rule` -- attention's value mixing ``y = A @ v`` with the softmax weights ``A`` held constant (CP-LRP,
   Ali et al., ICML 2022; the variant ``lxt`` uses inside attention for vision transformers): epsilon rule on a
   linear map of ``v``, ``R_v = v * A^T (R / s(y))``; queries and keys receive no relevance.
@@ -61,15 +62,15 @@ class _LayerNormRule(torch.autograd.Function):
             y = y * weight
         if bias is not None:
             y = y + bias
-        ctx.save_for_backward(x, rstd, weight, y)
+        ctx.save_for_backward(x, rstd, weight, y if bias is None else y - bias)
         ctx.stab = stab
         return y
 
     @staticmethod
     def backward(ctx: Any, relevance: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        x, rstd, weight, y = ctx.saved_tensors
+        x, rstd, weight, z = ctx.saved_tensors  # z = y - bias
         scale = rstd if weight is None else rstd * weight
-        g = relevance * scale / _stabilize(y, ctx.stab)
+        g = relevance * scale / _stabilize(z, ctx.stab)
         return x * (g - g.mean(-1, keepdim=True)), None, None, None, None
 
 

@@ -72,6 +72,7 @@ __all__ = [
     "AttributeOverride",
     "DenseNetCanonizer",
     "DepthwiseConv2d",
+    "ElementwiseActivation",
     "EfficientNetCanonizer",
     "ExactResNetCanonizer",
     "ExactSequentialMergeBatchNorm",
@@ -553,5 +554,28 @@ class DepthwiseConv2d(metaclass=_DepthwiseMeta):
 
     Example:
         >>> isinstance(nn.Conv2d(4, 4, 3, groups=4), DepthwiseConv2d), isinstance(nn.Conv2d(4, 4, 3), DepthwiseConv2d)
+        (True, False)
+    """
+
+
+#: element-wise activations of other libraries (timm's own ``GELU``, ``Swish``, ...): zennit's ``Activation`` type
+#: only lists ``torch.nn`` classes, and an activation without a rule applies its gradient to the relevance
+_ACTIVATION_NAMES = frozenset(
+    {"GELU", "GELUTanh", "QuickGELU", "SiLU", "Swish", "HardSwish", "Hardswish", "Mish", "Sigmoid", "HardSigmoid"}
+)
+
+
+class _ActivationMeta(type):
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, nn.Module) and type(instance).__name__ in _ACTIVATION_NAMES
+
+
+class ElementwiseActivation(metaclass=_ActivationMeta):
+    """Type matching element-wise activation modules by class name, whatever library defines them, for a zennit
+    ``layer_map`` (map it to ``Pass``: AttnLRP's identity rule).
+
+    Example:
+        >>> class GELU(nn.Module): ...
+        >>> isinstance(GELU(), ElementwiseActivation), isinstance(nn.Linear(1, 1), ElementwiseActivation)
         (True, False)
     """

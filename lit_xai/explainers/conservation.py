@@ -144,10 +144,13 @@ class ConservationCheck:
             self.ok.to(device), self.band, self.network, self.unhandled,
         )  # fmt: skip
 
-    def with_exact(self, rows: torch.Tensor, exact_sums: torch.Tensor, min_logit: float = MIN_LOGIT) -> None:
-        """Record bias-free relevance sums of the maps ``rows`` and re-decide ``ok`` for them (in place)."""
+    def with_exact(
+        self, rows: torch.Tensor, exact_sums: torch.Tensor, logits: torch.Tensor | None = None, min_logit: float = MIN_LOGIT
+    ) -> None:
+        """Record bias-free relevance sums of the maps ``rows`` and re-decide ``ok`` for them (in place); ``logits``:
+        the explained logits of that pass when it changed the function (bias-like parameters removed)."""
         rows = rows.cpu()
-        logits = self.logits[rows]
+        logits = self.logits[rows] if logits is None else logits.detach().double().cpu().reshape(-1)
         judged = logits.abs() >= min_logit
         ratios = _ratio(exact_sums.detach().double().cpu().reshape(-1), logits, judged)
         self.exact_ratios[rows] = ratios
@@ -219,10 +222,8 @@ def layers_without_rule(model: nn.Module, composite: Any) -> tuple[str, ...]:
             leaf = not list(module.children()) or isinstance(module, _NORMALISATION)
             if template is not None or not leaf or isinstance(module, _NEUTRAL):
                 continue
-            if "forward" in vars(module) or not any(True for _ in module.parameters(recurse=False)) and not isinstance(
-                module, _NORMALISATION
-            ):
-                continue  # rewritten by a canonizer, or a parameter-free op (reshapes, pooling handled elsewhere)
+            if "forward" in vars(module):
+                continue  # rewritten by a canonizer
             key = type(module).__name__
             counts[key] = counts.get(key, 0) + 1
             if isinstance(module, _NORMALISATION):
@@ -298,12 +299,25 @@ def confirm(
     name the layers without a rule. ``net`` is prepared (eval mode, gradients enabled)."""
     from ._core import build_composite
     from .lrp import _lrp_pass
+    from .profiles import find_profile
 
     if check.all_ok:
         return
     rows = (~check.ok).nonzero().flatten()
     kwargs = {**(composite_kwargs or {}), "zero_params": "bias"}
-    exact, _ = _lrp_pass(net, images[rows.to(images.device)], targets[rows], composite, canonizers, kwargs)
-    check.with_exact(rows, exact.flatten(1).sum(1))
+    found = find_profile(net)
+    suffixes = found.profile.constants if found is not None else ()
+    # bias-like parameters replaced by zeros for this pass only (``.data`` of the prepared copy: never in place,
+    # its storage may be shared with the caller's model); the ratio is then taken against this pass's own logits
+    constants = [p for n, p in net.named_parameters() if suffixes and n.endswith(suffixes)]
+    saved = [p.data for p in constants]
+    try:
+        for p in constants:
+            p.data = torch.zeros_like(p)
+        exact, logits = _lrp_pass(net, images[rows.to(images.device)], targets[rows], composite, canonizers, kwargs)
+    finally:
+        for p, data in zip(constants, saved):
+            p.data = data
+    check.with_exact(rows, exact.flatten(1).sum(1), logits)
     if not check.all_ok:
         check.unhandled = layers_without_rule(net, build_composite(composite, net, canonizers, composite_kwargs))

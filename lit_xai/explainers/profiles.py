@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import nn
 from torchvision.models import VGG, DenseNet, EfficientNet, ResNet
-from zennit.rules import Epsilon
+from zennit.rules import Epsilon, Pass
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from . import canonizers as ours
@@ -71,6 +71,8 @@ class ExplanationProfile:
             composite's layer map (``epsilon``: the composite's, so an epsilon rule here follows it).
         no_concepts: why concept explanations (CRP) do not apply to the family (``""``: they do); CRP then raises
             :class:`~lit_xai.explainers.base.ExplainerNotApplicable` with this reason.
+        constants: names (suffixes) of parameters that enter the network like biases (a ViT's class token and
+            position embedding): the conservation guard's bias-free re-check removes them too.
     """
 
     family: str
@@ -81,6 +83,7 @@ class ExplanationProfile:
     attention_layer: str = ""
     layer_map: Callable[[float], list] = _none
     no_concepts: str = ""
+    constants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,11 @@ register_profile(lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"),
 
 def _all_conv_epsilon(epsilon: float = 1e-6) -> list:
     # transformers: the patch embedding is a linear map of pixel patches; ZPlus/Flat there would make blocky maps
-    return [(nn.Conv2d, Epsilon(epsilon=epsilon))]
+    return [(nn.Conv2d, Epsilon(epsilon=epsilon)), (ours.ElementwiseActivation, Pass())]
+
+
+def _depthwise_epsilon_activations(epsilon: float = 1e-6) -> list:
+    return [*_depthwise_epsilon(epsilon), (ours.ElementwiseActivation, Pass())]
 
 
 #: torchvision ConvNeXt: stages are features.1/3/5/7 (stem and downsampling layers in between)
@@ -250,7 +257,7 @@ CONVNEXT_PROFILE = ExplanationProfile(
     "features",
     ("features.5", "features.7"),
     default_composite="epsilon_plus",
-    layer_map=_depthwise_epsilon,
+    layer_map=_depthwise_epsilon_activations,
 )
 TIMM_CONVNEXT_PROFILE = ExplanationProfile(
     "timm_convnext",
@@ -258,7 +265,7 @@ TIMM_CONVNEXT_PROFILE = ExplanationProfile(
     "stages",
     ("stages.2", "stages.3"),
     default_composite="epsilon_plus",
-    layer_map=_depthwise_epsilon,
+    layer_map=_depthwise_epsilon_activations,
 )
 _VIT_NO_CONCEPTS = (
     "CRP explains the channels of a convolutional layer; a Vision Transformer's tokens mix all positions, so a "
@@ -272,6 +279,7 @@ VIT_PROFILE = ExplanationProfile(
     default_composite="epsilon_plus",
     layer_map=_all_conv_epsilon,
     no_concepts=_VIT_NO_CONCEPTS,
+    constants=("class_token", "pos_embedding"),
 )
 TIMM_VIT_PROFILE = ExplanationProfile(
     "timm_vit",
@@ -280,13 +288,14 @@ TIMM_VIT_PROFILE = ExplanationProfile(
     default_composite="epsilon_plus",
     layer_map=_all_conv_epsilon,
     no_concepts=_VIT_NO_CONCEPTS,
+    constants=("cls_token", "reg_token", "pos_embed"),
 )
 MOBILENET_V3_PROFILE = ExplanationProfile(
     "mobilenet_v3",
     lambda: [modern.MobileNetV3Canonizer()],
     "features",
     default_composite="epsilon_plus",
-    layer_map=_depthwise_epsilon,
+    layer_map=_depthwise_epsilon_activations,
 )
 MONAI_DENSENET_PROFILE = ExplanationProfile(
     "monai_densenet",
