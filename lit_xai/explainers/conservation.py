@@ -84,16 +84,17 @@ class ConservationCheck:
 
     Biases absorb a share of the relevance that no rule can avoid, and in a random-init network with large biases
     they may absorb most of it (``ratios`` of 0.2 or below 0 with every layer handled correctly). So a map whose
-    ratio leaves the band is re-explained once with the rules ignoring biases (``zero_params="bias"``), where
-    correct rules conserve exactly: ``exact_ratios`` holds those ratios, and ``ok`` is decided on them. A map is
-    flagged only when its rules, not its biases, lose or create relevance.
+    ratio leaves the band is re-explained once on the same network with every additive constant removed (biases,
+    batch-norm means, a ViT's class token and position embedding), where correct rules conserve exactly:
+    ``exact_ratios`` holds those ratios, and ``ok`` is decided on them. A map is flagged only when its rules, not
+    its biases, lose or create relevance.
 
     Attributes:
         sums: ``(N,)`` total input relevance of each map (for CRP: the relevance at the concept layer times the
             share of it that reached the input in the concepts' heatmaps, see :class:`~lit_xai.explainers.CRP`).
         logits: ``(N,)`` the explained logit of each image.
         ratios: ``(N,)`` ``sums / logits``; NaN where ``|logit| < MIN_LOGIT`` (not judged).
-        exact_ratios: ``(N,)`` the same with biases ignored by the rules; NaN where not computed (the map passed).
+        exact_ratios: ``(N,)`` the same on the network without additive constants; NaN where not computed (the map passed).
         ok: ``(N,)`` bool: the ratio (else the exact ratio, when computed) inside ``band``, or not judged. Mark the
             others unreliable.
         band: the accepted ``(low, high)`` ratio.
@@ -130,7 +131,7 @@ class ConservationCheck:
         )
         return (
             f"{method} relevance is not conserved on {self.network or 'this network'}: sum(R) / logit = {shown} "
-            f"(biases ignored) on "
+            f"(additive constants removed) on "
             f"{int((~self.ok).sum())} of {self.ok.numel()} maps (accepted {self.band[0]:g}-{self.band[1]:g}), so "
             f"those maps are unreliable. {missing} Fix: give the network an explanation profile whose canonizers "
             "handle these layers (lit_xai.explainers.profiles.register_profile; the supported families are listed "
@@ -145,7 +146,11 @@ class ConservationCheck:
         )  # fmt: skip
 
     def with_exact(
-        self, rows: torch.Tensor, exact_sums: torch.Tensor, logits: torch.Tensor | None = None, min_logit: float = MIN_LOGIT
+        self,
+        rows: torch.Tensor,
+        exact_sums: torch.Tensor,
+        logits: torch.Tensor | None = None,
+        min_logit: float = MIN_LOGIT,
     ) -> None:
         """Record bias-free relevance sums of the maps ``rows`` and re-decide ``ok`` for them (in place); ``logits``:
         the explained logits of that pass when it changed the function (bias-like parameters removed)."""
@@ -295,7 +300,7 @@ def confirm(
     canonizers: list | None,
     composite_kwargs: dict[str, Any] | None,
 ) -> None:
-    """Re-explain the maps outside the band with biases ignored (in place on ``check``); when some still fail,
+    """Re-explain the maps outside the band with every additive constant removed (in place on ``check``); when some still fail,
     name the layers without a rule. ``net`` is prepared (eval mode, gradients enabled)."""
     from ._core import build_composite
     from .lrp import _lrp_pass
@@ -304,20 +309,29 @@ def confirm(
     if check.all_ok:
         return
     rows = (~check.ok).nonzero().flatten()
-    kwargs = {**(composite_kwargs or {}), "zero_params": "bias"}
     found = find_profile(net)
-    suffixes = found.profile.constants if found is not None else ()
-    # bias-like parameters replaced by zeros for this pass only (``.data`` of the prepared copy: never in place,
-    # its storage may be shared with the caller's model); the ratio is then taken against this pass's own logits
-    constants = [p for n, p in net.named_parameters() if suffixes and n.endswith(suffixes)]
-    saved = [p.data for p in constants]
+    suffixes = ("bias", *(found.profile.constants if found is not None else ()))
+    # every additive constant replaced by zeros for this pass only: biases, batch-norm means and the profile's
+    # bias-like parameters (class token, position embedding). Rebinding ``.data`` / the buffer of the prepared
+    # network, never writing in place (its storage may be shared with the caller's model); the ratio is then taken
+    # against this pass's own logits. (Rules that merely *ignore* biases, zennit's zero_params="bias", are unstable
+    # where ``Wx ~ 0`` but ``Wx + b`` is not: ratios of 50-5000 on correctly handled ConvNeXts and ViTs.)
+    params = [p for n, p in net.named_parameters() if n.endswith(suffixes)]
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None]
+    saved = [p.data for p in params], [m.running_mean for m in norms]
     try:
-        for p in constants:
+        for p in params:
             p.data = torch.zeros_like(p)
-        exact, logits = _lrp_pass(net, images[rows.to(images.device)], targets[rows], composite, canonizers, kwargs)
+        for m in norms:
+            m.running_mean = torch.zeros_like(m.running_mean)
+        exact, logits = _lrp_pass(
+            net, images[rows.to(images.device)], targets[rows], composite, canonizers, composite_kwargs
+        )
     finally:
-        for p, data in zip(constants, saved):
+        for p, data in zip(params, saved[0]):
             p.data = data
+        for m, mean in zip(norms, saved[1]):
+            m.running_mean = mean
     check.with_exact(rows, exact.flatten(1).sum(1), logits)
     if not check.all_ok:
         check.unhandled = layers_without_rule(net, build_composite(composite, net, canonizers, composite_kwargs))
