@@ -94,7 +94,8 @@ class ConservationCheck:
             share of it that reached the input in the concepts' heatmaps, see :class:`~lit_xai.explainers.CRP`).
         logits: ``(N,)`` the explained logit of each image.
         ratios: ``(N,)`` ``sums / logits``; NaN where ``|logit| < MIN_LOGIT`` (not judged).
-        exact_ratios: ``(N,)`` the same on the network without additive constants; NaN where not computed (the map passed).
+        exact_ratios: ``(N,)`` the same on the network without additive constants; NaN where not computed (the map
+            passed).
         ok: ``(N,)`` bool: the ratio (else the exact ratio, when computed) inside ``band``, or not judged. Mark the
             others unreliable.
         band: the accepted ``(low, high)`` ratio.
@@ -300,8 +301,8 @@ def confirm(
     canonizers: list | None,
     composite_kwargs: dict[str, Any] | None,
 ) -> None:
-    """Re-explain the maps outside the band with every additive constant removed (in place on ``check``); when some still fail,
-    name the layers without a rule. ``net`` is prepared (eval mode, gradients enabled)."""
+    """Re-explain the maps outside the band with every additive constant removed (in place on ``check``); when some
+    still fail, name the layers without a rule. ``net`` is prepared (eval mode, gradients enabled)."""
     from ._core import build_composite
     from .lrp import _lrp_pass
     from .profiles import find_profile
