@@ -23,13 +23,16 @@ squeeze-excitation) use :func:`lit_xai.explainers.canonizers.signal_only_gate`; 
 module (proportional ``Norm`` rule).
 
 Example:
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
     >>> x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
     >>> norm = torch.nn.LayerNorm(8, dtype=torch.float64)
     >>> y = layer_norm_rule(x, norm.weight, None, norm.eps)
     >>> bool(torch.allclose(y, torch.nn.functional.layer_norm(x, (8,), norm.weight, None, norm.eps)))
     True
-    >>> (relevance,) = torch.autograd.grad(y, x, y)  # relevance y flows in, R_x sums to the same total
-    >>> bool(torch.allclose(relevance.sum(), y.sum()))
+    >>> incoming = torch.rand_like(y)  # relevance at the output; R_x sums to the same total
+    >>> (relevance,) = torch.autograd.grad(y, x, incoming)
+    >>> bool(torch.allclose(relevance.sum(), incoming.sum()))
     True
 """
 
