@@ -136,11 +136,20 @@ class ConservationCheck:
             else "Every leaf layer has a rule, so a functional operation in forward() (a residual `x + y`, a gate "
             "`a * x`, F.layer_norm) is the likely cause: autograd applies its plain gradient to the relevance."
         )
+        small = float(self.logits.abs().max()) < 1e-2
+        tiny = (
+            f" The explained logits are tiny (max |logit| {float(self.logits.abs().max()):.1g}), as in a randomly "
+            "initialised network whose batch norms have seen no data: the rules' stabiliser epsilon (1e-6) then "
+            "absorbs the relevance; this resolves once the network has trained (or pass composite_kwargs="
+            "{'epsilon': 1e-12})."
+            if small
+            else ""
+        )
         return (
             f"{method} relevance is not conserved on {self.network or 'this network'}: sum(R) / logit = {shown} "
             f"(additive constants removed) on "
             f"{int((~self.ok).sum())} of {self.ok.numel()} maps (accepted {self.band[0]:g}-{self.band[1]:g}), so "
-            f"those maps are unreliable. {missing} Fix: give the network an explanation profile whose canonizers "
+            f"those maps are unreliable. {missing}{tiny} Fix: give the network an explanation profile whose canonizers "
             "handle these layers (lit_xai.explainers.profiles.register_profile; the supported families are listed "
             "in README 'Reusing the callbacks'), or explain it with Grad-CAM. Passing canonizers=[] does not help: "
             "it only skips the batch-norm merges and residual rewrites of a profile and gives no layer a rule."
