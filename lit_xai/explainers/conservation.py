@@ -241,7 +241,11 @@ def layers_without_rule(model: nn.Module, composite: Any) -> tuple[str, ...]:
         for name, module in model.named_modules():
             template = composite.module_map(ctx, name, module)
             leaf = not list(module.children()) or isinstance(module, _NORMALISATION)
-            neutral = isinstance(module, _NEUTRAL) or type(module).__name__ in _NEUTRAL_NAMES
+            neutral = (
+                isinstance(module, (*_NEUTRAL, nn.modules.loss._Loss))
+                or type(module).__name__ in _NEUTRAL_NAMES
+                or type(module).__module__.startswith("torchmetrics.")  # metrics a LightningModule holds
+            )
             if template is not None or not leaf or neutral:
                 continue
             if "forward" in vars(module):
