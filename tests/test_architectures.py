@@ -14,6 +14,7 @@ from torch import nn
 
 from lit_xai.explainers import LRP, lrp_relevance, make_composite, resolve_layer_name
 from lit_xai.explainers._core import explanation_model
+from lit_xai.explainers.profiles import VGG_PROFILE
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec, register_architecture
 from lit_xai.models.batchnorm import calibrate_batch_norm
 
@@ -94,7 +95,7 @@ def test_architecture_contract(name: str, seed: int) -> None:
         assert torch.isfinite(out).all()
 
     net = build_architecture(name, TASKS["multiclass"])
-    assert net.lit_xai_architecture == name
+    assert net.explanation_profile is spec.profile
     calibrate_batch_norm(net, torch.randn(8, 3, side, side))  # else EfficientNet-B0 LRP underflows to 0
 
     # every parameter receives a (finite, non-zero) gradient; eval() so stochastic depth cannot drop a block
@@ -179,7 +180,7 @@ def test_duplicate_registration_raises() -> None:
     count, original = len(ARCHITECTURES), ARCHITECTURES["tiny_vgg"]
     with pytest.raises(ValueError, match="'tiny_vgg' is already registered"):
 
-        @register_architecture("tiny_vgg", gradcam_layer="features", concept_layers=("features",))
+        @register_architecture("tiny_vgg", profile=VGG_PROFILE)
         def _shadow(num_classes: int) -> nn.Module:
             return nn.Linear(3, num_classes)
 

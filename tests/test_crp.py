@@ -167,9 +167,12 @@ def test_default_layer_from_registry_and_wrapped_model(tiny):
     assert torch.equal(ids, ids_default) and torch.equal(ids, ids_wrapped)
     torch.testing.assert_close(default, explicit)
     torch.testing.assert_close(wrapped, explicit)
-    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    # a network of no known family (GroupNorm also rules out the plain-CNN profile) has no default concept layer
+    unknown = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     with pytest.raises(ValueError, match="concept layer"):
-        CRP(canonizers=[])(plain, x, t)
+        CRP(canonizers=[])(unknown, x, t)
 
 
 def test_peak_box_is_robust_to_single_pixel_spikes():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import inspect
 import os
 import weakref
 from collections.abc import Callable
@@ -20,36 +21,50 @@ import torch
 from torch import nn
 
 import lit_xai.explainers.crp as crp_module
-from lit_xai.explainers import CRP, LRP, AttentionGradCAM, Concepts, GradCAM
+from lit_xai.explainers import CRP, EXPLAINERS, Concepts, Explainer, GradCAM
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec
 
 N, SIZE, CLASSES = 2, 32, 3
+#: every registered explainer runs on this network: a narrow ResNet with a channel-attention gate (the attention
+#: explainers need the gate, the others ignore it)
+ARCH = "tiny_resnet_attention"
+#: test-only settings of registered explainers (fewer concepts keep CRP fast); the rest run at their defaults
+SETTINGS: dict[str, dict] = {"crp": {"top_k": 3}}
+#: extra cases beyond the registry: name -> (registered explainer, settings)
+EXTRA: dict[str, tuple[str, dict]] = {"crp_in_branch": ("crp", {"layer": "layer4.0.conv2", "top_k": 2})}
 
-#: name -> (factory(copy_model, **overrides), architecture, expected output shapes)
-EXPLAINERS: dict[str, tuple[Callable[..., Callable], str, tuple]] = {
-    "lrp": (lambda copy_model, **kw: LRP(copy_model=copy_model, **kw), "tiny_resnet", ((N, SIZE, SIZE),)),
-    "crp": (
-        lambda copy_model, **kw: CRP(layer=kw.pop("layer", "layer3"), top_k=3, copy_model=copy_model, **kw),
-        "tiny_resnet",
-        ((N, 3, SIZE, SIZE), (N, 3)),
-    ),
-    "crp_in_branch": (
-        lambda copy_model, **kw: CRP(layer=kw.pop("layer", "layer4.0.conv2"), top_k=2, copy_model=copy_model, **kw),
-        "tiny_resnet",
-        ((N, 2, SIZE, SIZE), (N, 2)),
-    ),
-    "gradcam": (
-        lambda copy_model, **kw: GradCAM(layer=kw.pop("layer", None), copy_model=copy_model, **kw),
-        "tiny_resnet",
-        ((N, SIZE, SIZE),),
-    ),
-    "attention_gradcam": (
-        lambda copy_model, **kw: AttentionGradCAM(layer=kw.pop("layer", None), copy_model=copy_model, **kw),
-        "tiny_resnet_attention",
-        ((N, SIZE, SIZE),),
-    ),
+
+def _make(name: str, settings: dict) -> Callable[..., Explainer]:
+    cls = EXPLAINERS[name]
+
+    def factory(copy_model: bool, **overrides) -> Explainer:
+        kwargs = {**settings, **overrides}
+        if "copy_model" in inspect.signature(cls).parameters:
+            return cls(copy_model=copy_model, **kwargs)
+        explainer = cls(**kwargs)
+        explainer.copy_model = copy_model
+        return explainer
+
+    return factory
+
+
+#: name -> factory(copy_model, **overrides); every registered explainer, so a new one is tested with no extra code
+FACTORIES: dict[str, Callable[..., Explainer]] = {
+    **{name: _make(name, SETTINGS.get(name, {})) for name in sorted(EXPLAINERS)},
+    **{name: _make(base, settings) for name, (base, settings) in EXTRA.items()},
 }
-NAMES = list(EXPLAINERS)
+NAMES = list(FACTORIES)
+
+
+def expected_shapes(explainer: Explainer) -> tuple:
+    if explainer.kind == "concept":
+        k = explainer.top_k  # type: ignore[attr-defined]
+        return ((N, k, SIZE, SIZE), (N, k))
+    return ((N, SIZE, SIZE),)
+
+
+def test_every_registered_explainer_is_covered():
+    assert set(EXPLAINERS) <= set(NAMES)
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -112,17 +127,21 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("copy_model", [True, False], ids=["copy", "in_place"])
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_and_no_trace(name, copy_model):
-    factory, arch, shapes = EXPLAINERS[name]
-    model = training_model(arch)
+    factory = FACTORIES[name]
+    model = training_model(ARCH)
     x, t = inputs()
     before = snapshot(model)
-    out = run(factory(copy_model), model, x, t)
-    assert tuple(o.shape for o in out) == shapes
+    explainer = factory(copy_model)
+    out = run(explainer, model, x, t)
+    assert tuple(o.shape for o in out) == expected_shapes(explainer)
     assert torch.isfinite(out[0]).all() and out[0].abs().sum() > 0
     assert not out[0].requires_grad
+    # an explainer declaring non-negative maps delivers them (renderers choose a one-sided colour scale from it;
+    # signed maps may happen to be non-negative, e.g. CRP through ZPlus rules)
+    assert explainer.signed or bool((out[0] >= 0).all())
     assert_untouched(before, model)
     # the explanation describes the eval-mode model, whatever mode the caller's model is in
-    eval_model = training_model(arch).eval()
+    eval_model = training_model(ARCH).eval()
     expected = run(factory(True), eval_model, x, t)
     torch.testing.assert_close(out[0], expected[0])
 
@@ -136,19 +155,22 @@ class Boom(nn.Module):
 @pytest.mark.parametrize("copy_model", [True, False], ids=["copy", "in_place"])
 @pytest.mark.parametrize("name", NAMES)
 def test_no_trace_when_the_call_raises(name, copy_model, failure):
-    factory, arch, _ = EXPLAINERS[name]
-    model = training_model(arch)
+    factory = FACTORIES[name]
+    model = training_model(ARCH)
     x, t = inputs()
+    parameters = inspect.signature(EXPLAINERS[EXTRA.get(name, (name,))[0]]).parameters
     if failure == "forward_raises":
         model.layer4 = nn.Sequential(*model.layer4, Boom())  # after layer3 and the in-branch concept layer
         explainer, error = factory(copy_model), RuntimeError
-    elif name == "lrp":
+    elif "layer" in parameters:
+        explainer, error = factory(copy_model, layer="layer9.nope"), ValueError
+    elif "composite_kwargs" in parameters:
         # an unknown composite name is refused by the constructor; bad composite arguments only at call time
         with pytest.raises(ValueError, match="unknown LRP composite"):
             factory(copy_model, composite="no_such_composite")
         explainer, error = factory(copy_model, composite_kwargs={"no_such_argument": 1}), TypeError
     else:
-        explainer, error = factory(copy_model, layer="layer9.nope"), ValueError
+        pytest.skip(f"{name} takes neither a layer nor composite arguments: only the failing forward applies")
     before = snapshot(model)
     with pytest.raises(error):
         run(explainer, model, x, t)
@@ -158,8 +180,8 @@ def test_no_trace_when_the_call_raises(name, copy_model, failure):
 @pytest.mark.parametrize("name", NAMES)
 def test_grad_modes(name):
     """Lightning validates under no_grad (fit) and inference_mode (trainer.validate)."""
-    factory, arch, _ = EXPLAINERS[name]
-    model = training_model(arch)
+    factory = FACTORIES[name]
+    model = training_model(ARCH)
     x, t = inputs()
     expected = run(factory(True), model, x, t)
     with torch.no_grad():
@@ -218,8 +240,8 @@ def survivors(explainer: Callable, model: nn.Module, x: torch.Tensor, t: torch.T
 
 @pytest.mark.parametrize("name", NAMES)
 def test_memory_stays_flat(name, monkeypatch):
-    factory, arch, _ = EXPLAINERS[name]
-    model = training_model(arch)
+    factory = FACTORIES[name]
+    model = training_model(ARCH)
     torch.manual_seed(2)
     x, t = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
     explainer = factory(True)

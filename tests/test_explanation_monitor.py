@@ -354,8 +354,10 @@ def test_clear_errors():
 class Opaque(ForeignModule):
     def __init__(self):
         super().__init__()
+        # GroupNorm: no known family (a plain conv/ReLU/linear network would get the plain-CNN profile)
         self.backbone = torch.nn.Sequential(
             torch.nn.Conv2d(3, 4, 3),
+            torch.nn.GroupNorm(2, 4),
             torch.nn.ReLU(),
             torch.nn.AdaptiveAvgPool2d(1),
             torch.nn.Flatten(),

@@ -87,9 +87,14 @@ def test_layer_defaults_and_errors():
     torch.testing.assert_close(GradCAM()(net, x, t), GradCAM(layer="layer3")(net, x, t))  # registry gradcam_layer
     vgg = build_architecture("tiny_vgg", num_classes=3)
     torch.testing.assert_close(GradCAM()(vgg, x, t), GradCAM(layer="features.9")(vgg, x, t))
+    # a plain conv/ReLU/linear network gets the plain-CNN profile: its last convolution
     plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    torch.testing.assert_close(GradCAM()(plain, x, t), GradCAM(layer="0")(plain, x, t))
+    unknown = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )  # GroupNorm: no family, no plain-CNN profile
     with pytest.raises(ValueError, match="Grad-CAM layer"):
-        GradCAM()(plain, x, t)
+        GradCAM()(unknown, x, t)
     with pytest.raises(ValueError, match=r"must output \(N, C, h, w\)"):
         GradCAM(layer="fc")(net, x, t)
     with pytest.raises(ValueError, match="not found"):

@@ -176,12 +176,12 @@ def test_training_mode_and_bad_targets_are_rejected(seed: int) -> None:
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
 
 
-@pytest.mark.parametrize("name", ["tiny_densenet", "tiny_resnet_attention", "tiny_efficientnet_relu"])
+@pytest.mark.parametrize("name", ["tiny_densenet", "tiny_efficientnet_relu"])
 def test_unregistered_networks_get_their_family_canonizers(name: str, seed: int) -> None:
-    # the same network built without the registry marker: canonizers come from family inference instead
+    # the same network without the profile the registry sets: canonizers come from family inference instead
     net = build_architecture(name, 3).eval()
     plain = copy.deepcopy(net)
-    del plain.lit_xai_architecture
+    del plain.explanation_profile
     x = torch.randn(2, 3, 32, 32)
     composite = ARCHITECTURES[name].default_composite
     torch.testing.assert_close(LRP(composite)(plain, x, 1), LRP(composite)(net, x, 1), rtol=0, atol=0)

@@ -19,12 +19,14 @@ from .base import (
     ConceptExplainer,
     Concepts,
     Explainer,
+    ExplainerNotApplicable,
     build_explainer,
     register_explainer,
 )
 from .batch import ExplainerError, ProbeExplanations, explain
 from .combined import LRPGradCAM
 from .concept_references import ConceptReferences, concept_references
+from .conservation import CONSERVATION_BAND, ConservationCheck, ConservationWarning, check_conservation
 from .crp import CRP, channel_relevances, crp_heatmaps
 from .gradcam import AttentionGradCAM, GradCAM
 from .lrp import LRP, lrp_relevance
@@ -32,6 +34,7 @@ from .profiles import ExplanationProfile, find_profile, register_profile, resolv
 
 __all__ = [
     "COMPOSITES",
+    "CONSERVATION_BAND",
     "CRP",
     "EXPLAINERS",
     "LRP",
@@ -39,15 +42,19 @@ __all__ = [
     "CallableExplainer",
     "ConceptExplainer",
     "ConceptReferences",
+    "ConservationCheck",
+    "ConservationWarning",
     "Concepts",
     "ExplainerError",
     "Explainer",
+    "ExplainerNotApplicable",
     "ExplanationProfile",
     "GradCAM",
     "LRPGradCAM",
     "ProbeExplanations",
     "build_composite",
     "build_explainer",
+    "check_conservation",
     "channel_relevances",
     "concept_references",
     "crp_heatmaps",

@@ -97,7 +97,11 @@ def build_composite(
         'EpsilonPlusFlat'
     """
     kwargs = dict(composite_kwargs or {})
-    extra = profile_layer_map(model, float(kwargs.get("epsilon", 1e-6))) if canonizers is None else []
+    extra = (
+        profile_layer_map(model, float(kwargs.get("epsilon", 1e-6)), kwargs.get("zero_params"))
+        if canonizers is None
+        else []
+    )
     if extra or "layer_map" in kwargs:
         kwargs["layer_map"] = extra + list(kwargs.get("layer_map") or [])
     return make_composite(name, resolve_canonizers(model, canonizers), **kwargs)
@@ -115,10 +119,10 @@ def resolve_canonizers(model: nn.Module, canonizers: list | None) -> list:
     return resolve_profile(model, "zennit canonizers").profile.canonizers()
 
 
-def profile_layer_map(model: nn.Module, epsilon: float = 1e-6) -> list:
+def profile_layer_map(model: nn.Module, epsilon: float = 1e-6, zero_params: Any = None) -> list:
     """Extra zennit ``(type, rule)`` pairs the model's profile asks every composite to use (often none)."""
     found = find_profile(model)
-    return found.profile.layer_map(epsilon) if found is not None else []
+    return found.profile.layer_map(epsilon, zero_params) if found is not None else []
 
 
 def default_composite(model: nn.Module) -> str:
@@ -171,6 +175,12 @@ def default_gradcam_layer(model: nn.Module) -> str:
 def default_concept_layer(model: nn.Module) -> str:
     """First candidate CRP layer from the model's explanation profile; clear error otherwise."""
     found = resolve_profile(model, "CRP concept layer")
+    if found.profile.no_concepts:
+        from .base import ExplainerNotApplicable
+
+        raise ExplainerNotApplicable(
+            f"concept explanations do not apply to {found.profile.family!r} networks: {found.profile.no_concepts}"
+        )
     if not found.concept_layer:
         raise ValueError(f"the {found.profile.family!r} profile names no concept layer; pass layer='<module name>'")
     return found.full_name(found.concept_layer)

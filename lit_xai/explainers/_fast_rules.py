@@ -499,10 +499,19 @@ class _PassLayer(torch.autograd.Function):
         return grad, None
 
 
+#: element-wise activations whose Pass rule runs as :class:`_PassLayer` (out of place only: an in-place module would
+#: overwrite the Function's input)
+_ELEMENTWISE = (nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.ELU, nn.ReLU6)
+_ELEMENTWISE_NAMES = frozenset({"GELU", "GELUTanh", "QuickGELU", "SiLU", "Swish", "HardSwish", "Mish"})
+
+
 def _pass_supported(module: nn.Module, template: Any) -> bool:
-    return type(template) is zrules.Pass and (
-        type(module) is nn.ReLU or (type(module) is nn.BatchNorm2d and not module.training)
-    )
+    if type(template) is not zrules.Pass:
+        return False
+    if type(module) is nn.ReLU or (type(module) is nn.BatchNorm2d and not module.training):
+        return True
+    elementwise = type(module) in _ELEMENTWISE or type(module).__name__ in _ELEMENTWISE_NAMES
+    return elementwise and not getattr(module, "inplace", False) and not list(module.children())
 
 
 class FastRules:

@@ -34,6 +34,7 @@ from ._core import as_targets, explanation_model
 
 __all__ = [
     "EXPLAINERS",
+    "ExplainerNotApplicable",
     "CallableExplainer",
     "ConceptExplainer",
     "Concepts",
@@ -41,6 +42,11 @@ __all__ = [
     "build_explainer",
     "register_explainer",
 ]
+
+
+class ExplainerNotApplicable(ValueError):
+    """The explainer does not apply to this kind of network by design (e.g. CRP on a Vision Transformer); a monitor
+    running its default explainers skips it, while an explicitly requested one is an error."""
 
 
 class Explainer:
@@ -54,12 +60,14 @@ class Explainer:
         name: registry name (set by :func:`register_explainer`).
         kind: ``"map"`` or ``"concept"``.
         copy_model: explain a deep copy (default) so the caller's model cannot change.
+        signed: True when maps carry signed relevance (LRP, CRP: render on a diverging scale centred on 0), False
+            for non-negative maps (Grad-CAM: a one-sided scale). Renderers and monitors read this attribute instead
+            of knowing explainers by name.
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "map"
-    #: signed relevance (blue/red colour scale) or non-negative maps (one-sided scale)
-    signed: ClassVar[bool] = True
+    signed: bool = True
     copy_model: bool = True
 
     @property
@@ -127,6 +135,7 @@ class CallableExplainer(Explainer):
     Args:
         fn: the function; it receives the prepared (copied, eval-mode) model.
         label: name used in logged tags.
+        signed: whether ``fn`` returns signed maps (default) or non-negative ones.
 
     Example:
         >>> import torch
@@ -135,9 +144,12 @@ class CallableExplainer(Explainer):
         torch.Size([1, 4, 4])
     """
 
-    def __init__(self, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], label: str = "") -> None:
+    def __init__(
+        self, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], label: str = "", signed: bool = True
+    ) -> None:
         self.fn = fn
         self._label = label or getattr(fn, "__name__", "custom")
+        self.signed = signed  # per instance: the function decides
 
     @property
     def label(self) -> str:

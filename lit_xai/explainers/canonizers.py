@@ -72,9 +72,11 @@ __all__ = [
     "AttributeOverride",
     "DenseNetCanonizer",
     "DepthwiseConv2d",
+    "ElementwiseActivation",
     "EfficientNetCanonizer",
     "ExactResNetCanonizer",
     "ExactSequentialMergeBatchNorm",
+    "MonaiDenseNetCanonizer",
     "PairedMergeBatchNorm",
     "SafeCompositeCanonizer",
     "TimmEfficientNetCanonizer",
@@ -408,6 +410,33 @@ class EfficientNetCanonizer(SafeCompositeCanonizer):
         super().__init__((AttributeOverride(_efficientnet_attributes), ExactSequentialMergeBatchNorm()))
 
 
+def _monai_densenet_pairs(root: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
+    pairs = []
+    for module in root.modules():
+        if _is_class(module, "monai.", "DenseNet", "DenseNet121", "DenseNet169", "DenseNet201", "DenseNet264"):
+            features = module.features
+            if isinstance(getattr(features, "conv0", None), nn.Conv2d) and isinstance(
+                getattr(features, "norm0", None), nn.BatchNorm2d
+            ):
+                pairs.append((features.conv0, features.norm0))
+        elif _is_class(module, "monai.", "_DenseLayer"):
+            layers = module.layers
+            if isinstance(getattr(layers, "conv1", None), nn.Conv2d) and isinstance(
+                getattr(layers, "norm2", None), nn.BatchNorm2d
+            ):
+                pairs.append((layers.conv1, layers.norm2))
+    return pairs
+
+
+class MonaiDenseNetCanonizer(SafeCompositeCanonizer):
+    """Canonizer for MONAI DenseNets (``spatial_dims=2``): the exact data-flow BN merges of the torchvision DenseNet
+    (``conv0 -> norm0`` and each dense layer's ``conv1 -> norm2``); MONAI's final ReLU and pooling are already
+    modules, and the pre-activation norms keep the ``Pass`` rule (see the module doc)."""
+
+    def __init__(self) -> None:
+        super().__init__((PairedMergeBatchNorm(_monai_densenet_pairs),))
+
+
 class ExactResNetCanonizer(SafeCompositeCanonizer):
     """zennit's ``ResNetCanonizer`` (``Sum`` residuals in Bottleneck/BasicBlock) with the exact batch-norm merge.
 
@@ -425,6 +454,12 @@ class ExactResNetCanonizer(SafeCompositeCanonizer):
 
 
 # ------------------------------------------------------------------------------------------------------- timm
+def _is_class(module: nn.Module, package: str, *names: str) -> bool:
+    # recognised by module path and class name, so optional packages (MONAI, timm) are never imported here
+    cls = type(module)
+    return cls.__module__.startswith(package) and cls.__name__ in names
+
+
 def _is_timm(module: nn.Module, *names: str) -> bool:
     # recognised by module path and class name, so timm is never imported here (it is an optional dependency)
     cls = type(module)
@@ -519,5 +554,28 @@ class DepthwiseConv2d(metaclass=_DepthwiseMeta):
 
     Example:
         >>> isinstance(nn.Conv2d(4, 4, 3, groups=4), DepthwiseConv2d), isinstance(nn.Conv2d(4, 4, 3), DepthwiseConv2d)
+        (True, False)
+    """
+
+
+#: element-wise activations of other libraries (timm's own ``GELU``, ``Swish``, ...): zennit's ``Activation`` type
+#: only lists ``torch.nn`` classes, and an activation without a rule applies its gradient to the relevance
+_ACTIVATION_NAMES = frozenset(
+    {"GELU", "GELUTanh", "QuickGELU", "SiLU", "Swish", "HardSwish", "Hardswish", "Mish", "Sigmoid", "HardSigmoid"}
+)
+
+
+class _ActivationMeta(type):
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, nn.Module) and type(instance).__name__ in _ACTIVATION_NAMES
+
+
+class ElementwiseActivation(metaclass=_ActivationMeta):
+    """Type matching element-wise activation modules by class name, whatever library defines them, for a zennit
+    ``layer_map`` (map it to ``Pass``: AttnLRP's identity rule).
+
+    Example:
+        >>> class GELU(nn.Module): ...
+        >>> isinstance(GELU(), ElementwiseActivation), isinstance(nn.Linear(1, 1), ElementwiseActivation)
         (True, False)
     """

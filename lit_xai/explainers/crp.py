@@ -46,12 +46,12 @@ from ._core import (
 )
 from ._fast_rules import FastRules
 from .base import ConceptExplainer, Concepts, register_explainer
+from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
 
 __all__ = [
     "CRP",
     "capture_output",
     "channel_relevances",
-    "composite_context",
     "crp_heatmaps",
     "layer_relevance",
 ]
@@ -97,22 +97,10 @@ def capture_output(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
 
 @contextlib.contextmanager
-def composite_context(composite: Composite, net: nn.Module) -> Iterator[nn.Module]:
-    """Register ``composite`` on ``net`` and always remove it, also when ``register`` itself fails half-way.
-
-    zennit's own ``composite.context`` only removes on a clean ``__enter__``: an exception inside ``register`` (e.g.
-    a canonizer meeting an unexpected module) would leave hooks and merged BatchNorm weights behind.
-    """
-    try:
-        composite.register(net)
-        yield net
-    finally:
-        composite.remove()
-
-
-@contextlib.contextmanager
 def _rules_context(composite: Composite, net: nn.Module, cache: bool = False) -> Iterator[nn.Module]:
-    """:func:`composite_context` with zennit's Conv2d/Linear rule hooks swapped for the fast rule layers."""
+    """Register ``composite`` on ``net`` (zennit's Conv2d/Linear rule hooks swapped for the fast rule layers) and
+    always remove it, also when registering fails half-way (zennit's own ``composite.context`` removes only after a
+    clean ``__enter__``, leaving hooks and merged batch-norm weights behind)."""
     rules = FastRules(composite, cache=cache)
     try:
         rules.register(net)
@@ -218,6 +206,7 @@ def _conditional_pass(
     batch_size: int,
     exclude_parallel: bool,
     composite_kwargs: dict[str, Any] | None,
+    logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Conditional heatmaps for given ``channels``, or for the ``top_k`` most relevant ones (``channels=None``).
 
@@ -228,6 +217,7 @@ def _conditional_pass(
     Returns:
         ``(heatmaps (N, K, H, W), relevances (N, K), channel ids (N, K), all channel relevances (N, C))``; the last
         is the per-channel (spatial) sum of the relevance at the layer, ``None`` without ``exclude_parallel``.
+        A given ``logits`` tensor ``(N,)`` receives the explained logits (for the conservation guard).
     """
     n = images.shape[0]
     if channels is None and not exclude_parallel:
@@ -254,6 +244,8 @@ def _conditional_pass(
                 # one forward and one first-stage backward per image, shared by all of its concepts
                 out = modified(x)
                 init = _target_init(out, targets[rows].to(out.device))
+                if logits is not None:
+                    logits[rows] = init.sum(1).detach().cpu().to(logits)
                 layer_out = state["out"]
                 n_channels = layer_out.shape[1] if layer_out.ndim >= 2 else 0
                 if exclude_parallel:
@@ -367,6 +359,10 @@ class CRP(ConceptExplainer):
         rank_by: ``"relevance"`` ranks concepts by their relevance at the layer; ``"attention"`` by the channel
             weights of the profile's attention module (attention networks; the layer must be the gated one).
 
+    In the default one-pass mode every call runs the conservation guard (:mod:`lit_xai.explainers.conservation`) on
+    an estimate of the input total that costs nothing extra; ``last_check`` holds the result, and a
+    :class:`~lit_xai.explainers.conservation.ConservationWarning` is issued once per network class on failure.
+
     Example:
         >>> import torch
         >>> from lit_xai.models.architectures import build_architecture
@@ -401,6 +397,7 @@ class CRP(ConceptExplainer):
         self.copy_model = copy_model
         self.composite_kwargs = dict(composite_kwargs or {})
         self.rank_by = rank_by
+        self.last_check: ConservationCheck | None = None
 
     @property
     def label(self) -> str:
@@ -473,11 +470,14 @@ class CRP(ConceptExplainer):
         if self.exclude_parallel and (channels is not None or self.rank_by == "relevance"):
             # one pass: the ranking relevance is the first backward stage of the conditional heatmaps
             ids = None if channels is None else _as_channel_tensor(channels, images.shape[0])
-            heat, _, ids, rel = _conditional_pass(
+            logits = torch.empty(images.shape[0], dtype=torch.float64)
+            heat, rels, ids, rel = _conditional_pass(
                 net, images, targets, layer, ids, self.top_k, self.composite_for(net), self.canonizers,
-                self.batch_size, True, self.composite_kwargs,
+                self.batch_size, True, self.composite_kwargs, logits,
             )  # fmt: skip
+            self._guard(net, images, targets, logits, rel, heat, rels)
             return Concepts(heat, ids, layer, _shares(rel, ids))
+        self.last_check = None  # two-pass modes: no free estimate of the input relevance
         rel = self.relevances_on(net, images, targets, layer)
         if channels is None:
             ranking = self._attention_ranking(net, images) if self.rank_by == "attention" else rel
@@ -491,6 +491,32 @@ class CRP(ConceptExplainer):
             ids = _as_channel_tensor(channels, images.shape[0])
         heat, _ = self.heatmaps_on(net, images, targets, layer, ids)
         return Concepts(heat, ids, layer, _shares(rel, ids))
+
+    def _guard(
+        self,
+        net: nn.Module,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        logits: torch.Tensor,
+        layer_rel: torch.Tensor | None,
+        heat: torch.Tensor,
+        rels: torch.Tensor,
+    ) -> None:
+        """Conservation guard from what the pass computed anyway: the relevance reaching the concept layer
+        (``Σ_c layer_rel``, checks the rules above it) times the share of the chosen concepts' relevance that
+        reached the input (``Σ_k heatmap / Σ_k relevance``, checks the rules below it) estimates the input total."""
+        if layer_rel is None:
+            self.last_check = None
+            return
+        total = layer_rel.double().sum(1)
+        chosen = rels.double().sum(1).cpu()
+        arrived = heat.double().flatten(1).sum(1).cpu()
+        below = torch.where(chosen.abs() > 1e-12, arrived / torch.where(chosen.abs() > 1e-12, chosen, 1.0), 1.0)
+        check = conservation_check(total * below, logits, network=network_name(net))
+        t = as_targets(targets, images.shape[0], torch.device("cpu"))
+        confirm(check, net, images, t, self.composite_for(net), self.canonizers, self.composite_kwargs)
+        warn_if_not_conserved(check, "CRP", stacklevel=6)
+        self.last_check = check
 
     def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> Concepts:
         return self.explain_channels(net, images, targets)

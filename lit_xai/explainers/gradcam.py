@@ -11,6 +11,7 @@ per-image min-max scaling that ``pytorch_grad_cam`` always applies.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -28,7 +29,26 @@ from ._core import (
 from .base import Explainer, register_explainer
 from .crp import capture_output
 
-__all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize"]
+__all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize", "tokens_to_grid"]
+
+
+def tokens_to_grid(tokens: torch.Tensor, max_prefix: int = 8) -> torch.Tensor:
+    """Transformer tokens ``(N, T, C)`` as a map ``(N, C, h, w)``: the leading class/register tokens dropped, the
+    ``h * w`` patch tokens (a square grid) reshaped in row-major order, as ViTs flatten their patch embedding.
+
+    Example:
+        >>> tokens_to_grid(torch.zeros(2, 1 + 16, 8)).shape
+        torch.Size([2, 8, 4, 4])
+    """
+    n, t, c = tokens.shape
+    side = math.isqrt(t)
+    prefix = t - side * side
+    if side == 0 or prefix > max_prefix:
+        raise ValueError(
+            f"cannot read {t} tokens as a square patch grid after at most {max_prefix} class/register tokens; pick a "
+            "layer whose output is (N, C, h, w) or square-grid tokens"
+        )
+    return tokens[:, prefix:].transpose(1, 2).reshape(n, c, side, side)
 
 
 def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
@@ -47,7 +67,7 @@ class GradCAM(Explainer):
     Args:
         layer: target layer (module name, relative to the registry network or a unique suffix); ``None`` takes the
             registry's ``gradcam_layer`` or the last block of a known torchvision family. Its output must be
-            ``(N, C, h, w)``.
+            ``(N, C, h, w)``, or transformer tokens ``(N, T, C)`` (read as the patch grid, :func:`tokens_to_grid`).
         normalize: per-image min-max scaling to ``[0, 1]`` (off by default: raw maps keep their scale, which
             drift and faithfulness metrics need; a constant map becomes 0 when normalised).
         batch_size: images per forward/backward pass.
@@ -62,7 +82,7 @@ class GradCAM(Explainer):
         (torch.Size([2, 32, 32]), True)
     """
 
-    signed = False  # ReLU of weighted activations: non-negative maps
+    signed = False  # ReLU of a weighted activation sum: non-negative
 
     def __init__(
         self, layer: str | None = None, normalize: bool = False, batch_size: int = 32, copy_model: bool = True
@@ -98,10 +118,10 @@ class GradCAM(Explainer):
             if out.ndim != 2:
                 raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
             act = state["out"]
-            if act.ndim != 4:
+            if act.ndim not in (3, 4):
                 raise ValueError(
-                    f"Grad-CAM layer {self.layer_for(net)!r} must output (N, C, h, w), got {tuple(act.shape)}; "
-                    "pick a convolutional block"
+                    f"Grad-CAM layer {self.layer_for(net)!r} must output (N, C, h, w) or transformer tokens "
+                    f"(N, T, C), got {tuple(act.shape)}; pick a convolutional or transformer block"
                 )
             rows = torch.arange(out.shape[0], device=out.device)
             cams = []
@@ -110,8 +130,9 @@ class GradCAM(Explainer):
                 score = out[rows, classes[:, k].to(out.device).clone()].sum()  # images are independent in eval mode
                 # gradient w.r.t. the captured activation only: no parameter .grad, no tensor hook left behind
                 (grad,) = torch.autograd.grad(score, act, retain_graph=k < classes.shape[1] - 1)
+                grid, grad = (tokens_to_grid(act), tokens_to_grid(grad)) if act.ndim == 3 else (act, grad)
                 weights = self.channel_weights(net, grad)
-                cams.append(F.relu((weights[:, :, None, None] * act).sum(1)).detach())
+                cams.append(F.relu((weights[:, :, None, None] * grid).sum(1)).detach())
         return torch.stack(cams, dim=1)
 
     def per_class(self, model: nn.Module, images: torch.Tensor, classes: Sequence[int] | torch.Tensor) -> torch.Tensor:

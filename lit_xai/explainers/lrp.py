@@ -18,6 +18,7 @@ from torch import nn
 from ._core import COMPOSITES, as_targets, build_composite, default_composite, explanation_model, prepare_input
 from ._fast_rules import FastRules
 from .base import Explainer, register_explainer
+from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
 
 __all__ = ["LRP", "lrp_relevance"]
 
@@ -53,6 +54,18 @@ def lrp_relevance(
         >>> lrp_relevance(net, torch.rand(1, 3, 32, 32), 1).shape
         torch.Size([1, 3, 32, 32])
     """
+    return _lrp_pass(model, images, targets, composite, canonizers, composite_kwargs)[0]
+
+
+def _lrp_pass(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor | int,
+    composite: str = "epsilon_plus_flat",
+    canonizers: list | None = None,
+    composite_kwargs: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lrp_relevance` and the explained logit of each image ``(N,)`` (for the conservation guard)."""
     norm_types = nn.modules.batchnorm._BatchNorm
     training = [name for name, m in model.named_modules() if m.training and isinstance(m, norm_types)]
     if training:
@@ -84,7 +97,7 @@ def lrp_relevance(
             (relevance,) = torch.autograd.grad(out, x, grad_outputs=init)
         finally:
             rules.remove()
-    return relevance.detach()
+    return relevance.detach(), out[rows, t].detach()
 
 
 @register_explainer("lrp")
@@ -99,6 +112,11 @@ class LRP(Explainer):
         batch_size: images per backward pass (bounds memory).
         copy_model: explain a deep copy (default) so the caller's model cannot change.
         composite_kwargs: extra arguments of the zennit composite, e.g. ``{"zero_params": "bias"}``.
+
+    Every call runs the conservation guard (:mod:`lit_xai.explainers.conservation`): ``last_check`` holds the
+    :class:`~lit_xai.explainers.conservation.ConservationCheck` of the latest call (per-image ``ratios`` and ``ok``),
+    and a :class:`~lit_xai.explainers.conservation.ConservationWarning` is issued once per network class when a
+    map's relevance sum leaves the band.
 
     Example:
         >>> import torch
@@ -125,6 +143,7 @@ class LRP(Explainer):
         self.batch_size = batch_size
         self.copy_model = copy_model
         self.composite_kwargs = dict(composite_kwargs or {})
+        self.last_check: ConservationCheck | None = None
 
     @property
     def label(self) -> str:
@@ -145,7 +164,7 @@ class LRP(Explainer):
         """Per-channel input relevance ``(N, C, H, W)`` on a prepared ``net``."""
         composite = self.composite_for(net)
         chunks = [
-            lrp_relevance(
+            _lrp_pass(
                 net,
                 images[i : i + self.batch_size],
                 targets[i : i + self.batch_size],
@@ -156,7 +175,13 @@ class LRP(Explainer):
             )
             for i in range(0, images.shape[0], self.batch_size)
         ]
-        return torch.cat(chunks)
+        relevance = torch.cat([r for r, _ in chunks])
+        logits = torch.cat([z for _, z in chunks])
+        check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net))
+        confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs)
+        warn_if_not_conserved(check, "LRP", stacklevel=5)
+        self.last_check = check
+        return relevance
 
     def relevance(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)``."""

@@ -21,19 +21,26 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 from torchvision.models import VGG, DenseNet, EfficientNet, ResNet
-from zennit.rules import Epsilon
+from zennit.rules import Epsilon, Pass
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from . import canonizers as ours
+from . import transformer_canonizers as modern
 
 __all__ = [
-    "PROFILE_ATTR",
+    "DENSENET_PROFILE",
+    "EFFICIENTNET_PROFILE",
     "FAMILY_PROFILES",
+    "PROFILE_ATTR",
+    "RESNET_PROFILE",
+    "TIMM_EFFICIENTNET_PROFILE",
+    "TIMM_RESNET_PROFILE",
+    "VGG_PROFILE",
     "ExplanationProfile",
     "ResolvedProfile",
     "find_profile",
@@ -60,8 +67,12 @@ class ExplanationProfile:
         concept_layers: candidate CRP layers, most useful first.
         default_composite: LRP composite that works best for the family (see ``benchmarks/checkerboard.py``).
         attention_layer: channel-attention module keeping ``last_weights`` (attention networks only).
-        layer_map: ``layer_map(epsilon)`` -> extra zennit ``(module type, rule)`` pairs prepended to every
-            composite's layer map (``epsilon``: the composite's, so an epsilon rule here follows it).
+        layer_map: ``layer_map(epsilon, zero_params)`` -> extra zennit ``(module type, rule)`` pairs prepended to
+            every composite's layer map (``epsilon``, ``zero_params``: the composite's, which rules here follow).
+        no_concepts: why concept explanations (CRP) do not apply to the family (``""``: they do); CRP then raises
+            :class:`~lit_xai.explainers.base.ExplainerNotApplicable` with this reason.
+        constants: names (suffixes) of parameters that enter the network like biases (a ViT's class token and
+            position embedding): the conservation guard's bias-free re-check removes them too.
     """
 
     family: str
@@ -70,7 +81,9 @@ class ExplanationProfile:
     concept_layers: tuple[str, ...] = ()
     default_composite: str = "epsilon_plus_flat"
     attention_layer: str = ""
-    layer_map: Callable[[float], list] = _none
+    layer_map: Callable[..., list] = _none
+    no_concepts: str = ""
+    constants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,14 +111,24 @@ class _FamilyEntry:
     name: str
     match: Callable[[nn.Module], bool]
     profile: ExplanationProfile = field(compare=False)
+    specialise: Callable[[nn.Module, ExplanationProfile], ExplanationProfile] | None = field(
+        default=None, compare=False
+    )
 
 
 #: registered families, tried in order (first match wins)
 FAMILY_PROFILES: list[_FamilyEntry] = []
 
 
-def register_profile(match: Callable[[nn.Module], bool], profile: ExplanationProfile) -> ExplanationProfile:
+def register_profile(
+    match: Callable[[nn.Module], bool],
+    profile: ExplanationProfile,
+    specialise: Callable[[nn.Module, ExplanationProfile], ExplanationProfile] | None = None,
+) -> ExplanationProfile:
     """Register ``profile`` for modules where ``match(module)`` is true; a family name may be registered once.
+
+    ``specialise(module, profile)``, when given, returns the profile for one matched module (layer names that
+    depend on the instance, e.g. the last convolution of a plain CNN).
 
     Example:
         >>> class MyNet(nn.Module): ...
@@ -116,65 +139,192 @@ def register_profile(match: Callable[[nn.Module], bool], profile: ExplanationPro
     """
     if any(entry.name == profile.family for entry in FAMILY_PROFILES):
         raise ValueError(f"a profile for family {profile.family!r} is already registered")
-    FAMILY_PROFILES.append(_FamilyEntry(profile.family, match, profile))
+    FAMILY_PROFILES.append(_FamilyEntry(profile.family, match, profile, specialise))
     return profile
 
 
 def _timm(module: nn.Module, module_prefix: str, class_name: str) -> bool:
+    # by module path and class name (also used for MONAI): the optional package is never imported here
     cls = type(module)
     return cls.__module__.startswith(module_prefix) and cls.__name__ == class_name
 
 
-def _depthwise_epsilon(epsilon: float = 1e-6) -> list:
+def _torchvision(module: nn.Module, submodule: str, class_name: str) -> bool:
+    return _timm(module, f"torchvision.models.{submodule}", class_name)
+
+
+#: leaf layers of a "plain" network: each has a conservative rule (or needs none) under every composite
+_PLAIN = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.dropout._DropoutNd,
+    nn.Flatten,
+    nn.Identity,
+)
+
+
+def _plain_layers(module: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The leaves of a plain conv/linear/ReLU/pooling network with at least one conv and one linear layer, else
+    ``None`` (any normalisation, attention or unknown layer disqualifies it)."""
+    leaves = [(n, m) for n, m in module.named_modules() if not list(m.children())]
+    if not leaves or not all(isinstance(m, _PLAIN) for _, m in leaves):
+        return None
+    kinds = {type(m) for _, m in leaves}
+    return leaves if nn.Conv2d in kinds and nn.Linear in kinds else None
+
+
+def _plain_profile(module: nn.Module, profile: ExplanationProfile) -> ExplanationProfile:
+    convs = [name for name, m in _plain_layers(module) or [] if isinstance(m, nn.Conv2d)]
+    # Grad-CAM on the last convolution; concepts at the last two (a plain network has no skip: graph cuts)
+    return replace(profile, gradcam_layer=convs[-1], concept_layers=tuple(reversed(convs[-2:])))
+
+
+def _depthwise_epsilon(epsilon: float = 1e-6, zero_params: Any = None) -> list:
     # ZPlus on a one-input-channel (depthwise) filter drops the relevance of negative contributions
-    return [(ours.DepthwiseConv2d, Epsilon(epsilon=epsilon))]
+    return [(ours.DepthwiseConv2d, Epsilon(epsilon=epsilon, zero_params=zero_params))]
 
 
-register_profile(
-    lambda m: isinstance(m, ResNet),
-    ExplanationProfile(
-        "resnet", lambda: [ResNetCanonizer()], "layer4", ("layer3", "layer4"), default_composite="epsilon_gamma_box"
-    ),
+#: torchvision ResNets (and the registry's ``resnet18``/``resnet50``). Concept layers are block outputs, which are graph
+#: cuts (CRP is complete there): ``layer4.0`` is the first block of the last stage, as fine as ``layer4`` spatially but
+#: one block earlier
+RESNET_PROFILE = ExplanationProfile(
+    "resnet",
+    lambda: [ResNetCanonizer()],
+    "layer4",
+    ("layer3", "layer4.0", "layer4"),
+    # the strided 7x7 stem + strided 3x3 convs leave a checkerboard in EpsilonPlusFlat maps (stride-frequency peak
+    # contrast 33 on ResNet50); EpsilonGammaBox cuts it to 9.5 and stays conservative (benchmarks/checkerboard.py)
+    default_composite="epsilon_gamma_box",
 )
-register_profile(
-    lambda m: isinstance(m, VGG), ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+#: torchvision VGGs; ``features`` is the last feature map whatever the depth (registry entries name finer layers)
+VGG_PROFILE = ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+#: torchvision DenseNets: functional final ReLU/pool and pre-activation batch norms (see ``canonizers.py``)
+DENSENET_PROFILE = ExplanationProfile(
+    "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
 )
-register_profile(
-    lambda m: isinstance(m, DenseNet),
-    ExplanationProfile(
-        "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
-    ),
+#: torchvision EfficientNet V1/V2 (ReLU, SiLU; squeeze-excitation gates signal-only, SiLU under the identity rule)
+EFFICIENTNET_PROFILE = ExplanationProfile(
+    "efficientnet",
+    lambda: [ours.EfficientNetCanonizer()],
+    "features",
+    ("features.6", "features.5"),
+    # ZPlus/Gamma on the strided (depthwise) convolutions leave a strong stride-2/4 grid in the heatmaps
+    # (benchmarks/checkerboard.py); alpha-beta does not. Depthwise convolutions get the epsilon rule: alpha-beta on
+    # a one-input-channel filter doubles the relevance of every output whose contributions share one sign (sum R /
+    # logit 1.06-1.2 per MBConv block measured on EfficientNetV2), ZPlus drops it
+    default_composite="epsilon_alpha2_beta1",
+    layer_map=_depthwise_epsilon,
 )
-register_profile(
-    lambda m: isinstance(m, EfficientNet),
-    ExplanationProfile(
-        "efficientnet",
-        lambda: [ours.EfficientNetCanonizer()],
-        "features",
-        ("features.6", "features.5"),
-        default_composite="epsilon_alpha2_beta1",
-    ),
+TIMM_RESNET_PROFILE = ExplanationProfile(
+    "timm_resnet",
+    lambda: [ours.TimmResNetCanonizer()],
+    "layer4",
+    ("layer3", "layer4"),
+    default_composite="epsilon_gamma_box",
 )
-register_profile(
-    lambda m: _timm(m, "timm.models.resnet", "ResNet"),
-    ExplanationProfile(
-        "timm_resnet",
-        lambda: [ours.TimmResNetCanonizer()],
-        "layer4",
-        ("layer3", "layer4"),
-        default_composite="epsilon_gamma_box",
-    ),
+TIMM_EFFICIENTNET_PROFILE = ExplanationProfile(
+    "timm_efficientnet",
+    lambda: [ours.TimmEfficientNetCanonizer()],
+    "bn2",
+    ("blocks.5", "blocks.6"),
+    layer_map=_depthwise_epsilon,
 )
-register_profile(
-    lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"),
-    ExplanationProfile(
-        "timm_efficientnet",
-        lambda: [ours.TimmEfficientNetCanonizer()],
-        "bn2",
-        ("blocks.5", "blocks.6"),
-        layer_map=_depthwise_epsilon,
-    ),
+
+register_profile(lambda m: isinstance(m, ResNet), RESNET_PROFILE)
+register_profile(lambda m: isinstance(m, VGG), VGG_PROFILE)
+register_profile(lambda m: isinstance(m, DenseNet), DENSENET_PROFILE)
+register_profile(lambda m: isinstance(m, EfficientNet), EFFICIENTNET_PROFILE, lambda m, p: _last_stages(m, p))
+register_profile(lambda m: _timm(m, "timm.models.resnet", "ResNet"), TIMM_RESNET_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.efficientnet", "EfficientNet"), TIMM_EFFICIENTNET_PROFILE)
+
+
+def _all_conv_epsilon(epsilon: float = 1e-6, zero_params: Any = None) -> list:
+    # transformers: the patch embedding is a linear map of pixel patches; ZPlus/Flat there would make blocky maps
+    return [(nn.Conv2d, Epsilon(epsilon=epsilon, zero_params=zero_params)), (ours.ElementwiseActivation, Pass())]
+
+
+def _depthwise_epsilon_activations(epsilon: float = 1e-6, zero_params: Any = None) -> list:
+    return [*_depthwise_epsilon(epsilon, zero_params), (ours.ElementwiseActivation, Pass())]
+
+
+#: torchvision ConvNeXt: stages are features.1/3/5/7 (stem and downsampling layers in between)
+CONVNEXT_PROFILE = ExplanationProfile(
+    "convnext",
+    lambda: [modern.ConvNeXtCanonizer()],
+    "features",
+    ("features.5", "features.7"),
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon_activations,
 )
+TIMM_CONVNEXT_PROFILE = ExplanationProfile(
+    "timm_convnext",
+    lambda: [modern.ConvNeXtCanonizer()],
+    "stages",
+    ("stages.2", "stages.3"),
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon_activations,
+)
+_VIT_NO_CONCEPTS = (
+    "CRP explains the channels of a convolutional layer; a Vision Transformer's tokens mix all positions, so a "
+    "channel mask there is not a spatial concept. Use LRP and Grad-CAM for ViTs"
+)
+#: torchvision ViT: Grad-CAM on the last encoder block's tokens (reshaped to the patch grid)
+VIT_PROFILE = ExplanationProfile(
+    "vit",
+    lambda: [modern.ViTCanonizer()],
+    "encoder.layers",
+    default_composite="epsilon_plus",
+    layer_map=_all_conv_epsilon,
+    no_concepts=_VIT_NO_CONCEPTS,
+    constants=("class_token", "pos_embedding"),
+)
+TIMM_VIT_PROFILE = ExplanationProfile(
+    "timm_vit",
+    lambda: [modern.ViTCanonizer()],
+    "blocks",
+    default_composite="epsilon_plus",
+    layer_map=_all_conv_epsilon,
+    no_concepts=_VIT_NO_CONCEPTS,
+    constants=("cls_token", "reg_token", "pos_embed"),
+)
+MOBILENET_V3_PROFILE = ExplanationProfile(
+    "mobilenet_v3",
+    lambda: [modern.MobileNetV3Canonizer()],
+    "features",
+    default_composite="epsilon_plus",
+    layer_map=_depthwise_epsilon_activations,
+)
+MONAI_DENSENET_PROFILE = ExplanationProfile(
+    "monai_densenet",
+    lambda: [ours.MonaiDenseNetCanonizer()],
+    "features",
+    ("features.denseblock4", "features.transition3"),
+)
+#: any conv/linear/activation/pooling network without normalisation layers (layers found per network)
+PLAIN_CNN_PROFILE = ExplanationProfile("plain_cnn", _none)
+
+
+def _last_stages(module: nn.Module, profile: ExplanationProfile) -> ExplanationProfile:
+    n = len(module.features)
+    return replace(profile, concept_layers=(f"features.{n - 3}", f"features.{n - 2}"))
+
+
+register_profile(lambda m: _torchvision(m, "convnext", "ConvNeXt"), CONVNEXT_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.convnext", "ConvNeXt"), TIMM_CONVNEXT_PROFILE)
+register_profile(lambda m: _torchvision(m, "vision_transformer", "VisionTransformer"), VIT_PROFILE)
+register_profile(lambda m: _timm(m, "timm.models.vision_transformer", "VisionTransformer"), TIMM_VIT_PROFILE)
+register_profile(lambda m: _torchvision(m, "mobilenetv3", "MobileNetV3"), MOBILENET_V3_PROFILE, _last_stages)
+register_profile(
+    lambda m: any(_timm(m, "monai.networks.nets.densenet", f"DenseNet{v}") for v in ("", "121", "169", "201", "264")),
+    MONAI_DENSENET_PROFILE,
+)
+register_profile(lambda m: _plain_layers(m) is not None, PLAIN_CNN_PROFILE, lambda m, p: _plain_profile(m, p))
 
 
 def find_profile(model: nn.Module) -> ResolvedProfile | None:
@@ -187,7 +337,8 @@ def find_profile(model: nn.Module) -> ResolvedProfile | None:
     for name, module in modules:
         for entry in FAMILY_PROFILES:
             if entry.match(module):
-                return ResolvedProfile(entry.profile, name)
+                profile = entry.specialise(module, entry.profile) if entry.specialise else entry.profile
+                return ResolvedProfile(profile, name)
     return None
 
 
@@ -203,16 +354,11 @@ def resolve_profile(model: nn.Module, needed: str = "canonizers") -> ResolvedPro
         families = ", ".join(entry.name for entry in FAMILY_PROFILES)
         raise ValueError(
             f"cannot infer the {needed} of {type(model).__name__}: it is not built from lit_xai's registry, has no "
-            f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass them explicitly "
-            "(canonizers=[] for a plain conv/linear/ReLU network, layer='<module name>'), or register a profile "
-            "with lit_xai.explainers.profiles.register_profile"
+            f"`{PROFILE_ATTR}`, and contains no known family ({families}). Pass the layers explicitly "
+            "(layer='<module name>'), or register a profile with lit_xai.explainers.profiles.register_profile. "
+            "For LRP, canonizers=[] explains the network as it is (no batch-norm merge, no residual or gate "
+            "rewrite): right only when every layer has an LRP rule; a normalisation layer other than BatchNorm, "
+            "attention or a functional residual sum then breaks conservation, and the conservation guard flags "
+            "those maps"
         )
     return found
-
-
-def describe(model: nn.Module) -> dict[str, Any]:
-    """A short dict describing the resolved profile (for logs and errors)."""
-    found = find_profile(model)
-    if found is None:
-        return {"family": None}
-    return {"family": found.profile.family, "prefix": found.prefix, "gradcam_layer": found.gradcam_layer}

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from ...explainers.canonizers import (
     SafeCompositeCanonizer,
     signal_only_gate,
 )
+from ...explainers.profiles import ExplanationProfile
 from .registry import register_architecture
 from .resnet import NarrowResNet
 
@@ -151,17 +153,20 @@ def _attention_canonizers() -> list:
     return [AttentionResNetCanonizer()]
 
 
-@register_architecture(
-    "resnet50_attention",
-    canonizers=_attention_canonizers,
-    gradcam_layer="layer4",
-    concept_layers=("layer3", "layer4.0", "layer4", "attention"),
+#: the attention ResNets: ResNet layers plus the gate, whose ``last_weights`` AttentionGradCAM and CRP read
+RESNET_ATTENTION_PROFILE = ExplanationProfile(
+    "resnet_attention",
+    _attention_canonizers,
+    "layer4",
+    ("layer3", "layer4.0", "layer4", "attention"),
     # the strided 7x7 stem and max-pool leave a stride-2/4 grid with ZPlus (epsilon_plus_flat); Gamma halves it
     # (benchmarks/checkerboard.py) and, unlike alpha-beta, conserves relevance
     default_composite="epsilon_gamma_box",
-    family="resnet_attention",
     attention_layer="attention",
 )
+
+
+@register_architecture("resnet50_attention", profile=RESNET_ATTENTION_PROFILE)
 def build_resnet50_attention(num_classes: int) -> nn.Module:
     """ResNet-50 (random init) with a channel-attention gate after ``layer4``."""
     return AttentionResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes)
@@ -169,13 +174,13 @@ def build_resnet50_attention(num_classes: int) -> nn.Module:
 
 @register_architecture(
     "tiny_resnet_attention",
-    canonizers=_attention_canonizers,
-    gradcam_layer="layer4",
-    concept_layers=("layer3", "layer4", "attention", "layer4.0.conv2"),
+    profile=replace(
+        RESNET_ATTENTION_PROFILE,
+        concept_layers=("layer3", "layer4", "attention", "layer4.0.conv2"),
+        default_composite="epsilon_plus_flat",
+    ),
     small=True,
-    family="resnet_attention",
     min_size=16,
-    attention_layer="attention",
 )
 def build_tiny_resnet_attention(num_classes: int) -> nn.Module:
     """The 8-16-32-64 narrow ResNet with a channel-attention gate after ``layer4``."""

@@ -12,31 +12,28 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import DenseNet, densenet121
 
-from ...explainers.canonizers import DenseNetCanonizer
+from ...explainers.profiles import DENSENET_PROFILE
 from .registry import register_architecture
 
 __all__ = ["build_densenet121", "build_tiny_densenet"]
 
 
-def _densenet_canonizers() -> list:
-    return [DenseNetCanonizer()]
-
-
 @register_architecture(
     "densenet121",
-    canonizers=_densenet_canonizers,
-    gradcam_layer="features",  # output of norm5, i.e. the last feature map before the (canonized) final ReLU
-    concept_layers=(
-        "features.transition3",
-        "features.denseblock4",
-        "features.transition2",
-        "features.denseblock4.denselayer16.conv2",
+    profile=replace(
+        DENSENET_PROFILE,  # Grad-CAM on ``features``: norm5's output, the last map before the canonized final ReLU
+        concept_layers=(
+            "features.transition3",
+            "features.denseblock4",
+            "features.transition2",
+            "features.denseblock4.denselayer16.conv2",
+        ),
     ),
-    family="densenet",
-    min_size=32,
 )
 def build_densenet121(num_classes: int) -> nn.Module:
     """torchvision DenseNet-121 (random init)."""
@@ -45,17 +42,16 @@ def build_densenet121(num_classes: int) -> nn.Module:
 
 @register_architecture(
     "tiny_densenet",
-    canonizers=_densenet_canonizers,
-    gradcam_layer="features",
-    concept_layers=(
-        "features.transition2",
-        "features.denseblock3",
-        "features.transition1",
-        "features.denseblock3.denselayer2.conv2",
+    profile=replace(
+        DENSENET_PROFILE,
+        concept_layers=(
+            "features.transition2",
+            "features.denseblock3",
+            "features.transition1",
+            "features.denseblock3.denselayer2.conv2",
+        ),
     ),
     small=True,
-    family="densenet",
-    min_size=32,
 )
 def build_tiny_densenet(num_classes: int) -> nn.Module:
     """torchvision ``DenseNet(growth_rate=8, block_config=(2, 2, 2), num_init_features=16, bn_size=2)``: stride 16,

@@ -21,12 +21,14 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import EfficientNet, efficientnet_b0
 from torchvision.models.efficientnet import MBConvConfig
 from torchvision.ops.misc import SqueezeExcitation
 
-from ...explainers.canonizers import EfficientNetCanonizer
+from ...explainers.profiles import EFFICIENTNET_PROFILE
 from .registry import register_architecture
 
 __all__ = ["build_efficientnet_b0_relu", "build_tiny_efficientnet_relu", "silu_to_relu"]
@@ -50,20 +52,12 @@ def silu_to_relu(net: nn.Module, keep_inside: tuple[type[nn.Module], ...] = (Squ
     return net
 
 
-def _efficientnet_canonizers() -> list:
-    return [EfficientNetCanonizer()]
-
-
 @register_architecture(
     "efficientnet_b0_relu",
-    canonizers=_efficientnet_canonizers,
-    gradcam_layer="features",  # output of the last 1x1 Conv-BN-ReLU (1280 channels, stride 32)
-    concept_layers=("features.6", "features.7", "features.5", "features.6.3.block.0"),
-    # ZPlus/Gamma on the strided (depthwise) convolutions leave a strong stride-2/4 grid in the heatmaps
-    # (benchmarks/checkerboard.py); alpha-beta does not. It is not relevance-conservative.
-    default_composite="epsilon_alpha2_beta1",
-    family="efficientnet",
-    min_size=32,
+    profile=replace(
+        EFFICIENTNET_PROFILE,  # Grad-CAM on ``features``: the last 1x1 Conv-BN-ReLU (1280 channels, stride 32)
+        concept_layers=("features.6", "features.7", "features.5", "features.6.3.block.0"),
+    ),
 )
 def build_efficientnet_b0_relu(num_classes: int) -> nn.Module:
     """torchvision EfficientNet-B0 (random init) with ReLU activations (SiLU kept inside the SE gates)."""
@@ -72,12 +66,10 @@ def build_efficientnet_b0_relu(num_classes: int) -> nn.Module:
 
 @register_architecture(
     "tiny_efficientnet_relu",
-    canonizers=_efficientnet_canonizers,
-    gradcam_layer="features",
-    concept_layers=("features.3", "features.2", "features.4", "features.3.1.block.0"),
-    default_composite="epsilon_alpha2_beta1",  # as for efficientnet_b0_relu
+    profile=replace(
+        EFFICIENTNET_PROFILE, concept_layers=("features.3", "features.2", "features.4", "features.3.1.block.0")
+    ),
     small=True,
-    family="efficientnet",
     min_size=16,
 )
 def build_tiny_efficientnet_relu(num_classes: int) -> nn.Module:

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,59 +26,56 @@ from ...explainers.profiles import PROFILE_ATTR, ExplanationProfile
 __all__ = [
     "ARCHITECTURES",
     "ArchitectureSpec",
-    "register_architecture",
-    "get_spec",
     "build_architecture",
-    "spec_of",
-    "ARCH_ATTR",
+    "get_spec",
+    "load_local_weights",
+    "register_architecture",
 ]
-
-#: attribute set on every network built from the registry, so explainers can find its spec
-ARCH_ATTR = "lit_xai_architecture"
-
-
-def _no_canonizers() -> list:
-    return []
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
     """What the package knows about one architecture.
 
+    Explanation knowledge (canonizers, Grad-CAM layer, concept layers, default composite, family) lives in one
+    :class:`~lit_xai.explainers.profiles.ExplanationProfile`: a family's profile constant, or a
+    ``dataclasses.replace`` of it naming the layers of a variant. The properties below read it.
+
     Attributes:
         name: registry key.
         builder: ``builder(num_classes) -> nn.Module`` mapping images ``(N, 3, H, W)`` to logits ``(N, num_classes)``.
-        canonizers: factory returning *fresh* zennit canonizers (canonizers hold state, never share them).
-        gradcam_layer: module name (relative to the network) used by Grad-CAM.
-        concept_layers: candidate module names for CRP, most useful first.
-        default_composite: LRP composite name that works best for this family.
+        profile: the explanation profile (set on every built network, where explainers find it).
         small: True for variants meant to train on a CPU (used by tests and the demo).
-        family: architecture family ("resnet", "vgg", "densenet", "efficientnet", ...).
         min_size: smallest input side length the network accepts.
+        extras: anything else given to :func:`register_architecture`.
     """
 
     name: str
     builder: Callable[[int], nn.Module]
-    canonizers: Callable[[], list] = _no_canonizers
-    gradcam_layer: str = ""
-    concept_layers: tuple[str, ...] = ()
-    default_composite: str = "epsilon_plus_flat"
+    profile: ExplanationProfile
     small: bool = False
-    family: str = ""
     min_size: int = 32
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def profile(self) -> ExplanationProfile:
-        """The explanation profile of this architecture (read by explainers; :mod:`lit_xai.explainers.profiles`)."""
-        return ExplanationProfile(
-            family=self.family or self.name,
-            canonizers=self.canonizers,
-            gradcam_layer=self.gradcam_layer,
-            concept_layers=self.concept_layers,
-            default_composite=self.default_composite,
-            attention_layer=str(self.extras.get("attention_layer", "")),
-        )
+    def family(self) -> str:
+        return self.profile.family
+
+    @property
+    def canonizers(self) -> Callable[[], list]:
+        return self.profile.canonizers
+
+    @property
+    def gradcam_layer(self) -> str:
+        return self.profile.gradcam_layer
+
+    @property
+    def concept_layers(self) -> tuple[str, ...]:
+        return self.profile.concept_layers
+
+    @property
+    def default_composite(self) -> str:
+        return self.profile.default_composite
 
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {}
@@ -87,36 +84,24 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {}
 def register_architecture(
     name: str,
     *,
-    canonizers: Callable[[], list] = _no_canonizers,
-    gradcam_layer: str,
-    concept_layers: Sequence[str],
-    default_composite: str = "epsilon_plus_flat",
+    profile: ExplanationProfile,
     small: bool = False,
-    family: str = "",
     min_size: int = 32,
     **extras: Any,
 ) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
-    """Decorator registering ``builder(num_classes) -> nn.Module`` under ``name``.
+    """Decorator registering ``builder(num_classes) -> nn.Module`` under ``name`` with its explanation ``profile``.
 
     Raises:
-        ValueError: if ``name`` is already registered (two builders silently shadowing each other is a bug).
+        ValueError: if ``name`` is already registered (two builders silently shadowing each other is a bug), or the
+            profile names no Grad-CAM layer or no concept layer (the registry test would not cover them).
     """
+    if not profile.gradcam_layer or not profile.concept_layers:
+        raise ValueError(f"the profile of architecture {name!r} must name a Grad-CAM layer and concept layers")
 
     def decorator(builder: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
         if name in ARCHITECTURES:
             raise ValueError(f"architecture {name!r} is already registered (by {ARCHITECTURES[name].builder!r})")
-        ARCHITECTURES[name] = ArchitectureSpec(
-            name=name,
-            builder=builder,
-            canonizers=canonizers,
-            gradcam_layer=gradcam_layer,
-            concept_layers=tuple(concept_layers),
-            default_composite=default_composite,
-            small=small,
-            family=family,
-            min_size=min_size,
-            extras=dict(extras),
-        )
+        ARCHITECTURES[name] = ArchitectureSpec(name, builder, profile, small, min_size, dict(extras))
         return builder
 
     return decorator
@@ -143,7 +128,6 @@ def build_architecture(name: str, num_classes: int, weights_path: str | Path | N
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     net = spec.builder(num_classes)
-    setattr(net, ARCH_ATTR, name)
     # explainers find canonizers and layers through this attribute; they never import the registry
     setattr(net, PROFILE_ATTR, spec.profile)
     if weights_path is not None:
@@ -177,15 +161,3 @@ def load_local_weights(net: nn.Module, weights_path: str | Path) -> list[str]:
             stacklevel=2,
         )
     return skipped
-
-
-def spec_of(model: nn.Module) -> ArchitectureSpec | None:
-    """Find the registry spec of ``model`` or of the registry-built network inside it (e.g. a LightningModule).
-
-    Returns ``(spec)`` or ``None`` when no submodule was built from the registry.
-    """
-    for module in model.modules():
-        name = getattr(module, ARCH_ATTR, None)
-        if isinstance(name, str) and name in ARCHITECTURES:
-            return ARCHITECTURES[name]
-    return None

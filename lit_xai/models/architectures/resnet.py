@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock
-from zennit.torchvision import ResNetCanonizer
 
+from ...explainers.profiles import RESNET_PROFILE
 from .registry import register_architecture
 
 __all__ = ["NarrowResNet", "build_resnet18", "build_resnet50", "build_tiny_resnet"]
-
-
-def _resnet_canonizers() -> list:
-    return [ResNetCanonizer()]
 
 
 class NarrowResNet(nn.Module):
@@ -57,59 +55,36 @@ class NarrowResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-@register_architecture(
-    "resnet50",
-    canonizers=_resnet_canonizers,
-    gradcam_layer="layer4",
-    concept_layers=("layer3", "layer4.0", "layer4"),
-    # the strided 7x7 stem + strided 3x3 convs leave a checkerboard in EpsilonPlusFlat maps (stride-frequency peak
-    # contrast 33 on ResNet50); EpsilonGammaBox cuts it to 9.5 and stays conservative (benchmarks/checkerboard.py)
-    default_composite="epsilon_gamma_box",
-    family="resnet",
-)
+@register_architecture("resnet50", profile=RESNET_PROFILE)
 def build_resnet50(num_classes: int) -> nn.Module:
     return resnet50(weights=None, num_classes=num_classes)
 
 
-@register_architecture(
-    "resnet18",
-    canonizers=_resnet_canonizers,
-    gradcam_layer="layer4",
-    concept_layers=("layer3", "layer4.0", "layer4"),
-    # the strided 7x7 stem + strided 3x3 convs leave a checkerboard in EpsilonPlusFlat maps (stride-frequency peak
-    # contrast 33 on ResNet50); EpsilonGammaBox cuts it to 9.5 and stays conservative (benchmarks/checkerboard.py)
-    default_composite="epsilon_gamma_box",
-    small=True,
-    family="resnet",
-)
+@register_architecture("resnet18", profile=RESNET_PROFILE, small=True)
 def build_resnet18(num_classes: int) -> nn.Module:
     return resnet18(weights=None, num_classes=num_classes)
 
 
-@register_architecture(
-    "tiny_resnet",
-    canonizers=_resnet_canonizers,
-    # layer4 is 1/16 of the input (4x4 at 64 px, blocks that cannot tell a ring from a lesion); layer3 (1/8) still
-    # sees whole lesions and is the finest layer whose Grad-CAM is class-specific on the demo data
+#: the narrow ResNets: layer4 is 1/16 of the input (4x4 at 64 px, blocks that cannot tell a ring from a lesion);
+#: layer3 (1/8) still sees whole lesions and is the finest layer whose Grad-CAM is class-specific on the demo data.
+#: Their stride-1 3x3 stem leaves no checkerboard, so the plain epsilon_plus_flat composite is kept.
+NARROW_RESNET_PROFILE = replace(
+    RESNET_PROFILE,
     gradcam_layer="layer3",
     concept_layers=("layer3", "layer4", "layer4.0.conv2"),
-    small=True,
-    family="resnet",
-    min_size=16,
+    default_composite="epsilon_plus_flat",
 )
+
+
+@register_architecture("tiny_resnet", profile=NARROW_RESNET_PROFILE, small=True, min_size=16)
 def build_tiny_resnet(num_classes: int) -> nn.Module:
     return NarrowResNet(num_classes, widths=(8, 16, 32, 64), blocks=1)
 
 
 @register_architecture(
     "small_resnet",
-    canonizers=_resnet_canonizers,
-    # layer4 is 1/16 of the input (4x4 at 64 px, blocks that cannot tell a ring from a lesion); layer3 (1/8) still
-    # sees whole lesions and is the finest layer whose Grad-CAM is class-specific on the demo data
-    gradcam_layer="layer3",
-    concept_layers=("layer3", "layer4", "layer4.1.conv2"),
+    profile=replace(NARROW_RESNET_PROFILE, concept_layers=("layer3", "layer4", "layer4.1.conv2")),
     small=True,
-    family="resnet",
     min_size=16,
 )
 def build_small_resnet(num_classes: int) -> nn.Module:

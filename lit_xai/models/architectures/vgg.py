@@ -14,21 +14,19 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 from torchvision.models import VGG, vgg16, vgg16_bn
 from torchvision.models.vgg import make_layers
-from zennit.torchvision import VGGCanonizer
 
+from ...explainers.profiles import VGG_PROFILE
 from .registry import register_architecture
 
 __all__ = ["TinyVGG", "build_tiny_vgg", "build_vgg16", "build_vgg16_bn"]
 
 #: conv widths ("M" = 2x2 max-pool) of tiny_vgg; module indices in ``features``: 1, 4, 7, 9 are the ReLUs
 TINY_VGG_CFG: list[int | str] = [16, "M", 32, "M", 64, 64, "M"]
-
-
-def _vgg_canonizers() -> list:
-    return [VGGCanonizer()]
 
 
 class TinyVGG(VGG):
@@ -60,11 +58,11 @@ class TinyVGG(VGG):
 
 @register_architecture(
     "vgg16",
-    canonizers=_vgg_canonizers,
-    gradcam_layer="features.29",  # last conv ReLU: twice the resolution of the final max-pool
-    concept_layers=("features.22", "features.29", "features.27"),  # ends of conv blocks 4 and 5, conv5_2
-    family="vgg",
-    min_size=32,
+    profile=replace(
+        VGG_PROFILE,
+        gradcam_layer="features.29",  # last conv ReLU: twice the resolution of the final max-pool
+        concept_layers=("features.22", "features.29", "features.27"),  # ends of conv blocks 4 and 5, conv5_2
+    ),
 )
 def build_vgg16(num_classes: int) -> nn.Module:
     """torchvision VGG-16 (random init, no BatchNorm)."""
@@ -73,11 +71,9 @@ def build_vgg16(num_classes: int) -> nn.Module:
 
 @register_architecture(
     "vgg16_bn",
-    canonizers=_vgg_canonizers,
-    gradcam_layer="features.42",
-    concept_layers=("features.32", "features.42", "features.39"),
-    family="vgg",
-    min_size=32,
+    profile=replace(
+        VGG_PROFILE, gradcam_layer="features.42", concept_layers=("features.32", "features.42", "features.39")
+    ),
 )
 def build_vgg16_bn(num_classes: int) -> nn.Module:
     """torchvision VGG-16 with BatchNorm (random init); ``VGGCanonizer`` merges each BN into its conv."""
@@ -86,11 +82,8 @@ def build_vgg16_bn(num_classes: int) -> nn.Module:
 
 @register_architecture(
     "tiny_vgg",
-    canonizers=_vgg_canonizers,
-    gradcam_layer="features.9",
-    concept_layers=("features.9", "features.7", "features.4"),
+    profile=replace(VGG_PROFILE, gradcam_layer="features.9", concept_layers=("features.9", "features.7", "features.4")),
     small=True,
-    family="vgg",
     min_size=16,
 )
 def build_tiny_vgg(num_classes: int) -> nn.Module:

@@ -1,0 +1,146 @@
+"""Foreign backbones: LRP conservation per family, and LRP time against a plain input gradient.
+
+Two parts:
+
+* ``--conservation``: the tiny configurations of ``tests/_backbones.py`` (every supported family), random and
+  "trained-like" weights (random norm affine parameters, calibrated batch-norm statistics, layer scales 0.1-1,
+  random biases). Per family: ``Σ R / logit`` with biases (the profile's default composite, as explained), the same
+  on the network with every additive constant removed (float64: the exact check), and the conservation guard's
+  verdict (:func:`lit_xai.explainers.check_conservation`).
+* ``--speed``: full-size ViT-S/16 and ConvNeXt-T from timm (``pretrained=False``, nothing is downloaded), batch 8 at
+  224 px: LRP (profile defaults, on the prepared network, as the explainers run it) and a plain input gradient of
+  the same logits, interleaved, ``--repeats`` times each; min and median seconds and the ratio of the minima.
+
+Run:
+    OMP_NUM_THREADS=2 python benchmarks/backbones.py --conservation
+    OMP_NUM_THREADS=2 python benchmarks/backbones.py --speed --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lit_xai.explainers import LRP, ConservationWarning, check_conservation, find_profile, lrp_relevance
+from lit_xai.explainers._core import explanation_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _backbones import BACKBONES, trained_like, zero_biases  # noqa: E402
+
+__all__ = ["conservation_table", "speed_table"]
+
+
+def _ratio(net: nn.Module, x: torch.Tensor, t: torch.Tensor, composite: str, **kwargs) -> torch.Tensor:
+    with torch.no_grad():
+        logits = net(x)[torch.arange(len(t)), t]
+    relevance = lrp_relevance(net, x, t, composite, composite_kwargs=kwargs or None)
+    return relevance.flatten(1).sum(1) / logits
+
+
+def conservation_table(n: int = 4, side: int = 32) -> list[dict]:
+    rows = []
+    warnings.simplefilter("ignore", ConservationWarning)
+    for name, (build, family) in BACKBONES.items():
+        for weights in ("random", "trained-like"):
+            torch.manual_seed(1)
+            x = torch.randn(n, 3, side, side, dtype=torch.float64)
+            torch.manual_seed(0)
+            net = build().double().eval()
+            if weights != "random":
+                trained_like(net, x)
+            composite = find_profile(net).profile.default_composite
+            t = net(x).argmax(1)
+            biased = _ratio(net, x, t, composite)
+            exact = _ratio(zero_biases(copy.deepcopy(net)), x, t, composite, epsilon=1e-12)
+            check = check_conservation(net.float(), LRP(), x.float(), t)
+            rows.append(
+                {
+                    "backbone": name,
+                    "family": family,
+                    "weights": weights,
+                    "with_biases": [round(v, 3) for v in biased.tolist()],
+                    "exact": [round(v, 4) for v in exact.tolist()],
+                    "guard_ok": bool(check.all_ok),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{name:24s} {weights:13s} with biases {str(r['with_biases']):38s} exact {str(r['exact']):40s} "
+                f"guard {'ok' if r['guard_ok'] else 'FLAGGED'}",
+                flush=True,
+            )
+    return rows
+
+
+def _timm(name: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=1000).eval()
+
+
+def speed_table(repeats: int = 5, batch: int = 8, side: int = 224) -> list[dict]:
+    rows = []
+    for name in ("vit_small_patch16_224", "convnext_tiny"):
+        torch.manual_seed(0)
+        model = _timm(name)
+        x = torch.randn(batch, 3, side, side)
+        with explanation_model(model, True, share_tensors=True) as net:
+            t = net(x).argmax(1)
+            lrp = LRP()
+
+            def gradient(net: nn.Module = net, x: torch.Tensor = x, t: torch.Tensor = t) -> None:
+                xi = x.clone().requires_grad_(True)
+                out = net(xi)
+                torch.autograd.grad(out[torch.arange(batch), t].sum(), xi)
+
+            def relevance(net: nn.Module = net, x: torch.Tensor = x, t: torch.Tensor = t, lrp: LRP = lrp) -> None:
+                lrp.relevance_on(net, x, t)
+
+            times: dict[str, list[float]] = {"gradient": [], "lrp": []}
+            gradient(), relevance()  # warm-up
+            for _ in range(repeats):
+                for label, fn in (("gradient", gradient), ("lrp", relevance)):
+                    start = time.perf_counter()
+                    fn()
+                    times[label].append(time.perf_counter() - start)
+        row = {
+            "backbone": name,
+            "gradient_min_s": min(times["gradient"]),
+            "gradient_median_s": statistics.median(times["gradient"]),
+            "lrp_min_s": min(times["lrp"]),
+            "lrp_median_s": statistics.median(times["lrp"]),
+        }
+        row["ratio_min"] = row["lrp_min_s"] / row["gradient_min_s"]
+        row["ratio_median"] = row["lrp_median_s"] / row["gradient_median_s"]
+        rows.append(row)
+        print(
+            f"{name:24s} gradient {row['gradient_min_s']:.3f}/{row['gradient_median_s']:.3f} s  "
+            f"LRP {row['lrp_min_s']:.3f}/{row['lrp_median_s']:.3f} s (min/median)  "
+            f"LRP/gradient {row['ratio_min']:.2f} (min) {row['ratio_median']:.2f} (median)",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conservation", action="store_true")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.conservation or not args.speed:
+        conservation_table()
+    if args.speed or not args.conservation:
+        speed_table(args.repeats)
+
+
+if __name__ == "__main__":
+    main()
