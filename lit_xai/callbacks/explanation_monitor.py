@@ -15,8 +15,18 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..contracts import ModelContract, ModelSpec, stand_in_labels
-from ..explainers import CRP, Explainer, ExplainerError, ProbeExplanations, build_explainer, concept_references, explain
+from ..contracts import ModelContract, ModelSpec, explained_module, stand_in_labels
+from ..explainers import (
+    CRP,
+    Explainer,
+    ExplainerError,
+    ExplainerNotApplicable,
+    ProbeExplanations,
+    build_explainer,
+    check_conservation,
+    concept_references,
+    explain,
+)
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import concept_grid, explanation_grid, timeline_grid
@@ -210,20 +220,43 @@ class ExplanationMonitor(MonitorBase):
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Resolve and check everything once (contract, explainers' layers and composites) on rank 0."""
+        """Resolve and check everything once (contract, explainers' layers and composites, the conservation guard
+        on the first probes) on rank 0, before the first epoch."""
         if self._checked or self.probes is None:
             return
         contract = self.resolve(trainer, pl_module, self.probes.images[:2].clone(), self.probes.targets)
         net = contract.module(pl_module)
-        for explainer in self.explainers:
+        name = type(explained_module(pl_module, contract.module_attr)).__name__
+        for explainer in list(self.explainers):
             try:
                 explainer.check(net)
+            except ExplainerNotApplicable as err:  # e.g. CRP on a ViT: the other methods still run
+                rank_zero_warn(f"ExplanationMonitor: {explainer.label} is left out for {name}: {err}")
+                self.explainers.remove(explainer)
             except Exception as err:  # noqa: BLE001 - re-raised naming the monitor's argument
                 raise ValueError(
-                    f"ExplanationMonitor(explainers=[... {explainer!r} ...]) cannot explain "
-                    f"{type(contract.module(pl_module)).__name__}: {err}"
+                    f"ExplanationMonitor(explainers=[... {explainer!r} ...]) cannot explain {name}: {err}"
                 ) from err
+        if not self.explainers:
+            raise ValueError(f"ExplanationMonitor: none of the explainers applies to {name}")
+        self._guard(net, name)
         self._checked = True
+
+    def _guard(self, net: torch.nn.Module, name: str) -> None:
+        """The conservation guard on the first probes: refuse when every map of a relevance method fails it and
+        the network has layers without an LRP rule (the maps would be gradient noise); warn when only some fail."""
+        images = self.probes.images[:2].clone()
+        labels = stand_in_labels(self.probes.targets[:2])
+        targets = torch.where(labels < 0, torch.zeros_like(labels), labels)
+        for explainer in self.explainers:
+            with torch.inference_mode(False), torch.enable_grad():
+                check = check_conservation(net, explainer, images, targets)
+            if check is None or check.all_ok:
+                continue
+            message = f"ExplanationMonitor({explainer.label}) on {name}: {check.message(explainer.label)}"
+            if not bool(check.ok.any()) and check.unhandled:
+                raise ValueError(message + " Refusing before training rather than logging wrong maps.")
+            rank_zero_warn(message)
 
     def _pictures_due(self, epoch: int, max_epochs: Optional[int]) -> bool:
         every = self.pictures.every_n_epochs
@@ -243,15 +276,24 @@ class ExplanationMonitor(MonitorBase):
     def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
         """Explain the probes (and, on picture epochs, search CRP references and explain outcome probes)."""
         if self.probes is None:
-            return {"explained": None, **self._frame}
+            return {"explained": None, "conservation": {}, **self._frame}
         pictures = self._frame["pictures"]
         try:
             result = explain(module, self.probes, self.explainers, self.targets, contract.task)
         except ExplainerError as err:
             raise RuntimeError(f"ExplanationMonitor(explainers=[... {err.label!r} ...]): {err}") from err.error
+        conservation = {
+            e.label: check for e in self.explainers if (check := getattr(e, "last_check", None)) is not None
+        }
         references = self._concept_references(module, result) if pictures else None
         outcome = self._outcome_explanations(module) if mode == "fit" and pictures else None
-        return {"explained": result, "references": references, "outcome": outcome, **self._frame}
+        return {
+            "explained": result,
+            "references": references,
+            "outcome": outcome,
+            "conservation": conservation,
+            **self._frame,
+        }
 
     def record(self, result: dict[str, Any], epoch: int, mode: str) -> list[dict[str, Any]]:
         explained: Optional[ProbeExplanations] = result["explained"]
@@ -263,16 +305,27 @@ class ExplanationMonitor(MonitorBase):
         result["drift"], result["per_probe"] = means, per_probe
         self._warn_degenerate(explained)
         scalars = {f"{self.tag}_drift/{k}": v for k, v in means.items()}
+        for label, check in result["conservation"].items():
+            scalars[f"{self.tag}_drift/{label}/conserved"] = float(check.ok.float().mean())
         return [{"epoch": epoch, "step": epoch + 1, **scalars, f"{self.tag}_drift/time_s": result["seconds"]}]
 
     def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
         explained = result["explained"]
         if explained is not None and result["pictures"]:
-            outputs |= self._pictures(explained, result["references"], result["outcome"], result["epoch_label"], mode)
+            warnings = {
+                label: f"{int((~c.ok).sum())} of {len(c.ok)} maps fail the conservation check: unreliable"
+                for label, c in result["conservation"].items()
+                if not c.all_ok
+            }
+            outputs |= self._pictures(
+                explained, result["references"], result["outcome"], result["epoch_label"], mode, warnings
+            )
         outputs |= {f"{self.tag}_drift/{k}": v for k, v in result["drift"].items()}
         if self.drift.per_probe_scalars:
             outputs |= {f"{self.tag}_drift_probe/{k}": v for k, v in result["per_probe"].items()}
+        for label, check in result["conservation"].items():  # share of maps whose relevance sums to the logit
+            outputs[f"{self.tag}_drift/{label}/conserved"] = float(check.ok.float().mean())
         outputs[f"{self.tag}_drift/time_s"] = result["seconds"]
         return outputs
 
@@ -365,6 +418,7 @@ class ExplanationMonitor(MonitorBase):
         outcome: Optional[tuple],
         epoch_label: str,
         mode: str,
+        warnings: Optional[dict[str, str]] = None,
     ) -> dict[str, Picture]:
         contract, probes, tile = self.contract, self.probes, self.pictures.tile
         names = contract.class_names
@@ -384,7 +438,8 @@ class ExplanationMonitor(MonitorBase):
                     maps[kind],
                     captions,
                     tile=tile,
-                    method=f"{result.descriptions.get(label, label)}, explaining {explained[kind]}",
+                    method=f"{result.descriptions.get(label, label)}, explaining {explained[kind]}"
+                    + (f" (WARNING: {warnings[label]})" if warnings and label in warnings else ""),
                     masks=row_masks,
                     signed=signed.get(label, True),
                 )
