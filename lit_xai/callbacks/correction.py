@@ -258,7 +258,7 @@ class ShortcutCorrection(Callback):
                 if g is None:
                     continue
                 if p.grad is None:
-                    p.grad = g.detach().to(p.dtype)
+                    p.grad = torch.empty_like(p).copy_(g)  # the parameter's layout (double backward may permute)
                 else:
                     p.grad.add_(g.to(p.grad.dtype))
 
