@@ -60,6 +60,10 @@ class ShortcutCorrection(Callback):
         labels: ``"field"`` (items' ``artifact`` flag), ``"detector"``, or the training-set indices that carry it.
         pooling: CAV space: ``"flatten"`` (spatial, default) or ``"mean"`` (channels).
         output: which output's derivative RR-ClArC penalises: ``"all"`` logits, the ``"true"`` or ``"pred"`` class.
+        penalty_scale: ``"shift"`` (default) differentiates along ``cav.shift * v``, the artifact's mean shift at the
+            layer, so the penalty is the squared first-order change of the logits when an average artifact is added
+            (logit^2 units; ``weight`` ~ 0.1-10 whatever the layer's size); ``"unit"`` uses the unit CAV as in the
+            paper (then ``weight`` depends on the layer's scale and dimension).
         refit_every_n_epochs: refit the CAV at the start of every N-th epoch (the model changes, so does the
             direction).
         max_samples: images sampled for each CAV fit (all ranks together).
@@ -82,6 +86,7 @@ class ShortcutCorrection(Callback):
         labels: Union[Literal["field", "detector"], list[int]] = "field",
         pooling: Literal["flatten", "mean"] = "flatten",
         output: Literal["all", "true", "pred"] = "all",
+        penalty_scale: Literal["shift", "unit"] = "shift",
         refit_every_n_epochs: int = 1,
         max_samples: int = 512,
         module_attr: Optional[str] = None,
@@ -96,6 +101,8 @@ class ShortcutCorrection(Callback):
             raise ValueError("refit_every_n_epochs must be >= 1 and max_samples >= 4")
         if output not in ("all", "true", "pred"):
             raise ValueError(f"unknown output {output!r}; choose 'all', 'true' or 'pred'")
+        if penalty_scale not in ("shift", "unit"):
+            raise ValueError(f"unknown penalty_scale {penalty_scale!r}; choose 'shift' or 'unit'")
         if pooling not in ("flatten", "mean"):
             raise ValueError(f"unknown pooling {pooling!r}; choose 'flatten' or 'mean'")
         self.layer = layer
@@ -105,6 +112,7 @@ class ShortcutCorrection(Callback):
         self.labels = labels if isinstance(labels, str) else [int(i) for i in labels]
         self.pooling = pooling
         self.output = output
+        self.penalty_scale = penalty_scale
         self.refit_every_n_epochs = int(refit_every_n_epochs)
         self.max_samples = int(max_samples)
         self.module_attr = module_attr
@@ -241,7 +249,7 @@ class ShortcutCorrection(Callback):
                 penalty = rrclarc_penalty(
                     captured["pair"],
                     captured["logits"],
-                    self.cav.direction,
+                    self.cav.direction * (self.cav.shift if self.penalty_scale == "shift" else 1.0),
                     self.pooling,
                     self.output,
                     captured.get("targets"),

@@ -137,6 +137,8 @@ class CAV:
         separability: AUC of the scores ``(a - clean_mean) . direction`` on the fitting data.
         counts: ``(n_artifact, n_clean)`` used for the fit.
         shape: the layer's output shape without the batch (needed to apply a ``"flatten"`` CAV).
+        shift: length of the artifact's mean shift, ``|mean(artifact) - mean(clean)|``, in pooled activations;
+            ``shift * direction`` is how far the artifact moves an average image at this layer.
     """
 
     direction: torch.Tensor
@@ -146,6 +148,7 @@ class CAV:
     separability: float = float("nan")
     counts: tuple[int, int] = (0, 0)
     shape: tuple[int, ...] = field(default_factory=tuple)
+    shift: float = float("nan")
 
     def scores(self, activations: torch.Tensor) -> torch.Tensor:
         """``(a - clean_mean) . direction`` of pooled ``(N, D)``: the component along the CAV from the clean mean."""
@@ -162,6 +165,7 @@ class CAV:
             "separability": float(self.separability),
             "counts": tuple(int(c) for c in self.counts),
             "shape": tuple(int(s) for s in self.shape),
+            "shift": float(self.shift),
         }
 
     @classmethod
@@ -175,6 +179,7 @@ class CAV:
             separability=record.get("separability", float("nan")),
             counts=tuple(record.get("counts", (0, 0))),
             shape=tuple(record.get("shape", ())),
+            shift=float(record.get("shift", float("nan"))),
         )
 
 
@@ -214,6 +219,7 @@ def fit_cav(
         raise ValueError("artifact and clean activations have the same mean at this layer; choose another layer")
     direction = (pattern / norm).float()
     clean_mean = a[~t].mean(0).float()
-    cav = CAV(direction, clean_mean, layer, pooling, counts=(n_art, n_clean), shape=tuple(shape))
+    shift = float((a[t].mean(0) - a[~t].mean(0)).norm())
+    cav = CAV(direction, clean_mean, layer, pooling, counts=(n_art, n_clean), shape=tuple(shape), shift=shift)
     cav.separability = separability(cav.scores(a.float()), t)
     return cav

@@ -66,7 +66,7 @@ def rrclarc_penalty(
     Args:
         activations: the layer's output ``h`` in the graph that produced ``logits``.
         logits: ``(N, K)`` model outputs computed from ``activations``.
-        direction: the unit CAV ``(D,)`` (pooled space of ``pooling``).
+        direction: the CAV ``(D,)`` (pooled space of ``pooling``; unit, or scaled to the artifact shift).
         output: ``"all"`` (mean over the K logits), ``"true"`` (needs ``targets``) or ``"pred"``.
         targets: ``(N,)`` class indices for ``output="true"``.
 
