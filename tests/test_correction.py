@@ -205,13 +205,13 @@ def _train(penalty_weight: float, method: str = "rrclarc", epochs: int = 4, seed
     model = SmallNet()
     data = planted(256, seed=1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    captured: dict[str, torch.Tensor] = {}
     for _ in range(epochs):
         cav = fit_cav(collect_activations(model, "feat", data["image"]), data["artifact"], layer="feat")
         for i in range(0, 256, 32):
             x, y = data["image"][i : i + 32], data["target"][i : i + 32]
             if method == "rrr":
                 x = x.clone().requires_grad_(True)
-            captured = {}
             handle = model.feat.register_forward_hook(lambda _m, _i, out: captured.update(h=out))
             logits = model.train()(x)
             handle.remove()
