@@ -188,7 +188,7 @@ class ShortcutCorrection(Callback):
         if world > 1:
             device = pl_module.device
             acts = trainer.strategy.all_gather(acts.to(device)).reshape(-1, acts.shape[1]).cpu()
-            labels = trainer.strategy.all_gather(labels.to(device)).reshape(-1).cpu()
+            labels = trainer.strategy.all_gather(labels.to(device, torch.float32)).reshape(-1).cpu() > 0.5
         return fit_cav(acts, labels, layer=self.layer, pooling=self.pooling, shape=shape)
 
     # ------------------------------------------------------------------------------------------------ penalty
