@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--pooling", default="flatten", choices=["flatten", "mean"])
     parser.add_argument("--output", default="all", choices=["all", "true", "pred"])
     parser.add_argument("--max_samples", type=int, default=512)
+    parser.add_argument("--cav_class", type=int, default=None, help="fit the CAVs within this class (1 = melanoma)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip_rrclarc", action="store_true")
     parser.add_argument("--skip_baseline", action="store_true", help="only the RR-ClArC run (e.g. another lambda)")
@@ -156,7 +157,9 @@ def main() -> None:
         train_ds = dm.dataset("train")
         train_ds.transform = dm.transform(train=False)  # the CAV from un-augmented training images
         start = time.perf_counter()
-        cav = fit_split_cav(base, train_ds, args.layer, "field", pooling=args.pooling, max_samples=1024, seed=args.seed)
+        cav = fit_split_cav(
+            base, train_ds, args.layer, "field", None, args.pooling, 1024, args.seed, within_class=args.cav_class
+        )
         fit_s = time.perf_counter() - start
         train_ds.transform = dm.transform(train=True)
         rows["pclarc (post-hoc)"] = {**ring_figures(ProjectedModel(base, cav), dm), "train_s": base_s, "fit_s": fit_s}
@@ -169,6 +172,7 @@ def main() -> None:
             pooling=args.pooling,
             output=args.output,
             max_samples=args.max_samples,
+            cav_class=args.cav_class,
             seed=args.seed,
         )
         corrected, corrected_s = train(config, dm, args.seed, [cb])

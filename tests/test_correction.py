@@ -235,3 +235,19 @@ def test_penalty_lowers_reliance_on_a_planted_artifact(method, weight):
     assert reliance(plain, test) > 0.2  # the shortcut was learned without the penalty
     assert reliance(corrected, test) < 0.5 * reliance(plain, test)
     assert accuracy(corrected, planted(200, seed=2, artifact_rate=0.0)) > 0.8  # and the real cue instead
+
+
+def test_sample_labeled_sources_and_within_class():
+    from lit_xai.correction import sample_labeled
+
+    data = planted(40, seed=3, artifact_rate=0.5)
+    items = [{k: v[i] for k, v in data.items()} for i in range(40)]
+    images, labels, idx = sample_labeled(items, 12, "field", generator=torch.Generator().manual_seed(0))
+    assert len(idx) == 12 and torch.equal(labels, data["artifact"][idx]) and torch.equal(images, data["image"][idx])
+    _, labels, idx = sample_labeled(items, 10, "field", generator=torch.Generator().manual_seed(0), within_class=1)
+    assert (data["target"][idx] == 1).all() and torch.equal(labels, data["artifact"][idx])
+    marked = torch.nonzero(data["artifact"]).flatten().tolist()
+    _, labels, idx = sample_labeled(items, 8, marked, generator=torch.Generator().manual_seed(0))
+    assert labels.sum() == 4 and torch.equal(labels, data["artifact"][idx])  # half the sample from the marked items
+    with pytest.raises(ValueError, match="no 'artifact' field"):
+        sample_labeled([{"image": torch.zeros(3, 4, 4), "target": 0}], 1, "field")

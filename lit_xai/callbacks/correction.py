@@ -67,6 +67,8 @@ class ShortcutCorrection(Callback):
         refit_every_n_epochs: refit the CAV at the start of every N-th epoch (the model changes, so does the
             direction).
         max_samples: images sampled for each CAV fit (all ranks together).
+        cav_class: fit the CAV on images of this class only (artifact vs clean within the class the artifact
+            co-occurs with), so it does not also contain that class's features; ``None``: all classes.
         module_attr: attribute of the LightningModule that maps images to logits (``None``: the module itself).
         seed: seed of the CAV samples (with the epoch and the rank).
         normalization: ``(mean, std)`` of the inputs, for the detector; default: the datamodule's ``denormalize``.
@@ -89,6 +91,7 @@ class ShortcutCorrection(Callback):
         penalty_scale: Literal["shift", "unit"] = "shift",
         refit_every_n_epochs: int = 1,
         max_samples: int = 512,
+        cav_class: Optional[int] = None,
         module_attr: Optional[str] = None,
         seed: int = 0,
         normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
@@ -115,6 +118,7 @@ class ShortcutCorrection(Callback):
         self.penalty_scale = penalty_scale
         self.refit_every_n_epochs = int(refit_every_n_epochs)
         self.max_samples = int(max_samples)
+        self.cav_class = cav_class
         self.module_attr = module_attr
         self.seed = int(seed)
         self.normalization = normalization
@@ -182,6 +186,7 @@ class ShortcutCorrection(Callback):
                 artifact=self.artifact,
                 to01=vr.to01 if vr is not None else None,
                 generator=generator,
+                within_class=self.cav_class,
             )
             acts = collect_activations(model, self.layer, images, self.pooling)
             shape = _layer_shape(model, self.layer, images[:1])

@@ -46,6 +46,7 @@ def sample_labeled(
     artifact: str = "ring",
     to01: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     generator: Optional[torch.Generator] = None,
+    within_class: Optional[int] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A seeded random sample of at most ``max_samples`` items: ``(images, artifact labels, indices)``.
 
@@ -56,6 +57,8 @@ def sample_labeled(
         dataset: map-style dataset of items readable by :func:`lit_xai.contracts.read_item`.
         to01: model input -> images in [0, 1], needed for ``source="detector"``.
         generator: randomness of the sample (the global RNG is not touched by the choice of indices).
+        within_class: take only items of this class (e.g. the class the artifact co-occurs with), so the CAV
+            contrasts artifact vs clean images *of one class* and does not also pick up that class's features.
 
     Raises:
         ValueError: an unknown source, a missing ``artifact`` field or a missing ``to01``, naming the fix.
@@ -67,7 +70,7 @@ def sample_labeled(
     if isinstance(source, str):
         if source not in ("field", "detector"):
             raise ValueError(f"unknown label source {source!r}; use 'field', 'detector' or a list of indices")
-        indices = order[:max_samples]
+        indices = order if within_class is not None else order[:max_samples]
         marked: Optional[set[int]] = None
     else:
         marked = {int(i) for i in source}
@@ -80,9 +83,14 @@ def sample_labeled(
         art_part = order[is_marked[order]][: max(1, max_samples // 2)]
         clean_part = order[~is_marked[order]][: max_samples - len(art_part)]
         indices = torch.cat([art_part, clean_part])
-    images, labels = [], []
+    images, labels, taken = [], [], []
     for i in indices.tolist():
+        if len(images) >= max_samples:
+            break
         item = read_item(dataset[i])
+        if within_class is not None and int(item["target"]) != within_class:
+            continue
+        taken.append(i)
         images.append(torch.as_tensor(item["image"]))
         if marked is not None:
             labels.append(i in marked)
@@ -93,6 +101,8 @@ def sample_labeled(
                     "pass the indices of the items with the artifact"
                 )
             labels.append(bool(item["artifact"]))
+    if not images:
+        raise ValueError(f"no items of class {within_class} in the dataset; check within_class")
     stacked = torch.stack(images).float()
     if source == "detector":
         if to01 is None:
@@ -103,4 +113,4 @@ def sample_labeled(
         label_tensor = detector_labels(to01(stacked), artifact)
     else:
         label_tensor = torch.tensor(labels, dtype=torch.bool)
-    return stacked, label_tensor, indices
+    return stacked, label_tensor, torch.tensor(taken, dtype=torch.long)

@@ -114,11 +114,12 @@ def fit_split_cav(
     pooling: Pooling = "flatten",
     max_samples: int = 1024,
     seed: int = 0,
+    within_class: Optional[int] = None,
 ) -> CAV:
     """The signal-pattern CAV of ``model`` at ``layer`` on a seeded sample of ``dataset`` (see
     :func:`lit_xai.correction.sample_labeled` for the label sources)."""
     images, labels, _ = sample_labeled(
-        dataset, max_samples, source, artifact, to01, generator=torch.Generator().manual_seed(seed)
+        dataset, max_samples, source, artifact, to01, torch.Generator().manual_seed(seed), within_class
     )
     acts = collect_activations(model, layer, images, pooling)
     shapes: list[tuple[int, ...]] = []
@@ -191,6 +192,7 @@ def correct_main(argv: list[str]) -> int:
     parser.add_argument("--pooling", default="flatten", choices=["flatten", "mean"])
     parser.add_argument("--target_class", type=int, default=1, help="the class the artifact predicts")
     parser.add_argument("--max_samples", type=int, default=1024, help="training images for the CAV")
+    parser.add_argument("--cav_class", type=int, default=None, help="fit the CAV within this class only")
     parser.add_argument("--eval_split", default="test", choices=["val", "test"])
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
@@ -216,6 +218,7 @@ def correct_main(argv: list[str]) -> int:
         opts.pooling,
         opts.max_samples,
         opts.seed,
+        opts.cav_class,
     )
     datamodule.setup("test" if opts.eval_split == "test" else "fit")
     evaluation = datamodule.dataset(opts.eval_split)
