@@ -126,7 +126,7 @@ class ShortcutCorrection(Callback):
         self.history: list[dict[str, float]] = []
         self._handles: list[Any] = []
         self._captured: dict[str, Any] = {}
-        self._penalties: list[float] = []
+        self._penalties: list[torch.Tensor] = []
         self._auc: Optional[float] = None
 
     @property
@@ -213,7 +213,7 @@ class ShortcutCorrection(Callback):
                     from ..artifacts import get_artifact
 
                     with torch.no_grad():
-                        scores, masks = get_artifact(self.artifact).detect(vr.to01(image.detach().float()))
+                        _, masks = get_artifact(self.artifact).detect(vr.to01(image.detach().float()))
             if masks is None:
                 raise ValueError(
                     "method='rrr' needs artifact masks: an 'artifact_mask' batch field, or labels='detector' with a "
@@ -259,7 +259,7 @@ class ShortcutCorrection(Callback):
                     self.output,
                     captured.get("targets"),
                 )
-            self._penalties.append(float(penalty.detach()))
+            self._penalties.append(penalty.detach())  # a tensor: no device sync per step
             scale = self.weight / max(1, int(trainer.accumulate_grad_batches))
             scaler = getattr(trainer.precision_plugin, "scaler", None)
             if scaler is not None:
@@ -284,7 +284,7 @@ class ShortcutCorrection(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         scalars: dict[str, float] = {"correction/lambda": self.weight}
         if self._penalties:
-            scalars["correction/penalty"] = sum(self._penalties) / len(self._penalties)
+            scalars["correction/penalty"] = float(torch.stack(self._penalties).float().mean())
         if self._auc is not None:
             scalars["correction/cav_auc"] = float(self._auc)
         self.history.append({"epoch": float(trainer.current_epoch), **scalars})
