@@ -192,20 +192,25 @@ def _has_test_data(datamodule: LightningDataModule) -> bool:
 
 
 def tool_main(argv: Optional[list[str]] = None) -> int:
-    """``lit-xai <command>``: ``train`` (same as lit-xai-train) or ``audit`` (artifact audit of the training set)."""
+    """``lit-xai <command>``: ``train`` (same as lit-xai-train), ``audit`` (artifact audit of the training set) or
+    ``correct`` (P-ClArC on a trained checkpoint, see :func:`lit_xai.correction.posthoc.correct_main`)."""
     import argparse
     import json
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: lit-xai {train,audit} --config CONFIG [options]")
+        print("usage: lit-xai {train,audit,correct} --config CONFIG [options]")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
         main(rest)
         return 0
+    if command == "correct":
+        from lit_xai.correction.posthoc import correct_main
+
+        return correct_main(rest)
     if command != "audit":
-        print(f"unknown command {command!r}; choose one of: train, audit", file=sys.stderr)
+        print(f"unknown command {command!r}; choose one of: train, audit, correct", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="lit-xai audit")
     parser.add_argument("--config", required=True)

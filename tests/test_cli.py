@@ -59,7 +59,7 @@ def _data_overrides(config: Path, tmp_path: Path) -> list[str]:
     return [f"--data.init_args.root={FIXTURES[name](tmp_path / 'data', cfg)}"]
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem != "demo"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", [c for c in CONFIGS if not c.stem.startswith("demo")], ids=lambda p: p.stem)
 def test_real_dataset_configs_fail_clearly_without_the_folder(config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = yaml.safe_load(config.read_text())

@@ -3,6 +3,7 @@ log what they render."""
 
 from ..contracts import ModelSpec
 from .base import MonitorBase
+from .correction import ShortcutCorrection
 from .explanation_monitor import ExplanationMonitor, Pictures
 from .quality_monitor import ExplanationQualityMonitor, QualitySettings
 from .shortcut_monitor import ShortcutBudget, ShortcutMonitor
@@ -14,6 +15,7 @@ __all__ = [
     "MonitorBase",
     "Pictures",
     "QualitySettings",
+    "ShortcutCorrection",
     "ShortcutBudget",
     "ShortcutMonitor",
 ]

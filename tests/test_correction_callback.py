@@ -1,0 +1,208 @@
+"""ShortcutCorrection: adds exactly lambda * the RR-ClArC gradient (also with gradient accumulation and bf16-mixed),
+lowers reliance on a planted artifact in a foreign LightningModule, and leaves no trace."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from test_correction import SmallNet, accuracy, planted, reliance
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from lit_xai.callbacks import ShortcutCorrection
+from lit_xai.correction import rrclarc_penalty
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+class DictData(Dataset):
+    def __init__(self, data: dict[str, torch.Tensor]) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data["target"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.data.items()}
+
+
+class Foreign(LightningModule):
+    """Not an ImageClassifier: the network sits in ``self.model``."""
+
+    def __init__(self, lr: float = 3e-3, optimizer: str = "adam") -> None:
+        super().__init__()
+        self.model = SmallNet()
+        self.lr, self.optimizer = lr, optimizer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        return nn.functional.cross_entropy(self.model(batch["image"]), batch["target"])
+
+    def configure_optimizers(self):
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def loader(n: int = 256, batch_size: int = 32) -> DataLoader:
+    return DataLoader(DictData(planted(n, seed=1)), batch_size=batch_size, shuffle=False)
+
+
+def fit(module: LightningModule, callbacks: list, data: DataLoader, **kw) -> Trainer:
+    args = dict(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
+    args.update(kw)
+    trainer = Trainer(callbacks=callbacks, **args)
+    trainer.fit(module, data)
+    return trainer
+
+
+def correction(**kw) -> ShortcutCorrection:
+    args = dict(layer="feat", module_attr="model", weight=1.0, max_samples=64)
+    args.update(kw)
+    return ShortcutCorrection(**args)
+
+
+def no_hooks(module: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in module.modules())
+
+
+class FirstGrads(Callback):
+    """The (unscaled, accumulated) gradients the optimizer sees at its first step."""
+
+    def __init__(self) -> None:
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if not self.grads:
+            self.grads = {n: p.grad.detach().clone() for n, p in pl_module.named_parameters()}
+
+
+def test_no_trace_with_zero_weight():
+    """All the machinery (CAV refits with sampling, hooks on every step, the extra gradient) but lambda = 0: the
+    weights and the global RNG end bit-identical to a run without the callback."""
+
+    def run(callbacks):
+        torch.manual_seed(5)
+        module = Foreign()
+        fit(module, callbacks, loader(), max_epochs=2)
+        return {k: v.clone() for k, v in module.state_dict().items()}, torch.rand(3), module
+
+    plain, rng_plain, _ = run([])
+    cb = correction(weight=0.0)
+    corrected, rng_corrected, module = run([cb])
+    assert plain.keys() == corrected.keys()
+    for k in plain:
+        assert torch.equal(plain[k], corrected[k]), f"{k} differs: the callback changed training"
+    assert torch.equal(rng_plain, rng_corrected)
+    assert no_hooks(module) and all(p.requires_grad for p in module.parameters()) and module.training
+    assert [h["epoch"] for h in cb.history] == [0.0, 1.0]
+    assert {"correction/lambda", "correction/penalty", "correction/cav_auc"} <= set(cb.history[0])
+    assert cb.history[0]["correction/cav_auc"] > 0.9  # the corner square is easy to find at this layer
+
+
+def _reference_grads(initial: LightningModule, cb: ShortcutCorrection, data: DataLoader, accumulate: int, weight):
+    """Gradients of sum over the window of (CE + weight * penalty) / accumulate, by hand."""
+    module = copy.deepcopy(initial)
+    module.zero_grad()
+    direction = cb.cav.direction * cb.cav.shift
+    captured: dict[str, torch.Tensor] = {}
+    for b, batch in enumerate(data):
+        if b == accumulate:
+            break
+        handle = module.model.feat.register_forward_hook(lambda _m, _i, out: captured.update(h=out))
+        logits = module.model(batch["image"])
+        handle.remove()
+        loss = nn.functional.cross_entropy(logits, batch["target"])
+        if weight:
+            loss = loss + weight * rrclarc_penalty(captured["h"], logits, direction, "flatten", "all")
+        (loss / accumulate).backward()
+    return {n: p.grad.detach().clone() for n, p in module.named_parameters()}
+
+
+def test_adds_lambda_times_the_penalty_gradient_with_accumulation():
+    torch.manual_seed(0)
+    initial = Foreign(optimizer="sgd")
+    grads, cb = FirstGrads(), correction(weight=2.0)
+    data = loader(batch_size=16)
+    fit(copy.deepcopy(initial), [cb, grads], data, max_steps=1, accumulate_grad_batches=2)
+    reference = _reference_grads(initial, cb, data, accumulate=2, weight=2.0)
+    without = _reference_grads(initial, cb, data, accumulate=2, weight=0.0)
+    for n, g in reference.items():
+        assert torch.allclose(grads.grads[n], g, rtol=1e-4, atol=1e-6), n
+    assert any((reference[n] - without[n]).abs().max() > 1e-4 for n in reference)  # the penalty did contribute
+
+
+def test_bf16_mixed_adds_the_same_penalty_gradient():
+    torch.manual_seed(0)
+    initial = Foreign(optimizer="sgd")
+    data = loader(batch_size=16)
+    runs = {}
+    for weight in (0.0, 2.0):
+        grads, cb = FirstGrads(), correction(weight=weight)
+        fit(copy.deepcopy(initial), [cb, grads], data, max_steps=1, accumulate_grad_batches=2, precision="bf16-mixed")
+        runs[weight] = (grads.grads, cb)
+    added = torch.cat([(runs[2.0][0][n] - runs[0.0][0][n]).flatten() for n in runs[0.0][0]])
+    cb = runs[2.0][1]
+    with_penalty, without = _reference_grads(initial, cb, data, 2, 2.0), _reference_grads(initial, cb, data, 2, 0.0)
+    expected = torch.cat([(with_penalty[n] - without[n]).flatten() for n in without])
+    cosine = float(torch.nn.functional.cosine_similarity(added, expected, dim=0))
+    assert cosine > 0.95, cosine
+    assert 0.7 < float(added.norm() / expected.norm()) < 1.3
+    assert all(torch.isfinite(torch.tensor(h["correction/penalty"])) for h in cb.history)
+
+
+def test_lowers_reliance_on_a_planted_artifact_in_a_foreign_module():
+    test = planted(200, seed=2)
+    models = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        module = Foreign()
+        fit(module, [correction(weight=weight, max_samples=128)], loader(), max_epochs=4)
+        models[weight] = module.model
+    assert reliance(models[0.0], test) > 0.2
+    assert reliance(models[1.0], test) < 0.5 * reliance(models[0.0], test)
+    assert accuracy(models[1.0], planted(200, seed=2, artifact_rate=0.0)) > 0.8
+
+
+def test_rrr_method_uses_the_batch_masks():
+    torch.manual_seed(0)
+    module = Foreign()
+    cb = correction(method="rrr", weight=10.0)
+    fit(module, [cb], loader(), max_epochs=1)
+    assert cb.history[0]["correction/penalty"] > 0 and no_hooks(module)
+
+
+def test_errors_name_the_fix():
+    with pytest.raises(ValueError, match="feat.0"):
+        fit(Foreign(), [correction(layer="layer3")], loader(n=32))
+
+    class Manual(Foreign):
+        def __init__(self) -> None:
+            super().__init__()
+            self.automatic_optimization = False
+
+    with pytest.raises(ValueError, match="manual optimisation"):
+        fit(Manual(), [correction()], loader(n=32))
+
+
+def test_state_round_trip():
+    torch.manual_seed(0)
+    cb = correction()
+    fit(Foreign(), [cb], loader(n=64), max_epochs=1)
+    restored = correction()
+    restored.load_state_dict(cb.state_dict())
+    assert torch.equal(restored.cav.direction, cb.cav.direction) and restored.history == cb.history
