@@ -385,8 +385,16 @@ def test_unknown_module_fails_before_training_naming_the_knob(tmp_path, log_at_f
     trainer = trainer_for(tmp_path / "b", [monitor(explainers=("lrp",), probes=3)], max_epochs=1)
     with pytest.raises(ValueError, match="canonizers"):
         trainer.fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
-    ok = monitor(explainers=[GradCAM(layer="backbone.0"), LRP(canonizers=[])], probes=3)
-    trainer_for(tmp_path / "c", [ok], max_epochs=1).fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
+    # explicit layers run; LRP without rules for the GroupNorm is refused by the conservation guard, before training
+    counter = StepCounter()
+    refused = monitor(explainers=[GradCAM(layer="backbone.0"), LRP(canonizers=[])], probes=3)
+    with pytest.raises(ValueError, match=r"not conserved.*GroupNorm.*Refusing before training"):
+        trainer_for(tmp_path / "c", [refused, counter], max_epochs=1).fit(
+            Opaque(), train_dataloaders=train, val_dataloaders=val
+        )
+    assert counter.batches == 0
+    ok = monitor(explainers=[GradCAM(layer="backbone.0")], probes=3)
+    trainer_for(tmp_path / "d", [ok], max_epochs=1).fit(Opaque(), train_dataloaders=train, val_dataloaders=val)
     assert len(ok.history) == 2
 
 
