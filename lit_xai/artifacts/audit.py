@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..contracts import read_item
+from ..contracts import read_item, split_dataset
 from .detectors import Detector
 from .registry import DEFAULT_THRESHOLDS, get_detector
 
@@ -836,21 +836,10 @@ def eval_dataset(dataset: Any, dm: Any) -> Any:
 
 
 def _split_dataset(dm: Any, split: str, augmented: bool) -> Any:
-    if hasattr(dm, "dataset") and callable(dm.dataset):
-        ds = dm.dataset(split)
-    else:
-        if hasattr(dm, "setup"):
-            dm.setup(None)
-        ds = None
-        for attr in (f"{split}_dataset", f"{split}_set", f"data_{split}", f"{split}_ds"):
-            ds = getattr(dm, attr, None)
-            if ds is not None:
-                break
-        if ds is None:
-            raise ValueError(
-                f"cannot find the {split!r} dataset of {type(dm).__name__}: expected dm.dataset({split!r}) or an "
-                f"attribute {split}_dataset; call audit_dataset(dataset, ...) directly instead"
-            )
+    """The split's dataset (:func:`lit_xai.contracts.split_dataset`: ``dm.dataset(split)``, else its loader's)."""
+    if hasattr(dm, "setup") and not (hasattr(dm, "dataset") and callable(dm.dataset)):
+        dm.setup(None)
+    ds = split_dataset(dm, split)
     # audit the stored images, not a random augmentation of them
     return ds if augmented else eval_dataset(ds, dm)
 
