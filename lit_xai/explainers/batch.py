@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional
 import torch
 from torch import nn
 
-from ..contracts import Probes, class_name, probabilities
+from ..contracts import Probes, check_logits, class_name, probabilities
 from ._core import explanation_model
 from .base import Concepts, Explainer, build_explainer
 
@@ -156,7 +156,7 @@ def explain(
         device = next(net.parameters()).device
         with torch.no_grad():
             logits = net(probes.images.to(device))
-        _check_logits(logits, task)
+        check_logits(logits, task)
         out.probs = probabilities(logits.float().cpu(), task)
         for explainer in built:
             out.descriptions[explainer.label] = _safe_describe(explainer, net)
@@ -183,18 +183,3 @@ def _safe_describe(explainer: Explainer, net: nn.Module) -> str:
         return explainer.describe(net)
     except Exception:  # noqa: BLE001 - a description never blocks an explanation
         return explainer.label
-
-
-def _check_logits(logits: Any, task: str) -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(
-            f"the model returned {type(logits).__name__}, not a logits tensor (N, K); point the explainers at the "
-            "submodule that maps images to logits (ExplanationMonitor/ShortcutMonitor: module_attr='<name>')"
-        )
-    if logits.ndim != 2:
-        raise ValueError(f"the model must return logits of shape (N, K), got {tuple(logits.shape)}")
-    if logits.shape[1] == 1:
-        raise ValueError(
-            "the model returns a single logit: lit_xai explains class indices of two-logit binary models. Wrap it "
-            "with lit_xai.contracts.TwoLogitBinary(model) (the monitors do this themselves when task='binary')"
-        )
