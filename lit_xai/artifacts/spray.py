@@ -87,7 +87,7 @@ def spray_features(heatmaps: torch.Tensor, size: tuple[int, int] = (16, 16), mod
     else:
         raise ValueError(f"mode must be 'abs' or 'positive', got {mode!r}")
     # adaptive average pooling = area pooling when the size divides the map, close to it otherwise
-    pooled = F.adaptive_avg_pool2d(r[:, None], size)[:, 0].flatten(1).double().numpy()
+    pooled = F.adaptive_avg_pool2d(r[:, None], size)[:, 0].flatten(1).double().cpu().numpy()
     total = pooled.sum(1, keepdims=True)
     uniform = np.full_like(pooled, 1.0 / pooled.shape[1])
     return np.where(total > 0, pooled / np.where(total > 0, total, 1.0), uniform)
@@ -354,7 +354,7 @@ def artifact_cluster(
             raise ValueError("pass the full-resolution heatmaps together with masks")
         if heatmaps.shape[0] != n:
             raise ValueError(f"heatmaps ({heatmaps.shape[0]}) and the SpRAy result ({n}) differ in length")
-        mask_scores = relevance_in_mask(heatmaps, masks).numpy()
+        mask_scores = relevance_in_mask(heatmaps, masks).cpu().numpy()
     reports = []
     for c in range(k):
         members = result.labels == c

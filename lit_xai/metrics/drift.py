@@ -57,7 +57,7 @@ def _ranks(x: torch.Tensor) -> torch.Tensor:
         values, inverse, counts = torch.unique_consecutive(sorted_x[i], return_inverse=True, return_counts=True)
         if len(values) == m:
             continue
-        sums = torch.zeros(len(values), dtype=x.dtype).scatter_add_(0, inverse, positions[i])
+        sums = torch.zeros(len(values), dtype=x.dtype, device=x.device).scatter_add_(0, inverse, positions[i])
         ranks[i, order[i]] = (sums / counts)[inverse]
     return ranks
 
