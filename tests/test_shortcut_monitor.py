@@ -266,8 +266,21 @@ def test_relevance_outside_the_lungs_is_logged_and_alerted(tmp_path):
     assert any(t.startswith("XAI/shortcut/roi/") and t.endswith("/outside_share") for t in acc.Tags()["scalars"])
 
 
-def test_second_fit_reads_the_audit_from_the_cache(tmp_path):
-    def fit(sub):
+class FileBacked(TensorDataset):
+    """Noise images that name their files (as an image-folder dataset does): what keys the audit cache."""
+
+    def __init__(self, folder: Path, n: int = 48) -> None:
+        x = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+        super().__init__(x, torch.arange(n) % 2)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = []
+        for i in range(n):
+            torch.save(x[i].clone(), folder / f"{i}.pt")
+            self.files.append(str(folder / f"{i}.pt"))
+
+
+def test_second_fit_reads_the_audit_from_the_cache_and_generated_data_never_does(tmp_path):
+    def fit(sub, train):
         mon = ShortcutMonitor(
             model=ModelSpec(input_range=(0, 255)),
             target_class="1",
@@ -275,13 +288,15 @@ def test_second_fit_reads_the_audit_from_the_cache(tmp_path):
             discovery=Discovery(every_n_epochs=0),
             verbose=False,
         )
-        foreign_trainer(tmp_path / sub, [mon]).fit(
-            Foreign(), train_dataloaders=foreign_data(), val_dataloaders=foreign_data()
-        )
+        trainer = foreign_trainer(tmp_path / sub, [mon])
+        trainer.fit(Foreign(), train_dataloaders=DataLoader(train, batch_size=16), val_dataloaders=foreign_data())
         return mon.audit_report
 
-    first, second = fit("a"), fit("b")
+    files = FileBacked(tmp_path / "files")
+    first, second = fit("a", files), fit("b", files)
     assert first["from_cache"] is False and second["from_cache"] is True
-    assert {k: v for k, v in first.items() if k != "from_cache"} == {
-        k: v for k, v in second.items() if k != "from_cache"
-    }
+    same = [k for k in first if k != "from_cache"]
+    assert {k: first[k] for k in same} == {k: second[k] for k in same}
+    # no file names, no identity: an in-memory dataset is audited afresh (a hash of a few items could collide)
+    memory = foreign_data().dataset
+    assert fit("c", memory)["from_cache"] is False and fit("d", memory)["from_cache"] is False

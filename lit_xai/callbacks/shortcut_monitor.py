@@ -26,6 +26,7 @@ from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates,
 from ..artifacts.audit import (
     add_skipped,
     count_sample,
+    dataset_files,
     default_cache_dir,
     eval_dataset,
     report_from_counts,
@@ -58,7 +59,8 @@ class ShortcutBudget:
         spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
         seed: selection / insertion seed.
         audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
-            keyed by the files (names, sizes, modification times), a hash of a few decoded items and every setting.
+            keyed by the files (names, sizes, modification times), a hash of a few decoded items and every setting;
+            datasets that do not name their files (in-memory, generated) are audited afresh every run.
 
     Example:
         >>> ShortcutBudget(pool_size=128).num_counterfactual
@@ -257,12 +259,16 @@ class ShortcutMonitor(MonitorBase):
         second run or a resume over the same files and settings skips the decoding."""
         start = time.perf_counter()
         contract, world = self.contract, trainer.world_size
+        data = eval_dataset(self._train_data, trainer.datamodule)
+        # cached only where the dataset names its files: their names, sizes and modification times key the cache
+        # (an in-memory or generated dataset has no such identity; a hash of a few items could collide)
+        cache = self.budget.audit_cache and dataset_files(data) is not None
         counts = count_sample(
-            eval_dataset(self._train_data, trainer.datamodule),
+            data,
             max_samples=self.budget.audit_max_samples,
             seed=self.budget.seed,
             shard=(trainer.global_rank, world) if world > 1 else None,
-            cache_dir=default_cache_dir() if self.budget.audit_cache else None,
+            cache_dir=default_cache_dir() if cache else None,
             class_names=contract.class_names,
             detectors=self.detectors,
             task=contract.task,
