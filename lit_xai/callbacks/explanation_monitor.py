@@ -148,6 +148,7 @@ class ExplanationMonitor(MonitorBase):
         self._outcome_pool: Optional[Probes] = None
         self._checked = False
         self._warned_degenerate: set[str] = set()
+        self._frames: dict[tuple[int, str], dict[str, Any]] = {}
         self._restored_ids: Optional[list[int]] = None
 
     @property
@@ -267,7 +268,8 @@ class ExplanationMonitor(MonitorBase):
 
     def run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, everywhere: bool = True) -> None:
         fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"
-        self._frame = {
+        # per (epoch, mode): an asynchronous job may start after the next epoch end has already been scheduled
+        self._frames[(epoch, "fit" if fit else "eval")] = {
             "pictures": not fit or self._pictures_due(epoch, trainer.max_epochs),
             "epoch_label": ("init" if epoch < 0 else f"ep{epoch}") if fit else f"ckpt {checkpoint_epoch(trainer)}",
         }
@@ -275,9 +277,10 @@ class ExplanationMonitor(MonitorBase):
 
     def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
         """Explain the probes (and, on picture epochs, search CRP references and explain outcome probes)."""
+        frame = self._frames.pop((epoch, mode))
         if self.probes is None:
-            return {"explained": None, "conservation": {}, **self._frame}
-        pictures = self._frame["pictures"]
+            return {"explained": None, "conservation": {}, **frame}
+        pictures = frame["pictures"]
         try:
             result = explain(module, self.probes, self.explainers, self.targets, contract.task)
         except ExplainerError as err:
@@ -292,7 +295,7 @@ class ExplanationMonitor(MonitorBase):
             "references": references,
             "outcome": outcome,
             "conservation": conservation,
-            **self._frame,
+            **frame,
         }
 
     def record(self, result: dict[str, Any], epoch: int, mode: str) -> list[dict[str, Any]]:
