@@ -30,7 +30,7 @@ from ..contracts import ModelContract, ModelSpec, resolve_contract
 from ._background import Background, snapshot
 from .sinks import emit, notify, publish, scalars_of
 
-__all__ = ["MonitorBase", "epoch_step", "preserve_rng", "skip_reason"]
+__all__ = ["MonitorBase", "due", "epoch_step", "preserve_rng", "skip_reason"]
 
 
 def epoch_step(epoch: int) -> int:
@@ -56,6 +56,18 @@ def preserve_rng() -> Iterator[None]:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def due(epoch: int, every_n_epochs: int, max_epochs: Optional[int] = None) -> bool:
+    """Every ``every_n_epochs``-th epoch and the last one: the one schedule rule of the monitors (measurements,
+    pictures, discovery).
+
+    Example:
+        >>> [e for e in range(5) if due(e, 2, max_epochs=5)]
+        [1, 3, 4]
+    """
+    last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
+    return last or (epoch + 1) % max(1, every_n_epochs) == 0
 
 
 def skip_reason(
@@ -84,8 +96,7 @@ def skip_reason(
         return "sanity check"
     if fn != "fit":
         return None if on_eval else f"trainer.{fn}"
-    last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
-    if not fast_dev_run and (epoch + 1) % max(1, every_n_epochs) != 0 and not last:
+    if not fast_dev_run and not due(epoch, every_n_epochs, max_epochs):
         return f"not due (every_n_epochs={every_n_epochs})"
     if last_epoch is not None and epoch <= last_epoch:
         return f"epoch {epoch} already measured (resumed run)"

@@ -30,7 +30,7 @@ from ..explainers import (
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import concept_grid, explanation_grid, timeline_grid
-from .base import MonitorBase
+from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
 
 __all__ = ["ExplanationMonitor", "Pictures"]
@@ -261,10 +261,7 @@ class ExplanationMonitor(MonitorBase):
 
     def _pictures_due(self, epoch: int, max_epochs: Optional[int]) -> bool:
         every = self.pictures.every_n_epochs
-        if epoch < 0 or every == 1:
-            return True
-        last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
-        return last or (epoch + 1) % (self.every_n_epochs * every) == 0
+        return epoch < 0 or every == 1 or due(epoch, self.every_n_epochs * every, max_epochs)
 
     def run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, everywhere: bool = True) -> None:
         fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"
@@ -307,10 +304,16 @@ class ExplanationMonitor(MonitorBase):
         means, per_probe = self.drift.update(primary, epoch, explained.rows[explained.primary].labels)
         result["drift"], result["per_probe"] = means, per_probe
         self._warn_degenerate(explained)
-        scalars = {f"{self.tag}_drift/{k}": v for k, v in means.items()}
+        return [{"epoch": epoch, "step": epoch_step(epoch), **self._scalars(result)}]
+
+    def _scalars(self, result: dict[str, Any]) -> dict[str, float]:
+        """The epoch's scalars, logged and kept in the history alike: mean drift, the share of maps whose relevance
+        sums to the logit (conservation guard) per method, and the time taken."""
+        scalars = {f"{self.tag}_drift/{k}": v for k, v in result["drift"].items()}
         for label, check in result["conservation"].items():
             scalars[f"{self.tag}_drift/{label}/conserved"] = float(check.ok.float().mean())
-        return [{"epoch": epoch, "step": epoch + 1, **scalars, f"{self.tag}_drift/time_s": result["seconds"]}]
+        scalars[f"{self.tag}_drift/time_s"] = result["seconds"]
+        return scalars
 
     def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
@@ -324,12 +327,9 @@ class ExplanationMonitor(MonitorBase):
             outputs |= self._pictures(
                 explained, result["references"], result["outcome"], result["epoch_label"], mode, warnings
             )
-        outputs |= {f"{self.tag}_drift/{k}": v for k, v in result["drift"].items()}
+        outputs |= self._scalars(result)
         if self.drift.per_probe_scalars:
             outputs |= {f"{self.tag}_drift_probe/{k}": v for k, v in result["per_probe"].items()}
-        for label, check in result["conservation"].items():  # share of maps whose relevance sums to the logit
-            outputs[f"{self.tag}_drift/{label}/conserved"] = float(check.ok.float().mean())
-        outputs[f"{self.tag}_drift/time_s"] = result["seconds"]
         return outputs
 
     def _warn_degenerate(self, result: ProbeExplanations) -> None:

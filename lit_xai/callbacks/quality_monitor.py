@@ -26,7 +26,7 @@ from ..metrics.quality import METRICS, QualityReport, evaluate_quality, make_exp
 from ..metrics.stability import STABILITY_TRANSFORMS
 from ..probes import Probes, select_probes, validation_dataset
 from ..visualization import line_plot, table_image
-from .base import MonitorBase
+from .base import MonitorBase, epoch_step
 from .sinks import Picture
 
 __all__ = ["ExplanationQualityMonitor", "QualitySettings"]
@@ -172,13 +172,14 @@ class ExplanationQualityMonitor(MonitorBase):
         if report is None:
             return []
         self.last_report = report
-        return [{"epoch": epoch, "step": epoch + 1, **report.scalars(self.tag)}]
+        result["scalars"] = report.scalars(self.tag)
+        return [{"epoch": epoch, "step": epoch_step(epoch), **result["scalars"]}]
 
     def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
         report: Optional[QualityReport] = result["report"]
         if report is None:
             return {}
-        outputs: dict[str, Any] = dict(report.scalars(self.tag))
+        outputs: dict[str, Any] = dict(result["scalars"])  # computed once, in record
         n = len(self.probes) if self.probes is not None else 0
         if report.curves and report.fraction is not None:
             plot = line_plot(

@@ -37,7 +37,7 @@ from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
 from ..explainers import Explainer, build_explainer
 from ..probes import select_probes
 from ..visualization import explanation_grid
-from .base import MonitorBase
+from .base import MonitorBase, due
 from .sinks import Picture, log_text, notify
 
 __all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]
@@ -114,10 +114,7 @@ class Discovery:
 
     def due(self, epoch: int, max_epochs: Optional[int]) -> bool:
         """Whether discovery runs at ``epoch`` (every N-th and the last epoch)."""
-        if self.every_n_epochs == 0 or epoch < 0:
-            return False
-        last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
-        return last or (epoch + 1) % self.every_n_epochs == 0
+        return self.every_n_epochs > 0 and epoch >= 0 and due(epoch, self.every_n_epochs, max_epochs)
 
 
 class ShortcutMonitor(MonitorBase):

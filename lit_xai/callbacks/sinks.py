@@ -323,7 +323,6 @@ def emit(trainer: Trainer, outputs: Mapping[str, Union[Output, list[Output]]], s
     """Log what a monitor's ``render`` returned, all at ``step``: numbers as scalars (one ``log_metrics`` call),
     strings as (Markdown) text, tensors and :class:`Picture` as images; a list logs each of its items under the
     tag (e.g. a scalar and a text of the same name)."""
-    scalars: dict[str, float] = {}
     for tag, values in outputs.items():
         for value in values if isinstance(values, list) else [values]:
             if isinstance(value, Picture):
@@ -332,11 +331,9 @@ def emit(trainer: Trainer, outputs: Mapping[str, Union[Output, list[Output]]], s
                 log_image(trainer, tag, value, step)
             elif isinstance(value, str):
                 log_text(trainer, tag, value, step)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                scalars[tag] = float(value)
-            else:
+            elif not _is_number(value):
                 raise TypeError(f"cannot log {tag!r}: {type(value).__name__} is no scalar, text or picture")
-    log_scalars(trainer, scalars, step)
+    log_scalars(trainer, scalars_of(outputs), step)
 
 
 def scalars_of(outputs: Mapping[str, Union[Output, list[Output]]]) -> dict[str, float]:
@@ -344,6 +341,10 @@ def scalars_of(outputs: Mapping[str, Union[Output, list[Output]]]) -> dict[str, 
     found: dict[str, float] = {}
     for tag, values in outputs.items():
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if _is_number(value):
                 found[tag] = float(value)
     return found
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
