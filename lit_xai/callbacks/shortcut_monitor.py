@@ -299,14 +299,22 @@ class ShortcutMonitor(MonitorBase):
         )
         if not short or self._train_data is None or self._train_pool is not None:
             return
-        data = eval_dataset(self._train_data, trainer.datamodule)
+        ids, read = self._sample(eval_dataset(self._train_data, trainer.datamodule))
+        self._train_pool = self._reliance_pool(ids, read, "train")
+
+    def _sample(self, data: Any) -> tuple[list[int], Any]:
+        """``pool_size`` seeded items of ``data``, read as the explanation probes are (ids, :class:`Probes`)."""
         generator = torch.Generator().manual_seed(self.budget.seed)
         ids = sorted(torch.randperm(len(data), generator=generator)[: self.budget.pool_size].tolist())
-        read = select_probes(data, indices=ids)
-        inputs, labels = read.images, stand_in_labels(read.targets)
-        self._train_pool = ReliancePool(self.contract.to01(inputs), inputs, labels, ids, read.roi_masks, split="train")
+        return ids, select_probes(data, indices=ids)
+
+    def _reliance_pool(self, ids: list[int], read: Any, split: str) -> ReliancePool:
+        """The sample as a :class:`ReliancePool` with every watched artifact detected."""
+        labels = stand_in_labels(read.targets)  # multi-label: the first positive label stands for the image
+        pool = ReliancePool(self.contract.to01(read.images), read.images, labels, ids, read.roi_masks, split=split)
         for name in self.detectors:
-            self._train_pool.detect(name)
+            pool.detect(name)
+        return pool
 
     # ------------------------------------------------------------------ work
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -315,17 +323,11 @@ class ShortcutMonitor(MonitorBase):
         n = len(self._val_data)
         if n == 0:
             raise ValueError("ShortcutMonitor: the validation set is empty")
-        generator = torch.Generator().manual_seed(self.budget.seed)
-        ids = sorted(torch.randperm(n, generator=generator)[: self.budget.pool_size].tolist())
-        read = select_probes(self._val_data, indices=ids)  # the same item reading as the explanation probes
-        contract = self.resolve(trainer, pl_module, read.images[:2], read.targets)
-        names = contract.class_names
+        ids, read = self._sample(self._val_data)
+        names = self.resolve(trainer, pl_module, read.images[:2], read.targets).class_names
         if self.target_class is not None and str(self.target_class) not in names:
             raise ValueError(f"target_class {self.target_class!r} is not a class; choose from {names}")
-        labels = stand_in_labels(read.targets)  # multi-label: the first positive label stands for the image
-        self._pool = ReliancePool(contract.to01(read.images), read.images, labels, ids, read.roi_masks)
-        for name in self.detectors:
-            self._pool.detect(name)
+        self._pool = self._reliance_pool(ids, read, "val")
 
     def _targets_for(self, artifact: str, names: list[str]) -> list[int]:
         if self.target_class is not None:
