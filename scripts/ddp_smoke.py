@@ -53,6 +53,12 @@ def main(out: str) -> None:
         "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("XAI_drift/", "XAI/shortcut/"))),
         "alerts": len(shortcut.alerts),
         "time_s": float(trainer.callback_metrics.get("XAI_drift/time_s", -1)),
+        # the reliance pools, each rank having decoded half of them: identical to one process reading everything
+        "pools": {
+            pool.split: {"ids": pool.ids, "sum": float(pool.inputs.double().sum()), "labels": pool.labels.tolist()}
+            for pool in (shortcut._pool, shortcut._train_pool)
+            if pool is not None
+        },
     }
     with open(os.path.join(out, f"result_rank{trainer.global_rank}.json"), "w") as fh:
         json.dump(result, fh)

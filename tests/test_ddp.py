@@ -6,11 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from lit_xai.artifacts.audit import eval_dataset
+from lit_xai.datamodules import SyntheticShortcutDataModule
+from lit_xai.probes import select_probes
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_smoke.py"
 
 
 def test_ddp_two_processes(tmp_path):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    # the subprocess imports this checkout's lit_xai, wherever (or whether) the package is installed
+    path = os.pathsep.join(p for p in (str(SCRIPT.parents[1]), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)],
         capture_output=True,
@@ -32,3 +40,14 @@ def test_ddp_two_processes(tmp_path):
     assert any(m.startswith("XAI/shortcut/ring/") for m in r0["metrics"])
     assert r0["time_s"] == r1["time_s"] > 0
     assert list(tmp_path.rglob("events.out.tfevents.*"))
+    # the reliance pools (validation, and training for the removal test) were decoded half by each rank and gathered:
+    # every rank holds what one process reading every item holds
+    assert r0["pools"] == r1["pools"] and "val" in r0["pools"]
+    dm = SyntheticShortcutDataModule(num_train=128, num_val=64, num_test=0, image_size=32, batch_size=32)
+    dm.setup("fit")
+    for split, pool in r0["pools"].items():
+        data = eval_dataset(dm.dataset(split), dm)
+        alone = select_probes(data, indices=pool["ids"])
+        assert len(pool["ids"]) == 32
+        assert pool["sum"] == pytest.approx(float(alone.images.double().sum()), rel=1e-12)
+        assert pool["labels"] == alone.targets.long().tolist()

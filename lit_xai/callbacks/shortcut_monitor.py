@@ -26,7 +26,6 @@ from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates,
 from ..artifacts.audit import (
     add_skipped,
     count_sample,
-    dataset_files,
     default_cache_dir,
     eval_dataset,
     report_from_counts,
@@ -35,8 +34,8 @@ from ..artifacts.audit import (
 from ..artifacts.discovery import SUSPICIOUS_THRESHOLD
 from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
 from ..explainers import Explainer, build_explainer
-from ..probes import select_probes
 from ..visualization import explanation_grid
+from ._shards import read_shared
 from .base import MonitorBase, due
 from .sinks import Picture, log_text, notify
 
@@ -59,8 +58,9 @@ class ShortcutBudget:
         spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
         seed: selection / insertion seed.
         audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
-            keyed by the files (names, sizes, modification times), a hash of a few decoded items and every setting;
-            datasets that do not name their files (in-memory, generated) are audited afresh every run.
+            keyed by the files (names, sizes, modification times) or, for in-memory data, a hash of every pixel, plus
+            a hash of a few decoded items and every setting; other datasets are audited afresh every run
+            (:func:`lit_xai.artifacts.audit.count_sample`).
 
     Example:
         >>> ShortcutBudget(pool_size=128).num_counterfactual
@@ -247,8 +247,7 @@ class ShortcutMonitor(MonitorBase):
         self._max_epochs = trainer.max_epochs
         if self.budget.audit and self.audit_report is None:
             self._audit(trainer, pl_module)  # every rank: a shard each
-        if trainer.is_global_zero:
-            self._read_train_pool(trainer)
+        self._read_train_pool(trainer)  # every rank: a shard each (the decision is the same everywhere)
 
     def _audit(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """The training-split audit, on every rank: each audits its shard of the seeded sample, the counts are
@@ -257,15 +256,13 @@ class ShortcutMonitor(MonitorBase):
         start = time.perf_counter()
         contract, world = self.contract, trainer.world_size
         data = eval_dataset(self._train_data, trainer.datamodule)
-        # cached only where the dataset names its files: their names, sizes and modification times key the cache
-        # (an in-memory or generated dataset has no such identity; a hash of a few items could collide)
-        cache = self.budget.audit_cache and dataset_files(data) is not None
         counts = count_sample(
             data,
             max_samples=self.budget.audit_max_samples,
             seed=self.budget.seed,
             shard=(trainer.global_rank, world) if world > 1 else None,
-            cache_dir=default_cache_dir() if cache else None,
+            # cached only where count_sample trusts the dataset's identity: named files, or pixels held in memory
+            cache_dir=default_cache_dir() if self.budget.audit_cache else None,
             class_names=contract.class_names,
             detectors=self.detectors,
             task=contract.task,
@@ -299,14 +296,15 @@ class ShortcutMonitor(MonitorBase):
         )
         if not short or self._train_data is None or self._train_pool is not None:
             return
-        ids, read = self._sample(eval_dataset(self._train_data, trainer.datamodule))
+        ids, read = self._sample(eval_dataset(self._train_data, trainer.datamodule), trainer)
         self._train_pool = self._reliance_pool(ids, read, "train")
 
-    def _sample(self, data: Any) -> tuple[list[int], Any]:
-        """``pool_size`` seeded items of ``data``, read as the explanation probes are (ids, :class:`Probes`)."""
+    def _sample(self, data: Any, trainer: Trainer) -> tuple[list[int], Any]:
+        """``pool_size`` seeded items of ``data``, read as the explanation probes are (ids, :class:`Probes`); under
+        DDP each rank decodes its shard and the parts are gathered through the strategy (a collective)."""
         generator = torch.Generator().manual_seed(self.budget.seed)
         ids = sorted(torch.randperm(len(data), generator=generator)[: self.budget.pool_size].tolist())
-        return ids, select_probes(data, indices=ids)
+        return ids, read_shared(trainer, data, ids)
 
     def _reliance_pool(self, ids: list[int], read: Any, split: str) -> ReliancePool:
         """The sample as a :class:`ReliancePool` with every watched artifact detected."""
@@ -323,7 +321,7 @@ class ShortcutMonitor(MonitorBase):
         n = len(self._val_data)
         if n == 0:
             raise ValueError("ShortcutMonitor: the validation set is empty")
-        ids, read = self._sample(self._val_data)
+        ids, read = self._sample(self._val_data, trainer)
         names = self.resolve(trainer, pl_module, read.images[:2], read.targets).class_names
         if self.target_class is not None and str(self.target_class) not in names:
             raise ValueError(f"target_class {self.target_class!r} is not a class; choose from {names}")
