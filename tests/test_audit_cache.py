@@ -146,25 +146,30 @@ def _count_calls(monkeypatch) -> list[int]:
 def test_cache_hits_only_for_the_same_data_and_settings(tmp_path, monkeypatch) -> None:
     calls = _count_calls(monkeypatch)
     data = _Items()
-    first = count_sample(data, cache_dir=tmp_path, **_kwargs())
-    again = count_sample(data, cache_dir=tmp_path, **_kwargs())
+    first = count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs())
+    again = count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs())
     assert len(calls) == 1 and again.from_cache and not first.from_cache and again == first
     # every setting the counts depend on is part of the key
-    count_sample(data, cache_dir=tmp_path, **_kwargs(threshold={"ring": 0.3}))
-    count_sample(data, cache_dir=tmp_path, max_samples=20, **_kwargs())
-    count_sample(data, cache_dir=tmp_path, shard=(0, 2), **_kwargs())
-    count_sample(data, cache_dir=tmp_path, **_kwargs(detectors=("ring",)))
-    count_sample(data, cache_dir=tmp_path, **_kwargs(denormalize=lambda x: x * 0.5))
+    count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs(threshold={"ring": 0.3}))
+    count_sample(data, cache_dir=tmp_path, cache_key="items v1", max_samples=20, **_kwargs())
+    count_sample(data, cache_dir=tmp_path, cache_key="items v1", shard=(0, 2), **_kwargs())
+    count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs(detectors=("ring",)))
+    count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs(denormalize=lambda x: x * 0.5))
     assert len(calls) == 6
     # changed pixels (same length, same targets): the item hash catches it
     changed = _Items()
     changed.images = changed.images.flip(-1)
-    count_sample(changed, cache_dir=tmp_path, **_kwargs())
+    count_sample(changed, cache_dir=tmp_path, cache_key="items v1", **_kwargs())
     assert len(calls) == 7
     # a torn cache file is recomputed, not an error
     for path in tmp_path.glob("audit-*.json"):
         path.write_text("{not json")
-    assert not count_sample(data, cache_dir=tmp_path, **_kwargs()).from_cache and len(calls) == 8
+    assert not count_sample(data, cache_dir=tmp_path, cache_key="items v1", **_kwargs()).from_cache and len(calls) == 8
+    # another key is another entry; and a dataset without files is never cached without a key (no trusted identity)
+    assert not count_sample(data, cache_dir=tmp_path, cache_key="items v2", **_kwargs()).from_cache
+    for _ in range(2):
+        assert not count_sample(data, cache_dir=tmp_path, **_kwargs()).from_cache
+    assert len(calls) == 11
 
 
 def test_file_datasets_are_keyed_by_names_sizes_and_times(tmp_path, monkeypatch) -> None:
@@ -296,3 +301,27 @@ def test_two_ddp_ranks_count_what_one_process_counts(tmp_path) -> None:
         reduced = AuditCounts.from_dict(r["reduced"])
         assert reduced.to_dict() | {"failures": []} == whole.to_dict() | {"failures": []}
         assert report_from_counts(reduced).verdicts == report_from_counts(whole).verdicts
+
+
+def test_generated_data_is_keyed_by_every_pixel(tmp_path, monkeypatch) -> None:
+    """The synthetic splits name no files: their identity is a hash of all their pixels, so a control set of the same
+    length and seed (no ring) never reads the shortcut set's counts, while the same set does."""
+    from lit_xai.artifacts.audit import dataset_identity
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+
+    calls = _count_calls(monkeypatch)
+
+    def train(fraction: float):
+        dm = SyntheticShortcutDataModule(
+            num_train=48, num_val=8, num_test=8, image_size=32, ring_fraction_melanoma=fraction
+        )
+        dm.setup("fit")
+        return eval_dataset(dm.dataset("train"), dm), dm
+
+    kwargs = {"max_samples": 32, "cache_dir": tmp_path, "detectors": ("ring",), "task": "binary"}
+    (shortcut, dm), (control, _) = train(0.6), train(0.0)
+    assert dataset_identity(shortcut) != dataset_identity(control) and dataset_identity(shortcut).startswith("pixels-")
+    first = count_sample(shortcut, denormalize=dm.denormalize, **kwargs)
+    assert count_sample(train(0.6)[0], denormalize=dm.denormalize, **kwargs).from_cache and len(calls) == 1
+    other = count_sample(control, denormalize=dm.denormalize, **kwargs)
+    assert not other.from_cache and len(calls) == 2 and other != first

@@ -58,6 +58,7 @@ __all__ = [
     "count_sample",
     "dataset_files",
     "dataset_fingerprint",
+    "dataset_identity",
     "default_cache_dir",
     "eval_dataset",
     "association_table",
@@ -881,19 +882,26 @@ def count_sample(
     threshold: float | dict[str, float] | None = None,
     task: str = "multiclass",
     batch_size: int = 64,
+    cache_key: str | None = None,
 ) -> AuditCounts:
     """:func:`count_dataset` on the items :func:`sample_indices` picks (one rank's shard with ``shard``), read from
     / written to an on-disk cache with ``cache_dir``.
 
     The cache entry is keyed by :func:`dataset_fingerprint` (file names, sizes and modification times where the
     dataset exposes its files, else its length; plus a hash of a few items as the detectors see them, after
-    ``denormalize``), the detectors and their thresholds, the task and class names, ``max_samples``, ``seed`` and
-    ``shard``: a second run or a resume over unchanged data skips the audit; any change recomputes it.
+    ``denormalize``), ``cache_key``, the detectors and their thresholds, the task and class names,
+    ``max_samples``, ``seed`` and ``shard``: a second run or a resume over unchanged data skips the audit; any
+    change recomputes it. A dataset that names no files has no identity the fingerprint can trust (two generated
+    sets of one length can share the few hashed items): it is cached only under :func:`dataset_identity` (its
+    in-memory pixels hashed, or its own ``cache_identity``) or a ``cache_key`` the caller vouches for, else counted
+    afresh.
 
     Args:
         dataset: a map-style dataset (items per ``docs/CONTRACTS.md`` or ``(image, target)`` pairs).
         shard: ``(rank, world_size)``: count only this rank's block of the sampled items.
         cache_dir: folder of the cache (created), e.g. :func:`default_cache_dir`; ``None`` = no cache.
+        cache_key: the identity of a dataset without files that :func:`dataset_identity` cannot tell (required to
+            cache one); added to the key of any dataset.
         max_samples, seed, detectors, class_names, denormalize, threshold, task, batch_size: see
             :func:`audit_dataset` and :func:`sample_indices`.
 
@@ -901,16 +909,24 @@ def count_sample(
         >>> import tempfile, torch
         >>> data = [(torch.rand(3, 16, 16), i % 2) for i in range(10)]
         >>> folder = tempfile.mkdtemp()
-        >>> parts = [count_sample(data, shard=(r, 2), cache_dir=folder) for r in range(2)]
-        >>> merge_counts(parts) == count_sample(data), count_sample(data, shard=(1, 2), cache_dir=folder).from_cache
+        >>> parts = [count_sample(data, shard=(r, 2), cache_dir=folder, cache_key="toy v1") for r in range(2)]
+        >>> again = count_sample(data, shard=(1, 2), cache_dir=folder, cache_key="toy v1")
+        >>> merge_counts(parts) == count_sample(data), again.from_cache
         (True, True)
+        >>> count_sample(data, shard=(1, 2), cache_dir=folder).from_cache  # no files, no key: counted afresh
+        False
     """
     indices = sample_indices(len(dataset), max_samples, seed, shard)
     entry = None
+    if cache_key is None:
+        cache_key = dataset_identity(dataset) if cache_dir is not None else None
+    if cache_dir is not None and cache_key is None and dataset_files(dataset) is None:
+        cache_dir = None
     if cache_dir is not None:
         chosen = _resolve_detectors(detectors, threshold)
         key = {
             "version": _CACHE_VERSION,
+            "cache_key": cache_key,
             "dataset": dataset_fingerprint(dataset, denormalize=denormalize, seed=seed),
             "detectors": {name: [_callable_name(fn), t] for name, (fn, t) in chosen.items()},
             "task": task,
@@ -992,6 +1008,44 @@ def dataset_files(dataset: Any) -> list[str] | None:
     samples = getattr(dataset, "samples", None)
     if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
         return [str(s[0]) for s in samples]
+    return None
+
+
+def dataset_identity(dataset: Any) -> str | None:
+    """A trusted identity of a dataset that names no files, or ``None``: its own ``cache_identity`` string, else a
+    hash of every pixel where its reader holds them in memory (``reader.images``, e.g. the generated synthetic
+    splits: ~0.1 s per 50 MB), through ``torch.utils.data.Subset``.
+
+    Example:
+        >>> import numpy as np
+        >>> from lit_xai.datamodules.base import ArrayImageReader
+        >>> class Split:
+        ...     def __init__(self, pixels):
+        ...         self.reader = ArrayImageReader(pixels)
+        >>> a, b = np.zeros((2, 4, 4, 3), np.uint8), np.ones((2, 4, 4, 3), np.uint8)
+        >>> same, other = dataset_identity(Split(a.copy())), dataset_identity(Split(b))
+        >>> dataset_identity(Split(a)) == same, dataset_identity(Split(a)) == other
+        (True, False)
+        >>> dataset_identity([1, 2]) is None
+        True
+    """
+    inner, indices = getattr(dataset, "dataset", None), getattr(dataset, "indices", None)
+    if inner is not None and indices is not None:  # torch.utils.data.Subset
+        base = dataset_identity(inner)
+        rows = np.ascontiguousarray(np.asarray(indices, dtype=np.int64)).tobytes()
+        return None if base is None else f"{base}/subset-{_digest(rows)[:16]}"
+    own = getattr(dataset, "cache_identity", None)
+    if isinstance(own, str):
+        return own
+    reader = getattr(dataset, "reader", None)
+    pixels = getattr(reader, "images", None)
+    if isinstance(pixels, np.ndarray):
+        h = hashlib.sha256(repr((pixels.shape, str(pixels.dtype))).encode())
+        h.update(np.ascontiguousarray(pixels).data)
+        masks = getattr(reader, "masks", None)
+        if isinstance(masks, np.ndarray):
+            h.update(np.ascontiguousarray(masks).data)
+        return f"pixels-{h.hexdigest()}"
     return None
 
 
