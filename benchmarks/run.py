@@ -322,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="lrp,crp,zennit_crp,monitor,loader,scaling", help="comma-separated sections to run"
     )
+    parser.add_argument("--configs", default=None, help="realistic: comma-separated config names (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 3)
@@ -333,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         "monitor": lambda: bench_monitor_overhead(results, args.quick),
         "loader": lambda: bench_loader(results, args.quick),
         "scaling": lambda: bench_scaling(results, args.quick, repeats),
-        "realistic": lambda: bench_realistic_overhead(results, args.quick),  # only with --only realistic
+        # only with --only realistic
+        "realistic": lambda: bench_realistic_overhead(results, args.quick, configs=args.configs),
     }
     for name in args.only.split(","):
         try:
@@ -362,7 +364,7 @@ REAL_DATASET_SIZES: dict[str, tuple[int, str]] = {
 }
 
 
-def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None:
+def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3, configs: str | None = None) -> None:
     """``realistic_overhead.<config>``: the monitors' cost per explained epoch / one training epoch of every real
     experiment config at its real dataset size.
 
@@ -372,7 +374,7 @@ def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None
     val_step`` (medians of the second epoch's batches, data loading excluded) with ``n_train``/``n_val`` from
     :data:`REAL_DATASET_SIZES` and the config's ``val_fraction``/``test_fraction``, and the monitors' cost is the
     second explained epoch end (timed between marker callbacks around them), divided by ``every_n_epochs``.
-    ``--quick``: tiny_resnet at 32 px (checks the code path only).
+    ``--quick``: tiny_resnet at 32 px (checks the code path only). ``configs``: comma-separated config names.
     """
     import math
 
@@ -428,7 +430,10 @@ def bench_realistic_overhead(results: dict, quick: bool, steps: int = 3) -> None
         return getattr(importlib.import_module(module_name), cls)(**spec.get("init_args", {}))
 
     tmp = tempfile.mkdtemp(prefix="lit_xai_realistic_")
+    wanted = None if configs is None else set(configs.split(","))
     for path in sorted((ROOT / "configs").glob("*.yaml")):
+        if wanted is not None and path.stem not in wanted:
+            continue
         config = yaml.safe_load(path.read_text())
         data = config["data"]
         kind = data["class_path"].rsplit(".", 1)[-1]
