@@ -26,6 +26,8 @@ from .profiles import find_profile, resolve_profile
 __all__ = [
     "COMPOSITES",
     "as_targets",
+    "check_logit_shape",
+    "target_init",
     "build_composite",
     "default_attention_layer",
     "default_composite",
@@ -202,6 +204,29 @@ def as_targets(targets: torch.Tensor | int | list, n: int, device: torch.device)
     if t.shape != (n,):
         raise ValueError(f"targets must be class indices of shape ({n},), got shape {tuple(t.shape)}")
     return t
+
+
+def check_logit_shape(out: torch.Tensor) -> torch.Tensor:
+    """``out`` if the explained network returned logits ``(N, K)``, else an error naming the shape it returned."""
+    if out.ndim != 2:
+        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
+    return out
+
+
+def target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The backward seed of an LRP/CRP pass: each row's target logit, zeros elsewhere (targets checked in range).
+
+    Example:
+        >>> target_init(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([1, 0])).tolist()
+        [[0.0, 2.0], [3.0, 0.0]]
+    """
+    check_logit_shape(out)
+    if bool(((targets < 0) | (targets >= out.shape[1])).any()):
+        raise ValueError(f"targets {targets.tolist()} out of range for {out.shape[1]} logits")
+    rows = torch.arange(out.shape[0], device=out.device)
+    init = torch.zeros_like(out)
+    init[rows, targets] = out[rows, targets].detach()
+    return init
 
 
 @contextlib.contextmanager

@@ -43,6 +43,7 @@ from ._core import (
     explanation_model,
     prepare_input,
     resolve_layer_name,
+    target_init,
 )
 from ._fast_rules import FastRules
 from .base import ConceptExplainer, Concepts, register_explainer
@@ -109,17 +110,6 @@ def _rules_context(composite: Composite, net: nn.Module, cache: bool = False) ->
         rules.remove()
 
 
-def _target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    if out.ndim != 2:
-        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
-    if bool(((targets < 0) | (targets >= out.shape[1])).any()):
-        raise ValueError(f"targets {targets.tolist()} out of range for {out.shape[1]} logits")
-    rows = torch.arange(out.shape[0], device=out.device)
-    init = torch.zeros_like(out)
-    init[rows, targets] = out[rows, targets].detach()
-    return init
-
-
 def layer_relevance(
     net: nn.Module,
     images: torch.Tensor,
@@ -140,7 +130,7 @@ def layer_relevance(
     x = prepare_input(images, net)
     with _rules_context(comp, net) as modified, capture_output(module) as state:
         out = modified(x)
-        init = _target_init(out, as_targets(targets, x.shape[0], out.device))
+        init = target_init(out, as_targets(targets, x.shape[0], out.device))
         layer_rel, input_rel = torch.autograd.grad(out, (state["out"], x), grad_outputs=init)
     return layer_rel.detach(), input_rel.detach()
 
@@ -243,7 +233,7 @@ def _conditional_pass(
             try:
                 # one forward and one first-stage backward per image, shared by all of its concepts
                 out = modified(x)
-                init = _target_init(out, targets[rows].to(out.device))
+                init = target_init(out, targets[rows].to(out.device))
                 if logits is not None:
                     logits[rows] = init.sum(1).detach().cpu().to(logits)
                 layer_out = state["out"]

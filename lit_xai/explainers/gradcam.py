@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._core import (
+    check_logit_shape,
     default_attention_layer,
     default_gradcam_layer,
     explanation_model,
@@ -114,9 +115,7 @@ class GradCAM(Explainer):
         module = resolve_module(net, self.layer_for(net))
         x = prepare_input(images, net)
         with capture_output(module) as state:
-            out = net(x)
-            if out.ndim != 2:
-                raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
+            out = check_logit_shape(net(x))
             act = state["out"]
             if act.ndim not in (3, 4):
                 raise ValueError(

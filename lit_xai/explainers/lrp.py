@@ -15,7 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._core import COMPOSITES, as_targets, build_composite, default_composite, explanation_model, prepare_input
+from ._core import (
+    COMPOSITES,
+    as_targets,
+    build_composite,
+    check_logit_shape,
+    default_composite,
+    explanation_model,
+    prepare_input,
+    target_init,
+)
 from ._fast_rules import FastRules
 from .base import Explainer, register_explainer
 from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
@@ -85,15 +94,10 @@ def _lrp_pass(
             rules.remove()  # revert whatever canonizers/hooks were applied before the failure
             raise
         try:
-            out = model(x)
-            if out.ndim != 2:
-                raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
+            out = check_logit_shape(model(x))
             t = as_targets(targets, x.shape[0], out.device)
-            if bool(((t < 0) | (t >= out.shape[1])).any()):
-                raise ValueError(f"targets {t.tolist()} out of range for {out.shape[1]} logits")
+            init = target_init(out, t)
             rows = torch.arange(len(t), device=out.device)
-            init = torch.zeros_like(out)
-            init[rows, t] = out[rows, t].detach()
             (relevance,) = torch.autograd.grad(out, x, grad_outputs=init)
         finally:
             rules.remove()
