@@ -29,7 +29,7 @@ from typing import Any, Optional
 from .charts import line_chart
 from .run_data import ImageEntry, RunData, TextEntry
 
-__all__ = ["CSP", "compact_image", "markdown_html", "render_report", "section_of"]
+__all__ = ["CSP", "compact_image", "markdown_html", "render_report", "section_of", "spread"]
 
 #: the page's Content-Security-Policy: embedded pictures and inline CSS only; no script, no request of any kind
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
@@ -41,7 +41,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("alerts", "Shortcut alert timeline", "The causal tests per epoch: effect with its interval, the alert threshold "
      "(dashed) and the epoch an alert fired (red)."),
     ("probes", "Probes across epochs", "Explanations of the same probe images at each explained epoch, per method; "
-     "the newest first, the earlier ones below it."),
+     "the newest large, a strip of earlier ones beside it."),
     ("crp", "CRP concepts", "Concept relevance: which learned concepts the model uses, and where."),
     ("drift", "Explanation drift", "How much the explanations change between explained epochs."),
     ("quality", "Explanation quality", "Faithfulness, randomisation and robustness checks of the explanations."),
@@ -66,10 +66,13 @@ figure{margin:.4em 0 1em}
 .verdict{border-left:6px solid #b42318;background:#fef3f2;padding:10px 16px;margin:.6em 0}
 .verdict.clear{border-color:#1a7f37;background:#f0faf2}.verdict.unknown{border-color:#888;background:#f6f6f6}
 .verdict p{margin:.3em 0}.verdict .headline{font-size:1.15em;font-weight:600}
-.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px}
+.strip{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(170px,100%),1fr));gap:10px;align-items:start}
 .strip figure{margin:0}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:14px 18px}
-.charts figure{margin:0}
+.pics{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start}.pics>figure{flex:0 1 auto;min-width:0}
+.pics>figure figcaption{max-width:56ch}
+.pics>details,.pics>.note{flex:1 1 min(320px,100%);min-width:0;margin-top:.4em}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(320px,100%),1fr));gap:14px 18px}
+.charts figure{margin:0}.charts.wide{grid-template-columns:repeat(auto-fill,minmax(min(440px,100%),1fr))}
 svg.chart{width:100%;height:auto;display:block;font-size:10px}
 svg .grid{stroke:#e6e6e6}svg .axis{stroke:#888}svg .tick{fill:#555;font-size:10px}svg .muted{fill:#888}
 .legend{font-size:.82em;color:#333}.legend span{margin-right:1em;white-space:nowrap}
@@ -128,7 +131,15 @@ def markdown_html(text: str) -> str:
     """
     import markdown
 
-    return markdown.markdown(escape(text, quote=False), extensions=["tables", "sane_lists"], output_format="html")
+    lines, previous = [], ""
+    for line in text.splitlines():
+        # the monitors write a list right under its lead line; Markdown needs a blank line there
+        if re.match(r"\s*[-*] ", line) and previous.strip() and not re.match(r"\s*[-*] ", previous):
+            lines.append("")
+        lines.append(line)
+        previous = line
+    source = escape("\n".join(lines), quote=False)
+    return markdown.markdown(source, extensions=["tables", "sane_lists"], output_format="html")
 
 
 #: JPEG quality of re-encoded pictures (4:4:4, so the text in the grids stays sharp)
@@ -136,7 +147,9 @@ JPEG_QUALITY = 85
 #: a picture is embedded as JPEG only when that is at most this share of its logged PNG's size
 JPEG_GAIN = 0.6
 #: the widest an earlier step's picture is embedded (they are shown as a strip of small pictures)
-STRIP_WIDTH = 480
+STRIP_WIDTH = 260
+#: at most this many earlier steps per tag, evenly spread from the first (the newest is always shown in full)
+STRIP_STEPS = 5
 
 
 def compact_image(entry: ImageEntry, max_width: Optional[int] = None, lossless: bool = False) -> tuple[str, bytes]:
@@ -185,17 +198,37 @@ def _figure(tag: str, entry: ImageEntry, label: str, lossless: bool, max_width: 
     )
 
 
+def spread(items: Sequence[Any], count: int) -> list[Any]:
+    """At most ``count`` items, evenly spread, first and last included.
+
+    >>> spread(list(range(9)), 4)
+    [0, 3, 5, 8]
+    """
+    if len(items) <= count:
+        return list(items)
+    if count <= 1:
+        return list(items[:count])
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
 def _pictures(tag: str, entries: Sequence[ImageEntry], lossless: bool, all_steps: bool = True) -> str:
-    """The newest picture of a tag full width; the earlier ones as a strip below it."""
+    """The newest picture of a tag full width; earlier ones (at most :data:`STRIP_STEPS`) as a strip below it. A
+    timeline's newest picture already holds every epoch, so its earlier ones are left out."""
     newest, earlier = entries[-1], list(entries[:-1])
-    parts = [f"<h3>{escape(tag)}</h3>", _figure(tag, newest, f"step {newest.step} (newest)", lossless)]
-    if earlier and all_steps:
-        strip = "".join(_figure(tag, e, f"step {e.step}", lossless, STRIP_WIDTH) for e in earlier)
+    parts = [f'<h3>{escape(tag)}</h3><div class="pics">']
+    parts.append(_figure(tag, newest, f"step {newest.step} (newest)", lossless))
+    if "timeline" in tag.lower() and earlier:
+        parts.append(f'<p class="note">The newest timeline holds every epoch ({len(earlier)} earlier versions not '
+                     "shown).</p>")
+    elif earlier and all_steps:
+        shown = spread(earlier, STRIP_STEPS)
+        left = f" ({len(earlier) - len(shown)} more not shown)" if len(shown) < len(earlier) else ""
+        strip = "".join(_figure(tag, e, f"step {e.step}", lossless, STRIP_WIDTH) for e in shown)
         parts.append(
-            f'<details open><summary>{len(earlier)} earlier step{"s" * (len(earlier) > 1)}: '
-            f'{", ".join(str(e.step) for e in earlier)}</summary><div class="strip">{strip}</div></details>'
+            f"<details open><summary>earlier: step{'s' * (len(shown) > 1)} "
+            f'{", ".join(str(e.step) for e in shown)}{left}</summary><div class="strip">{strip}</div></details>'
         )
-    return "".join(parts)
+    return "".join(parts) + "</div>"
 
 
 def _texts(tag: str, entries: Sequence[TextEntry], newest_only: bool = False) -> str:
@@ -240,7 +273,8 @@ def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
         series = {name: run.scalars[tag] for name, tag in members.items()}
         if not any(series.values()):
             continue
-        chart = line_chart(series, threshold=_threshold(key, criteria), title=key)
+        x_label = "step = epochs done" if key.lower().startswith("xai") else "step"
+        chart = line_chart(series, threshold=_threshold(key, criteria), title=key, x_label=x_label)
         figures.append(f"<figure>{chart}<figcaption>{escape(key)}</figcaption></figure>")
     return f'<div class="charts">{"".join(figures)}</div>' if figures else ""
 
@@ -273,6 +307,15 @@ def _verdict(run: RunData) -> tuple[str, str]:
     epochs = sorted({h.get("epoch") for h in history if isinstance(h.get("epoch"), int)})
     if not epochs:
         return "No shortcut verdict yet: the shortcut monitor measured no epoch.", "unknown"
+    met = sorted({h["epoch"] for h in history if h.get("rule_met") and isinstance(h.get("epoch"), int)})
+    if met:
+        patience = (report.get("criteria") or {}).get("patience")
+        needs = f" in {patience} measured epochs in a row" if isinstance(patience, int) else " more often"
+        return (
+            f"No shortcut alert yet, but watch it: the causal tests met the alert rule at epoch "
+            f"{', '.join(map(str, met))}; an alert needs the rule met{needs}.",
+            "unknown",
+        )
     return (
         f"No shortcut alert: the causal tests of {len(epochs)} measured epoch{'s' * (len(epochs) > 1)} "
         f"({epochs[0]}–{epochs[-1]}) never met the alert rule.",
@@ -307,7 +350,7 @@ def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> s
             f"<p>{_fmt(audit.get('n_images'))} training images audited"
             f"{' (from the cache)' if audit.get('from_cache') else ''}.</p>"
         )
-        if verdicts:
+        if verdicts and not any(kind == "text" for kind, _ in claimed.get("audit", [])):
             parts.append("<ul>" + "".join(f"<li>{escape(str(v))}</li>" for v in verdicts) + "</ul>")
         rows = []
         names = audit.get("class_names") or []
@@ -382,7 +425,7 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
             f"<th>rule met</th><th></th></tr>{''.join(table)}</table>"
         )
     if figures:
-        parts.insert(0, f'<div class="charts">{"".join(figures)}</div>')
+        parts.insert(0, f'<div class="charts wide">{"".join(figures)}</div>')
     if report and not alerts:
         parts.insert(0, "<p>No alert fired.</p>")
     texts = [tag for kind, tag in claimed.get("alerts", []) if kind == "text"]
@@ -405,9 +448,10 @@ def _generic_section(
     texts = [tag for kind, tag in items if kind == "text"]
     parts = [_charts(run, scalars, criteria)] if scalars else []
     if by_method:
-        methods: dict[str, list[str]] = {}
+        methods: dict[str, list[str]] = {name: [] for _, name in _METHODS}  # LRP, Grad-CAM, CRP, then the rest
         for tag in images:
             methods.setdefault(_method_key(tag), []).append(tag)
+        methods = {name: tags for name, tags in methods.items() if tags}
         for method, tags in methods.items():
             parts.append(f"<h3>{escape(method)}</h3>" if len(methods) > 1 else "")
             parts += [_pictures(tag, run.images[tag], lossless) for tag in tags]

@@ -152,15 +152,15 @@ def _masked_crc(data: bytes) -> int:
 
 
 def _read_tensorboard(root: Path) -> RunData:
-    """Images, texts and scalars of the event files in ``root`` (oldest file first; a step logged twice, as after a
-    resume, keeps its last value)."""
+    """Images, texts and scalars of the event files in ``root``, oldest file first: every scalar point as written
+    (as tensorboard's reader gives them); a picture or text logged twice at one step (a resume) keeps the last."""
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.util import tensor_util
 
     plugins: dict[str, str] = {}  # tag -> plugin name (written with a tag's first value only)
     images: dict[str, dict[int, ImageEntry]] = {}
     texts: dict[str, dict[int, TextEntry]] = {}
-    scalars: dict[str, dict[int, float]] = {}
+    scalars: dict[str, list[tuple[int, float]]] = {}
     for file in sorted(root.glob("events.out.tfevents.*")):
         for record in _records(file):
             event = Event.FromString(record)
@@ -173,7 +173,7 @@ def _read_tensorboard(root: Path) -> RunData:
                     plugins[tag] = value.metadata.plugin_data.plugin_name
                 kind = value.WhichOneof("value")
                 if kind == "simple_value":
-                    scalars.setdefault(tag, {})[step] = float(value.simple_value)
+                    scalars.setdefault(tag, []).append((step, float(value.simple_value)))
                 elif kind == "image":
                     data = bytes(value.image.encoded_image_string)
                     images.setdefault(tag, {})[step] = ImageEntry(step, data, None, _mime(data))
@@ -186,7 +186,7 @@ def _read_tensorboard(root: Path) -> RunData:
                     texts.setdefault(name, {})[step] = TextEntry(step, text)
                 elif kind == "tensor" and plugins.get(tag) == "scalars":
                     array = tensor_util.make_ndarray(value.tensor)
-                    scalars.setdefault(tag, {})[step] = float(array.reshape(-1)[0])
+                    scalars.setdefault(tag, []).append((step, float(array.reshape(-1)[0])))
     run = RunData(path=root, source="tensorboard")
     for tag, by_step in images.items():
         captions = texts.get(f"{tag}/caption", {})
@@ -195,7 +195,7 @@ def _read_tensorboard(root: Path) -> RunData:
         ]
     captions = {f"{tag}/caption" for tag in images}
     run.texts = {t: list(v.values()) for t, v in texts.items() if t not in captions}
-    run.scalars = {t: [(s, v) for s, v in by_step.items() if math.isfinite(v)] for t, by_step in scalars.items()}
+    run.scalars = {t: [(s, v) for s, v in points if math.isfinite(v)] for t, points in scalars.items()}
     _sort(run)
     return run
 
