@@ -8,6 +8,7 @@ from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lit_xai.callbacks import ExplanationMonitor, Pictures, RunReport, ShortcutBudget, ShortcutMonitor
+from lit_xai.callbacks.shortcut_monitor import Discovery
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.explainers import CRP
 from lit_xai.models import ImageClassifier
@@ -27,6 +28,7 @@ def tiny_run(root: Path, tensorboard: bool, epochs: int = 2) -> Trainer:
         ),
         ShortcutMonitor(
             budget=ShortcutBudget(audit_max_samples=48, pool_size=32, num_counterfactual=8, spray_samples=0),
+            discovery=Discovery(every_n_epochs=0),
             verbose=False,
         ),
         RunReport(verbose=False),

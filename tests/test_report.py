@@ -1,7 +1,8 @@
 """The run report: built at fit end from a tiny real fit (TensorBoard, and logger=False with the fallback folder),
 self-contained (every picture a data: URI, no request possible), complete (every logged picture and scalar series
 is in it, checked against tensorboard's own reader and the monitors' JSON), and the fallback folder's index and
-scalars CSV. The browser check is tests/test_report_browser.py."""
+scalars CSV; and the same report in headless Chromium (skipped without one on PATH): title and verdict shown, every
+picture decoded, no sideways overflow, no console error, no request but the page itself."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
+from _browser import find_chromium, inspect_page
 from _report_runs import tiny_run
 from PIL import Image
 
 from lit_xai.cli import tool_main
 from lit_xai.report import read_run, write_report
 from lit_xai.report.charts import line_chart
-from lit_xai.report.render import CSP, section_of
+from lit_xai.report.render import CSP, STRIP_STEPS, section_of
 
 
 class _Page(HTMLParser):
@@ -79,6 +82,22 @@ def assert_self_contained(page: _Page, html: str) -> None:
             assert picture.width > 0 and picture.height > 0
 
 
+def _decode(src: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+
+
+def assert_pictures_shown(page: _Page, logged: dict[str, int]) -> None:
+    """Each tag's newest picture, and a strip of at most STRIP_STEPS earlier ones (none for a timeline, whose
+    newest picture holds every epoch)."""
+    alts = [img["alt"] for img in page.of("img")]
+    for tag, count in logged.items():
+        mine = [a for a in alts if a.startswith(f"{tag}, step ")]
+        assert sum(a.endswith("(newest)") for a in mine) == 1, tag
+        earlier = 0 if "timeline" in tag else min(count - 1, STRIP_STEPS)
+        assert len(mine) == 1 + earlier, (tag, mine)
+    assert len(alts) == sum(1 + (0 if "timeline" in t else min(c - 1, STRIP_STEPS)) for t, c in logged.items())
+
+
 def test_fit_end_report_from_tensorboard_is_complete_and_self_contained(tb_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -90,11 +109,16 @@ def test_fit_end_report_from_tensorboard_is_complete_and_self_contained(tb_run):
     acc.Reload()
     logged_images = {tag: len(acc.Images(tag)) for tag in acc.Tags()["images"]}
     assert logged_images, "the fit logged no pictures"
-    assert len(page.of("img")) == sum(logged_images.values())
-    headings = set(re.findall(r"<h3>([^<]+)</h3>", html))
-    assert set(logged_images) <= headings
+    assert_pictures_shown(page, logged_images)
     run = read_run(tb_run)
     assert {t: len(v) for t, v in run.images.items()} == logged_images
+    # the embedded (JPEG) newest picture looks like the logged PNG
+    for tag, events in ((t, acc.Images(t)) for t in logged_images):
+        alt = f"{tag}, step {events[-1].step} (newest)"
+        shown = next(img for img in page.of("img") if img["alt"] == alt)
+        logged = np.asarray(Image.open(io.BytesIO(events[-1].encoded_image_string)).convert("RGB"), dtype=float)
+        embedded = np.asarray(_decode(shown["src"]), dtype=float)
+        assert embedded.shape == logged.shape and np.abs(embedded - logged).mean() < 4, tag
     for tag in acc.Tags()["scalars"]:
         expected = sorted(((e.step, e.value) for e in acc.Scalars(tag) if math.isfinite(e.value)), key=lambda p: p[0])
         assert [(s, pytest.approx(v)) for s, v in expected] == run.scalars[tag], tag
@@ -137,7 +161,11 @@ def test_fallback_report_holds_every_picture(folder_run):
     html = (folder_run / "report.html").read_text(encoding="utf-8")
     page = _Page(html)
     assert_self_contained(page, html)
-    assert len(page.of("img")) == len(list((folder_run / "xai_images").rglob("step_*.png")))
+    logged: dict[str, int] = {}
+    for png in (folder_run / "xai_images").rglob("step_*.png"):
+        tag = png.parent.relative_to(folder_run / "xai_images").as_posix()
+        logged[tag] = logged.get(tag, 0) + 1
+    assert_pictures_shown(page, logged)
     assert 'id="verdict-text"' in html and "<svg" in html and 'id="drift"' in html
 
 
@@ -187,3 +215,44 @@ def test_sections_and_charts():
     y_threshold = float(re.search(r'y1="([\d.]+)" y2="[\d.]+" stroke="#444"', both).group(1))
     ys = sorted(float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', both))
     assert ys[0] < y_threshold < ys[-1]
+
+
+chromium = pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")
+
+
+def _foreign_requests(facts: dict, page: Path) -> list[str]:
+    return [u for u in facts["requests"] if u != page.resolve().as_uri() and not u.startswith("data:")]
+
+
+@chromium
+def test_browser_harness_sees_each_broken_rule(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!doctype html><title>bad</title><p id="verdict-text">v</p><img src="http://127.0.0.1:9/x.png">'
+        '<script>console.error("boom")</script><div style="width:3000px">wide</div>'
+    )
+    facts = inspect_page(bad)
+    assert _foreign_requests(facts, bad) == ["http://127.0.0.1:9/x.png"]
+    assert "boom" in facts["console_errors"]
+    assert facts["images"][0]["width"] == 0
+    assert facts["scrollWidth"] > facts["clientWidth"]
+
+
+@chromium
+def test_report_renders_in_chromium(tb_run):
+    page = tb_run / "report.html"
+    facts = inspect_page(page, width=1280)
+    assert facts["title"].startswith("lit_xai report: ")
+    assert facts["verdict"] and ("Shortcut found" in facts["verdict"] or "No shortcut" in facts["verdict"])
+    assert facts["sections"][:2] == ["Verdict", "Dataset audit"]
+    assert facts["images"], "the report shows no picture"
+    for image in facts["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0 and image["scheme"] == "data"
+        assert image["shown"] <= facts["clientWidth"]
+    assert facts["scrollWidth"] <= facts["clientWidth"], "the page scrolls sideways at 1280 px"
+    assert facts["svgs"] > 0 and facts["scripts"] == 0
+    assert facts["console_errors"] == [] and facts["exceptions"] == []
+    assert _foreign_requests(facts, page) == []
+    # a narrow laptop window (and a phone) still does not overflow
+    narrow = inspect_page(page, width=800)
+    assert narrow["scrollWidth"] <= narrow["clientWidth"]

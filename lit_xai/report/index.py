@@ -76,7 +76,7 @@ def write_index(folder: Union[str, Path]) -> Path:
         "h2{font-size:1.1em;margin-top:1.4em;overflow-wrap:anywhere}</style></head><body>"
         "<h1>XAI pictures and texts</h1><p>What the explanation callbacks logged in this run, by tag and step (XAI "
         "steps count completed epochs). For one self-contained page with the verdict, charts and all pictures: "
-        f"<code>lit-xai report {escape(folder.parent.name or '.')}</code>.</p>{csv_link}<p>{toc}</p>{''.join(parts)}"
+        f"<code>lit-xai report {escape(str(folder.parent))}</code>.</p>{csv_link}<p>{toc}</p>{''.join(parts)}"
         "</body></html>\n"
     )
     path = folder / INDEX_NAME
