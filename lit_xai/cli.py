@@ -5,6 +5,7 @@ fully resolved configuration. ``data.num_classes``, ``data.task`` and ``data.cla
 model, so configs never repeat them.
 
 ``lit-xai audit --config configs/x.yaml`` runs the artifact audit of the configured datamodule's training set.
+``lit-xai report RUN_DIR -o report.html`` writes a run's self-contained HTML report (:mod:`lit_xai.report`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
 
-__all__ = ["LINKED", "XaiCLI", "build_cli", "main", "tool_main", "instantiate_datamodule"]
+__all__ = ["LINKED", "XaiCLI", "build_cli", "main", "report_main", "tool_main", "instantiate_datamodule"]
 
 #: datamodule attributes linked into the model's init arguments
 LINKED: tuple[str, ...] = ("num_classes", "task", "class_names")
@@ -192,14 +193,16 @@ def _has_test_data(datamodule: LightningDataModule) -> bool:
 
 
 def tool_main(argv: Optional[list[str]] = None) -> int:
-    """``lit-xai <command>``: ``train`` (same as lit-xai-train), ``audit`` (artifact audit of the training set) or
-    ``correct`` (P-ClArC on a trained checkpoint, see :func:`lit_xai.correction.posthoc.correct_main`)."""
+    """``lit-xai <command>``: ``train`` (same as lit-xai-train), ``audit`` (artifact audit of the training set),
+    ``correct`` (P-ClArC on a trained checkpoint, see :func:`lit_xai.correction.posthoc.correct_main`) or ``report``
+    (a run's self-contained HTML report, see :func:`report_main`)."""
     import argparse
     import json
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: lit-xai {train,audit,correct} --config CONFIG [options]")
+        print("       lit-xai report RUN_DIR [-o report.html]")
         return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
@@ -209,8 +212,10 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
         from lit_xai.correction.posthoc import correct_main
 
         return correct_main(rest)
+    if command == "report":
+        return report_main(rest)
     if command != "audit":
-        print(f"unknown command {command!r}; choose one of: train, audit, correct", file=sys.stderr)
+        print(f"unknown command {command!r}; choose one of: train, audit, correct, report", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="lit-xai audit")
     parser.add_argument("--config", required=True)
@@ -235,6 +240,30 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
     if opts.output:
         with open(opts.output, "w") as fh:
             json.dump(report.to_dict(), fh, indent=2)
+    return 0
+
+
+def report_main(argv: Optional[list[str]] = None) -> int:
+    """``lit-xai report RUN_DIR [-o report.html] [--title T] [--lossless]``: one self-contained HTML file (pictures
+    embedded, no network, no server) with the run's verdict, audit, alert timeline, probes, concepts and charts.
+    Prints where it went, its size and how long it took; exit status 2 when RUN_DIR holds no run."""
+    import argparse
+
+    from lit_xai.report import write_report
+
+    parser = argparse.ArgumentParser(prog="lit-xai report", description=report_main.__doc__)
+    parser.add_argument("run_dir", help="a TensorBoard run folder (lightning_logs/<name>/version_<n>) or a run folder "
+                        "with an xai_images/ fallback folder")
+    parser.add_argument("-o", "--output", default=None, help="the HTML file to write (default RUN_DIR/report.html)")
+    parser.add_argument("--title", default=None, help="the page title (default: the run folder's name)")
+    parser.add_argument("--lossless", action="store_true", help="embed the pictures as logged (PNG, ~4x larger)")
+    opts = parser.parse_args(argv)
+    try:
+        built = write_report(opts.run_dir, opts.output, title=opts.title, lossless=opts.lossless)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(built.summary())
     return 0
 
 

@@ -6,6 +6,7 @@ from .base import MonitorBase
 from .correction import ShortcutCorrection
 from .explanation_monitor import ExplanationMonitor, Pictures
 from .quality_monitor import ExplanationQualityMonitor, QualitySettings
+from .report import RunReport
 from .shortcut_monitor import ShortcutBudget, ShortcutMonitor
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "MonitorBase",
     "Pictures",
     "QualitySettings",
+    "RunReport",
     "ShortcutCorrection",
     "ShortcutBudget",
     "ShortcutMonitor",

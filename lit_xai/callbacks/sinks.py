@@ -3,7 +3,9 @@ PNG/Markdown files; plus the progress-bar notice and the callback metrics other 
 
 TensorBoard, Weights & Biases and MLflow each get images and text through their own API; a run with no
 image-capable logger (only ``CSVLogger``, or ``logger=False``) gets the same pictures as PNG files under its log
-folder, with one warning saying where. Nothing is dropped silently: each call returns a :class:`SinkReport`.
+folder, with one warning saying where, an ``index.html`` there linking them by tag and step, and the monitors'
+scalars in ``scalars.csv`` beside them (``step,tag,value``). Nothing is dropped silently: each call returns a
+:class:`SinkReport`.
 
 wandb and mlflow are never imported here: loggers are recognised with ``isinstance`` against
 ``lightning.pytorch.loggers`` classes, whose import does not import those packages.
@@ -19,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import warnings
@@ -37,6 +40,7 @@ from PIL import Image
 
 __all__ = [
     "FALLBACK_FOLDER",
+    "SCALARS_CSV",
     "Picture",
     "SinkReport",
     "emit",
@@ -52,6 +56,9 @@ __all__ = [
 
 #: sub-folder of the run's log folder that receives images and text no logger could take
 FALLBACK_FOLDER = "xai_images"
+#: the fallback folder's table of the monitors' scalars (columns ``step,tag,value``), written when no logger shows
+#: pictures (with ``logger=False`` the only place they are kept)
+SCALARS_CSV = "scalars.csv"
 
 # trainer -> warning keys already issued, so each kind of fallback warns once per trainer (not once per process:
 # two runs in one session each deserve to be told where their pictures went)
@@ -236,6 +243,7 @@ def log_image(trainer: Trainer, tag: str, image: torch.Tensor, step: int, captio
     if caption:
         files.append(folder / f"step_{step:06d}.txt")
         files[-1].write_text(caption + "\n", encoding="utf-8")
+    _refresh_index(trainer)
     return SinkReport(tag, step, files=tuple(files))
 
 
@@ -275,7 +283,18 @@ def log_text(trainer: Trainer, tag: str, text: str, step: int) -> SinkReport:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:06d}.md"
     path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    _refresh_index(trainer)
     return SinkReport(tag, step, files=(path,))
+
+
+def _refresh_index(trainer: Trainer) -> None:
+    """(Re)write the fallback folder's ``index.html``; a failure warns once and never stops the training."""
+    try:
+        from ..report.index import write_index
+
+        write_index(fallback_dir(trainer))
+    except Exception as err:  # an index is a convenience: the pictures are written already
+        _warn_once(trainer, "index", f"lit_xai: could not write the index of {fallback_dir(trainer)}: {err}")
 
 
 def find_tensorboard(trainer: Trainer) -> Optional[TensorBoardLogger]:
@@ -284,11 +303,29 @@ def find_tensorboard(trainer: Trainer) -> Optional[TensorBoardLogger]:
 
 
 def log_scalars(trainer: Trainer, scalars: Mapping[str, float], step: int) -> None:
-    """Log scalars at ``step`` through every logger's ``log_metrics`` (rank 0; any Lightning logger)."""
+    """Log scalars at ``step`` through every logger's ``log_metrics`` (rank 0; any Lightning logger); when no logger
+    shows pictures (``logger=False``, only ``CSVLogger``) they are also appended to the fallback folder's
+    :data:`SCALARS_CSV`, beside the pictures."""
     if not scalars or not trainer.is_global_zero:
         return
     for logger in trainer.loggers:
         logger.log_metrics(dict(scalars), step=step)
+    if _skip_reason(trainer) is None and not any(isinstance(lg, _PICTURE_LOGGERS) for lg in trainer.loggers):
+        folder = fallback_dir(trainer)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / SCALARS_CSV
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(["step", "tag", "value"])
+            writer.writerows([int(step), tag, repr(float(value))] for tag, value in scalars.items())
+        if new:
+            _refresh_index(trainer)  # the index links the table
+
+
+#: the loggers that take pictures through their own API (the others get the fallback folder)
+_PICTURE_LOGGERS = (TensorBoardLogger, WandbLogger, MLFlowLogger)
 
 
 def publish(trainer: Trainer, scalars: Optional[Mapping[str, float]]) -> None:

@@ -1,0 +1,242 @@
+"""What a finished run logged, read back from disk: a TensorBoard run folder (event files) or the fallback folder
+of a run without an image-capable logger (``xai_images/``: PNGs, captions, Markdown and ``scalars.csv``).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "xai_images"
+    >>> _ = (folder / "XAI" / "notes").mkdir(parents=True)
+    >>> _ = (folder / "XAI" / "notes" / "step_000001.md").write_text("**ring** found")
+    >>> _ = (folder / "scalars.csv").write_text("step,tag,value\\n1,XAI/x,0.5\\n2,XAI/x,0.25\\n")
+    >>> run = read_run(folder.parent)
+    >>> run.source, run.texts["XAI/notes"][0].text, run.scalars["XAI/x"]
+    ('folder', '**ring** found', [(1, 0.5), (2, 0.25)])
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+__all__ = ["FALLBACK_FOLDER", "SCALARS_CSV", "ImageEntry", "RunData", "TextEntry", "read_run"]
+
+#: the fallback folder's name (the same as :data:`lit_xai.callbacks.sinks.FALLBACK_FOLDER`)
+FALLBACK_FOLDER = "xai_images"
+#: the CSV of scalars in the fallback folder: columns ``step,tag,value``
+SCALARS_CSV = "scalars.csv"
+#: the JSON report ShortcutMonitor writes into the run folder
+SHORTCUT_REPORT = "shortcut_report.json"
+
+_STEP_FILE = re.compile(r"^step_(-?\d+)\.(png|md|txt)$")
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One logged picture: its step, the encoded bytes (PNG as logged) and the caption, if any."""
+
+    step: int
+    data: bytes
+    caption: Optional[str] = None
+    mime: str = "image/png"
+
+
+@dataclass(frozen=True)
+class TextEntry:
+    """One logged (Markdown) text and its step."""
+
+    step: int
+    text: str
+
+
+@dataclass
+class RunData:
+    """Everything a run logged, by tag; lists are sorted by step.
+
+    Attributes:
+        path: the run folder that was read.
+        source: ``"tensorboard"`` (event files) or ``"folder"`` (the fallback folder).
+        images: tag -> pictures.
+        texts: tag -> texts (captions of pictures are attached to the pictures, not listed here).
+        scalars: tag -> ``(step, value)`` pairs.
+        shortcut: the content of ``shortcut_report.json`` when the run folder holds one.
+    """
+
+    path: Path
+    source: str
+    images: dict[str, list[ImageEntry]] = field(default_factory=dict)
+    texts: dict[str, list[TextEntry]] = field(default_factory=dict)
+    scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    shortcut: Optional[dict[str, Any]] = None
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing at all was found."""
+        return not (self.images or self.texts or self.scalars or self.shortcut)
+
+
+def read_run(path: Union[str, Path]) -> RunData:
+    """Read a run folder: TensorBoard event files if it holds any, else its ``xai_images/`` fallback folder (or the
+    fallback folder itself), plus ``shortcut_report.json`` beside them.
+
+    Args:
+        path: a TensorBoard run folder (``lightning_logs/demo/version_0``), a run folder with an ``xai_images/``
+            sub-folder, or an ``xai_images/`` folder.
+
+    Returns:
+        The :class:`RunData`.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds neither event files nor a fallback folder.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; pass a run folder such as lightning_logs/demo/version_0")
+    if any(root.glob("events.out.tfevents.*")):
+        run = _read_tensorboard(root)
+    elif (root / FALLBACK_FOLDER).is_dir():
+        run = _read_folder(root / FALLBACK_FOLDER, root)
+    elif root.name == FALLBACK_FOLDER or (root / SCALARS_CSV).is_file() or any(root.rglob("step_*.png")):
+        root = root.parent if root.name == FALLBACK_FOLDER else root
+        run = _read_folder(Path(path), root)
+    else:
+        runs = sorted(str(p.parent) for p in root.glob("*/events.out.tfevents.*"))
+        hint = f"; runs below it: {', '.join(dict.fromkeys(runs))}" if runs else ""
+        raise FileNotFoundError(
+            f"{root} holds no TensorBoard event files and no {FALLBACK_FOLDER}/ folder; pass the folder of one run "
+            f"(e.g. lightning_logs/<name>/version_<n>){hint}"
+        )
+    report = root / SHORTCUT_REPORT
+    if report.is_file():
+        try:
+            run.shortcut = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            run.shortcut = None  # half-written or foreign: the report goes on without it
+    return run
+
+
+def _records(file: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file (an event file): ``uint64 length, uint32 crc, data, uint32 crc``.
+
+    Only the length's checksum is verified (8 bytes, cheap); a record cut short (a file still being written) ends
+    the file. tensorboard's own reader, without TensorFlow installed, checks every byte's CRC-32C in pure Python:
+    about 3 s per MB, minutes for a run with pictures.
+    """
+    with open(file, "rb") as fh:
+        while True:
+            header = fh.read(12)
+            if len(header) < 12:
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+                return  # not a record boundary: a corrupt or foreign file
+            data = fh.read(length)
+            if len(data) < length or len(fh.read(4)) < 4:
+                return
+            yield data
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _read_tensorboard(root: Path) -> RunData:
+    """Images, texts and scalars of the event files in ``root``, oldest file first: every scalar point as written
+    (as tensorboard's reader gives them); a picture or text logged twice at one step (a resume) keeps the last."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.util import tensor_util
+
+    plugins: dict[str, str] = {}  # tag -> plugin name (written with a tag's first value only)
+    images: dict[str, dict[int, ImageEntry]] = {}
+    texts: dict[str, dict[int, TextEntry]] = {}
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for file in sorted(root.glob("events.out.tfevents.*")):
+        for record in _records(file):
+            event = Event.FromString(record)
+            if not event.HasField("summary"):
+                continue
+            step = int(event.step)
+            for value in event.summary.value:
+                tag = value.tag
+                if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
+                    plugins[tag] = value.metadata.plugin_data.plugin_name
+                kind = value.WhichOneof("value")
+                if kind == "simple_value":
+                    scalars.setdefault(tag, []).append((step, float(value.simple_value)))
+                elif kind == "image":
+                    data = bytes(value.image.encoded_image_string)
+                    images.setdefault(tag, {})[step] = ImageEntry(step, data, None, _mime(data))
+                elif kind == "tensor" and plugins.get(tag) == "text":
+                    array = tensor_util.make_ndarray(value.tensor)
+                    items = array.flatten().tolist() if hasattr(array, "flatten") else [array]
+                    text = "\n".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in items)
+                    # torch's SummaryWriter.add_text stores "<tag>" as "<tag>/text_summary"
+                    name = tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
+                    texts.setdefault(name, {})[step] = TextEntry(step, text)
+                elif kind == "tensor" and plugins.get(tag) == "scalars":
+                    array = tensor_util.make_ndarray(value.tensor)
+                    scalars.setdefault(tag, []).append((step, float(array.reshape(-1)[0])))
+    run = RunData(path=root, source="tensorboard")
+    for tag, by_step in images.items():
+        captions = texts.get(f"{tag}/caption", {})
+        run.images[tag] = [
+            ImageEntry(e.step, e.data, captions[s].text if s in captions else None, e.mime) for s, e in by_step.items()
+        ]
+    captions = {f"{tag}/caption" for tag in images}
+    run.texts = {t: list(v.values()) for t, v in texts.items() if t not in captions}
+    run.scalars = {t: [(s, v) for s, v in points if math.isfinite(v)] for t, points in scalars.items()}
+    _sort(run)
+    return run
+
+
+def _mime(data: bytes) -> str:
+    return "image/jpeg" if data.startswith(b"\xff\xd8") else "image/gif" if data.startswith(b"GIF8") else "image/png"
+
+
+def _read_folder(folder: Path, root: Path) -> RunData:
+    run = RunData(path=root, source="folder")
+    captions: dict[tuple[str, int], str] = {}
+    pictures: list[tuple[str, int, Path]] = []
+    for file in sorted(folder.rglob("step_*")):
+        match = _STEP_FILE.match(file.name)
+        if match is None or not file.is_file():
+            continue
+        tag, step, kind = file.parent.relative_to(folder).as_posix(), int(match.group(1)), match.group(2)
+        if kind == "png":
+            pictures.append((tag, step, file))
+        elif kind == "txt":
+            captions[(tag, step)] = file.read_text(encoding="utf-8").strip()
+        else:
+            run.texts.setdefault(tag, []).append(TextEntry(step, file.read_text(encoding="utf-8")))
+    for tag, step, file in pictures:
+        run.images.setdefault(tag, []).append(ImageEntry(step, file.read_bytes(), captions.get((tag, step))))
+    table = folder / SCALARS_CSV
+    if table.is_file():
+        with open(table, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    step, value = int(row["step"]), float(row["value"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    run.scalars.setdefault(row["tag"], []).append((step, value))
+    _sort(run)
+    return run
+
+
+def _sort(run: RunData) -> None:
+    for entries in (*run.images.values(), *run.texts.values()):
+        entries.sort(key=lambda e: e.step)
+    for points in run.scalars.values():
+        points.sort(key=lambda p: p[0])

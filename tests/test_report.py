@@ -1,0 +1,258 @@
+"""The run report: built at fit end from a tiny real fit (TensorBoard, and logger=False with the fallback folder),
+self-contained (every picture a data: URI, no request possible), complete (every logged picture and scalar series
+is in it, checked against tensorboard's own reader and the monitors' JSON), and the fallback folder's index and
+scalars CSV; and the same report in headless Chromium (skipped without one on PATH): title and verdict shown, every
+picture decoded, no sideways overflow, no console error, no request but the page itself."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import re
+import warnings
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _browser import find_chromium, inspect_page
+from _report_runs import tiny_run
+from PIL import Image
+
+from lit_xai.cli import tool_main
+from lit_xai.report import read_run, write_report
+from lit_xai.report.charts import line_chart
+from lit_xai.report.render import CSP, STRIP_STEPS, section_of
+
+
+class _Page(HTMLParser):
+    """Every tag's attributes, the page's text and the CSP meta of an HTML page."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def of(self, name: str) -> list[dict[str, str]]:
+        return [attrs for tag, attrs in self.tags if tag == name]
+
+
+@pytest.fixture(scope="module")
+def tb_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = tiny_run(root, tensorboard=True)
+    return Path(trainer.logger.log_dir)
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tiny_run(root, tensorboard=False)
+    return root
+
+
+def assert_self_contained(page: _Page, html: str) -> None:
+    """No attribute anywhere names a URL the browser could fetch; pictures are data: URIs that decode."""
+    assert ("meta", {"http-equiv": "Content-Security-Policy", "content": CSP}) in page.tags
+    assert not page.of("script") and not page.of("link") and not page.of("iframe") and not page.of("object")
+    for tag, attrs in page.tags:
+        for name, value in attrs.items():
+            if name in ("src", "href", "srcset", "poster", "data", "action", "xlink:href"):
+                assert value.startswith(("data:image/", "#")), f"<{tag} {name}={value[:60]!r}> could be fetched"
+    assert not re.search(r"url\(|@import|https?://", html.split("<body", 1)[0]), "the CSS could fetch something"
+    for img in page.of("img"):
+        head, data = img["src"].split(",", 1)
+        assert head in ("data:image/png;base64", "data:image/jpeg;base64")
+        with Image.open(io.BytesIO(base64.b64decode(data))) as picture:
+            picture.load()
+            assert picture.width > 0 and picture.height > 0
+
+
+def _decode(src: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
+
+
+def assert_pictures_shown(page: _Page, logged: dict[str, int]) -> None:
+    """Each tag's newest picture, and a strip of at most STRIP_STEPS earlier ones (none for a timeline, whose
+    newest picture holds every epoch)."""
+    alts = [img["alt"] for img in page.of("img")]
+    for tag, count in logged.items():
+        mine = [a for a in alts if a.startswith(f"{tag}, step ")]
+        assert sum(a.endswith("(newest)") for a in mine) == 1, tag
+        earlier = 0 if "timeline" in tag else min(count - 1, STRIP_STEPS)
+        assert len(mine) == 1 + earlier, (tag, mine)
+    assert len(alts) == sum(1 + (0 if "timeline" in t else min(c - 1, STRIP_STEPS)) for t, c in logged.items())
+
+
+def test_fit_end_report_from_tensorboard_is_complete_and_self_contained(tb_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    html = (tb_run / "report.html").read_text(encoding="utf-8")
+    page = _Page(html)
+    assert_self_contained(page, html)
+    # the reference: tensorboard's own reader of the same event files
+    acc = EventAccumulator(str(tb_run), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    logged_images = {tag: len(acc.Images(tag)) for tag in acc.Tags()["images"]}
+    assert logged_images, "the fit logged no pictures"
+    assert_pictures_shown(page, logged_images)
+    run = read_run(tb_run)
+    assert {t: len(v) for t, v in run.images.items()} == logged_images
+    # the embedded (JPEG) newest picture looks like the logged PNG
+    for tag, events in ((t, acc.Images(t)) for t in logged_images):
+        alt = f"{tag}, step {events[-1].step} (newest)"
+        shown = next(img for img in page.of("img") if img["alt"] == alt)
+        logged = np.asarray(Image.open(io.BytesIO(events[-1].encoded_image_string)).convert("RGB"), dtype=float)
+        embedded = np.asarray(_decode(shown["src"]), dtype=float)
+        assert embedded.shape == logged.shape and np.abs(embedded - logged).mean() < 4, tag
+    for tag in acc.Tags()["scalars"]:
+        expected = sorted(((e.step, e.value) for e in acc.Scalars(tag) if math.isfinite(e.value)), key=lambda p: p[0])
+        assert [(s, pytest.approx(v)) for s, v in expected] == run.scalars[tag], tag
+    # the verdict comes first and agrees with the monitor's JSON
+    report = json.loads((tb_run / "shortcut_report.json").read_text())
+    verdict = html.index('id="verdict-text"')
+    assert verdict < html.index('id="audit"') < html.index('id="probes"')
+    sentence = re.search(r'id="verdict-text">([^<]+)<', html).group(1)
+    assert ("Shortcut found" in sentence) == bool(report["alerts"])
+    assert all(f"epoch {a['epoch']}" in html for a in report["alerts"])
+
+
+def test_fallback_folder_index_and_scalars_csv(folder_run):
+    folder = folder_run / "xai_images"
+    pictures = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("step_*.png"))
+    texts = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("step_*.md"))
+    assert pictures and texts
+    index = _Page((folder / "index.html").read_text(encoding="utf-8"))
+    links = {a["href"] for a in index.of("a") if not a["href"].startswith("#")}
+    assert set(pictures) | set(texts) | {"scalars.csv"} <= links
+    assert all((folder / link).is_file() for link in links)
+    # the scalars: without any logger this CSV is the only place they are kept; they agree with the monitor's JSON
+    with open(folder / "scalars.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and set(rows[0]) == {"step", "tag", "value"}
+    tags = {r["tag"] for r in rows}
+    assert any(t.startswith("XAI_drift/") for t in tags) and "XAI/shortcut/alerts" in tags
+    history = json.loads((folder_run / "shortcut_report.json").read_text())["history"]
+    ratios = {(r["tag"], int(r["step"])): float(r["value"]) for r in rows if r["tag"].endswith("/relevance_ratio")}
+    checked = 0
+    for entry in history:
+        tag = f"XAI/shortcut/{entry['artifact']}/{entry['class']}/relevance_ratio"
+        if isinstance(entry.get("relevance_ratio"), float) and math.isfinite(entry["relevance_ratio"]):
+            assert ratios[(tag, entry["epoch"] + 1)] == pytest.approx(entry["relevance_ratio"])
+            checked += 1
+    assert checked > 0
+
+
+def test_fallback_report_holds_every_picture(folder_run):
+    html = (folder_run / "report.html").read_text(encoding="utf-8")
+    page = _Page(html)
+    assert_self_contained(page, html)
+    logged: dict[str, int] = {}
+    for png in (folder_run / "xai_images").rglob("step_*.png"):
+        tag = png.parent.relative_to(folder_run / "xai_images").as_posix()
+        logged[tag] = logged.get(tag, 0) + 1
+    assert_pictures_shown(page, logged)
+    assert 'id="verdict-text"' in html and "<svg" in html and 'id="drift"' in html
+
+
+def test_cli_report(tb_run, tmp_path, capsys):
+    out = tmp_path / "shared" / "r.html"
+    assert tool_main(["report", str(tb_run), "-o", str(out), "--title", "my run"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and re.search(r"\d+\.\d\d MB", printed) and re.search(r"in \d+\.\d\d s", printed)
+    assert "<title>my run</title>" in out.read_text(encoding="utf-8")
+    lossless = write_report(tb_run, tmp_path / "lossless.html", lossless=True)
+    assert lossless.size_bytes > out.stat().st_size  # the JPEGs are what keeps the default small
+    assert tool_main(["report", str(tmp_path / "missing")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_run_report_never_fails_the_training(tmp_path):
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lit_xai.callbacks import RunReport
+
+    (tmp_path / "blocked").write_text("a file where the report's folder would be")
+    trainer = Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+        callbacks=[RunReport(filename="blocked/report.html")], enable_progress_bar=False, enable_checkpointing=False,
+    )
+    with pytest.warns(UserWarning, match="RunReport: could not write the report"):
+        trainer.fit(BoringModel())
+    assert trainer.state.finished
+
+
+def test_sections_and_charts():
+    assert section_of("XAI/0_verdict", "image") == "verdict"
+    assert section_of("XAI/shortcut/ring/melanoma/insertion_effect", "scalar") == "alerts"
+    assert section_of("XAI_drift/crp/conserved", "scalar") == "drift"
+    assert section_of("XAI/crp/concepts", "image") == "crp"
+    # a 0/1 flag is drawn as steps (a vertical segment at the change), a measurement as a straight slope
+    flag = line_chart({"flag": [(1, 0.0), (2, 1.0)]})
+    slope = line_chart({"m": [(1, 0.2), (2, 0.7)]})
+    points = [tuple(p.split(",")) for p in re.search(r'polyline points="([^"]+)"', flag).group(1).split()]
+    assert len(points) == 3 and points[1][0] == points[2][0] and points[0][1] == points[1][1]
+    assert len(re.search(r'polyline points="([^"]+)"', slope).group(1).split()) == 2
+    # two series: two colours and a legend; the threshold is drawn between the values it separates
+    both = line_chart({"LRP": [(1, 0.0), (2, 1.0)], "Grad-CAM": [(1, 0.5), (2, 0.5)]}, threshold=0.25)
+    assert len(set(re.findall(r'polyline points="[^"]+" fill="none" stroke="(#[0-9A-F]+)"', both))) == 2
+    assert "LRP</span>" in both and "Grad-CAM</span>" in both
+    y_threshold = float(re.search(r'y1="([\d.]+)" y2="[\d.]+" stroke="#444"', both).group(1))
+    ys = sorted(float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', both))
+    assert ys[0] < y_threshold < ys[-1]
+
+
+chromium = pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")
+
+
+def _foreign_requests(facts: dict, page: Path) -> list[str]:
+    return [u for u in facts["requests"] if u != page.resolve().as_uri() and not u.startswith("data:")]
+
+
+@chromium
+def test_browser_harness_sees_each_broken_rule(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<!doctype html><title>bad</title><p id="verdict-text">v</p><img src="http://127.0.0.1:9/x.png">'
+        '<script>console.error("boom")</script><div style="width:3000px">wide</div>'
+    )
+    facts = inspect_page(bad)
+    assert _foreign_requests(facts, bad) == ["http://127.0.0.1:9/x.png"]
+    assert "boom" in facts["console_errors"]
+    assert facts["images"][0]["width"] == 0
+    assert facts["scrollWidth"] > facts["clientWidth"]
+
+
+@chromium
+def test_report_renders_in_chromium(tb_run):
+    page = tb_run / "report.html"
+    facts = inspect_page(page, width=1280)
+    assert facts["title"].startswith("lit_xai report: ")
+    assert facts["verdict"] and ("Shortcut found" in facts["verdict"] or "No shortcut" in facts["verdict"])
+    assert facts["sections"][:2] == ["Verdict", "Dataset audit"]
+    assert facts["images"], "the report shows no picture"
+    for image in facts["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0 and image["scheme"] == "data"
+        assert image["shown"] <= facts["clientWidth"]
+    assert facts["scrollWidth"] <= facts["clientWidth"], "the page scrolls sideways at 1280 px"
+    assert facts["svgs"] > 0 and facts["scripts"] == 0
+    assert facts["console_errors"] == [] and facts["exceptions"] == []
+    assert _foreign_requests(facts, page) == []
+    # a narrow laptop window (and a phone) still does not overflow
+    narrow = inspect_page(page, width=800)
+    assert narrow["scrollWidth"] <= narrow["clientWidth"]
