@@ -6,8 +6,9 @@ model's sensitivity to it while it trains. :class:`lit_xai.callbacks.ShortcutCor
 training; ``lit-xai correct`` applies the projection to a trained checkpoint (:mod:`lit_xai.correction.posthoc`).
 """
 
+from .augment import equalising_probabilities, insert_artifact
 from .cav import CAV, Pooling, collect_activations, fit_cav, pool, separability
-from .labels import LabelSource, detector_labels, sample_labeled
+from .labels import LabelSource, artifact_rates, detector_labels, sample_labeled
 from .layers import layer_names, resolve_layer
 from .penalties import PenaltyOutput, directional_derivative, rrclarc_penalty, rrr_penalty
 from .projection import ActivationProjection, ProjectedModel, project, projection_hook
@@ -19,8 +20,11 @@ __all__ = [
     "PenaltyOutput",
     "Pooling",
     "ProjectedModel",
+    "artifact_rates",
     "collect_activations",
     "detector_labels",
+    "equalising_probabilities",
+    "insert_artifact",
     "directional_derivative",
     "fit_cav",
     "layer_names",
