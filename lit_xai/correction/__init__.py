@@ -7,7 +7,7 @@ training; ``lit-xai correct`` applies the projection to a trained checkpoint (:m
 """
 
 from .augment import equalising_probabilities, insert_artifact
-from .cav import CAV, Pooling, collect_activations, fit_cav, pool, separability
+from .cav import CAV, Pooling, collect_activations, fit_cav, paired_basis, pool, separability
 from .labels import LabelSource, artifact_rates, detector_labels, sample_labeled
 from .layers import layer_names, resolve_layer
 from .penalties import PenaltyOutput, directional_derivative, rrclarc_penalty, rrr_penalty
@@ -28,6 +28,7 @@ __all__ = [
     "directional_derivative",
     "fit_cav",
     "layer_names",
+    "paired_basis",
     "pool",
     "project",
     "projection_hook",

@@ -111,13 +111,14 @@ class ActivationProjection(nn.Module):
 
     @classmethod
     def from_cav(cls, cav: CAV) -> ActivationProjection:
-        return cls(cav.direction, cav.clean_mean, cav.pooling)
+        return cls(cav.directions if cav.basis is not None else cav.direction, cav.clean_mean, cav.pooling)
 
     def forward(self, activations: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         return project(activations, self.direction, self.clean_mean, self.pooling, gate)
 
     def extra_repr(self) -> str:
-        return f"dim={self.direction.numel()}, pooling={self.pooling!r}"
+        k = 1 if self.direction.ndim == 1 else self.direction.shape[0]
+        return f"dim={self.direction.shape[-1]}, directions={k}, pooling={self.pooling!r}"
 
 
 @contextlib.contextmanager
