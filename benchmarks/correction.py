@@ -2,12 +2,15 @@
 :class:`lit_xai.callbacks.ShortcutCorrection`, and P-ClArC after training.
 
     python benchmarks/correction.py [--config configs/demo.yaml] [--seed 42] [--methods aclarc,rrclarc,rrr]
-                                    [--json out.json]
+        [--pclarc_subspace 1] [--workdir DIR [--resume]] [--epochs 5 --data image_size=64 --data num_train=800]
+        [--json out.json]
 
 Trains the demo's model and data (``configs/demo.yaml``; the monitors are left out so the timing is the correction's
-alone) once without and once with each training-time method, all from the same seed, one after the other, and applies
-P-ClArC post hoc (:class:`lit_xai.correction.ProjectedModel`) to the uncorrected model. All models are the last
-epoch's.
+alone) once without and once with each training-time method, all from the same seed and all at once, each in its own
+process (``--sequential``: one after the other), and applies P-ClArC post hoc
+(:class:`lit_xai.correction.ProjectedModel`) to the uncorrected model. All models are the last epoch's; they are kept
+in ``--workdir``, and ``--resume`` re-evaluates the rows already trained there (their times stay those of their own
+run). ``--epochs`` and ``--data KEY=VALUE`` make a smaller proxy of the demo.
 
 Columns, all on the test split (400 images of the demo):
 
@@ -174,42 +177,69 @@ def main() -> None:
     parser.add_argument("--rrr_weight", type=float, default=10.0)
     parser.add_argument("--max_samples", type=int, default=256, help="images per CAV / rate estimate")
     parser.add_argument("--pclarc_layer", default="net.layer3")
+    parser.add_argument(
+        "--pclarc_subspace", default="1", type=lambda s: [int(k) for k in s.split(",")],
+        help="P-ClArC rows: dimension(s) of the projected artifact subspace, e.g. 1,4",
+    )
     parser.add_argument("--counterfactual", type=int, default=128, help="benign images of the insertion test")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each training")
     parser.add_argument(
         "--sequential", action="store_true", help="train one after the other (default: all at once, same load)"
     )
     parser.add_argument("--workdir", default=None, help="where the trained models go (default: a temporary folder)")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the rows already trained in --workdir (their times stay theirs)"
+    )
     parser.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a child process: train this row only
+    parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs (a smaller proxy)")
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE",
+        help="override a data init_arg, e.g. --data image_size=64 --data num_train=800 (a smaller proxy)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with open(args.config) as fh:
-        config = yaml.safe_load(fh)
-    dm = instantiate_datamodule(args.config)
-    dm.setup("fit")
-    dm.setup("test")
     rows_to_train = ["none", *args.methods]
     corrections(args)  # unknown methods fail before anything trains
-    if args.only is not None:
-        Path(args.json).write_text(json.dumps(run_one(args, config, dm, args.only)))
-        return
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="lit_xai_correction_"))
     workdir.mkdir(parents=True, exist_ok=True)
     args.workdir = str(workdir)
+    with open(args.config) as fh:
+        config = yaml.safe_load(fh)
+    if args.epochs is not None or args.data:
+        if args.epochs is not None:
+            config["trainer"]["max_epochs"] = args.epochs
+        for pair in args.data:
+            key, _, value = pair.partition("=")
+            config["data"]["init_args"][key] = yaml.safe_load(value)
+        if args.only is None:  # the parent writes the proxy's config once; the children read it
+            (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        args.config = str(workdir / "config.yaml")
+    dm = instantiate_datamodule(args.config)
+    dm.setup("fit")
+    dm.setup("test")
+    if args.only is not None:
+        Path(args.json).write_text(json.dumps(run_one(args, config, dm, args.only)))
+        return
     records: dict[str, dict[str, Any]] = {}
-    if args.sequential:
+    if args.resume:
         for method in rows_to_train:
+            if (workdir / f"{method}.pt").exists() and (workdir / f"{method}.json").exists():
+                records[method] = {**json.loads((workdir / f"{method}.json").read_text()), "resumed": True}
+    todo = [m for m in rows_to_train if m not in records]
+    if args.sequential:
+        for method in todo:
             records[method] = run_one(args, config, dm, method)
+            (workdir / f"{method}.json").write_text(json.dumps(records[method]))
     else:
         # every row in its own process, all at once: the machine's load hits them alike, so time_x is fair
-        argv = [a for a in sys.argv[1:]]
+        argv = [a for a in sys.argv[1:] if a != "--resume"]
         children = {
             method: subprocess.Popen(
                 [sys.executable, __file__, *argv, "--workdir", str(workdir), "--only", method,
                  "--json", str(workdir / f"{method}.json")]
             )
-            for method in rows_to_train
+            for method in todo
         }
         for method, child in children.items():
             if child.wait() != 0:
@@ -235,10 +265,15 @@ def main() -> None:
     base = load("none")
     train_ds = dm.dataset("train")
     train_ds.transform = dm.transform(train=False)  # the CAV from un-augmented training images
-    start = time.perf_counter()
-    cav = fit_split_cav(base, train_ds, args.pclarc_layer, "field", max_samples=1024, seed=args.seed)
-    fit_s = time.perf_counter() - start
-    rows[f"P-ClArC post hoc ({args.pclarc_layer})"] = {**figures(ProjectedModel(base, cav)), "train_s": fit_s}
+    for k in args.pclarc_subspace:
+        start = time.perf_counter()
+        cav = fit_split_cav(
+            base, train_ds, args.pclarc_layer, "field", to01=lambda x: dm.denormalize(x).clamp(0, 1), max_samples=1024,
+            seed=args.seed, subspace=k, from01=dm.normalize,
+        )
+        fit_s = time.perf_counter() - start
+        name = f"P-ClArC {args.pclarc_layer.split('.')[-1]}" + (f" k={k}" if k > 1 else "")
+        rows[name] = {**figures(ProjectedModel(base, cav)), "train_s": fit_s, "cav_auc": cav.separability}
     train_ds.transform = dm.transform(train=True)
 
     keys = ["insertion", "removal", "rel_ratio", "acc_clean", "acc_ben_ring", "ins_exact", "train_s", "time_x"]
