@@ -157,8 +157,9 @@ def test_subspace_projection_removes_every_component_exactly(pooling):
 
 
 def test_paired_basis_spans_the_artifact_moves_and_projects_them_out():
-    """The artifact moves each image along one of two directions (a varying artifact): the CAV is their mean, the
-    2-d basis spans both, and projecting it removes every paired move while one direction leaves some."""
+    """The artifact moves each image along one of two directions (a varying artifact): the 2-d basis spans both, and
+    projecting it removes every paired move while one direction leaves some; the class features in the CAV (every
+    artifact image of the fit is class 1) stay out of the basis."""
     from lit_xai.correction import paired_basis
 
     g = torch.Generator().manual_seed(3)
@@ -166,9 +167,13 @@ def test_paired_basis_spans_the_artifact_moves_and_projects_them_out():
     moves = torch.zeros(64, 8)
     moves[::2, 0], moves[1::2, 1] = 3.0, 3.0
     inserted = clean + moves
-    cav = fit_cav(torch.cat([clean, inserted]), torch.arange(128) >= 64, layer="fc")
+    class_feature = torch.zeros(64, 8)
+    class_feature[:, 5] = 2.0  # the artifact images of the CAV fit also differ by a class feature
+    cav = fit_cav(torch.cat([clean, inserted + class_feature]), torch.arange(128) >= 64, layer="fc")
+    assert cav.direction[5].abs() > 0.3
     wide = paired_basis(cav, clean, inserted, 2)
-    assert wide.basis.shape == (2, 8) and torch.equal(wide.basis[0], cav.direction)
+    assert wide.basis.shape == (2, 8) and torch.equal(wide.direction, cav.direction)
+    assert wide.basis[:, 5].abs().max() < 1e-6 and (wide.basis @ moves.mean(0) > 0).all()
     assert torch.allclose(wide.basis @ wide.basis.T, torch.eye(2), atol=1e-5)
     assert torch.allclose(wide.basis[:, :2].norm(dim=0), torch.ones(2), atol=1e-4)  # spans axes 0 and 1
     for k, left in ((1, True), (2, False)):

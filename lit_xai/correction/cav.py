@@ -139,8 +139,8 @@ class CAV:
         shape: the layer's output shape without the batch (needed to apply a ``"flatten"`` CAV).
         shift: length of the artifact's mean shift, ``|mean(artifact) - mean(clean)|``, in pooled activations;
             ``shift * direction`` is how far the artifact moves an average image at this layer.
-        basis: optional ``(k, D)`` orthonormal rows, the first the ``direction``: a subspace of the directions in
-            which the artifact moves the activations (:func:`paired_basis`); P-ClArC then projects all of it out.
+        basis: optional ``(k, D)`` orthonormal rows: a subspace of the directions in which the artifact moves the
+            activations (:func:`paired_basis`); P-ClArC then projects all of it out instead of ``direction``.
     """
 
     direction: torch.Tensor
@@ -236,24 +236,27 @@ def fit_cav(
 
 
 def paired_basis(cav: CAV, clean: torch.Tensor, inserted: torch.Tensor, k: int) -> CAV:
-    """The CAV with a ``k``-dimensional artifact subspace: its direction plus the ``k - 1`` main directions in which
-    inserting the artifact moves the activations *beyond* that direction.
+    """The CAV with a ``k``-dimensional artifact subspace: the ``k`` main directions in which inserting the artifact
+    moves the activations.
 
     An artifact that varies (a ring's radius and offset) does not move every image's activations along one line.
     With the same images before and after the registered inserter drew the artifact, the paired differences
-    ``d_i = a(inserted_i) - a(clean_i)`` show every way it moves them; their component orthogonal to ``direction``
-    is summarised by its top right singular vectors (uncentred: the typical *moves*, not their spread around a mean).
+    ``d_i = a(inserted_i) - a(clean_i)`` show every way it moves them, and nothing else (the images are the same):
+    their top ``k`` right singular vectors (uncentred: the typical *moves*, not their spread around a mean) span the
+    artifact. Unlike the signal-pattern ``direction`` -- fitted on images that differ in more than the artifact (on
+    the demo every ringed training image is a melanoma) -- they carry no class features, so projecting several of
+    them out leaves the clean accuracy alone. Each is signed so that the mean move is positive along it.
 
     Args:
-        cav: the fitted CAV (its ``direction`` stays the first basis vector).
+        cav: the fitted CAV (its ``direction``, ``clean_mean`` and record are kept; ``basis`` is set).
         clean, inserted: pooled activations ``(N, D)`` of the same images without and with the artifact.
-        k: dimension of the subspace (``1``: the CAV unchanged).
+        k: dimension of the subspace.
 
     Example:
         >>> import torch
         >>> cav = CAV(torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3), "fc")
         >>> clean = torch.zeros(8, 3)
-        >>> moves = torch.tensor([[2.0, 1.0, 0.0], [2.0, -1.0, 0.0]]).repeat(4, 1)
+        >>> moves = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(4, 1)
         >>> paired_basis(cav, clean, clean + moves, 2).basis
         tensor([[1., 0., 0.],
                 [0., 1., 0.]])
@@ -265,10 +268,11 @@ def paired_basis(cav: CAV, clean: torch.Tensor, inserted: torch.Tensor, k: int) 
             f"clean and inserted must be the same (N, {cav.direction.numel()}) pooled activations, got "
             f"{tuple(clean.shape)} and {tuple(inserted.shape)}"
         )
-    v = cav.direction.double().cpu()
     d = (inserted.double() - clean.double()).cpu()
-    residual = d - (d @ v)[:, None] * v[None]
-    _, singular, vh = torch.linalg.svd(residual, full_matrices=False)
-    keep = vh[: k - 1][singular[: k - 1] > singular.max().clamp_min(1e-12) * 1e-6] if k > 1 else vh[:0]
-    # the rows of vh with non-zero singular values span the residuals' row space, orthogonal to v: already orthonormal
-    return replace(cav, basis=torch.cat([v[None], keep]).float())
+    _, singular, vh = torch.linalg.svd(d, full_matrices=False)
+    keep = vh[:k][singular[:k] > singular.max().clamp_min(1e-12) * 1e-6]
+    if len(keep) == 0:
+        raise ValueError("inserting the artifact does not change the activations at this layer; choose another layer")
+    sign = torch.sign(keep @ d.mean(0))
+    keep = keep * torch.where(sign == 0, torch.ones_like(sign), sign)[:, None]
+    return replace(cav, basis=keep.float())
