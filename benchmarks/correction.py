@@ -141,13 +141,14 @@ def corrections(args: argparse.Namespace) -> dict[str, tuple[str, ShortcutCorrec
     make = {
         "aclarc": lambda: ShortcutCorrection(method="aclarc", max_samples=args.max_samples, seed=args.seed),
         "rrclarc": lambda: ShortcutCorrection(
-            method="rrclarc", layer=args.layer, weight=args.rrclarc_weight, max_samples=args.max_samples, seed=args.seed
+            method="rrclarc", layer=args.layer, weight=args.rrclarc_weight, max_samples=args.max_samples,
+            seed=args.seed, subspace=args.rrclarc_subspace,
         ),
         "rrr": lambda: ShortcutCorrection(method="rrr", layer=args.layer, weight=args.rrr_weight, seed=args.seed),
     }
     names = {
         "aclarc": "A-ClArC",
-        "rrclarc": f"RR-ClArC l={args.rrclarc_weight:g}",
+        "rrclarc": f"RR-ClArC l={args.rrclarc_weight:g}" + (f" k={k}" if (k := args.rrclarc_subspace) > 1 else ""),
         "rrr": f"RRR l={args.rrr_weight:g}",
     }
     unknown = set(args.methods) - set(make)
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--layer", default="net.layer3", help="RR-ClArC / RRR layer")
     parser.add_argument("--rrclarc_weight", type=float, default=1.0)
     parser.add_argument("--rrr_weight", type=float, default=10.0)
+    parser.add_argument("--rrclarc_subspace", type=int, default=1, help="RR-ClArC along a k-dim paired subspace")
     parser.add_argument("--max_samples", type=int, default=256, help="images per CAV / rate estimate")
     parser.add_argument("--pclarc_layer", default="net.layer3")
     parser.add_argument(

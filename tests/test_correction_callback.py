@@ -301,3 +301,19 @@ def test_aclarc_needs_an_inserter_and_a_value_range(corner_artifact):
         ARTIFACTS.pop("test_no_insert", None)
     with pytest.raises(ValueError, match="normalization"):
         fit(Foreign(), [aclarc(normalization=None)], loader(n=32))
+
+
+def test_rrclarc_subspace_penalises_the_sum_over_its_directions(corner_artifact):
+    """subspace=2: the CAV gets a 2-d paired basis and the penalty is the sum of the squared derivatives along it."""
+    torch.manual_seed(0)
+    module = Foreign()
+    cb = correction(subspace=2, artifact="test_corner", normalization=CORNER_NORMALIZATION)
+    fit(module, [cb], loader(n=64), max_epochs=1)
+    basis = cb.cav.basis
+    assert basis.shape == (2, cb.cav.direction.numel()) and no_hooks(module)
+    assert torch.allclose(basis @ basis.T, torch.eye(2), atol=1e-5)
+    h = torch.randn(4, 8, 8, 8, requires_grad=True)
+    logits = module.model.head(h)
+    both = rrclarc_penalty(h, logits, basis)
+    parts = sum(rrclarc_penalty(h, logits, basis[i]) for i in range(2))
+    assert torch.allclose(both, parts, rtol=1e-5)

@@ -26,7 +26,8 @@ Opt-in: without the callback nothing of this runs. It needs automatic optimisati
 
 Logged once per epoch (step = completed epochs, like the other lit_xai callbacks): ``correction/penalty`` (mean over
 the epoch's batches, before the weight), ``correction/lambda`` and, after each refit, ``correction/cav_auc`` (AUC of the
-CAV scores, artifact vs clean: how well the direction separates the artifact at this layer).
+CAV scores, artifact vs clean: how well the direction separates the artifact at this layer); with ``"aclarc"``
+``correction/inserted`` (share of the epoch's training images that got the artifact drawn in).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ..correction import (
     equalising_probabilities,
     fit_cav,
     insert_artifact,
+    paired_basis,
     resolve_layer,
     rrclarc_penalty,
     rrr_penalty,
@@ -86,6 +88,9 @@ class ShortcutCorrection(Callback):
         normalization: ``(mean, std)`` of the inputs, for the detector and the inserter; default: the datamodule's
             ``denormalize``.
         target_rate: ``"aclarc"``: the artifact rate every class is brought to (default: the highest class rate).
+        subspace: ``"rrclarc"``: penalise the derivative along a ``k``-dimensional artifact subspace (the top paired
+            moves when the registered inserter draws the artifact into the sample's clean images,
+            :func:`lit_xai.correction.paired_basis`; each scaled like the CAV) instead of the one CAV direction.
 
     Example:
         >>> cb = ShortcutCorrection(layer="net.layer3", weight=1.0)
@@ -110,9 +115,12 @@ class ShortcutCorrection(Callback):
         seed: int = 0,
         normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
         target_rate: Optional[float] = None,
+        subspace: int = 1,
     ) -> None:
         if method not in ("rrclarc", "rrr", "aclarc"):
             raise ValueError(f"unknown method {method!r}; choose 'rrclarc', 'rrr' or 'aclarc'")
+        if subspace < 1:
+            raise ValueError(f"subspace must be >= 1, got {subspace}")
         if target_rate is not None and not 0.0 <= target_rate <= 1.0:
             raise ValueError(f"target_rate must be in [0, 1], got {target_rate}")
         if weight < 0:
@@ -140,6 +148,7 @@ class ShortcutCorrection(Callback):
         self.seed = int(seed)
         self.normalization = normalization
         self.target_rate = target_rate
+        self.subspace = int(subspace)
         self.cav: Optional[CAV] = None
         self.probabilities: Optional[torch.Tensor] = None  # A-ClArC: per-class insertion probability
         self.rates: Optional[torch.Tensor] = None  # A-ClArC: the per-class artifact rates it was computed from
@@ -187,7 +196,7 @@ class ShortcutCorrection(Callback):
         self._auc = None
         self._inserted = []
         if self.method == "aclarc":
-            if self.probabilities is None or trainer.current_epoch % self.refit_every_n_epochs == 0:
+            if self.probabilities is None:  # the rates are the dataset's: estimated once (or restored)
                 self.probabilities = self.insertion_probabilities(trainer, pl_module)
             seed = self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank + 7
             self._generator = torch.Generator().manual_seed(seed)
@@ -219,11 +228,34 @@ class ShortcutCorrection(Callback):
             )
             acts = collect_activations(model, self.layer, images, self.pooling)
             shape = _layer_shape(model, self.layer, images[:1])
+            paired = self._paired(model, images[~labels], vr, generator) if self.subspace > 1 else None
         if world > 1:
             device = pl_module.device
-            acts = trainer.strategy.all_gather(acts.to(device)).reshape(-1, acts.shape[1]).cpu()
-            labels = trainer.strategy.all_gather(labels.to(device, torch.float32)).reshape(-1).cpu() > 0.5
-        return fit_cav(acts, labels, layer=self.layer, pooling=self.pooling, shape=shape)
+
+            def gather(t: torch.Tensor) -> torch.Tensor:
+                return trainer.strategy.all_gather(t.to(device)).reshape(-1, *t.shape[1:]).cpu()
+
+            acts = gather(acts)
+            labels = gather(labels.to(torch.float32)) > 0.5
+            paired = tuple(gather(t) for t in paired) if paired is not None else None
+        cav = fit_cav(acts, labels, layer=self.layer, pooling=self.pooling, shape=shape)
+        return paired_basis(cav, *paired, self.subspace) if paired is not None else cav
+
+    def _paired(self, model: torch.nn.Module, clean: torch.Tensor, vr: Any, generator: torch.Generator) -> tuple:
+        """Activations of the clean sample images without and with the artifact drawn in (for the subspace)."""
+        from ..artifacts import get_artifact
+
+        insert = get_artifact(self.artifact).insert
+        if insert is None or vr is None:
+            raise ValueError(
+                f"subspace={self.subspace} needs a registered inserter of {self.artifact!r} and a value range (a "
+                "datamodule with normalize/denormalize, or normalization=(mean, std)); or use subspace=1"
+            )
+        inserted, _ = insert(vr.to01(clean.float()), generator=generator)
+        return (
+            collect_activations(model, self.layer, clean, self.pooling),
+            collect_activations(model, self.layer, vr.from01(inserted), self.pooling),
+        )
 
     def insertion_probabilities(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor:
         """A-ClArC: the per-class artifact rates on a seeded sample (summed over ranks) -> insertion probabilities."""
@@ -348,7 +380,7 @@ class ShortcutCorrection(Callback):
                 penalty = rrclarc_penalty(
                     captured["pair"],
                     captured["logits"],
-                    self.cav.direction * (self.cav.shift if self.penalty_scale == "shift" else 1.0),
+                    self.cav.directions * (self.cav.shift if self.penalty_scale == "shift" else 1.0),
                     self.pooling,
                     self.output,
                     captured.get("targets"),

@@ -1,4 +1,5 @@
-"""Shortcut correction (pure, no Lightning): artifact CAVs, P-ClArC projection, RR-ClArC and RRR penalties.
+"""Shortcut correction (pure, no Lightning): artifact CAVs and subspaces, P-ClArC projection, A-ClArC insertion,
+RR-ClArC and RRR penalties.
 
 The reveal-and-revise loop's *revise* half (Anders et al. 2022; Pahde et al. 2023; Dreyer et al. 2024; Ross et al.
 2017): model the artifact as a direction of a layer's activations, then project it out (no retraining) or penalise the
