@@ -134,6 +134,58 @@ def test_projection_removes_the_cav_component_exactly(pooling):
     assert (out - h).abs().max() > 0.1
 
 
+@pytest.mark.parametrize("pooling", ["flatten", "mean"])
+def test_subspace_projection_removes_every_component_exactly(pooling):
+    """A (k, D) basis: no component left in the subspace (relative to the clean mean), nothing outside it changed."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(16, 6, 3, 3, generator=g)
+    d = 6 if pooling == "mean" else 6 * 9
+    basis = torch.linalg.qr(torch.randn(d, 3, generator=g, dtype=torch.float64))[0].T.float()  # (3, D) orthonormal
+    m = torch.randn(d, generator=g)
+    out = project(h, basis, m, pooling)
+    V, mean = basis.double(), m.double()
+    if pooling == "flatten":
+        comp = (out.flatten(1).double() - mean) @ V.T
+        delta = (out - h).flatten(1).double()
+    else:  # per position: the channel vectors
+        comp = torch.einsum("nchw,kc->nkhw", out.double() - mean[None, :, None, None], V)
+        delta = (out - h).double().permute(0, 2, 3, 1).reshape(-1, d)
+    outside = delta - (delta @ V.T) @ V
+    assert comp.abs().max() < 1e-5 and outside.abs().max() < 1e-5 and delta.abs().max() > 0.1
+    one = project(h, basis[0], m, pooling)  # k = 1 as a (D,) vector and as a (1, D) basis agree
+    assert torch.allclose(one, project(h, basis[:1], m, pooling), atol=1e-6)
+
+
+def test_paired_basis_spans_the_artifact_moves_and_projects_them_out():
+    """The artifact moves each image along one of two directions (a varying artifact): the 2-d basis spans both, and
+    projecting it removes every paired move while one direction leaves some; the class features in the CAV (every
+    artifact image of the fit is class 1) stay out of the basis."""
+    from lit_xai.correction import paired_basis
+
+    g = torch.Generator().manual_seed(3)
+    clean = torch.randn(64, 8, generator=g)
+    moves = torch.zeros(64, 8)
+    moves[::2, 0], moves[1::2, 1] = 3.0, 3.0
+    inserted = clean + moves
+    class_feature = torch.zeros(64, 8)
+    class_feature[:, 5] = 2.0  # the artifact images of the CAV fit also differ by a class feature
+    cav = fit_cav(torch.cat([clean, inserted + class_feature]), torch.arange(128) >= 64, layer="fc")
+    assert cav.direction[5].abs() > 0.3
+    wide = paired_basis(cav, clean, inserted, 2)
+    assert wide.basis.shape == (2, 8) and torch.equal(wide.direction, cav.direction)
+    assert wide.basis[:, 5].abs().max() < 1e-6 and (wide.basis @ moves.mean(0) > 0).all()
+    assert torch.allclose(wide.basis @ wide.basis.T, torch.eye(2), atol=1e-5)
+    assert torch.allclose(wide.basis[:, :2].norm(dim=0), torch.ones(2), atol=1e-4)  # spans axes 0 and 1
+    for k, left in ((1, True), (2, False)):
+        basis = paired_basis(cav, clean, inserted, k).directions
+        gap = project(inserted, basis, cav.clean_mean) - project(clean, basis, cav.clean_mean)
+        assert bool(gap.abs().max() > 1.0) is left
+    restored = type(cav).from_dict(wide.to_dict())
+    assert torch.equal(restored.basis, wide.basis)
+    with pytest.raises(ValueError, match="same"):
+        paired_basis(cav, clean, inserted[:3], 2)
+
+
 def test_projection_hook_is_removed_also_on_error_and_gates():
     model = SmallNet()
     x = torch.rand(6, 3, SIZE, SIZE)

@@ -206,3 +206,114 @@ def test_state_round_trip():
     restored = correction()
     restored.load_state_dict(cb.state_dict())
     assert torch.equal(restored.cav.direction, cb.cav.direction) and restored.history == cb.history
+
+
+# ----------------------------------------------------------------------------------------- A-ClArC
+#: model inputs x <-> images y in [0, 1]: x = (y - 0.25) / 0.25, so the planted data (about -0.1 ... 1.5) is not clipped
+CORNER_NORMALIZATION = ((0.25, 0.25, 0.25), (0.25, 0.25, 0.25))
+
+
+def _insert_corner01(images01: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The planted corner square in [0, 1] space (1.5 in model space)."""
+    out = images01.clone()
+    out[:, :, :4, :4] = (1.5 - (-1.0)) * 0.25  # from01^-1(1.5) = 1.5 * 0.25 + 0.25
+    masks = torch.zeros(images01.shape[0], *images01.shape[-2:], dtype=torch.bool)
+    masks[:, :4, :4] = True
+    return out, masks
+
+
+@pytest.fixture
+def corner_artifact():
+    from lit_xai.artifacts import ARTIFACTS, register_artifact
+
+    register_artifact("test_corner", detect=lambda x: (x[:, :, :4, :4].mean((1, 2, 3)), x.mean(1) > 0.6),
+                      threshold=0.6, insert=_insert_corner01)
+    try:
+        yield "test_corner"
+    finally:
+        ARTIFACTS.pop("test_corner", None)
+
+
+def aclarc(**kw) -> ShortcutCorrection:
+    args = dict(method="aclarc", artifact="test_corner", normalization=CORNER_NORMALIZATION, max_samples=128)
+    args.update(kw)
+    return correction(**args)
+
+
+def test_aclarc_lowers_reliance_on_a_planted_artifact(corner_artifact):
+    """Every class-1 training image carries the corner, no class-0 image does: A-ClArC draws it into the class-0
+    images (rates 0 and 1 -> insertion probabilities 1 and 0), so it stops predicting the label."""
+    test = planted(200, seed=2)
+    models, callbacks = {}, {}
+    for method in ("none", "aclarc"):
+        torch.manual_seed(0)
+        module = Foreign()
+        callbacks[method] = [aclarc()] if method == "aclarc" else []
+        fit(module, callbacks[method], loader(), max_epochs=4)
+        models[method] = module.model
+    assert reliance(models["none"], test) > 0.2
+    assert abs(reliance(models["aclarc"], test)) < 0.25 * reliance(models["none"], test)
+    assert accuracy(models["aclarc"], planted(200, seed=2, artifact_rate=0.0)) > 0.8
+    cb = callbacks["aclarc"][0]
+    assert cb.rates.tolist() == [0.0, 1.0] and cb.probabilities.tolist() == [1.0, 0.0]
+    assert all(abs(h["correction/inserted"] - 0.5) < 1e-6 for h in cb.history)  # every class-0 image, nothing else
+
+
+def test_aclarc_inserts_only_into_artifact_free_images_and_leaves_no_trace(corner_artifact):
+    """The step sees the corner in exactly the chosen images (the others bit-identical); the global RNG, hooks and
+    modes are as without the callback."""
+    seen: list[dict[str, torch.Tensor]] = []
+
+    class Recorder(Foreign):
+        def training_step(self, batch, batch_idx):
+            seen.append({k: v.clone() for k, v in batch.items()})
+            return super().training_step(batch, batch_idx)
+
+    data = planted(64, seed=1, artifact_rate=0.5)
+    cb = aclarc(target_rate=0.75)
+    torch.manual_seed(0)
+    module = Recorder()
+    fit(module, [cb], DataLoader(DictData(data), batch_size=16), max_epochs=1)
+    rng_after = torch.rand(3)
+    torch.manual_seed(0)
+    fit(Recorder(), [], DataLoader(DictData(data), batch_size=16), max_epochs=1)
+    assert torch.equal(rng_after, torch.rand(3))
+    images = torch.cat([b["image"] for b in seen[:4]])
+    flags = torch.cat([b["artifact"] for b in seen[:4]])
+    changed = (images != data["image"]).flatten(1).any(1)
+    assert changed.any() and not (changed & data["artifact"]).any()  # the carriers stay as they were
+    assert torch.equal(flags, data["artifact"] | changed)  # the batch's flags follow the insertions
+    assert torch.allclose(images[changed][:, :, :4, :4], torch.tensor(1.5))  # the corner, in model space
+    assert torch.equal(images[changed][:, :, 4:], data["image"][changed][:, :, 4:])  # nothing else touched
+    assert no_hooks(module) and module.training
+    r1 = float(data["artifact"][data["target"] == 1].float().mean())  # about half of class 1 carries it
+    assert torch.allclose(cb.probabilities, torch.tensor([0.75, (0.75 - r1) / (1 - r1)]))
+
+
+def test_aclarc_needs_an_inserter_and_a_value_range(corner_artifact):
+    from lit_xai.artifacts import ARTIFACTS, register_artifact
+
+    register_artifact("test_no_insert", detect=ARTIFACTS["test_corner"].detect, threshold=0.6)
+    try:
+        with pytest.raises(ValueError, match="inserter"):
+            fit(Foreign(), [aclarc(artifact="test_no_insert")], loader(n=32))
+    finally:
+        ARTIFACTS.pop("test_no_insert", None)
+    with pytest.raises(ValueError, match="normalization"):
+        fit(Foreign(), [aclarc(normalization=None)], loader(n=32))
+
+
+def test_rrclarc_subspace_penalises_the_sum_over_its_directions(corner_artifact):
+    """subspace=2: the CAV gets a 2-d paired basis and the penalty is the sum of the squared derivatives along it."""
+    torch.manual_seed(0)
+    module = Foreign()
+    cb = correction(subspace=2, artifact="test_corner", normalization=CORNER_NORMALIZATION)
+    fit(module, [cb], loader(n=64), max_epochs=1)
+    basis = cb.cav.basis
+    assert basis.shape == (2, cb.cav.direction.numel()) and no_hooks(module)
+    assert torch.allclose(basis @ basis.T, torch.eye(2), atol=1e-5)
+    h = torch.randn(4, 8, 8, 8, requires_grad=True)
+    logits = module.model.head(h)
+    both = rrclarc_penalty(h, logits, basis)
+    parts = sum(rrclarc_penalty(h, logits, basis[i]) for i in range(2))
+    assert torch.allclose(both, parts, rtol=1e-5)

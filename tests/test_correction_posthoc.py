@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 DATA = dict(num_train=96, num_val=16, num_test=32, image_size=32, batch_size=32)
 
 
-def test_correct_command_writes_a_loadable_corrected_checkpoint(tmp_path, capsys):
+@pytest.mark.parametrize("subspace", [1, 3])
+def test_correct_command_writes_a_loadable_corrected_checkpoint(tmp_path, capsys, subspace):
     config = {
         "model": {"class_path": "lit_xai.models.ImageClassifier", "init_args": {"architecture": "tiny_resnet"}},
         "data": {"class_path": "lit_xai.datamodules.SyntheticShortcutDataModule", "init_args": DATA},
@@ -38,13 +39,15 @@ def test_correct_command_writes_a_loadable_corrected_checkpoint(tmp_path, capsys
     out = tmp_path / "corrected.ckpt"
 
     assert tool_main(["correct", "--ckpt", str(ckpt), "--config", str(config_path), "--output", str(out),
-                      "--max_samples", "96"]) == 0
+                      "--max_samples", "96", "--subspace", str(subspace)]) == 0
     printed = capsys.readouterr().out
     report = json.loads(printed.strip().splitlines()[-1])
     for side in ("before", "after"):
         assert {"accuracy", "insertion_shift", "accuracy_inserted", "removal_shift"} <= set(report[side])
     record = torch.load(out, weights_only=False)[CORRECTION_KEY]
     assert record["method"] == "pclarc" and record["cav"]["layer"] == "net.layer3"
+    basis = record["cav"]["basis"]
+    assert basis is None if subspace == 1 else basis.shape == (3, record["cav"]["direction"].numel())
 
     corrected = load_corrected(str(out), ImageClassifier)
     original = ImageClassifier.load_from_checkpoint(str(out), map_location="cpu").eval()  # still loads as before

@@ -1,7 +1,13 @@
-"""``ShortcutCorrection``: unlearn an artifact while training (RR-ClArC / RRR), for any LightningModule.
+"""``ShortcutCorrection``: unlearn an artifact while training (A-ClArC, RR-ClArC or RRR), for any LightningModule.
 
 The callback only schedules and logs; the work is :mod:`lit_xai.correction` (pure):
 
+* **A-ClArC** (``method="aclarc"``, input space): at each epoch's start the artifact's rate in every class is
+  estimated on a seeded, bounded sample of the training set (:func:`lit_xai.correction.artifact_rates`, summed over
+  the DDP ranks); in ``on_train_batch_start`` the registered inserter draws the artifact into artifact-free images of
+  the batch with the per-class probability that gives every class the same rate
+  (:func:`lit_xai.correction.equalising_probabilities`), in place, before the training step reads the batch. The
+  artifact then no longer predicts the label. Costs one inserter call per batch; no CAV, no extra backward.
 * **CAV refit** (every ``refit_every_n_epochs`` epochs, at the epoch's start): a seeded, bounded sample of the
   training set (``max_samples`` in all, split over the DDP ranks and gathered with the strategy's ``all_gather``),
   its activations at ``layer`` in eval mode, artifact labels from the items' ``artifact`` field, a registered
@@ -20,7 +26,8 @@ Opt-in: without the callback nothing of this runs. It needs automatic optimisati
 
 Logged once per epoch (step = completed epochs, like the other lit_xai callbacks): ``correction/penalty`` (mean over
 the epoch's batches, before the weight), ``correction/lambda`` and, after each refit, ``correction/cav_auc`` (AUC of the
-CAV scores, artifact vs clean: how well the direction separates the artifact at this layer).
+CAV scores, artifact vs clean: how well the direction separates the artifact at this layer); with ``"aclarc"``
+``correction/inserted`` (share of the epoch's training images that got the artifact drawn in).
 """
 
 from __future__ import annotations
@@ -34,8 +41,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from ..contracts import explained_module, read_item, split_batch, split_dataset, value_range
 from ..correction import (
     CAV,
+    artifact_rates,
     collect_activations,
+    equalising_probabilities,
     fit_cav,
+    insert_artifact,
+    paired_basis,
     resolve_layer,
     rrclarc_penalty,
     rrr_penalty,
@@ -48,15 +59,17 @@ __all__ = ["ShortcutCorrection"]
 
 
 class ShortcutCorrection(Callback):
-    """Penalise the model's use of an artifact during training: RR-ClArC (default) or RRR.
+    """Unlearn an artifact during training: A-ClArC (augment), RR-ClArC (default; CAV penalty) or RRR (mask penalty).
 
     Args:
         layer: dotted name of the layer whose activations carry the CAV, relative to the module that returns logits
             (``pl_module``, or ``module_attr``). ``None``: the architecture's Grad-CAM layer for a
             :class:`lit_xai.models.ImageClassifier` (``net.<layer>``).
-        weight: lambda, the penalty's weight in the loss.
-        method: ``"rrclarc"`` (gradient along the CAV at ``layer``) or ``"rrr"`` (input gradient inside the artifact
-            mask; needs an ``artifact_mask`` batch field or ``labels="detector"``, which uses the detector's masks).
+        weight: lambda, the penalty's weight in the loss (not used by ``"aclarc"``).
+        method: ``"rrclarc"`` (gradient along the CAV at ``layer``), ``"rrr"`` (input gradient inside the artifact
+            mask; needs an ``artifact_mask`` batch field or ``labels="detector"``, which uses the detector's masks) or
+            ``"aclarc"`` (insert the artifact into artifact-free training images until every class carries it at the
+            same rate; needs a registered inserter and a datamodule that can denormalize, or ``normalization``).
         artifact: the registered artifact (:func:`lit_xai.artifacts.get_artifact`) for ``labels="detector"``.
         labels: ``"field"`` (items' ``artifact`` flag), ``"detector"``, or the training-set indices that carry it.
         pooling: CAV space: ``"flatten"`` (spatial, default) or ``"mean"`` (channels).
@@ -72,7 +85,12 @@ class ShortcutCorrection(Callback):
             co-occurs with), so it does not also contain that class's features; ``None``: all classes.
         module_attr: attribute of the LightningModule that maps images to logits (``None``: the module itself).
         seed: seed of the CAV samples (with the epoch and the rank).
-        normalization: ``(mean, std)`` of the inputs, for the detector; default: the datamodule's ``denormalize``.
+        normalization: ``(mean, std)`` of the inputs, for the detector and the inserter; default: the datamodule's
+            ``denormalize``.
+        target_rate: ``"aclarc"``: the artifact rate every class is brought to (default: the highest class rate).
+        subspace: ``"rrclarc"``: penalise the derivative along a ``k``-dimensional artifact subspace (the top paired
+            moves when the registered inserter draws the artifact into the sample's clean images,
+            :func:`lit_xai.correction.paired_basis`; each scaled like the CAV) instead of the one CAV direction.
 
     Example:
         >>> cb = ShortcutCorrection(layer="net.layer3", weight=1.0)
@@ -84,7 +102,7 @@ class ShortcutCorrection(Callback):
         self,
         layer: Optional[str] = None,
         weight: float = 1.0,
-        method: Literal["rrclarc", "rrr"] = "rrclarc",
+        method: Literal["rrclarc", "rrr", "aclarc"] = "rrclarc",
         artifact: str = "ring",
         labels: Union[Literal["field", "detector"], list[int]] = "field",
         pooling: Literal["flatten", "mean"] = "flatten",
@@ -96,9 +114,15 @@ class ShortcutCorrection(Callback):
         module_attr: Optional[str] = None,
         seed: int = 0,
         normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
+        target_rate: Optional[float] = None,
+        subspace: int = 1,
     ) -> None:
-        if method not in ("rrclarc", "rrr"):
-            raise ValueError(f"unknown method {method!r}; choose 'rrclarc' or 'rrr'")
+        if method not in ("rrclarc", "rrr", "aclarc"):
+            raise ValueError(f"unknown method {method!r}; choose 'rrclarc', 'rrr' or 'aclarc'")
+        if subspace < 1:
+            raise ValueError(f"subspace must be >= 1, got {subspace}")
+        if target_rate is not None and not 0.0 <= target_rate <= 1.0:
+            raise ValueError(f"target_rate must be in [0, 1], got {target_rate}")
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         if refit_every_n_epochs < 1 or max_samples < 4:
@@ -123,7 +147,13 @@ class ShortcutCorrection(Callback):
         self.module_attr = module_attr
         self.seed = int(seed)
         self.normalization = normalization
+        self.target_rate = target_rate
+        self.subspace = int(subspace)
         self.cav: Optional[CAV] = None
+        self.probabilities: Optional[torch.Tensor] = None  # A-ClArC: per-class insertion probability
+        self.rates: Optional[torch.Tensor] = None  # A-ClArC: the per-class artifact rates it was computed from
+        self._inserted: list[tuple[int, int]] = []
+        self._generator: Optional[torch.Generator] = None
         self.history: list[dict[str, float]] = []
         self._handles: list[Any] = []
         self._captured: dict[str, Any] = {}
@@ -164,6 +194,13 @@ class ShortcutCorrection(Callback):
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._penalties = []
         self._auc = None
+        self._inserted = []
+        if self.method == "aclarc":
+            if self.probabilities is None:  # the rates are the dataset's: estimated once (or restored)
+                self.probabilities = self.insertion_probabilities(trainer, pl_module)
+            seed = self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank + 7
+            self._generator = torch.Generator().manual_seed(seed)
+            return
         if self.cav is not None and trainer.current_epoch % self.refit_every_n_epochs != 0:
             return
         try:
@@ -191,15 +228,103 @@ class ShortcutCorrection(Callback):
             )
             acts = collect_activations(model, self.layer, images, self.pooling)
             shape = _layer_shape(model, self.layer, images[:1])
+            paired = self._paired(model, images[~labels], vr, generator) if self.subspace > 1 else None
         if world > 1:
             device = pl_module.device
-            acts = trainer.strategy.all_gather(acts.to(device)).reshape(-1, acts.shape[1]).cpu()
-            labels = trainer.strategy.all_gather(labels.to(device, torch.float32)).reshape(-1).cpu() > 0.5
-        return fit_cav(acts, labels, layer=self.layer, pooling=self.pooling, shape=shape)
+
+            def gather(t: torch.Tensor) -> torch.Tensor:
+                return trainer.strategy.all_gather(t.to(device)).reshape(-1, *t.shape[1:]).cpu()
+
+            acts = gather(acts)
+            labels = gather(labels.to(torch.float32)) > 0.5
+            paired = tuple(gather(t) for t in paired) if paired is not None else None
+        cav = fit_cav(acts, labels, layer=self.layer, pooling=self.pooling, shape=shape)
+        return paired_basis(cav, *paired, self.subspace) if paired is not None else cav
+
+    def _paired(self, model: torch.nn.Module, clean: torch.Tensor, vr: Any, generator: torch.Generator) -> tuple:
+        """Activations of the clean sample images without and with the artifact drawn in (for the subspace)."""
+        from ..artifacts import get_artifact
+
+        insert = get_artifact(self.artifact).insert
+        if insert is None or vr is None:
+            raise ValueError(
+                f"subspace={self.subspace} needs a registered inserter of {self.artifact!r} and a value range (a "
+                "datamodule with normalize/denormalize, or normalization=(mean, std)); or use subspace=1"
+            )
+        inserted, _ = insert(vr.to01(clean.float()), generator=generator)
+        return (
+            collect_activations(model, self.layer, clean, self.pooling),
+            collect_activations(model, self.layer, vr.from01(inserted), self.pooling),
+        )
+
+    def insertion_probabilities(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor:
+        """A-ClArC: the per-class artifact rates on a seeded sample (summed over ranks) -> insertion probabilities."""
+        dataset = split_dataset(getattr(trainer, "datamodule", None), "train", trainer)
+        world, rank = max(1, trainer.world_size), trainer.global_rank
+        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + rank)
+        with preserve_rng():
+            rates, counts = artifact_rates(
+                dataset,
+                max(2, self.max_samples // world),
+                source=self.labels,
+                artifact=self.artifact,
+                to01=vr.to01 if vr is not None else None,
+                generator=generator,
+                num_classes=getattr(pl_module, "num_classes", None),
+            )
+        if world > 1:
+            hits = trainer.strategy.reduce((rates * counts).to(pl_module.device), reduce_op="sum").cpu()
+            counts = trainer.strategy.reduce(counts.to(pl_module.device, torch.float32), reduce_op="sum").cpu()
+            rates = hits / counts.clamp_min(1)
+        self.rates = rates
+        return equalising_probabilities(rates, self.target_rate)
+
+    def _augment(self, trainer: Trainer, batch: Any) -> None:
+        """A-ClArC: draw the artifact into the batch's artifact-free images in place (the step then trains on them)."""
+        if self.probabilities is None:
+            return
+        item = read_item(batch)
+        image, targets = item["image"], item["target"]
+        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+        if vr is None:
+            raise ValueError(
+                "method='aclarc' inserts the artifact in [0, 1] image space: use a datamodule with "
+                "normalize/denormalize or give normalization=(mean, std)"
+            )
+        k = self.probabilities.numel()
+        if targets.ndim != 1 or targets.is_floating_point():
+            raise ValueError("method='aclarc' needs class-index targets (N,); multi-label batches are not supported")
+        with torch.no_grad():
+            images01 = vr.to01(image.detach().float())
+            flags = item.get("artifact") if self.labels == "field" and isinstance(batch, dict) else None
+            if flags is None:
+                from ..artifacts import get_artifact
+
+                art = get_artifact(self.artifact)
+                scores, _ = art.detect(images01)
+                flags = scores >= art.threshold
+            probabilities = self.probabilities
+            if int(targets.max()) >= k:
+                probabilities = torch.cat([probabilities, probabilities.new_zeros(int(targets.max()) + 1 - k)])
+            out, chosen = insert_artifact(
+                images01, targets, torch.as_tensor(flags).bool(), probabilities, self.artifact, self._generator
+            )
+            if chosen.any():
+                index = chosen.nonzero().view(-1).to(image.device)
+                rows = index.to(out.device)
+                drawn = out[rows] != images01[rows]  # only the drawn pixels change (no round trip elsewhere)
+                image[index] = torch.where(drawn.to(image.device), vr.from01(out[rows]).to(image.dtype), image[index])
+                if isinstance(batch, dict) and isinstance(batch.get("artifact"), torch.Tensor):
+                    batch["artifact"][index.to(batch["artifact"].device)] = True
+        self._inserted.append((int(chosen.sum()), int(chosen.numel())))
 
     # ------------------------------------------------------------------------------------------------ penalty
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         self._remove_hooks()
+        if self.method == "aclarc":
+            self._augment(trainer, batch)
+            return
         if self.cav is None:
             return
         model = explained_module(pl_module, self.module_attr)
@@ -255,7 +380,7 @@ class ShortcutCorrection(Callback):
                 penalty = rrclarc_penalty(
                     captured["pair"],
                     captured["logits"],
-                    self.cav.direction * (self.cav.shift if self.penalty_scale == "shift" else 1.0),
+                    self.cav.directions * (self.cav.shift if self.penalty_scale == "shift" else 1.0),
                     self.pooling,
                     self.output,
                     captured.get("targets"),
@@ -283,7 +408,10 @@ class ShortcutCorrection(Callback):
         self._captured = {}
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        scalars: dict[str, float] = {"correction/lambda": self.weight}
+        scalars: dict[str, float] = {} if self.method == "aclarc" else {"correction/lambda": self.weight}
+        if self._inserted:
+            inserted, seen = (sum(column) for column in zip(*self._inserted))
+            scalars["correction/inserted"] = inserted / max(1, seen)
         if self._penalties:
             scalars["correction/penalty"] = float(torch.stack(self._penalties).float().mean())
         if self._auc is not None:
@@ -307,12 +435,19 @@ class ShortcutCorrection(Callback):
 
     # ------------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {"cav": self.cav.to_dict() if self.cav is not None else None, "history": list(self.history)}
+        probabilities = self.probabilities.tolist() if self.probabilities is not None else None
+        return {
+            "cav": self.cav.to_dict() if self.cav is not None else None,
+            "history": list(self.history),
+            "probabilities": probabilities,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         record = state_dict.get("cav")
         self.cav = CAV.from_dict(record) if record is not None else None
         self.history = list(state_dict.get("history", []))
+        probabilities = state_dict.get("probabilities")
+        self.probabilities = torch.tensor(probabilities) if probabilities is not None else None
 
 
 def _layer_shape(model: torch.nn.Module, layer: str, image: torch.Tensor) -> tuple[int, ...]:

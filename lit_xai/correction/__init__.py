@@ -1,4 +1,5 @@
-"""Shortcut correction (pure, no Lightning): artifact CAVs, P-ClArC projection, RR-ClArC and RRR penalties.
+"""Shortcut correction (pure, no Lightning): artifact CAVs and subspaces, P-ClArC projection, A-ClArC insertion,
+RR-ClArC and RRR penalties.
 
 The reveal-and-revise loop's *revise* half (Anders et al. 2022; Pahde et al. 2023; Dreyer et al. 2024; Ross et al.
 2017): model the artifact as a direction of a layer's activations, then project it out (no retraining) or penalise the
@@ -6,8 +7,9 @@ model's sensitivity to it while it trains. :class:`lit_xai.callbacks.ShortcutCor
 training; ``lit-xai correct`` applies the projection to a trained checkpoint (:mod:`lit_xai.correction.posthoc`).
 """
 
-from .cav import CAV, Pooling, collect_activations, fit_cav, pool, separability
-from .labels import LabelSource, detector_labels, sample_labeled
+from .augment import equalising_probabilities, insert_artifact
+from .cav import CAV, Pooling, collect_activations, fit_cav, paired_basis, pool, separability
+from .labels import LabelSource, artifact_rates, detector_labels, sample_labeled
 from .layers import layer_names, resolve_layer
 from .penalties import PenaltyOutput, directional_derivative, rrclarc_penalty, rrr_penalty
 from .projection import ActivationProjection, ProjectedModel, project, projection_hook
@@ -19,11 +21,15 @@ __all__ = [
     "PenaltyOutput",
     "Pooling",
     "ProjectedModel",
+    "artifact_rates",
     "collect_activations",
     "detector_labels",
+    "equalising_probabilities",
+    "insert_artifact",
     "directional_derivative",
     "fit_cav",
     "layer_names",
+    "paired_basis",
     "pool",
     "project",
     "projection_hook",

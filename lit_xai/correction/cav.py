@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal, Optional
 
 import torch
 from scipy import stats
@@ -41,7 +41,7 @@ from torch import nn
 
 from .layers import resolve_layer
 
-__all__ = ["CAV", "Pooling", "collect_activations", "fit_cav", "pool", "separability"]
+__all__ = ["CAV", "Pooling", "collect_activations", "fit_cav", "paired_basis", "pool", "separability"]
 
 Pooling = Literal["flatten", "mean"]
 
@@ -139,6 +139,8 @@ class CAV:
         shape: the layer's output shape without the batch (needed to apply a ``"flatten"`` CAV).
         shift: length of the artifact's mean shift, ``|mean(artifact) - mean(clean)|``, in pooled activations;
             ``shift * direction`` is how far the artifact moves an average image at this layer.
+        basis: optional ``(k, D)`` orthonormal rows: a subspace of the directions in which the artifact moves the
+            activations (:func:`paired_basis`); P-ClArC then projects all of it out instead of ``direction``.
     """
 
     direction: torch.Tensor
@@ -149,6 +151,12 @@ class CAV:
     counts: tuple[int, int] = (0, 0)
     shape: tuple[int, ...] = field(default_factory=tuple)
     shift: float = float("nan")
+    basis: Optional[torch.Tensor] = None
+
+    @property
+    def directions(self) -> torch.Tensor:
+        """``(k, D)``: the :attr:`basis`, or the direction alone (``k = 1``)."""
+        return self.basis if self.basis is not None else self.direction[None]
 
     def scores(self, activations: torch.Tensor) -> torch.Tensor:
         """``(a - clean_mean) . direction`` of pooled ``(N, D)``: the component along the CAV from the clean mean."""
@@ -166,6 +174,7 @@ class CAV:
             "counts": tuple(int(c) for c in self.counts),
             "shape": tuple(int(s) for s in self.shape),
             "shift": float(self.shift),
+            "basis": self.basis.detach().cpu() if self.basis is not None else None,
         }
 
     @classmethod
@@ -180,6 +189,7 @@ class CAV:
             counts=tuple(record.get("counts", (0, 0))),
             shape=tuple(record.get("shape", ())),
             shift=float(record.get("shift", float("nan"))),
+            basis=record.get("basis"),
         )
 
 
@@ -223,3 +233,46 @@ def fit_cav(
     cav = CAV(direction, clean_mean, layer, pooling, counts=(n_art, n_clean), shape=tuple(shape), shift=shift)
     cav.separability = separability(cav.scores(a.float()), t)
     return cav
+
+
+def paired_basis(cav: CAV, clean: torch.Tensor, inserted: torch.Tensor, k: int) -> CAV:
+    """The CAV with a ``k``-dimensional artifact subspace: the ``k`` main directions in which inserting the artifact
+    moves the activations.
+
+    An artifact that varies (a ring's radius and offset) does not move every image's activations along one line.
+    With the same images before and after the registered inserter drew the artifact, the paired differences
+    ``d_i = a(inserted_i) - a(clean_i)`` show every way it moves them, and nothing else (the images are the same):
+    their top ``k`` right singular vectors (uncentred: the typical *moves*, not their spread around a mean) span the
+    artifact. Unlike the signal-pattern ``direction`` -- fitted on images that differ in more than the artifact (on
+    the demo every ringed training image is a melanoma) -- they carry no class features, so projecting several of
+    them out leaves the clean accuracy alone. Each is signed so that the mean move is positive along it.
+
+    Args:
+        cav: the fitted CAV (its ``direction``, ``clean_mean`` and record are kept; ``basis`` is set).
+        clean, inserted: pooled activations ``(N, D)`` of the same images without and with the artifact.
+        k: dimension of the subspace.
+
+    Example:
+        >>> import torch
+        >>> cav = CAV(torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3), "fc")
+        >>> clean = torch.zeros(8, 3)
+        >>> moves = torch.tensor([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(4, 1)
+        >>> paired_basis(cav, clean, clean + moves, 2).basis
+        tensor([[1., 0., 0.],
+                [0., 1., 0.]])
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if clean.shape != inserted.shape or clean.ndim != 2 or clean.shape[1] != cav.direction.numel():
+        raise ValueError(
+            f"clean and inserted must be the same (N, {cav.direction.numel()}) pooled activations, got "
+            f"{tuple(clean.shape)} and {tuple(inserted.shape)}"
+        )
+    d = (inserted.double() - clean.double()).cpu()
+    _, singular, vh = torch.linalg.svd(d, full_matrices=False)
+    keep = vh[:k][singular[:k] > singular.max().clamp_min(1e-12) * 1e-6]
+    if len(keep) == 0:
+        raise ValueError("inserting the artifact does not change the activations at this layer; choose another layer")
+    sign = torch.sign(keep @ d.mean(0))
+    keep = keep * torch.where(sign == 0, torch.ones_like(sign), sign)[:, None]
+    return replace(cav, basis=keep.float())

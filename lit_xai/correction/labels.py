@@ -26,7 +26,7 @@ import torch
 from ..artifacts import get_artifact
 from ..contracts import read_item
 
-__all__ = ["LabelSource", "detector_labels", "sample_labeled"]
+__all__ = ["LabelSource", "artifact_rates", "detector_labels", "sample_labeled"]
 
 #: ``"field"``, ``"detector"`` or the indices of the items with the artifact
 LabelSource = Union[str, Sequence[int]]
@@ -114,3 +114,64 @@ def sample_labeled(
     else:
         label_tensor = torch.tensor(labels, dtype=torch.bool)
     return stacked, label_tensor, torch.tensor(taken, dtype=torch.long)
+
+
+def artifact_rates(
+    dataset: Any,
+    max_samples: int,
+    source: LabelSource = "field",
+    artifact: str = "ring",
+    to01: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    generator: Optional[torch.Generator] = None,
+    num_classes: Optional[int] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The artifact's rate in each class, on a seeded sample of at most ``max_samples`` items.
+
+    Labels as :func:`sample_labeled` (``"field"``, ``"detector"`` or an index list; with an index list every item is
+    counted, since the list says exactly which items carry it).
+
+    Returns:
+        ``(rates (K,), counts (K,))``: the fraction of each class's sampled items with the artifact, and how many items
+        of the class were sampled (a class that was not sampled has rate 0 and count 0).
+
+    Example:
+        >>> import torch
+        >>> data = [{"image": torch.zeros(3, 4, 4), "target": i % 2, "artifact": i % 4 == 1} for i in range(8)]
+        >>> rates, counts = artifact_rates(data, 8)
+        >>> rates.tolist(), counts.tolist()
+        ([0.0, 0.5], [4, 4])
+    """
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset is empty; no artifact rates to estimate")
+    marked = None if isinstance(source, str) else {int(i) for i in source}
+    if isinstance(source, str) and source not in ("field", "detector"):
+        raise ValueError(f"unknown label source {source!r}; use 'field', 'detector' or a list of indices")
+    order = torch.arange(n) if marked is not None else torch.randperm(n, generator=generator)[:max_samples]
+    targets, flags, images = [], [], []
+    for i in order.tolist():
+        item = read_item(dataset[i])
+        targets.append(int(item["target"]))
+        if marked is not None:
+            flags.append(i in marked)
+        elif source == "field":
+            if "artifact" not in item:
+                raise ValueError(
+                    "the dataset's items have no 'artifact' field; use labels='detector' (a registered detector) or "
+                    "pass the indices of the items with the artifact"
+                )
+            flags.append(bool(item["artifact"]))
+        else:
+            images.append(torch.as_tensor(item["image"]).float())
+    if source == "detector" and marked is None:
+        if to01 is None:
+            raise ValueError(
+                "labels='detector' needs to map model inputs to [0, 1]: use a datamodule with normalize/denormalize "
+                "or give normalization=(mean, std)"
+            )
+        flags = detector_labels(to01(torch.stack(images)), artifact).tolist()
+    t = torch.tensor(targets, dtype=torch.long)
+    k = max(int(t.max()) + 1, int(num_classes or 0))
+    counts = torch.bincount(t, minlength=k)
+    hits = torch.bincount(t, weights=torch.tensor(flags, dtype=torch.float32), minlength=k)
+    return hits / counts.clamp_min(1), counts

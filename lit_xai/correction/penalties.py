@@ -36,21 +36,25 @@ PenaltyOutput = Literal["all", "true", "pred"]
 
 
 def directional_derivative(gradient: torch.Tensor, direction: torch.Tensor, pooling: str = "flatten") -> torch.Tensor:
-    """``(N,)`` derivative of the output along the CAV from its gradient ``(N, ...)`` at the layer.
+    """``(N,)`` derivative of the output along the CAV from its gradient ``(N, ...)`` at the layer (``(N, k)`` for a
+    ``(k, D)`` subspace ``direction``).
 
     ``"flatten"``: ``g . v`` over all values. ``"mean"`` on ``(N, C, H, W)``: the derivative for shifting every position
     along ``v`` at once, ``sum_{y,x} g[:, :, y, x] . v`` (the direction a mean-pooled CAV describes).
     """
     g = gradient.float()
     v = direction.to(g)
+    basis = v.reshape(-1, v.shape[-1])
     if pooling == "mean" and g.ndim == 4:
-        return (g * v[None, :, None, None]).sum((1, 2, 3))
-    flat = g.flatten(1)
-    if flat.shape[1] != v.numel():
-        raise ValueError(
-            f"the CAV has {v.numel()} dimensions but the layer gives {flat.shape[1]} per sample; refit the CAV"
-        )
-    return flat @ v
+        out = torch.einsum("nchw,kc->nk", g, basis)
+    else:
+        flat = g.flatten(1)
+        if flat.shape[1] != basis.shape[1]:
+            raise ValueError(
+                f"the CAV has {basis.shape[1]} dimensions but the layer gives {flat.shape[1]} per sample; refit the CAV"
+            )
+        out = flat @ basis.T
+    return out[:, 0] if v.ndim == 1 else out
 
 
 def rrclarc_penalty(
@@ -66,7 +70,8 @@ def rrclarc_penalty(
     Args:
         activations: the layer's output ``h`` in the graph that produced ``logits``.
         logits: ``(N, K)`` model outputs computed from ``activations``.
-        direction: the CAV ``(D,)`` (pooled space of ``pooling``; unit, or scaled to the artifact shift).
+        direction: the CAV ``(D,)`` (pooled space of ``pooling``; unit, or scaled to the artifact shift), or ``(k, D)``
+            subspace rows (the squared derivatives along them are summed).
         output: ``"all"`` (mean over the K logits), ``"true"`` (needs ``targets``) or ``"pred"``.
         targets: ``(N,)`` class indices for ``output="true"``.
 
@@ -90,7 +95,8 @@ def rrclarc_penalty(
     total = logits.new_zeros((), dtype=torch.float32)
     for objective in objectives:
         (gradient,) = torch.autograd.grad(objective, activations, create_graph=True, retain_graph=True)
-        total = total + directional_derivative(gradient, direction, pooling).pow(2).mean()
+        derivative = directional_derivative(gradient, direction, pooling)
+        total = total + derivative.pow(2).reshape(len(derivative), -1).sum(1).mean()  # summed over a subspace
     return total / len(objectives)
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..artifacts import get_artifact
 from ..artifacts.reliance import paired_shift, predict_proba, removal_shift
 from ..contracts import read_item
-from .cav import CAV, Pooling, collect_activations, fit_cav
+from .cav import CAV, Pooling, collect_activations, fit_cav, paired_basis
 from .labels import LabelSource, sample_labeled
 from .projection import ProjectedModel
 
@@ -115,9 +115,16 @@ def fit_split_cav(
     max_samples: int = 1024,
     seed: int = 0,
     within_class: Optional[int] = None,
+    subspace: int = 1,
+    from01: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> CAV:
     """The signal-pattern CAV of ``model`` at ``layer`` on a seeded sample of ``dataset`` (see
-    :func:`lit_xai.correction.sample_labeled` for the label sources)."""
+    :func:`lit_xai.correction.sample_labeled` for the label sources).
+
+    With ``subspace = k > 1`` the CAV also gets a ``k``-dimensional artifact subspace
+    (:func:`lit_xai.correction.paired_basis`): the sample's clean images before and after the registered inserter
+    of ``artifact`` drew it (needs ``to01`` and ``from01``, model inputs <-> [0, 1]).
+    """
     images, labels, _ = sample_labeled(
         dataset, max_samples, source, artifact, to01, torch.Generator().manual_seed(seed), within_class
     )
@@ -130,7 +137,20 @@ def fit_split_cav(
         collect_activations(model, layer, images[:1], pooling)
     finally:
         handle.remove()
-    return fit_cav(acts, labels, layer=layer, pooling=pooling, shape=shapes[0])
+    cav = fit_cav(acts, labels, layer=layer, pooling=pooling, shape=shapes[0])
+    if subspace > 1:
+        insert = get_artifact(artifact).insert
+        if insert is None or to01 is None or from01 is None:
+            raise ValueError(
+                f"subspace={subspace} needs a registered inserter of {artifact!r} and to01/from01 (model inputs <-> "
+                "[0, 1]); or use subspace=1"
+            )
+        clean = images[~labels.bool()]
+        inserted, _ = insert(to01(clean), torch.Generator().manual_seed(seed + 1))
+        cav = paired_basis(
+            cav, acts[~labels.bool()], collect_activations(model, layer, from01(inserted), pooling), subspace
+        )
+    return cav
 
 
 def save_corrected(checkpoint_in: str, checkpoint_out: str, cav: CAV, method: str = "pclarc", **info: Any) -> None:
@@ -193,6 +213,9 @@ def correct_main(argv: list[str]) -> int:
     parser.add_argument("--target_class", type=int, default=1, help="the class the artifact predicts")
     parser.add_argument("--max_samples", type=int, default=1024, help="training images for the CAV")
     parser.add_argument("--cav_class", type=int, default=None, help="fit the CAV within this class only")
+    parser.add_argument(
+        "--subspace", type=int, default=1, help="project a k-dim artifact subspace (paired inserter differences)"
+    )
     parser.add_argument("--eval_split", default="test", choices=["val", "test"])
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
@@ -219,6 +242,8 @@ def correct_main(argv: list[str]) -> int:
         opts.max_samples,
         opts.seed,
         opts.cav_class,
+        opts.subspace,
+        datamodule.normalize,
     )
     datamodule.setup("test" if opts.eval_split == "test" else "fit")
     evaluation = datamodule.dataset(opts.eval_split)

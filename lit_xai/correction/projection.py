@@ -48,9 +48,14 @@ def project(
 ) -> torch.Tensor:
     """Remove the component along the unit ``direction`` relative to ``clean_mean``: ``h - v (v . (h - m))``.
 
+    With a ``(k, D)`` ``direction`` of orthonormal rows (a subspace, e.g. :attr:`CAV.basis`), every component in the
+    subspace is removed: ``h - V^T V (h - m)``.
+
     Args:
         activations: a layer's output ``(N, ...)``.
-        direction, clean_mean: ``(D,)`` in the pooled space of ``pooling`` (see :func:`lit_xai.correction.pool`).
+        direction: ``(D,)`` unit vector or ``(k, D)`` orthonormal rows, in the pooled space of ``pooling`` (see
+            :func:`lit_xai.correction.pool`).
+        clean_mean: ``(D,)``.
         pooling: ``"flatten"`` (``D`` = all values of one sample) or ``"mean"`` (``D = C``, applied per position).
         gate: optional ``(N,)`` bool; only these samples are projected, the others pass unchanged.
 
@@ -59,20 +64,24 @@ def project(
         >>> v = torch.tensor([1.0, 0.0]); m = torch.tensor([5.0, 0.0])
         >>> project(torch.tensor([[1.0, 2.0]]), v, m)
         tensor([[5., 2.]])
+        >>> project(torch.tensor([[1.0, 2.0]]), torch.eye(2), m)
+        tensor([[5., 0.]])
     """
     h = activations
     v, m = direction.to(h), clean_mean.to(h)
+    basis = v.reshape(-1, v.shape[-1])  # (k, D)
     if pooling == "mean" and h.ndim == 4:
-        v4, m4 = v[None, :, None, None], m[None, :, None, None]
-        out = h - v4 * ((h - m4) * v4).sum(1, keepdim=True)
+        centred = h - m[None, :, None, None]
+        coeff = torch.einsum("nchw,kc->nkhw", centred, basis)
+        out = h - torch.einsum("nkhw,kc->nchw", coeff, basis)
     elif pooling in ("flatten", "mean"):
         flat = h.flatten(1)
-        if flat.shape[1] != v.numel():
+        if flat.shape[1] != basis.shape[1]:
             raise ValueError(
-                f"the CAV has {v.numel()} dimensions but the layer gives {flat.shape[1]} per sample "
+                f"the CAV has {basis.shape[1]} dimensions but the layer gives {flat.shape[1]} per sample "
                 f"(output {tuple(h.shape)}); refit the CAV on this layer and input size"
             )
-        out = (flat - v * ((flat - m) @ v)[:, None]).view_as(h)
+        out = (flat - ((flat - m) @ basis.T) @ basis).view_as(h)
     else:
         raise ValueError(f"unknown pooling {pooling!r}; choose 'flatten' or 'mean'")
     if gate is not None:
@@ -102,13 +111,14 @@ class ActivationProjection(nn.Module):
 
     @classmethod
     def from_cav(cls, cav: CAV) -> ActivationProjection:
-        return cls(cav.direction, cav.clean_mean, cav.pooling)
+        return cls(cav.directions if cav.basis is not None else cav.direction, cav.clean_mean, cav.pooling)
 
     def forward(self, activations: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         return project(activations, self.direction, self.clean_mean, self.pooling, gate)
 
     def extra_repr(self) -> str:
-        return f"dim={self.direction.numel()}, pooling={self.pooling!r}"
+        k = 1 if self.direction.ndim == 1 else self.direction.shape[0]
+        return f"dim={self.direction.shape[-1]}, directions={k}, pooling={self.pooling!r}"
 
 
 @contextlib.contextmanager
