@@ -178,5 +178,7 @@ def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8
         e["ring"] = found[0] if found else None
     out["max_score"] = max((e["max_score"] for e in out["epochs"].values()), default=0.0)
     out["seconds"] = seconds
+    out["candidates"] = list(monitor.candidates)
+    out["ring_ids"] = sorted(int(i) for i in ring_ids)
     out["clustered"] = monitor.candidates[0]["clustered"] if monitor.candidates else ""
     return out

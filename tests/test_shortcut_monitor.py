@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact
+from lit_xai.artifacts import ARTIFACTS, SUSPICIOUS_THRESHOLD_CONCEPTS, AlertRule, register_artifact
 from lit_xai.callbacks import ModelSpec, ShortcutBudget, ShortcutMonitor
 from lit_xai.callbacks.shortcut_monitor import Discovery
 from lit_xai.datamodules import SyntheticShortcutDataModule
@@ -311,7 +311,7 @@ def test_discovery_lists_candidates_of_maps_and_concepts_in_the_report(shortcut_
     pool_ids = set(mon._pool.ids)
     for c in mon.candidates:
         assert c["class"] in names and c["size"] == len(c["members"]) and set(c["members"]) <= pool_ids
-        assert c["suspicious"] == (c["score"] >= mon.discovery.threshold)
+        assert c["threshold"] == SUSPICIOUS_THRESHOLD_CONCEPTS and c["suspicious"] == (c["score"] >= c["threshold"])
         assert "CRP" in c["clustered"] and "concept relevances" in c["clustered"]  # the concepts beside the maps
     for epoch in {c["epoch"] for c in mon.candidates}:
         for name in names:

@@ -32,7 +32,7 @@ from ..artifacts.audit import (
     report_from_counts,
     to_jsonable,
 )
-from ..artifacts.discovery import SUSPICIOUS_THRESHOLD
+from ..artifacts.discovery import default_threshold
 from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
 from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
 from ..probes import select_probes
@@ -97,7 +97,8 @@ class Discovery:
         every_n_epochs: run at every N-th measured epoch (and the last); 0 = off.
         top_k: candidates kept per class.
         max_per_class: explanations clustered per class (seeded subset; bounds the cost).
-        threshold: score above which a candidate is suspicious (default measured in ``benchmarks/discovery.py``).
+        threshold: score above which a candidate is suspicious; None = the default of what is clustered
+            (:func:`lit_xai.artifacts.default_threshold`, measured in ``benchmarks/discovery.py``).
         concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
             draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
             class's maps look at the image border too (bright corners speak for benign), so that cluster does not
@@ -112,7 +113,7 @@ class Discovery:
     every_n_epochs: int = 2
     top_k: int = 3
     max_per_class: int = 128
-    threshold: float = SUSPICIOUS_THRESHOLD
+    threshold: Optional[float] = None
     concepts: bool = True
 
     def __post_init__(self) -> None:
@@ -389,6 +390,7 @@ class ShortcutMonitor(MonitorBase):
         heat = self.explainer(module, pool.inputs[rows], pool.labels[rows])
         labels = pool.labels[rows]
         concepts, view = self._concepts(module, pool.inputs[rows], labels) if setting.concepts else (None, "")
+        threshold = default_threshold(concepts is not None) if setting.threshold is None else setting.threshold
         found = discover_candidates(
             heat,
             labels,
@@ -397,12 +399,15 @@ class ShortcutMonitor(MonitorBase):
             roi_masks=None if pool.roi_masks is None else pool.roi_masks[rows],
             max_per_class=setting.max_per_class,
             top_k=setting.top_k,
-            threshold=setting.threshold,
+            threshold=threshold,
             seed=self.budget.seed,
         )
         seconds = time.perf_counter() - start
         view = f"each class's {self.explainer.describe()} maps" + (f" and {view} concept relevances" if view else "")
-        return {"candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds, "view": view}
+        return {
+            "candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds, "view": view,
+            "threshold": threshold,
+        }  # fmt: skip
 
     def _concepts(
         self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
@@ -461,7 +466,10 @@ class ShortcutMonitor(MonitorBase):
             names = self.contract.class_names
             for c in found["candidates"]:
                 self.candidates.append(
-                    {"epoch": epoch, **c.to_dict(), "class": names[c.class_index], "clustered": found["view"]}
+                    {
+                        "epoch": epoch, **c.to_dict(), "class": names[c.class_index], "clustered": found["view"],
+                        "threshold": found["threshold"],
+                    }  # fmt: skip
                 )
         return entries
 
@@ -511,12 +519,12 @@ class ShortcutMonitor(MonitorBase):
                     found["heat"],
                     labels=found["labels"],
                     class_names=self.contract.class_names,
-                    threshold=self.discovery.threshold,
+                    threshold=found["threshold"],
                     method=self.explainer.describe(),
                 )
                 caption = (
                     f"epoch {epoch}: {len(suspicious)} of {len(found['candidates'])} candidates score above "
-                    f"{self.discovery.threshold:g} (clusters of {found['view']}; no detector used)"
+                    f"{found['threshold']:g} (clusters of {found['view']}; no detector used)"
                 )
                 outputs[f"{self.tag}/candidates"] = Picture(torch.from_numpy(picture).permute(2, 0, 1), caption)
         outputs[f"{self.tag}/time_s"] = result["seconds"]
