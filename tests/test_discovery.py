@@ -301,4 +301,4 @@ def test_demo_ring_is_the_top_melanoma_candidate_of_the_monitor(tmp_path) -> Non
         assert top[1] >= 0.8, (epoch, e)  # the first melanoma candidate is made of ring images at every epoch
         if epoch >= 3:  # measured: recall 0.82-0.97, score 2.1-3.6; at epoch 1 half the ring images (recall 0.53)
             assert top[2] >= 0.6 and top[3] >= SUSPICIOUS_THRESHOLD_CONCEPTS, (epoch, e)
-    assert clean["max_score"] < SUSPICIOUS_THRESHOLD_CONCEPTS, clean["epochs"]  # measured max 0.82
+    assert clean["max_score"] < SUSPICIOUS_THRESHOLD_CONCEPTS, clean["epochs"]  # measured max 0.75
