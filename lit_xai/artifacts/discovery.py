@@ -24,9 +24,9 @@ Recipe, per class:
 
    * ``distinct``: how much the cluster's mean looks somewhere new, measured on the maps when given (whatever was
      clustered: *where* the group looks), else on the features. The statistic is the log ratio of the mass the
-     cluster's mean puts where it exceeds the rest of the class's mean to the mass the rest puts there (SpRAy's
-     focus ratio, :func:`~lit_xai.artifacts.artifact_cluster`, looked only where the cluster puts half its mass: an
-     artifact that draws less relevance than the object, as the demo's ring, was diluted by the object there). The
+     cluster's mean puts where it exceeds the rest of the class's mean to the mass the rest puts there. (SpRAy's
+     focus ratio, :func:`~lit_xai.artifacts.artifact_cluster`, looks only where the cluster puts half its mass: an
+     artifact that draws less relevance than the object, as the demo's ring, is diluted by the object there.) The
      95th percentile of the same statistic on ``null_draws`` same-size random subsets of the class is subtracted
      (small groups have noisy means) and the excess is weighted by ``sqrt(size / n)``: a large consistent group
      outranks a tiny homogeneous corner of it, and the term does not grow with the number of explanations
@@ -90,7 +90,7 @@ __all__ = [
 ]
 
 #: default score above which a candidate is called suspicious when the maps (or features) alone are clustered
-#: (``benchmarks/discovery.py``: no clean run reaches it; the tags of every run exceed it)
+#: (``benchmarks/discovery.py``: no clean run reaches it; the square and text tags of every run exceed it)
 SUSPICIOUS_THRESHOLD: float = 1.25
 #: the same with concept relevances beside the maps: classes use different concepts, so nearly every cluster is
 #: label-specific (specificity ~1, the factor ``2 * specificity`` ~2) and clean runs score higher (max 1.57 measured)
