@@ -18,6 +18,8 @@ time of one measurement for 10 classes x 256 maps (64 px) and the cost of the ca
 Run:
     python benchmarks/discovery.py                 # 5 seeds, about 3 min on one quiet core
     python benchmarks/discovery.py --seeds 0 1     # quicker
+    python benchmarks/discovery.py --cache /tmp/d  # keep the explanations; a second run only re-scores
+    python benchmarks/discovery.py --demo          # the demo's monitor with and without the ring (slow)
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _discovery_data import lrp_maps, shapes_dataset, train_tiny  # noqa: E402
+from _discovery_data import concept_relevances, demo_discovery, lrp_maps, shapes_dataset, train_tiny  # noqa: E402
 
 from lit_xai.artifacts import (  # noqa: E402
-    SUSPICIOUS_THRESHOLD,
     artifact_cluster,
+    default_threshold,
     discover_candidates,
     relevance_in_mask,
     spray,
@@ -46,7 +48,7 @@ from lit_xai.artifacts import (  # noqa: E402
 TAGGED = 1
 
 
-Maps = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # heatmaps, labels, flags, artifact masks
+Maps = tuple[torch.Tensor, ...]  # heatmaps, labels, flags, artifact masks, positive CRP concept relevances
 
 
 def _shapes(kind: str, seed: int, artifact: bool) -> Maps:
@@ -55,12 +57,12 @@ def _shapes(kind: str, seed: int, artifact: bool) -> Maps:
     x, y, _, _ = shapes_dataset(tag=tag, seed=seed, class_sizes=sizes)
     net = train_tiny(x, y, seed=seed)
     xt, yt, ft, mt = shapes_dataset(tag=tag, seed=1000 + seed, class_sizes=sizes)
-    return lrp_maps(net, xt, yt), yt, ft, mt
+    return lrp_maps(net, xt, yt), yt, ft, mt, concept_relevances(net, xt, yt)
 
 
 def _ring(seed: int, artifact: bool) -> Maps:
     from lit_xai.datamodules import SyntheticShortcutDataModule
-    from lit_xai.explainers import LRP
+    from lit_xai.explainers import CRP, LRP
     from lit_xai.models.architectures import build_architecture
 
     def tensors(split: str, n: int) -> tuple[torch.Tensor, ...]:
@@ -93,11 +95,21 @@ def _ring(seed: int, artifact: bool) -> Maps:
             opt.step()
     net.eval()
     xv, yv, fv, mv = tensors("val", 192)
-    return LRP()(net, xv, yv), yv, fv, mv
+    return LRP()(net, xv, yv), yv, fv, mv, CRP().concept_relevances(net, xv, yv).clamp_min(0)
+
+
+CACHE: Path | None = None  # --cache: the trained models' explanations kept on disk, a rerun only re-scores
 
 
 def _maps(kind: str, seed: int, artifact: bool) -> Maps:
-    return _ring(seed, artifact) if kind == "ring" else _shapes(kind, seed, artifact)
+    path = None if CACHE is None else CACHE / f"{kind}-{seed}-{int(artifact)}.pt"
+    if path is not None and path.exists():
+        return torch.load(path)
+    maps = _ring(seed, artifact) if kind == "ring" else _shapes(kind, seed, artifact)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(maps, path)
+    return maps
 
 
 def _pr(rows: list[int] | np.ndarray, flags: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -105,19 +117,14 @@ def _pr(rows: list[int] | np.ndarray, flags: torch.Tensor, labels: torch.Tensor)
     return float(hit.float().mean()), float(hit.sum()) / max(1, int((flags & (labels == TAGGED)).sum()))
 
 
-def run_one(kind: str, seed: int) -> dict[str, float]:
-    heat, y, flags, masks = _maps(kind, seed, artifact=True)
+def run_one(kind: str, seed: int) -> dict[str, dict[str, float]]:
+    """One trained model with and one without the artifact; the result of each view: ``"maps"`` (LRP maps alone)
+    and ``"maps+concepts"`` (the maps beside the positive CRP concept relevances, as the monitor clusters)."""
+    heat, y, flags, masks, feats = _maps(kind, seed, artifact=True)
+    clean_heat, clean_y, _, _, clean_feats = _maps(kind, seed, artifact=False)
     # does the model look at the artifact at all? |R| on it per area share (1 = no preference); nothing
     # explanation-based can find an artifact the explanations do not show
     visible = float(torch.nanmean(relevance_in_mask(heat[flags].abs(), masks[flags])))
-    t0 = time.perf_counter()
-    cands = discover_candidates(heat, y, top_k=3, seed=seed)
-    seconds = time.perf_counter() - t0
-    tagged = [c for c in cands if c.class_index == TAGGED]
-    scored = [(c, *_pr(c.rows, flags, y)) for c in tagged]
-    pure = [s for s in scored if s[1] >= 0.8]
-    best = max(pure, key=lambda s: s[2]) if pure else max(scored, key=lambda s: s[1])
-    others = max((c.score for c in cands if c.class_index != TAGGED), default=0.0)
     # plain SpRAy on the class, for comparison
     members = (y == TAGGED).nonzero().flatten()
     res = spray(heat[members], n_neighbors=min(10, len(members) - 1), seed=seed)
@@ -125,20 +132,29 @@ def run_one(kind: str, seed: int) -> dict[str, float]:
     sp_p, sp_r = (0.0, 0.0)
     if found.flagged and found.cluster is not None:
         sp_p, sp_r = _pr(members[torch.as_tensor(res.labels == found.cluster)].tolist(), flags, y)
-    clean_heat, clean_y, _, _ = _maps(kind, seed, artifact=False)
-    clean = discover_candidates(clean_heat, clean_y, top_k=3, seed=seed)
-    return {
-        "visible": visible,
-        "rank": best[0].rank + 1,
-        "purity": best[1],
-        "recall": best[2],
-        "score": best[0].score,
-        "other_classes_max": others,
-        "clean_max": max((c.score for c in clean), default=0.0),
-        "spray_purity": sp_p,
-        "spray_recall": sp_r,
-        "seconds": seconds,
-    }
+    out = {}
+    for view, f, clean_f in (("maps", None, None), ("maps+concepts", feats, clean_feats)):
+        t0 = time.perf_counter()
+        cands = discover_candidates(heat, y, top_k=3, seed=seed, features=f)
+        seconds = time.perf_counter() - t0
+        tagged = [c for c in cands if c.class_index == TAGGED]
+        scored = [(c, *_pr(c.rows, flags, y)) for c in tagged]
+        pure = [s for s in scored if s[1] >= 0.8]
+        best = max(pure, key=lambda s: s[2]) if pure else max(scored, key=lambda s: s[1])
+        clean = discover_candidates(clean_heat, clean_y, top_k=3, seed=seed, features=clean_f)
+        out[view] = {
+            "visible": visible,
+            "rank": best[0].rank + 1,
+            "purity": best[1],
+            "recall": best[2],
+            "score": best[0].score,
+            "other_classes_max": max((c.score for c in cands if c.class_index != TAGGED), default=0.0),
+            "clean_max": max((c.score for c in clean), default=0.0),
+            "spray_purity": sp_p,
+            "spray_recall": sp_r,
+            "seconds": seconds,
+        }
+    return out
 
 
 def time_measurement(classes: int = 10, per_class: int = 256, size: int = 64, repeats: int = 3) -> float:
@@ -158,9 +174,11 @@ def time_measurement(classes: int = 10, per_class: int = 256, size: int = 64, re
     return statistics.median(times)
 
 
-def _table_row(kind: str, rows: list[dict[str, float]]) -> str:
+def _table_row(kind: str, view: str, rows: list[dict[str, float]]) -> str:
+    threshold = default_threshold(view == "maps+concepts")
+
     def ok(r: dict[str, float]) -> bool:
-        return r["purity"] >= 0.8 and r["recall"] >= 0.6 and r["score"] >= SUSPICIOUS_THRESHOLD
+        return r["purity"] >= 0.8 and r["recall"] >= 0.6 and r["score"] >= threshold
 
     def span(key: str) -> str:
         v = [r[key] for r in rows]
@@ -168,13 +186,27 @@ def _table_row(kind: str, rows: list[dict[str, float]]) -> str:
 
     visible = [r for r in rows if r["visible"] >= 2.0]
     found = f"{sum(map(ok, rows))}/{len(rows)} ({sum(map(ok, visible))}/{len(visible)})"
-    alarms = sum(r["clean_max"] >= SUSPICIOUS_THRESHOLD for r in rows)
+    alarms = sum(r["clean_max"] >= threshold for r in rows)
     spray_pr = " / ".join(f"{statistics.mean(r[k] for r in rows):.2f}" for k in ("spray_purity", "spray_recall"))
     return (
-        f"| {kind} | {len(rows)} | {span('visible')} | {found} | {span('rank')} | {span('purity')} | "
-        f"{span('recall')} | {span('score')} | {span('other_classes_max')} | {span('clean_max')} | "
+        f"| {kind} | {view} (≥ {threshold:g}) | {len(rows)} | {span('visible')} | {found} | {span('rank')} | "
+        f"{span('purity')} | {span('recall')} | {span('score')} | {span('other_classes_max')} | {span('clean_max')} | "
         f"{alarms}/{len(rows)} | {spray_pr} | {statistics.mean(r['seconds'] for r in rows):.2f} |"
     )
+
+
+def demo(root: str) -> None:
+    """The demo's monitor (96 px, 8 epochs) with the ring and without (control): the melanoma candidates."""
+    for fraction in (0.3, 0.0):
+        t0 = time.perf_counter()
+        res = demo_discovery(fraction, root)
+        print(f"demo, ring in {fraction:.0%} of melanomas ({res['ring_images']} ring melanomas in the pool), "
+              f"clustered: {res['clustered']}; {time.perf_counter() - t0:.0f} s")
+        for epoch, e in sorted(res["epochs"].items()):
+            mel = "; ".join(f"#{r + 1}: pur {p:.2f} rec {q:.2f} score {s:.2f}" for r, p, q, s in e["melanoma"])
+            ring = "ring: none" if e["ring"] is None else f"ring = candidate #{e['ring'][0] + 1}"
+            print(f"  epoch {epoch}: {ring}; max score {e['max_score']:.2f}; melanoma {mel}", flush=True)
+        print(f"  discovery seconds per measurement: {', '.join(f'{s:.1f}' for s in res['seconds'])}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,19 +214,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--kinds", nargs="+", default=["square", "text", "square-imbal", "ring"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--demo", action="store_true", help="only the demo's monitor, with and without the ring")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the explanations here; a rerun re-scores")
     args = parser.parse_args(argv)
+    global CACHE
+    CACHE = args.cache
     torch.set_num_threads(args.threads)
-    print(f"threshold {SUSPICIOUS_THRESHOLD}; best of the tagged class's top-3; clean = same data without artifact")
+    if args.demo:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as root:
+            demo(root)
+        return
+    print("best of the tagged class's top-3; clean = same data without artifact; thresholds by view")
     header = (
-        "| artifact | seeds | R on artifact (x area) | found: pur>=0.8, rec>=0.6, score>=thr (of runs with R >= 2x) | "
+        "| artifact | clustered | seeds | R on artifact (x area) | "
+        "found: pur>=0.8, rec>=0.6, score>=thr (of runs with R >= 2x) | "
         "rank | purity | recall | score | other classes max | clean max | clean >= thr | "
         "SpRAy flagged pur / rec | s per run |"
     )
     print(header)
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
     for kind in args.kinds:
-        rows = [run_one(kind, s) for s in args.seeds]
-        print(_table_row(kind, rows), flush=True)
+        runs = [run_one(kind, s) for s in args.seeds]
+        for view in runs[0]:
+            print(_table_row(kind, view, [r[view] for r in runs]), flush=True)
     for classes, per_class in ((10, 256), (10, 2048)):
         print(
             f"time per measurement, {classes} classes x {per_class} maps (64 px, cap 256 per class, "

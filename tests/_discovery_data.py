@@ -112,6 +112,73 @@ def lrp_maps(net: nn.Module, images01: torch.Tensor, labels: torch.Tensor) -> to
     return torch.cat([lrp(net, images01[i : i + 64] - 0.5, labels[i : i + 64]) for i in range(0, len(labels), 64)])
 
 
+def concept_relevances(net: nn.Module, images01: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Positive CRP concept relevances ``(N, C)`` of the network's profile concept layer, as the monitor clusters."""
+    from lit_xai.explainers import CRP
+
+    return CRP().concept_relevances(net, images01 - 0.5, labels).clamp_min(0)
+
+
 def accuracy(net: nn.Module, images01: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         return float((net(images01 - 0.5).argmax(1) == labels).float().mean())
+
+
+def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8) -> dict:
+    """The demo (``configs/demo.yaml``: ``tiny_resnet`` on the 96 px synthetic data, seed 42) with its
+    ``ShortcutMonitor`` and default discovery, the ring in ``ring_fraction_melanoma`` of the melanomas; then the
+    monitor's candidates scored with the ground-truth ring flags (used only here).
+
+    Returns ``{"epochs": {epoch: {...}}, "clean_max": ..., "seconds": [...]}``: per discovery epoch the melanoma
+    candidates' ``(rank, purity, recall, score)``, the best ring candidate (the first with purity >= 0.8 and recall
+    >= 0.6 of the pool's ring melanomas) and the largest score of any candidate; ``seconds`` per measurement.
+    """
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lit_xai.callbacks import ShortcutBudget, ShortcutMonitor
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+    from lit_xai.models import ImageClassifier
+
+    seed_everything(42)
+    dm = SyntheticShortcutDataModule(
+        num_train=1600, num_val=400, num_test=400, image_size=96, batch_size=64, ring_fraction_benign=0.0,
+        ring_fraction_melanoma=ring_fraction_melanoma,
+    )  # fmt: skip
+    model = ImageClassifier("tiny_resnet", num_classes=2, class_names=list(dm.class_names), lr=3e-3)
+    monitor = ShortcutMonitor(detectors=["ring"], budget=ShortcutBudget(audit_max_samples=800, pool_size=256))
+    trainer = Trainer(
+        max_epochs=max_epochs, accelerator="cpu", devices=1, log_every_n_steps=10, enable_model_summary=False,
+        enable_progress_bar=False, logger=TensorBoardLogger(root, name="demo"), default_root_dir=root,
+        callbacks=[monitor],
+    )  # fmt: skip
+    seconds: list[float] = []
+    discover = monitor._discover
+
+    def timed(module: nn.Module, epoch: int) -> dict:
+        found = discover(module, epoch)
+        seconds.append(found["seconds"])
+        return found
+
+    monitor._discover = timed  # type: ignore[method-assign]
+    trainer.fit(model, dm)
+    pool = monitor._pool
+    ring = {int(i): bool(dm.dataset("val")[int(i)]["artifact"]) for i in pool.ids}
+    melanoma = dm.class_names[1]
+    ring_ids = {i for i, lab in zip(pool.ids, pool.labels.tolist()) if lab == 1 and ring[int(i)]}
+    out: dict = {"epochs": {}, "ring_images": len(ring_ids)}
+    for c in monitor.candidates:
+        e = out["epochs"].setdefault(c["epoch"], {"melanoma": [], "max_score": 0.0})
+        e["max_score"] = max(e["max_score"], c["score"])
+        if c["class"] == melanoma:
+            hits = sum(int(m) in ring_ids for m in c["members"])
+            e["melanoma"].append((c["rank"], hits / c["size"], hits / max(1, len(ring_ids)), c["score"]))
+    for e in out["epochs"].values():
+        found = [m for m in e["melanoma"] if m[1] >= 0.8 and m[2] >= 0.6]
+        e["ring"] = found[0] if found else None
+    out["max_score"] = max((e["max_score"] for e in out["epochs"].values()), default=0.0)
+    out["seconds"] = seconds
+    out["candidates"] = list(monitor.candidates)
+    out["ring_ids"] = sorted(int(i) for i in ring_ids)
+    out["clustered"] = monitor.candidates[0]["clustered"] if monitor.candidates else ""
+    return out

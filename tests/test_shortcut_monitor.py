@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_xai.artifacts import ARTIFACTS, AlertRule, register_artifact
+from lit_xai.artifacts import ARTIFACTS, SUSPICIOUS_THRESHOLD_CONCEPTS, AlertRule, register_artifact
 from lit_xai.callbacks import ModelSpec, ShortcutBudget, ShortcutMonitor
 from lit_xai.callbacks.shortcut_monitor import Discovery
 from lit_xai.datamodules import SyntheticShortcutDataModule
@@ -300,3 +301,33 @@ def test_second_fit_reads_the_audit_from_the_cache_and_generated_data_never_does
     # no file names, no identity: an in-memory dataset is audited afresh (a hash of a few items could collide)
     memory = foreign_data().dataset
     assert fit("c", memory)["from_cache"] is False and fit("d", memory)["from_cache"] is False
+
+
+def test_discovery_lists_candidates_of_maps_and_concepts_in_the_report(shortcut_run):
+    mon, trainer = shortcut_run
+    names = mon.contract.class_names
+    assert mon.candidates, "discovery ran at the scheduled epochs"
+    assert {c["epoch"] for c in mon.candidates} == {e for e in range(EPOCHS) if mon.discovery.due(e, EPOCHS)}
+    pool_ids = set(mon._pool.ids)
+    for c in mon.candidates:
+        assert c["class"] in names and c["size"] == len(c["members"]) and set(c["members"]) <= pool_ids
+        assert c["threshold"] == SUSPICIOUS_THRESHOLD_CONCEPTS and c["suspicious"] == (c["score"] >= c["threshold"])
+        assert "CRP" in c["clustered"] and "concept relevances" in c["clustered"]  # the concepts beside the maps
+    for epoch in {c["epoch"] for c in mon.candidates}:
+        for name in names:
+            group = [c for c in mon.candidates if c["epoch"] == epoch and c["class"] == name]
+            assert [c["rank"] for c in group] == list(range(len(group))) and len(group) <= mon.discovery.top_k
+            assert [c["score"] for c in group] == sorted((c["score"] for c in group), reverse=True)
+    report = json.loads((Path(trainer.log_dir) / "shortcut_report.json").read_text())
+    assert report["candidates"] == mon.candidates
+
+
+def test_discovery_falls_back_to_the_maps_where_crp_does_not_apply():
+    mon = ShortcutMonitor(verbose=False)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))  # no concept layer
+    with pytest.warns(UserWarning, match="maps alone"):
+        assert mon._concepts(net, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])) == (None, "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once, not at every discovery epoch
+        assert mon._concepts(net, torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])) == (None, "")
+    assert Discovery(concepts=False).concepts is False

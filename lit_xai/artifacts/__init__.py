@@ -14,7 +14,14 @@ from .detectors import (
     register_detector,
     relative_darkness,
 )
-from .discovery import SUSPICIOUS_THRESHOLD, Candidate, discover_candidates, explanation_features
+from .discovery import (
+    SUSPICIOUS_THRESHOLD,
+    SUSPICIOUS_THRESHOLD_CONCEPTS,
+    Candidate,
+    default_threshold,
+    discover_candidates,
+    explanation_features,
+)
 from .inserters import MARKER_COLORS, insert_dark_corners, insert_marker, insert_ring, remove_ring, ring_mask
 from .monitoring import AlertRule, ReliancePool, measure_reliance
 from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
@@ -79,10 +86,12 @@ __all__ = [
     "spray",
     "spray_features",
     "SUSPICIOUS_THRESHOLD",
+    "SUSPICIOUS_THRESHOLD_CONCEPTS",
     "Candidate",
     "CandidateArtifact",
     "candidate_artifact",
     "candidate_masks",
+    "default_threshold",
     "discover_candidates",
     "explanation_features",
     "insert_burnt_text",

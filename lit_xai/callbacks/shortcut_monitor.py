@@ -31,9 +31,9 @@ from ..artifacts.audit import (
     report_from_counts,
     to_jsonable,
 )
-from ..artifacts.discovery import SUSPICIOUS_THRESHOLD
+from ..artifacts.discovery import default_threshold
 from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
-from ..explainers import Explainer, build_explainer
+from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
 from ..visualization import explanation_grid
 from ._shards import read_shared
 from .base import MonitorBase, due
@@ -89,14 +89,21 @@ class ShortcutBudget:
 @dataclass
 class Discovery:
     """Label-free discovery of suspicious explanation clusters in the :class:`ShortcutMonitor` (YAML: a mapping):
-    artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's LRP maps of the
-    validation pool (:func:`lit_xai.artifacts.discover_candidates`).
+    artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's explanations of
+    the validation pool (:func:`lit_xai.artifacts.discover_candidates`): its LRP maps (*where* the model looks) side
+    by side with the positive CRP concept relevances of the profile's concept layer (*what* it uses there).
 
     Args:
         every_n_epochs: run at every N-th measured epoch (and the last); 0 = off.
         top_k: candidates kept per class.
         max_per_class: explanations clustered per class (seeded subset; bounds the cost).
-        threshold: score above which a candidate is suspicious (default measured in ``benchmarks/discovery.py``).
+        threshold: score above which a candidate is suspicious; None = the default of what is clustered
+            (:func:`lit_xai.artifacts.default_threshold`, measured in ``benchmarks/discovery.py``).
+        concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
+            draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
+            class's maps look at the image border too (bright corners speak for benign), so that cluster does not
+            predict the label; the concepts behind the two differ. Off, or where CRP does not apply (no concept
+            layer in the model's explanation profile; a warning says so), the maps alone are clustered.
 
     Example:
         >>> Discovery(every_n_epochs=0).every_n_epochs
@@ -106,7 +113,8 @@ class Discovery:
     every_n_epochs: int = 2
     top_k: int = 3
     max_per_class: int = 128
-    threshold: float = SUSPICIOUS_THRESHOLD
+    threshold: Optional[float] = None
+    concepts: bool = True
 
     def __post_init__(self) -> None:
         if self.every_n_epochs < 0 or self.top_k < 1 or self.max_per_class < 8:
@@ -182,6 +190,7 @@ class ShortcutMonitor(MonitorBase):
         self.explainer = build_explainer(explainer)
         self.discovery = discovery if discovery is not None else Discovery()
         self.candidates: list[dict[str, Any]] = []
+        self._concepts_warned = False
         self._max_epochs: Optional[int] = None
         self.report_name = "shortcut_report.json"
         self.alerts: list[dict[str, Any]] = []
@@ -378,18 +387,40 @@ class ShortcutMonitor(MonitorBase):
         rows = (pool.labels >= 0).nonzero().flatten()
         heat = self.explainer(module, pool.inputs[rows], pool.labels[rows])
         labels = pool.labels[rows]
+        concepts, view = self._concepts(module, pool.inputs[rows], labels) if setting.concepts else (None, "")
+        threshold = default_threshold(concepts is not None) if setting.threshold is None else setting.threshold
         found = discover_candidates(
             heat,
             labels,
             [pool.ids[int(r)] for r in rows],
+            features=concepts,
             roi_masks=None if pool.roi_masks is None else pool.roi_masks[rows],
             max_per_class=setting.max_per_class,
             top_k=setting.top_k,
-            threshold=setting.threshold,
+            threshold=threshold,
             seed=self.budget.seed,
         )
         seconds = time.perf_counter() - start
-        return {"candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds}
+        view = f"each class's {self.explainer.describe()} maps" + (f" and {view} concept relevances" if view else "")
+        return {
+            "candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds, "view": view,
+            "threshold": threshold,
+        }  # fmt: skip
+
+    def _concepts(
+        self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[Optional[torch.Tensor], str]:
+        """Positive CRP concept relevances ``(N, C)`` of the profile's concept layer and its description, or
+        ``(None, "")`` (with one warning) where CRP does not apply to the model."""
+        crp = CRP()
+        try:
+            view = f"CRP {crp.layer_for(module)}"
+            return crp.concept_relevances(module, inputs, labels).clamp_min(0), view
+        except (ExplainerNotApplicable, ValueError) as err:
+            if not self._concepts_warned:
+                self._concepts_warned = True
+                rank_zero_warn(f"ShortcutMonitor discovery clusters the maps alone: no concept relevances ({err})")
+            return None, ""
 
     def _measure_roi(self, contract: ModelContract, module: torch.nn.Module) -> dict[str, tuple[float, int]]:
         """Share of positive relevance outside the region of interest, per class (datasets with ``roi_mask``)."""
@@ -432,7 +463,12 @@ class ShortcutMonitor(MonitorBase):
         if found is not None:
             names = self.contract.class_names
             for c in found["candidates"]:
-                self.candidates.append({"epoch": epoch, **c.to_dict(), "class": names[c.class_index]})
+                self.candidates.append(
+                    {
+                        "epoch": epoch, **c.to_dict(), "class": names[c.class_index], "clustered": found["view"],
+                        "threshold": found["threshold"],
+                    }  # fmt: skip
+                )
         return entries
 
     def _alert(
@@ -481,12 +517,12 @@ class ShortcutMonitor(MonitorBase):
                     found["heat"],
                     labels=found["labels"],
                     class_names=self.contract.class_names,
-                    threshold=self.discovery.threshold,
+                    threshold=found["threshold"],
                     method=self.explainer.describe(),
                 )
                 caption = (
                     f"epoch {epoch}: {len(suspicious)} of {len(found['candidates'])} candidates score above "
-                    f"{self.discovery.threshold:g} (clusters of each class's LRP maps; no detector used)"
+                    f"{found['threshold']:g} (clusters of {found['view']}; no detector used)"
                 )
                 outputs[f"{self.tag}/candidates"] = Picture(torch.from_numpy(picture).permute(2, 0, 1), caption)
         outputs[f"{self.tag}/time_s"] = result["seconds"]
