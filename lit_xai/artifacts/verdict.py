@@ -6,13 +6,14 @@ watched (artifact, class), with the sham-controlled ``counterfactual`` (insertio
 (:func:`lit_xai.visualization.verdict_picture`) draws the series under the sentence.
 
 Example:
-    >>> history = [{"epoch": e, "artifact": "ring", "class": "melanoma",
-    ...             "counterfactual": {"effect": v, "interval": [v - 0.05, v + 0.05]}} for e, v in enumerate([0.1, 0.4])]
+    >>> tests = [{"effect": v, "interval": [v - 0.05, v + 0.05]} for v in (0.1, 0.4)]
+    >>> history = [{"epoch": e, "artifact": "ring", "class": "melanoma", "counterfactual": t}
+    ...            for e, t in enumerate(tests)]
     >>> series = effect_series(history, "ring", "melanoma")
     >>> series.epochs, series.effects["insertion"]
     ([0, 1], [0.1, 0.4])
-    >>> verdict_sentence(series, "ring", "melanoma", alert_epoch=1, threshold=0.15)[:46]
-    "SHORTCUT: the model relies on the ring for 'me"
+    >>> verdict_text(series, "ring", "melanoma", alert_epoch=1, threshold=0.15)[0]
+    "SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-__all__ = ["EffectSeries", "effect_series", "lead_key", "verdict_sentence"]
+__all__ = ["EffectSeries", "effect_series", "lead_key", "verdict_text"]
 
 #: evidence keys of the causal tests and the names the verdict uses for them
 _TESTS = (("counterfactual", "insertion"), ("removal", "removal"))
@@ -79,14 +80,15 @@ def lead_key(history: Sequence[dict[str, Any]], alerts: Sequence[dict[str, Any]]
         if any(isinstance(h.get(key), dict) for key, _ in _TESTS):
             latest[(str(h["artifact"]), str(h["class"]))] = h
     for key, h in latest.items():
-        lows = [_number((h.get(k) or {}).get("interval", [math.nan])[0]) for k, _ in _TESTS if isinstance(h.get(k), dict)]
+        tests = [h[k] for k, _ in _TESTS if isinstance(h.get(k), dict)]
+        lows = [_number((t.get("interval") or [math.nan])[0]) for t in tests]
         low = max((v for v in lows if not math.isnan(v)), default=-math.inf)
         if best is None or low > best[0]:
             best = (low, key)
     return None if best is None else best[1]
 
 
-def verdict_sentence(
+def verdict_text(
     series: EffectSeries,
     artifact: str,
     cls: str,
@@ -94,35 +96,29 @@ def verdict_sentence(
     threshold: float,
     patience: int = 2,
     others: Sequence[str] = (),
-) -> str:
-    """One sentence a reader acts on: shortcut since epoch ``alert_epoch`` (with the latest strongest evidence), or
-    no alert so far (with the largest effect and what an alert needs)."""
+) -> tuple[str, str]:
+    """The verdict as ``(headline, detail)``: a shortcut since epoch ``alert_epoch``, a rule met but not yet
+    ``patience`` times, or no alert; the detail gives the latest strongest causal evidence and what an alert needs.
+    """
     strongest = _strongest(series)
+    if alert_epoch is not None:
+        headline = f"SHORTCUT since epoch {alert_epoch}: the model relies on the {artifact} for '{cls}'"
+    elif strongest is not None and strongest[3] > threshold:
+        headline = f"WATCH: the {artifact} drives '{cls}' at epoch {strongest[1]}"
+    else:
+        headline = f"No shortcut alert for the {artifact} and '{cls}'"
     if strongest is None:
-        text = f"No causal test of the {artifact} for '{cls}' has run yet."
+        detail = f"no causal test of the {artifact} for '{cls}' has run yet"
     else:
         name, epoch, effect, low, high = strongest
-        edit = f"inserting the {artifact}" if name == "insertion" else f"removing the {artifact}"
-        direction = "raises" if name == "insertion" else "lowers"
-        evidence = (
-            f"{edit} {direction} P({cls}) by {effect:.2f} beyond a sham edit (epoch {epoch}, 95 % CI {low:.2f} to "
-            f"{high:.2f}; alert threshold {threshold:g})"
+        edit = f"inserting the {artifact} raises" if name == "insertion" else f"removing the {artifact} lowers"
+        detail = (
+            f"{edit} P({cls}) by {effect:.2f} beyond a sham edit (epoch {epoch}, 95 % CI {low:.2f} to {high:.2f}); "
+            f"an alert needs the lower bound above {threshold:g} for {patience} measurements in a row"
         )
-        if alert_epoch is not None:
-            text = f"SHORTCUT: the model relies on the {artifact} for '{cls}' since epoch {alert_epoch}: {evidence}."
-        elif low > threshold:
-            text = (
-                f"WATCH: the {artifact} drives '{cls}' at epoch {epoch} ({evidence}); an alert needs {patience} "
-                "measurements in a row."
-            )
-        else:
-            text = (
-                f"No shortcut alert: {evidence}; an alert needs the interval above {threshold:g} for {patience} "
-                "measurements in a row."
-            )
     if others:
-        text += " Also alerted: " + "; ".join(others) + "."
-    return text
+        detail += "; also alerted: " + "; ".join(others)
+    return headline, detail
 
 
 def _strongest(series: EffectSeries) -> Optional[tuple[str, int, float, float, float]]:

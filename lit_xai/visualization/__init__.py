@@ -37,8 +37,8 @@ from .colors import (
 )
 from .grids import NEAR_BLANK, concept_grid, concept_label, explanation_grid, legend_strip, timeline_grid
 from .tables import table_image
-from .verdict import ProbeStrip, verdict_picture
 from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401  (_font, _text_width: used by tests)
+from .verdict import ProbeStrip, verdict_picture
 
 __all__ = [
     "COLORMAPS",

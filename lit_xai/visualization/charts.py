@@ -42,6 +42,10 @@ def _tick_label(value: float, ticks: Sequence[float]) -> str:
     return f"{value:.{decimals + (1 if step * 10**decimals % 1 else 0)}f}"
 
 
+def _floats(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([float(v) for v in values], dtype=np.float64)
+
+
 #: colours of reference lines (thresholds): greys, apart from every curve colour
 _REFERENCE_RGB = ((70, 70, 70), (150, 150, 150))
 
@@ -55,7 +59,8 @@ def _dashed(
     steps = max(1, int(length // dash))
     for k in range(0, steps, 2):
         a, b = k / steps, min(1.0, (k + 1) / steps)
-        draw.line((x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0)), fill=colour, width=2)
+        segment = (x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0))
+        draw.line(segment, fill=colour, width=2)
 
 
 def _wrap_flow(items: Sequence[int], width: int, gap: int) -> list[list[int]]:
@@ -133,10 +138,7 @@ def line_plot(
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
 
-    band_arrays = {
-        name: (np.asarray([float(v) for v in lo], dtype=np.float64), np.asarray([float(v) for v in hi], dtype=np.float64))
-        for name, (lo, hi) in bands.items()
-    }
+    band_arrays = {name: (_floats(lo), _floats(hi)) for name, (lo, hi) in bands.items()}
     finite_x = np.concatenate([s[1][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series])
     finite_y = np.concatenate(
         [s[2][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series]

@@ -46,7 +46,7 @@ class ProbeStrip:
 
     def __post_init__(self) -> None:
         if len(self.maps) != len(self.epochs):
-            raise ValueError(f"ProbeStrip needs one map per epoch, got {len(self.maps)} maps, {len(self.epochs)} epochs")
+            raise ValueError(f"ProbeStrip needs one map per epoch: {len(self.maps)} maps, {len(self.epochs)} epochs")
 
 
 def _pick(epochs: Sequence[int], keep: int, must: Sequence[int]) -> list[int]:
