@@ -141,7 +141,7 @@ def test_verdict_text_and_series_follow_the_alert():
     assert series.epochs == [0, 1, 2] and set(series.effects) == {"insertion", "removal"}
     assert series.intervals["insertion"][0][1] == pytest.approx(0.35)
     headline, detail = verdict_text(series, "ring", "melanoma", alert_epoch=1, threshold=0.15)
-    assert headline.startswith("SHORTCUT since epoch 1") and "0.45" in detail and "0.15" in detail
+    assert headline.startswith("SHORTCUT since epoch 1") and "by 0.45" in detail and "epoch 2" in detail
     quiet, _ = verdict_text(effect_series(_history([0.0, 0.05]), "ring", "melanoma"), "ring", "melanoma", None, 0.15)
     assert quiet.startswith("No shortcut alert")
     watch, _ = verdict_text(effect_series(_history([0.0, 0.5]), "ring", "melanoma"), "ring", "melanoma", None, 0.15)

@@ -98,7 +98,7 @@ def verdict_text(
     others: Sequence[str] = (),
 ) -> tuple[str, str]:
     """The verdict as ``(headline, detail)``: a shortcut since epoch ``alert_epoch``, a rule met but not yet
-    ``patience`` times, or no alert; the detail gives the latest strongest causal evidence and what an alert needs.
+    ``patience`` times (``WATCH``), or no alert; the detail gives the latest strongest causal evidence.
     """
     strongest = _strongest(series)
     if alert_epoch is not None:
@@ -112,10 +112,7 @@ def verdict_text(
     else:
         name, epoch, effect, low, high = strongest
         edit = f"inserting the {artifact} raises" if name == "insertion" else f"removing the {artifact} lowers"
-        detail = (
-            f"{edit} P({cls}) by {effect:.2f} beyond a sham edit (epoch {epoch}, 95 % CI {low:.2f} to {high:.2f}); "
-            f"an alert needs the lower bound above {threshold:g} for {patience} measurements in a row"
-        )
+        detail = f"{edit} P({cls}) by {effect:.2f} beyond a sham edit (epoch {epoch}, 95 % CI {low:.2f} to {high:.2f})"
     if others:
         detail += "; also alerted: " + "; ".join(others)
     return headline, detail

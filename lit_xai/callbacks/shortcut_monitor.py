@@ -562,7 +562,9 @@ class ShortcutMonitor(MonitorBase):
             )
         caption = (
             f"{headline}: {detail}. Chart: effect of inserting / removing the {artifact} on P({cls}) beyond a sham "
-            f"edit of the same size, per measured epoch, with {100 * self.rule.confidence:.0f} % bootstrap intervals."
+            f"edit of the same size, per measured epoch, with {100 * self.rule.confidence:.0f} % bootstrap "
+            f"intervals; an alert needs the lower bound above {self.rule.min_effect:g} for {self.rule.patience} "
+            "measurements in a row."
         )
         image = verdict_picture(
             headline,

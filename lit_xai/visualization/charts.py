@@ -166,6 +166,9 @@ def line_plot(
         pad = (y_hi - y_lo) * 0.05
         y_lo, y_hi = y_lo - pad, y_hi + pad
     xt, yt = _nice_ticks(x_lo, x_hi), _nice_ticks(y_lo, y_hi)
+    if finite_x.size and np.all(finite_x == np.round(finite_x)):  # whole x values (epochs): whole ticks only
+        whole = [t for t in xt if float(t).is_integer()]
+        xt = whole if len(whole) >= 2 else [float(v) for v in range(int(np.ceil(x_lo)), int(np.floor(x_hi)) + 1)] or xt
     # extend the axes to the outer ticks so the grid lines frame the data
     y_lo, y_hi = min(y_lo, yt[0]), max(y_hi, yt[-1])
     yt_labels = [_tick_label(t, yt) for t in yt]
