@@ -159,6 +159,8 @@ def test_verdict_picture_is_landscape_and_coloured_by_the_alert():
     assert alert.shape[2] >= 1.4 * alert.shape[1]  # fits a TensorBoard card (about 370 x 230) without shrinking text
     assert _has_colour(alert[:, :30], (255, 222, 218), tol=0) and _has_colour(clear[:, :30], (222, 244, 224), tol=0)
     assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart
+    watch = verdict_picture("WATCH: ...", list(range(8)), effects, threshold=0.15, watch=True)
+    assert _has_colour(watch[:, :30], (255, 238, 200), tol=0)
 
 
 def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():

@@ -576,6 +576,7 @@ class ShortcutMonitor(MonitorBase):
             alert_epoch=alert_epoch,
             probe=probe,
             ylabel=f"effect on P({cls})",
+            watch=headline.startswith("WATCH"),
         )
         return Picture(image, caption)
 

@@ -22,8 +22,8 @@ from .text import _font, _labels_row, _text_block
 
 __all__ = ["ProbeStrip", "verdict_picture"]
 
-#: banner colours: an alert (light red), no alert (light green)
-_ALERT_BG, _CLEAR_BG = (255, 222, 218), (222, 244, 224)
+#: banner colours: an alert (light red), a rule met but no alert yet (amber), no alert (light green)
+_ALERT_BG, _WATCH_BG, _CLEAR_BG = (255, 222, 218), (255, 238, 200), (222, 244, 224)
 
 
 @dataclass
@@ -77,6 +77,7 @@ def verdict_picture(
     ylabel: str = "effect on P(class)",
     width: int = 640,
     max_frames: int = 5,
+    watch: bool = False,
 ) -> torch.Tensor:
     """The verdict of a run as one landscape uint8 ``(3, H, W)`` picture, readable at dashboard thumbnail size.
 
@@ -99,6 +100,7 @@ def verdict_picture(
         title, ylabel: the chart's title and y label.
         width: picture width in pixels.
         max_frames: most epochs shown for the probe.
+        watch: the rule is met but the alert has not fired yet (patience): an amber banner instead of green.
 
     Example:
         >>> img = verdict_picture("no alert", [0, 1, 2], {"insertion": [0.0, 0.1, 0.05]}, threshold=0.15)
@@ -108,7 +110,7 @@ def verdict_picture(
     if width < 480:
         raise ValueError(f"verdict_picture needs at least 480 pixels of width, got {width}")
     alert = alert_epoch is not None
-    background = _ALERT_BG if alert else _CLEAR_BG
+    background = _ALERT_BG if alert else _WATCH_BG if watch else _CLEAR_BG
     banner = [_text_block(headline, width, _font(24), fill=(0, 0, 0), background=background, pad=6)]
     if detail:
         banner.append(_text_block(detail, width, _font(16), fill=(30, 30, 30), background=background, pad=6))
