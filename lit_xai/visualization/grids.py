@@ -346,7 +346,10 @@ def concept_grid(
     row_w = (k + 1) * hw[1] + k * _GAP
     parts: list[Image.Image] = []
     if legend:
-        title = f"{method} concepts" + (f" of layer {layer}" if layer and layer not in method else "")
+        if layer and f" at {layer}" in method:  # "CRP top-4 at net.layer3" -> "CRP top-4 concepts at net.layer3"
+            title = method.replace(f" at {layer}", f" concepts at {layer}", 1)
+        else:
+            title = f"{method} concepts" + (f" of layer {layer}" if layer and layer not in method else "")
         note = (
             "columns: input, then the top concepts (channel id and its share of the layer's relevance); "
             "concept maps smoothed and scaled each on its own, drawn over the greyed input"
