@@ -17,6 +17,8 @@ rules' contribution, not learned features.
 Run:
     OMP_NUM_THREADS=1 python benchmarks/checkerboard.py                     # tiny_resnet (and small nets), 32 px
     OMP_NUM_THREADS=1 python benchmarks/checkerboard.py --arch resnet50 --side 112 --n 4
+    # the trained demo model on its own validation images: grid contrast and relevance on the ring per composite
+    OMP_NUM_THREADS=1 python benchmarks/checkerboard.py --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -125,6 +127,36 @@ def composite_scores(
     return scores
 
 
+def trained_scores(
+    checkpoint: str, composites: Sequence[str] | None = None, n: int = 16, side: int = 96
+) -> dict[str, tuple[float, float, float]]:
+    """``{composite: (benign peak contrast, ringed peak contrast, relevance ratio on the ring)}`` of the demo's
+    trained model (``ImageClassifier`` checkpoint) on the demo's validation images: ``n`` benign images explained
+    for their class, ``n`` ringed melanomas explained for melanoma (ratio > 1: relevance concentrates on the ring).
+    """
+    from lit_xai.artifacts.reliance import relevance_in_mask
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+    from lit_xai.models import ImageClassifier
+
+    net = ImageClassifier.load_from_checkpoint(checkpoint, map_location="cpu").net.eval()
+    dm = SyntheticShortcutDataModule(num_train=16, num_val=400, num_test=0, image_size=side, augment=False)
+    data = dm.dataset("val")
+    items = [data[i] for i in range(len(data))]
+    benign = [it for it in items if int(it["target"]) == 0][:n]
+    ringed = [it for it in items if int(it["target"]) == 1 and bool(it["artifact_mask"].any())][:n]
+    scores = {}
+    for name in composites or list(COMPOSITES):
+        out = []
+        for group, cls in ((benign, 0), (ringed, 1)):
+            images = torch.stack([it["image"] for it in group])
+            heat = lrp_relevance(net, images, torch.full((len(group),), cls), composite=name).sum(1)
+            out.append((stride_peak_contrast(heat), heat))
+        masks = torch.stack([it["artifact_mask"] for it in ringed]).bool()
+        ratio = relevance_in_mask(out[1][1], masks).nanmean().item()
+        scores[name] = (out[0][0], out[1][0], ratio)
+    return scores
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -135,8 +167,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--side", type=int, default=32)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint", help="measure this trained ImageClassifier (the demo's) instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        print(f"{'composite':28s} {'benign contrast':>16s} {'ringed contrast':>16s} {'ring relevance ratio':>21s}")
+        scores = trained_scores(args.checkpoint, n=args.n, side=96 if args.side == 32 else args.side)
+        for name, (benign, ringed, ratio) in sorted(scores.items(), key=lambda kv: kv[1][0]):
+            print(f"{name:28s} {benign:16.2f} {ringed:16.2f} {ratio:21.2f}", flush=True)
+        return
     fraction = stride_fraction(args.side, args.side)
     baseline = stride_energy(smooth_images(args.n, args.side, 2).sum(1)).mean().item()
     print(f"{args.side}px, {args.n} images; white-noise share {fraction:.4f}; input images' own share {baseline:.2e}")

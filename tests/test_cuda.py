@@ -205,7 +205,7 @@ def test_monitor_under_mixed_precision_on_gpu(kind: str, precision: str, tmp_pat
     trainer, capture = fit(tmp_path, [mon], precision=precision)
     assert trainer.state.finished and trainer.current_epoch == 2
     names = {name for metrics, _ in capture.metrics for name in metrics}
-    prefix = {"explanation": "XAI_drift/", "shortcut": "XAI/shortcut/", "quality": "quality/"}[kind]
+    prefix = {"explanation": "XAI_drift/", "shortcut": "XAI_shortcut/", "quality": "quality/"}[kind]
     assert any(n.startswith(prefix) for n in names), sorted(names)[:20]
     values = [float(v) for metrics, _ in capture.metrics for n, v in metrics.items() if n.startswith(prefix)]
     assert any(math.isfinite(v) for v in values), "no finite scalar from the monitor"

@@ -89,7 +89,8 @@ def test_alert_fires_on_the_shortcut_within_the_run(shortcut_run):
     # scalars and the alert text reach TensorBoard
     acc = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0, "tensors": 0, "images": 0})
     acc.Reload()
-    assert "XAI/shortcut/ring/melanoma/counterfactual_shift" in acc.Tags()["scalars"]
+    assert "XAI_shortcut/ring/melanoma/counterfactual_shift" in acc.Tags()["scalars"]  # beside XAI_drift
+    assert "XAI/0_verdict" in acc.Tags()["images"]
     assert "XAI/shortcut/alerts/text_summary" in acc.Tags()["tensors"]
     assert "XAI/shortcut/ring/flagged_probes" in acc.Tags()["images"]
 
@@ -264,7 +265,7 @@ def test_relevance_outside_the_lungs_is_logged_and_alerted(tmp_path):
     assert [a["artifact"] for a in mon.alerts].count("roi") == len(roi)
     acc = EventAccumulator(trainer.log_dir, size_guidance={"scalars": 0})
     acc.Reload()
-    assert any(t.startswith("XAI/shortcut/roi/") and t.endswith("/outside_share") for t in acc.Tags()["scalars"])
+    assert any(t.startswith("XAI_shortcut/roi/") and t.endswith("/outside_share") for t in acc.Tags()["scalars"])
 
 
 class FileBacked(TensorDataset):

@@ -168,15 +168,34 @@ class AuditReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def summary(self) -> str:
-        """A few lines for logs: prevalence per artifact and class, then the verdicts."""
+        """A few lines for logs: prevalence per artifact and class, then the verdicts.
+
+        The dataset's own annotations (``"annotated"``) are folded into a detector's line when they flag exactly
+        the same images, instead of repeating every number under a second name.
+        """
         counts = ", ".join(f"{n} {c}" for c, n in zip(self.class_names, self.class_counts))
         lines = [f"audited {self.n_images} images ({counts}); {self.n_failed} failed"]
+        twin = self._annotation_twin()
         for a in self.artifacts.values():
+            if twin is not None and a.name == ANNOTATED:
+                continue
             per_class = ", ".join(f"{c} {100 * p:.0f} %" for c, p in zip(self.class_names, a.prevalence_by_class))
             v = "" if a.cramers_v is None else f"; Cramér's V {a.cramers_v:.2f}"
-            lines.append(f"{a.name}: {a.n_with} images ({100 * a.prevalence:.1f} %; {per_class}{v})")
-        lines += self.verdicts or ["no artifact is label-predictive"]
+            same = "; the dataset's own annotations flag exactly these images" if a.name == twin else ""
+            lines.append(f"{a.name}: {a.n_with} images ({100 * a.prevalence:.1f} %; {per_class}{v}){same}")
+        verdicts = [v for v in self.verdicts if twin is None or not v.startswith(f"{ANNOTATED}:")]
+        lines += verdicts or ["no artifact is label-predictive"]
         return "\n".join(lines)
+
+    def _annotation_twin(self) -> str | None:
+        """The detector whose flags coincide with the dataset's annotations (precision = recall = 1), if any."""
+        if ANNOTATED not in self.artifacts:
+            return None
+        for a in self.artifacts.values():
+            agreement = a.agreement or {}
+            if a.name != ANNOTATED and agreement.get("precision") == 1.0 and agreement.get("recall") == 1.0:
+                return a.name
+        return None
 
 
 @dataclass

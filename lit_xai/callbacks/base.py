@@ -10,7 +10,9 @@ A monitor implements three methods and nothing of Lightning's lifecycle:
 
 **Steps.** Everything a monitor logs for an explained epoch (images, text, scalars) uses the same step, the number
 of completed training epochs: 0 is the untrained model (fit start), ``e + 1`` is the model after epoch ``e``. So the
-step slider of TensorBoard's images and the x axis of the ``XAI/`` / ``XAI_drift/`` scalars count epochs.
+step slider of TensorBoard's images and the x axis of the ``XAI/`` / ``XAI_drift/`` scalars count epochs; the
+module's own ``val/*`` and ``test/*`` metrics are copied to the same steps (``XAI/1_epoch/val/acc``, see
+:mod:`~lit_xai.callbacks.epoch_metrics`) so accuracy and explanations line up.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
 from ._background import Background, snapshot
+from .epoch_metrics import log_epoch_metrics
 from .sinks import emit, notify, publish, scalars_of
 
 __all__ = ["MonitorBase", "due", "epoch_step", "preserve_rng", "skip_reason"]
@@ -120,6 +123,9 @@ class MonitorBase(Callback):
 
     #: measure under ``trainer.validate`` / ``trainer.test`` too (a monitor may make this an argument)
     on_eval: bool = False
+    #: copy the module's ``val/*`` and ``test/*`` metrics to the epoch step under ``<tag root>/1_epoch/`` (see
+    #: :func:`~lit_xai.callbacks.epoch_metrics.log_epoch_metrics`; once per trainer, whichever monitor is first)
+    epoch_metrics: bool = True
 
     def __init__(
         self,
@@ -279,6 +285,15 @@ class MonitorBase(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.skip_reason(trainer) is None:
             self.run(trainer, pl_module, trainer.current_epoch)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"
+        if self.epoch_metrics and fit and not trainer.sanity_checking:
+            log_epoch_metrics(trainer, self.tag.split("/")[0], epoch_step(trainer.current_epoch), "val")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.epoch_metrics:  # the model after trainer.current_epoch completed epochs
+            log_epoch_metrics(trainer, self.tag.split("/")[0], trainer.current_epoch, "test")
 
     def on_train_batch_end(self, trainer: Trainer, *args: Any) -> None:
         if self._background.pending:

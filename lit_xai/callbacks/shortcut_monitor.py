@@ -32,9 +32,10 @@ from ..artifacts.audit import (
     to_jsonable,
 )
 from ..artifacts.discovery import default_threshold
-from ..contracts import ModelContract, ModelSpec, split_dataset, stand_in_labels
+from ..artifacts.verdict import effect_series, lead_key, verdict_text
+from ..contracts import ModelContract, ModelSpec, probabilities, split_dataset, stand_in_labels
 from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
-from ..visualization import explanation_grid
+from ..visualization import ProbeStrip, explanation_grid, verdict_picture
 from ._shards import read_shared
 from .base import MonitorBase, due
 from .sinks import Picture, log_text, notify
@@ -201,6 +202,8 @@ class ShortcutMonitor(MonitorBase):
         self._log_dir: Optional[str] = None
         self._train_data: Any = None
         self._val_data: Any = None
+        # the verdict picture's probe: per (artifact, class) the first flagged probe's map at each measured epoch
+        self._probe_frames: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
 
     # ------------------------------------------------------------------ state
     @property
@@ -376,9 +379,19 @@ class ShortcutMonitor(MonitorBase):
                 evidence.append((artifact, names[cls], found))
         return {
             "evidence": evidence,
+            "predictions": [self._predict(module, found) for _, _, found in evidence],
+            "method": self.explainer.describe(module),
             "roi": self._measure_roi(contract, module),
             "discovery": self._discover(module, epoch) if self.discovery.due(epoch, self._max_epochs) else None,
         }
+
+    def _predict(self, module: torch.nn.Module, evidence: dict[str, Any]) -> Optional[torch.Tensor]:
+        """Class probabilities ``(n, K)`` of the flagged probes whose maps are shown (captions), or None."""
+        rows = torch.as_tensor(evidence.get("probe_rows", [])).long()
+        if len(rows) == 0:
+            return None
+        with torch.no_grad():
+            return probabilities(module(self._pool.inputs[rows]).float(), self.contract.task).cpu()
 
     def _discover(self, module: torch.nn.Module, epoch: int) -> dict[str, Any]:
         """LRP maps of the pool's labelled images (for their own class), clustered per class."""
@@ -452,6 +465,9 @@ class ShortcutMonitor(MonitorBase):
             if self.rule.update(f"{artifact}/{name}", met):
                 message = AlertRule.message(artifact, name, evidence, audit_flagged, self.rule.passing(evidence))
                 fired.append(self._alert(artifact, name, epoch, plain, audit_flagged, message))
+            heat = evidence.get("heatmaps")
+            if mode == "fit" and heat is not None and len(heat):
+                self._probe_frames.setdefault((artifact, name), []).append((epoch, _thumbnail(heat[0])))
         for name, (share, n) in result["roi"].items():
             entries.append({"epoch": epoch, "artifact": "roi", "class": name, "outside_share": share})
             if self.rule.update(f"roi/{name}", self.rule.met_roi(share)):
@@ -482,34 +498,50 @@ class ShortcutMonitor(MonitorBase):
             "message": message,
         }
 
+    @property
+    def scalar_group(self) -> str:
+        """Where the scalars go: ``XAI_shortcut`` for the tag ``XAI/shortcut`` (beside ``XAI_drift``), so the first
+        screen (the ``XAI`` group) holds the pictures and the verdict, not raw curves that smoothing and outlier
+        clipping distort."""
+        return self.tag.replace("/", "_") if "/" in self.tag else f"{self.tag}_scalars"
+
     def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
         outputs: dict[str, Any] = {}
-        pool = self._pool
-        for artifact, name, evidence in result["evidence"]:
-            outputs |= _evidence_scalars(f"{self.tag}/{artifact}/{name}", evidence)
+        pool, names = self._pool, self.contract.class_names
+        method = result.get("method") or self.explainer.describe()
+        group = self.scalar_group
+        predictions = result.get("predictions") or [None] * len(result["evidence"])
+        for (artifact, name, evidence), probs in zip(result["evidence"], predictions):
+            outputs |= _evidence_scalars(f"{group}/{artifact}/{name}", evidence)
             heat = evidence.get("heatmaps")
             if heat is not None and len(heat):
                 rows = torch.as_tensor(evidence["probe_rows"]).long()
-                captions = [f"val #{pool.ids[int(r)]}, {artifact} detected" for r in rows]
+                captions = [
+                    _probe_caption(pool.ids[r], names, int(pool.labels[r]), None if probs is None else probs[k])
+                    + f" | {artifact} detected"
+                    for k, r in enumerate(rows.tolist())
+                ]
                 grid = explanation_grid(
                     pool.images01[rows],
                     heat,
                     captions,
                     tile=96,
-                    method=f"{self.explainer.describe()} for '{name}' on validation images with a {artifact}",
+                    method=f"{method} for '{name}' on validation images with a {artifact} (epoch {epoch})",
                     masks=pool.masks[artifact][rows],
                 )
                 outputs[f"{self.tag}/{artifact}/flagged_probes"] = Picture(grid)
         for name, (share, _) in result["roi"].items():
-            outputs[f"{self.tag}/roi/{name}/outside_share"] = share
-        alerts: list[Any] = [float(len(self.alerts))]
-        alerts += [f"**epoch {a['epoch']}**: {a['message']}" for a in result["alerts"]]
-        outputs[f"{self.tag}/alerts"] = alerts
+            outputs[f"{group}/roi/{name}/outside_share"] = share
+        # the alerts as text only: a count of alerts is a step, which TensorBoard's smoothing draws as a slope
+        if result["alerts"]:
+            outputs[f"{self.tag}/alerts"] = [f"**epoch {a['epoch']}**: {a['message']}" for a in result["alerts"]]
+        verdict = self._verdict(method) if mode == "fit" else None
+        if verdict is not None:
+            outputs[self.verdict_tag] = verdict
         found = result["discovery"]
         if found is not None:
-            outputs[f"{self.tag}/discovery/time_s"] = found["seconds"]
+            outputs[f"{group}/discovery/time_s"] = found["seconds"]
             suspicious = [c for c in found["candidates"] if c.suspicious]
-            outputs[f"{self.tag}/discovery/suspicious"] = float(len(suspicious))
             if found["candidates"]:
                 picture = render_candidates(
                     found["candidates"],
@@ -518,15 +550,69 @@ class ShortcutMonitor(MonitorBase):
                     labels=found["labels"],
                     class_names=self.contract.class_names,
                     threshold=found["threshold"],
-                    method=self.explainer.describe(),
+                    method=method,
                 )
                 caption = (
                     f"epoch {epoch}: {len(suspicious)} of {len(found['candidates'])} candidates score above "
                     f"{found['threshold']:g} (clusters of {found['view']}; no detector used)"
                 )
                 outputs[f"{self.tag}/candidates"] = Picture(torch.from_numpy(picture).permute(2, 0, 1), caption)
-        outputs[f"{self.tag}/time_s"] = result["seconds"]
+        outputs[f"{group}/time_s"] = result["seconds"]
         return outputs
+
+    @property
+    def verdict_tag(self) -> str:
+        """The verdict picture's tag: ``XAI/0_verdict`` for the default tag ``XAI/shortcut`` (first in the group)."""
+        return f"{self.tag.split('/')[0]}/0_verdict"
+
+    def _verdict(self, method: str) -> Optional[Picture]:
+        """The verdict picture from the history so far: sentence, effects with intervals and threshold, alert epoch,
+        and the first flagged probe's map at each measured epoch."""
+        with self._background.lock:
+            history, alerts = list(self.history), list(self.alerts)
+        key = lead_key(history, alerts)
+        if key is None:
+            return None
+        artifact, cls = key
+        series = effect_series(history, artifact, cls)
+        fired = [a for a in alerts if (a["artifact"], a["class"]) == key]
+        alert_epoch = int(fired[0]["epoch"]) if fired else None
+        others = [f"{a['artifact']} for '{a['class']}' (epoch {a['epoch']})" for a in alerts if a not in fired]
+        headline, detail = verdict_text(
+            series, artifact, cls, alert_epoch, self.rule.min_effect, self.rule.patience, others
+        )
+        frames = self._probe_frames.get(key, [])
+        probe = None
+        row = next((h["probe_rows"][0] for h in reversed(history) if _is(h, key) and h.get("probe_rows")), None)
+        if frames and row is not None:
+            pool = self._pool
+            probe = ProbeStrip(
+                pool.images01[row],
+                [f for _, f in frames],
+                [e for e, _ in frames],
+                mask=pool.masks[artifact][row],
+                caption=f"val #{pool.ids[row]} ({self.contract.name(int(pool.labels[row]))}, {artifact}): "
+                f"{method} for '{cls}'",
+            )
+        caption = (
+            f"{headline}: {detail}. Chart: effect of inserting / removing the {artifact} on P({cls}) beyond a sham "
+            f"edit of the same size, per measured epoch, with {100 * self.rule.confidence:.0f} % bootstrap "
+            f"intervals; an alert needs the lower bound above {self.rule.min_effect:g} for {self.rule.patience} "
+            "measurements in a row."
+        )
+        image = verdict_picture(
+            headline,
+            series.epochs,
+            series.effects,
+            detail=detail,
+            intervals=series.intervals,
+            threshold=self.rule.min_effect,
+            alert_epoch=alert_epoch,
+            probe=probe,
+            ylabel=f"effect on P({cls})",
+            watch=headline.startswith("WATCH"),
+        )
+        return Picture(image, caption)
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
         for alert in result["alerts"]:
@@ -565,6 +651,27 @@ def _evidence_scalars(prefix: str, evidence: dict[str, Any]) -> dict[str, float]
         "insertion_effect": evidence.get("counterfactual", {}).get("effect", math.nan),
         "removal_effect": evidence.get("removal", {}).get("effect", math.nan),
     }
-    if "spray" in evidence:
-        values["spray_flagged"] = float(evidence["spray"]["flagged"])
+    # SpRAy's flag (0/1) is no scalar: a smoothed flag reads as a gradual trend; it is in the alert text and history
     return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None and not math.isnan(v)}
+
+
+def _is(entry: dict[str, Any], key: tuple[str, str]) -> bool:
+    return (entry.get("artifact"), entry.get("class")) == key
+
+
+def _thumbnail(heat: torch.Tensor, side: int = 96) -> torch.Tensor:
+    """A map kept for the verdict picture, area-averaged to at most ``side`` pixels (a few KB per epoch)."""
+    h = heat.detach().float().cpu()
+    if max(h.shape[-2:]) <= side:
+        return h.clone()
+    return torch.nn.functional.adaptive_avg_pool2d(h[None, None], (side, side))[0, 0]
+
+
+def _probe_caption(index: int, names: Sequence[str], label: int, probs: Optional[torch.Tensor]) -> str:
+    """``val #12 | true melanoma | pred melanoma (p=0.93)``: what the image is and what the model says."""
+    true = names[label] if 0 <= label < len(names) else "unlabelled"
+    text = f"val #{index} | true {true}"
+    if probs is not None:
+        k = int(probs.argmax())
+        text += f" | pred {names[k] if k < len(names) else k} (p={float(probs[k]):.2f})"
+    return text

@@ -33,17 +33,21 @@ from .colors import (
     overlay,
     symmetric_scale,
     to_float01,
+    visible_share,
 )
-from .grids import concept_grid, concept_label, explanation_grid, legend_strip, timeline_grid
+from .grids import NEAR_BLANK, concept_grid, concept_label, explanation_grid, legend_strip, timeline_grid
 from .tables import table_image
 from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401  (_font, _text_width: used by tests)
+from .verdict import ProbeStrip, verdict_picture
 
 __all__ = [
     "COLORMAPS",
     "MASK_RGB",
+    "NEAR_BLANK",
     "NEGATIVE_RGB",
     "PALETTE",
     "POSITIVE_RGB",
+    "ProbeStrip",
     "caption_lines",
     "concept_grid",
     "concept_label",
@@ -59,4 +63,6 @@ __all__ = [
     "table_image",
     "timeline_grid",
     "to_float01",
+    "verdict_picture",
+    "visible_share",
 ]

@@ -42,6 +42,27 @@ def _tick_label(value: float, ticks: Sequence[float]) -> str:
     return f"{value:.{decimals + (1 if step * 10**decimals % 1 else 0)}f}"
 
 
+def _floats(values: Sequence[float]) -> np.ndarray:
+    return np.asarray([float(v) for v in values], dtype=np.float64)
+
+
+#: colours of reference lines (thresholds): greys, apart from every curve colour
+_REFERENCE_RGB = ((70, 70, 70), (150, 150, 150))
+
+
+def _dashed(
+    draw: ImageDraw.ImageDraw, start: tuple[float, float], end: tuple[float, float], colour: tuple, dash: int = 6
+) -> None:
+    """A dashed straight line (PIL has none) of width 2."""
+    (x0, y0), (x1, y1) = start, end
+    length = float(np.hypot(x1 - x0, y1 - y0))
+    steps = max(1, int(length // dash))
+    for k in range(0, steps, 2):
+        a, b = k / steps, min(1.0, (k + 1) / steps)
+        segment = (x0 + a * (x1 - x0), y0 + a * (y1 - y0), x0 + b * (x1 - x0), y0 + b * (y1 - y0))
+        draw.line(segment, fill=colour, width=2)
+
+
 def _wrap_flow(items: Sequence[int], width: int, gap: int) -> list[list[int]]:
     """Greedy flow layout: item indices per line so that the summed widths (plus gaps) fit ``width``."""
     lines: list[list[int]] = [[]]
@@ -64,17 +85,29 @@ def line_plot(
     ylabel: str = "",
     width: int = 480,
     height: int = 320,
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    hlines: Sequence[tuple[float, str]] = (),
+    vlines: Sequence[tuple[float, str]] = (),
+    ylim: tuple[float, float] | None = None,
+    font_size: int = 12,
 ) -> torch.Tensor:
     """A line chart as uint8 ``(3, height, width)``: axes with round ticks, one colour per curve, a legend below.
 
     Drawn with PIL only (no matplotlib), so a callback can log it through any image sink. Non-finite values
-    (``nan``, ``inf``) break a curve instead of spoiling the axis range.
+    (``nan``, ``inf``) break a curve instead of spoiling the axis range. The axes always hold every finite value,
+    interval and reference line (nothing is clipped as an outlier).
 
     Args:
         curves: ``{name: y values}``; without ``x`` each curve is drawn against ``0, 1, 2, ...``.
         x: shared x values; every curve must then have ``len(x)`` values.
         title, xlabel, ylabel: text above the plot, under the x axis and above the y axis.
         width, height: the picture size in pixels.
+        bands: ``{name: (low values, high values)}``: an interval drawn as a light band in the curve's colour.
+        hlines: ``(y, label)`` reference lines drawn dashed across the plot (e.g. an alert threshold), with their
+            label in the legend.
+        vlines: ``(x, label)`` markers drawn as dashed vertical lines labelled at the top (e.g. an alert epoch).
+        ylim: fixed y range (still widened to hold the data), e.g. ``(0, 1)`` for similarities.
+        font_size: size of the title (the other text is one point smaller); larger for pictures shown shrunk.
 
     Example:
         >>> img = line_plot({"lrp": [0.1, 0.3, 0.2], "gradcam": [0.2, 0.1, 0.4]}, x=[1, 2, 3], title="drift")
@@ -95,14 +128,28 @@ def line_plot(
             if len(xs) != len(y):
                 raise ValueError(f"curve {name!r} has {len(y)} values but x has {len(xs)}; give one y per x")
         series.append((str(name), xs, y))
+    bands = dict(bands or {})
+    unknown = [b for b in bands if b not in curves]
+    if unknown:
+        raise ValueError(f"bands {unknown} name no curve; give bands for curves among {list(curves)}")
 
-    font, small = _font(12), _font(11)
+    font, small = _font(font_size), _font(font_size - 1)
     lh, slh = _line_height(font), _line_height(small)
     img = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
 
+    band_arrays = {name: (_floats(lo), _floats(hi)) for name, (lo, hi) in bands.items()}
     finite_x = np.concatenate([s[1][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series])
-    finite_y = np.concatenate([s[2][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series])
+    finite_y = np.concatenate(
+        [s[2][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series]
+        + [v[np.isfinite(v)] for lo_hi in band_arrays.values() for v in lo_hi]
+        + [np.asarray([v for v, _ in hlines], dtype=np.float64)]
+    )
+    finite_y = finite_y[np.isfinite(finite_y)]
+    if ylim is not None and finite_y.size:
+        finite_y = np.concatenate([finite_y, np.asarray(ylim, dtype=np.float64)])
+    if vlines:
+        finite_x = np.concatenate([finite_x, np.asarray([v for v, _ in vlines], dtype=np.float64)])
     if finite_y.size == 0:
         x_lo, x_hi, y_lo, y_hi = 0.0, 1.0, 0.0, 1.0
     else:
@@ -113,10 +160,15 @@ def line_plot(
     if y_hi <= y_lo:  # constant curves: a band around the value
         pad = abs(y_lo) * 0.1 or 0.5
         y_lo, y_hi = y_lo - pad, y_hi + pad
+    elif ylim is not None:
+        y_lo, y_hi = min(y_lo, ylim[0]), max(y_hi, ylim[1])
     else:
         pad = (y_hi - y_lo) * 0.05
         y_lo, y_hi = y_lo - pad, y_hi + pad
     xt, yt = _nice_ticks(x_lo, x_hi), _nice_ticks(y_lo, y_hi)
+    if finite_x.size and np.all(finite_x == np.round(finite_x)):  # whole x values (epochs): whole ticks only
+        whole = [t for t in xt if float(t).is_integer()]
+        xt = whole if len(whole) >= 2 else [float(v) for v in range(int(np.ceil(x_lo)), int(np.floor(x_hi)) + 1)] or xt
     # extend the axes to the outer ticks so the grid lines frame the data
     y_lo, y_hi = min(y_lo, yt[0]), max(y_hi, yt[-1])
     yt_labels = [_tick_label(t, yt) for t in yt]
@@ -125,10 +177,11 @@ def line_plot(
     # legend entries (swatch + name) flow under the plot, wrapping onto as many lines as needed
     swatch, gap = 18, 14
     names = [_ellipsize(n, width - 20 - swatch - 4, small) for n, _, _ in series]
+    names += [_ellipsize(label, width - 20 - swatch - 4, small) for _, label in hlines]
     entry_w = [swatch + 4 + _text_width(n, small) for n in names]
     legend_lines = _wrap_flow(entry_w, width - 20, gap)
 
-    top = 6 + (lh + 4 if title else 0) + (slh if ylabel else 0) + slh // 2
+    top = 6 + (lh + 4 if title else 0) + (slh if ylabel else 0) + slh // 2 + (slh if vlines else 0)
     left = 8 + max(_text_width(s, small) for s in yt_labels) + 6
     bottom = height - (6 + len(legend_lines) * slh + 4 + (slh if xlabel else 0) + slh + 6)
     right = width - 6 - _text_width(xt_labels[-1], small) // 2
@@ -145,7 +198,8 @@ def line_plot(
         title = _ellipsize(title, width - 12, font)
         draw.text(((width - _text_width(title, font)) // 2, 4), title, fill=(0, 0, 0), font=font)
     if ylabel:
-        draw.text((4, top - slh - slh // 2 + 2), _ellipsize(ylabel, width - 8, small), fill=(60, 60, 60), font=small)
+        y_label_y = top - slh - slh // 2 + 2 - (slh if vlines else 0)  # above the markers' labels
+        draw.text((4, y_label_y), _ellipsize(ylabel, width - 8, small), fill=(60, 60, 60), font=small)
     for t, s in zip(yt, yt_labels):
         y = py(t)
         draw.line((left, y, right, y), fill=(228, 228, 228))
@@ -163,6 +217,31 @@ def line_plot(
         lx = min(max(4, (left + right - _text_width(xlabel, small)) // 2), width - 4 - _text_width(xlabel, small))
         draw.text((lx, bottom + 5 + slh), xlabel, fill=(60, 60, 60), font=small)
 
+    for k, (name, xs, _) in enumerate(series):
+        if name not in band_arrays:
+            continue
+        lo, hi = band_arrays[name]
+        tint = tuple(int(0.72 * 255 + 0.28 * c) for c in PALETTE[k % len(PALETTE)])
+        ok = np.isfinite(xs) & np.isfinite(lo) & np.isfinite(hi)
+        for j in range(len(xs)):  # a bar per point, joined into a band between neighbours
+            if ok[j]:
+                draw.rectangle((px(xs[j]) - 2, py(hi[j]), px(xs[j]) + 2, py(lo[j])), fill=tint)
+            if j + 1 < len(xs) and ok[j] and ok[j + 1]:
+                a, b = j, j + 1
+                draw.polygon(
+                    [(px(xs[a]), py(hi[a])), (px(xs[b]), py(hi[b])), (px(xs[b]), py(lo[b])), (px(xs[a]), py(lo[a]))],
+                    fill=tint,
+                )
+    n_curves = len(series)
+    for j, (value, _) in enumerate(hlines):
+        colour = _REFERENCE_RGB[j % len(_REFERENCE_RGB)]
+        _dashed(draw, (left, py(value)), (right, py(value)), colour)
+    for value, label in vlines:
+        x0 = px(value)
+        _dashed(draw, (x0, top), (x0, bottom), (200, 0, 0))
+        label = _ellipsize(label, width - 8, small)
+        tx = min(max(2, x0 - _text_width(label, small) / 2), width - _text_width(label, small) - 3)
+        draw.text((tx, top - slh - 1), label, fill=(200, 0, 0), font=small)
     for k, (_, xs, ys) in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]
         ok = np.isfinite(xs) & np.isfinite(ys)
@@ -183,8 +262,11 @@ def line_plot(
     for line in legend_lines:
         lx = 10
         for i in line:
-            colour = PALETTE[i % len(PALETTE)]
-            draw.line((lx, ly + slh // 2, lx + swatch, ly + slh // 2), fill=colour, width=3)
+            colour = PALETTE[i % len(PALETTE)] if i < n_curves else _REFERENCE_RGB[(i - n_curves) % 2]
+            if i < n_curves:
+                draw.line((lx, ly + slh // 2, lx + swatch, ly + slh // 2), fill=colour, width=3)
+            else:  # a reference line: dashed as in the plot
+                _dashed(draw, (lx, ly + slh // 2), (lx + swatch, ly + slh // 2), colour)
             draw.text((lx + swatch + 4, ly), names[i], fill=(0, 0, 0), font=small)
             lx += entry_w[i] + gap
         ly += slh

@@ -23,6 +23,7 @@ __all__ = [
     "overlay",
     "symmetric_scale",
     "to_float01",
+    "visible_share",
 ]
 
 #: diverging colour maps as (position in [-1, 1], RGB) nodes; position 0 is the neutral colour
@@ -180,6 +181,23 @@ def dimmed(images01: torch.Tensor, low: float = 0.22, high: float = 0.85) -> tor
     img = to_float01(images01)
     grey = (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2]).unsqueeze(1)
     return (low + (high - low) * grey).expand(-1, 3, -1, -1).contiguous()
+
+
+def visible_share(heat: torch.Tensor, percentile: float = 99.5, level: float = 0.1) -> torch.Tensor:
+    """Share ``(N,)`` of each map's pixels drawn with visible colour: ``|heat| >= level * s`` with the display scale
+    ``s`` of :func:`symmetric_scale`. A map below a few percent is *nearly blank* (an all-zero map scores 0).
+
+    Example:
+        >>> heat = torch.zeros(2, 10, 10)
+        >>> heat[0] = 1.0
+        >>> heat[1, 0, 0] = 1.0
+        >>> visible_share(heat)
+        tensor([1.0000, 0.0100])
+    """
+    h = _as_batch(heat)
+    scale = symmetric_scale(h, percentile)
+    visible = (h.abs() >= level * scale[:, None, None]) & (h != 0)
+    return visible.flatten(1).float().mean(1)
 
 
 def negative_share(maps: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,23 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ._canvas import _BG, _GAP, _MUTED, _finish, _from_pil, _hstack, _separator, _to_pil, _vstack
-from .colors import MASK_RGB, _apply_colormap, _as_batch, heatmap_to_rgb, negative_share, overlay, to_float01
+from .colors import (
+    MASK_RGB,
+    _apply_colormap,
+    _as_batch,
+    heatmap_to_rgb,
+    negative_share,
+    overlay,
+    to_float01,
+    visible_share,
+)
 from .text import _font, _labels_row, _line_height, _text_block, _text_width
 
-__all__ = ["concept_grid", "concept_label", "explanation_grid", "legend_strip", "timeline_grid"]
+__all__ = ["NEAR_BLANK", "concept_grid", "concept_label", "explanation_grid", "legend_strip", "timeline_grid"]
+
+#: a map whose visible pixels (:func:`~lit_xai.visualization.visible_share`) stay below this share is marked
+#: "nearly blank" in the grids, so an empty-looking tile is read as "no relevance found", not as a rendering failure
+NEAR_BLANK = 0.02
 
 def _tile_hw(height: int, width: int, tile: int) -> tuple[int, int]:
     """Tile size with the image's aspect ratio: ``tile`` pixels high, width scaled (within 1/4..4 x ``tile``)."""
@@ -153,12 +166,15 @@ def explanation_grid(
     note: str = "",
     percentile: float = 99.5,
     report_negative: bool = True,
+    groups: Sequence[tuple[str, int]] | None = None,
 ) -> torch.Tensor:
     """Rows ``input | heatmap | overlay`` under a legend strip, one per image, as uint8 ``(3, H, W)``.
 
     Captions wrap onto as many lines as they need (at most four, then an ellipsis): they never run past their row.
     With ``masks`` the artifact region is outlined on the input and overlay tiles. With ``signed`` and
     ``report_negative`` each caption ends with the map's share of negative relevance (:func:`negative_share`).
+    A nearly blank map (visible colour on fewer than :data:`NEAR_BLANK` of its pixels) is labelled so on its tile
+    and in its caption.
 
     Args:
         images01: ``(N, 1|3, H, W)`` images in ``[0, 1]`` (or uint8).
@@ -172,6 +188,8 @@ def explanation_grid(
         note: an extra legend line.
         percentile: per-image symmetric scaling, see :func:`symmetric_scale`.
         report_negative: append ``"neg. relevance x %"`` to each caption (signed maps only).
+        groups: ``(heading, number of rows)`` in row order: each group starts with its heading, and a group with
+            no rows shows ``"<heading>: none this epoch"`` instead of silently missing; the counts sum to ``N``.
 
     Example:
         >>> grid = explanation_grid(torch.rand(2, 3, 32, 32), torch.randn(2, 32, 32), ["a", "b"], tile=48)
@@ -187,10 +205,13 @@ def explanation_grid(
         raise ValueError(f"need one caption per row ({n}), got {len(captions)}")
     if masks is not None and (masks.ndim != 3 or masks.shape[0] != n):
         raise ValueError(f"masks must be (N, H, W) bool with N = {n}, got shape {tuple(masks.shape)}")
+    if groups is not None and sum(int(c) for _, c in groups) != n:
+        raise ValueError(f"groups must count the {n} rows, got {[c for _, c in groups]}")
     hw = _tile_hw(img.shape[-2], img.shape[-1], tile)
     imgs = _resize_images(img, hw)
     heat = _resize_maps(h, hw)
     rgb = heatmap_to_rgb(heat, percentile)
+    visible = visible_share(h, percentile)
     over = overlay(imgs, heat, percentile=percentile)
     if masks is not None:
         border = _outline(masks.detach().cpu(), hw)
@@ -215,16 +236,47 @@ def explanation_grid(
             )
         )
     parts.append(_labels_row(["input", "heatmap", "overlay"], [hw[1]] * 3, font, fill=_MUTED))
-    for i in range(n):
+    starts = _group_starts(groups, n)
+    for i in range(n + 1):
+        for heading, count in starts.get(i, []):
+            if count == 0:
+                parts.append(_text_block(f"{heading}: none this epoch", row_w, _font(12), background=(240, 240, 240)))
+            else:
+                parts.append(_text_block(heading, row_w, _font(12), fill=(0, 0, 0), background=(232, 236, 244)))
+        if i == n:
+            break
         text = str(captions[i] or "")
+        blank = float(visible[i]) < NEAR_BLANK
+        if blank:
+            text = f"{text} | nearly blank map ({_pct(visible[i])} of pixels visible)" if text else "nearly blank map"
         if signed and report_negative:
             share = f"neg.\u00a0relevance\u00a0{_pct(neg[i])}"
             text = f"{text} | {share}" if text else share
         parts.append(_text_block(text, row_w, font, max_lines=4))
-        parts.append(_hstack([_to_pil(imgs[i]), _to_pil(rgb[i]), _to_pil(over[i])]))
+        heat_tile = _mark_blank(_to_pil(rgb[i])) if blank else _to_pil(rgb[i])
+        parts.append(_hstack([_to_pil(imgs[i]), heat_tile, _to_pil(over[i])]))
         if i < n - 1:
             parts.append(_separator(row_w))
     return _finish(_vstack(parts, width=row_w))
+
+
+def _group_starts(groups: Sequence[tuple[str, int]] | None, n: int) -> dict[int, list[tuple[str, int]]]:
+    """Row index -> the group headings drawn before it (empty groups sit where their rows would be)."""
+    starts: dict[int, list[tuple[str, int]]] = {}
+    row = 0
+    for heading, count in groups or []:
+        starts.setdefault(min(row, n), []).append((str(heading), int(count)))
+        row += int(count)
+    return starts
+
+
+def _mark_blank(tile: Image.Image) -> Image.Image:
+    """The tile with a "nearly blank" label across its middle (an empty-looking tile is a finding, not a bug)."""
+    out = tile.copy()
+    font = _font(11 if tile.width >= 64 else 9)
+    block = _text_block("nearly blank", tile.width, font, fill=(120, 0, 0), background=(255, 236, 200), center=True)
+    out.paste(block, (0, max(0, (tile.height - block.height) // 2)))
+    return out
 
 
 def _reference_tile(ref: torch.Tensor | None, hw: tuple[int, int], channel: int) -> Image.Image:
@@ -294,7 +346,10 @@ def concept_grid(
     row_w = (k + 1) * hw[1] + k * _GAP
     parts: list[Image.Image] = []
     if legend:
-        title = f"{method} concepts" + (f" of layer {layer}" if layer else "")
+        if layer and f" at {layer}" in method:  # "CRP top-4 at net.layer3" -> "CRP top-4 concepts at net.layer3"
+            title = method.replace(f" at {layer}", f" concepts at {layer}", 1)
+        else:
+            title = f"{method} concepts" + (f" of layer {layer}" if layer and layer not in method else "")
         note = (
             "columns: input, then the top concepts (channel id and its share of the layer's relevance); "
             "concept maps smoothed and scaled each on its own, drawn over the greyed input"
@@ -338,8 +393,10 @@ def timeline_grid(
     method: str = "",
     signed: bool = True,
     percentile: float = 99.5,
+    images01: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Heatmaps over training: probes as rows, epochs as columns; uint8 ``(3, H, W)``.
+    """Heatmaps over training: probes as rows, epochs as columns (after an input column); uint8 ``(3, H, W)``.
 
     Args:
         frames: one ``(N, h, w)`` tensor of maps per column (epoch), all with the same ``N``.
@@ -351,6 +408,8 @@ def timeline_grid(
         method: legend title.
         signed: legend for signed relevance or for non-negative maps.
         percentile: per-map symmetric scaling.
+        images01: ``(N, 1|3, H, W)`` probe images in ``[0, 1]``: drawn as a first column ``input``.
+        masks: ``(N, H, W)`` bool artifact masks outlined on the input column (needs ``images01``).
 
     Example:
         >>> frames = [torch.randn(2, 16, 16) for _ in range(3)]
@@ -367,24 +426,40 @@ def timeline_grid(
             raise ValueError(f"frame {t} must be (N, h, w) with N = {n}, got shape {tuple(f.shape)}")
     if len(row_labels) != n:
         raise ValueError(f"need one row label per probe ({n}), got {len(row_labels)}")
+    if images01 is not None and images01.shape[0] != n:
+        raise ValueError(f"images01 must hold the {n} probes of the rows, got shape {tuple(images01.shape)}")
+    if masks is not None and (images01 is None or masks.ndim != 3 or masks.shape[0] != n):
+        raise ValueError(f"masks must be (N, H, W) bool with N = {n} and come with images01")
     hw = _tile_hw(frames[0].shape[-2], frames[0].shape[-1], tile)
     font = _font(11)
     widest = max((_text_width(str(lbl), font) for lbl in row_labels), default=0) + 6
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
     tiles = [heatmap_to_rgb(_resize_maps(f.detach().cpu(), hw), percentile) for f in frames]
-    body_w = len(frames) * hw[1] + (len(frames) - 1) * _GAP
+    column_labels = [str(c) for c in column_labels]
+    if images01 is not None:
+        inputs = _resize_images(to_float01(images01), hw)
+        if masks is not None:
+            inputs = _paint(inputs, _outline(masks.detach().cpu(), hw, thickness=1), MASK_RGB)
+        tiles, column_labels = [inputs, *tiles], ["input", *column_labels]
+    body_w = len(tiles) * hw[1] + (len(tiles) - 1) * _GAP
     width = label_w + _GAP + body_w
     parts: list[Image.Image] = []
     if legend:
-        note = "rows: probes; columns: epochs; each map scaled on its own"
+        note = "rows: probes; columns: " + ("the input, then " if images01 is not None else "") + "epochs"
+        note += "; each map scaled on its own"
         parts.append(
             _to_pil(
                 legend_strip(
-                    width, method or "relevance over training", signed=signed, note=note, percentile=percentile
+                    width,
+                    method or "relevance over training",
+                    signed=signed,
+                    note=note,
+                    percentile=percentile,
+                    outline_label="artifact mask" if masks is not None else None,
                 )
             )
         )
-    head = _labels_row([str(c) for c in column_labels], [hw[1]] * len(frames), font, fill=_MUTED)
+    head = _labels_row(column_labels, [hw[1]] * len(tiles), font, fill=_MUTED)
     parts.append(_hstack([Image.new("RGB", (label_w, head.height), _BG), head]))
     for i in range(n):
         label = _text_block(str(row_labels[i]), label_w, font, min_height=hw[0])
