@@ -118,7 +118,7 @@ def section_of(tag: str, kind: str) -> str:
         return "quality"
     if kind == "image" and (low.startswith("xai") or any(m in low for m, _ in _METHODS)):
         return "probes"
-    if kind == "scalar" and not low.startswith("xai"):
+    if kind == "scalar" and (not low.startswith("xai") or "/1_epoch/" in low):
         return "training"
     return "other"
 
