@@ -50,7 +50,7 @@ def main(out: str) -> None:
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,
         "xai_history": [h["epoch"] for h in xai.history],
-        "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("XAI_drift/", "XAI/shortcut/"))),
+        "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("XAI_drift/", "XAI_shortcut/"))),
         "alerts": len(shortcut.alerts),
         "time_s": float(trainer.callback_metrics.get("XAI_drift/time_s", -1)),
         # the reliance pools, each rank having decoded half of them: identical to one process reading everything
