@@ -49,6 +49,12 @@ class Foreign(LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """These fits run without a logger: the scalars' CSV fallback (xai_images/) goes to the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def loader(n: int = 256, batch_size: int = 32) -> DataLoader:
     return DataLoader(DictData(planted(n, seed=1)), batch_size=batch_size, shuffle=False)
 
