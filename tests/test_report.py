@@ -192,8 +192,14 @@ def test_run_report_never_fails_the_training(tmp_path):
 
     (tmp_path / "blocked").write_text("a file where the report's folder would be")
     trainer = Trainer(
-        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
-        callbacks=[RunReport(filename="blocked/report.html")], enable_progress_bar=False, enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        logger=False,
+        callbacks=[RunReport(filename="blocked/report.html")],
+        enable_progress_bar=False,
+        enable_checkpointing=False,
     )
     with pytest.warns(UserWarning, match="RunReport: could not write the report"):
         trainer.fit(BoringModel())
@@ -204,6 +210,7 @@ def test_sections_and_charts():
     assert section_of("XAI/0_verdict", "image") == "verdict"
     assert section_of("XAI_shortcut/ring/melanoma/insertion_effect", "scalar") == "alerts"
     assert section_of("XAI/1_epoch/val/auroc", "scalar") == "training"
+    assert section_of("XAI/2_epoch/test/acc", "scalar") == "training"
     assert section_of("XAI_drift/crp/conserved", "scalar") == "drift"
     assert section_of("XAI/crp/concepts", "image") == "crp"
     # a 0/1 flag is drawn as steps (a vertical segment at the change), a measurement as a straight slope
@@ -260,3 +267,29 @@ def test_report_renders_in_chromium(tb_run):
     # a narrow laptop window (and a phone) still does not overflow
     narrow = inspect_page(page, width=800)
     assert narrow["scrollWidth"] <= narrow["clientWidth"]
+
+
+def test_audit_table_folds_the_annotations_a_detector_matches_exactly(tmp_path):
+    from html import unescape
+
+    from lit_xai.report.render import render_report
+    from lit_xai.report.run_data import RunData
+
+    def art(name, n, agreement=None):
+        return {
+            "name": name,
+            "n_with": n,
+            "prevalence": n / 100,
+            "odds_ratio": [0.1, 9.0],
+            "predictive_classes": ["melanoma"],
+            "agreement": agreement,
+        }
+
+    audit = {"n_images": 100, "class_names": ["benign", "melanoma"], "verdicts": []}
+    exact = {"precision": 1.0, "recall": 1.0, "n_annotated": 12.0}
+    for agreement, rows in ((exact, 1), ({"precision": 0.9, "recall": 1.0, "n_annotated": 12.0}, 2)):
+        audit["artifacts"] = {"ring": art("ring", 12, agreement), "annotated": art("annotated", 12)}
+        html = render_report(RunData(tmp_path, "folder", shortcut={"audit": audit}))
+        cells = [unescape(c) for c in re.findall(r"<tr><td>([^<]*)</td>", html) if c.startswith(("ring", "annotated"))]
+        assert len(cells) == rows, cells
+        assert (cells == ["ring (= the dataset's annotations)"]) == (rows == 1)

@@ -123,7 +123,8 @@ class MonitorBase(Callback):
 
     #: measure under ``trainer.validate`` / ``trainer.test`` too (a monitor may make this an argument)
     on_eval: bool = False
-    #: copy the module's ``val/*`` and ``test/*`` metrics to the epoch step under ``<tag root>/1_epoch/`` (see
+    #: copy the module's ``val/*`` and ``test/*`` metrics to the epoch step under ``<tag root>/1_epoch/`` and
+    #: ``<tag root>/2_epoch/`` (see
     #: :func:`~lit_xai.callbacks.epoch_metrics.log_epoch_metrics`; once per trainer, whichever monitor is first)
     epoch_metrics: bool = True
 

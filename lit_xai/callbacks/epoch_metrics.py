@@ -3,8 +3,9 @@
 Lightning logs ``val/acc`` at the global step (24, 49, ... for 25 batches an epoch); the monitors log at the number
 of completed epochs (:func:`~lit_xai.callbacks.base.epoch_step`). :func:`log_epoch_metrics` copies the metrics
 the LightningModule logged (``trainer.callback_metrics`` whose names start with ``val/`` or ``test/``, or
-``val_`` / ``test_``) at that epoch step under ``<group>/...`` (default ``XAI/1_epoch/val/acc``: right after the
-verdict in TensorBoard's first group). It works in any Lightning project; each trainer step is logged once, however
+``val_`` / ``test_``) at that epoch step: validation under ``<root>/1_epoch/...`` (``XAI/1_epoch/val/acc``: right after
+the verdict in TensorBoard's first group), test under ``<root>/2_epoch/...`` (``XAI/2_epoch/test/acc``: one point at
+the end, so after the validation curves). It works in any Lightning project; each trainer step is logged once, however
 many monitors call it.
 
 Example:
@@ -24,10 +25,11 @@ from lightning.pytorch import Trainer
 
 from .sinks import log_scalars
 
-__all__ = ["EPOCH_GROUP", "epoch_metric_names", "log_epoch_metrics"]
+__all__ = ["EPOCH_GROUPS", "epoch_metric_names", "log_epoch_metrics"]
 
-#: sub-group of the monitors' tag root that receives the copies (``XAI/1_epoch/val/acc``)
-EPOCH_GROUP = "1_epoch"
+#: sub-group of the monitors' tag root that receives each stage's copies (``XAI/1_epoch/val/acc``,
+#: ``XAI/2_epoch/test/acc``): TensorBoard sorts tags by name, so the validation curves come right after the verdict
+EPOCH_GROUPS = {"val": "1_epoch", "test": "2_epoch"}
 
 # trainer -> (stage, step) already logged, so two monitors do not log the same point twice
 _LOGGED: weakref.WeakKeyDictionary[Trainer, set[tuple[str, int]]] = weakref.WeakKeyDictionary()
@@ -54,7 +56,7 @@ def _value(value: Any) -> float:
 
 def log_epoch_metrics(trainer: Trainer, root: str, step: int, stage: str) -> dict[str, float]:
     """Log ``stage``'s (``"val"`` or ``"test"``) metrics of ``trainer.callback_metrics`` at ``step`` under
-    ``<root>/1_epoch/...``, once per trainer, stage and step; returns what was logged (empty when nothing new).
+    ``<root>/<EPOCH_GROUPS[stage]>/...``, once per trainer, stage and step; returns what was logged (empty when nothing new).
 
     Call it after Lightning has collected the epoch's metrics (``on_validation_end``, ``on_test_end``).
     """
@@ -62,7 +64,7 @@ def log_epoch_metrics(trainer: Trainer, root: str, step: int, stage: str) -> dic
     if (stage, step) in seen or trainer.sanity_checking:
         return {}
     metrics: Mapping[str, Any] = trainer.callback_metrics
-    scalars = {f"{root}/{EPOCH_GROUP}/{name}": _value(metrics[name]) for name in epoch_metric_names(metrics, (stage,))}
+    scalars = {f"{root}/{EPOCH_GROUPS.get(stage, '1_epoch')}/{name}": _value(metrics[name]) for name in epoch_metric_names(metrics, (stage,))}
     scalars = {k: v for k, v in scalars.items() if math.isfinite(v)}
     if scalars:
         seen.add((stage, step))

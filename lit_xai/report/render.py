@@ -38,10 +38,18 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action
 SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("verdict", "Verdict", ""),
     ("audit", "Dataset audit", "What the training data makes label-predictive, before any training."),
-    ("alerts", "Shortcut alert timeline", "The causal tests per epoch: effect with its interval, the alert threshold "
-     "(dashed) and the epoch an alert fired (red)."),
-    ("probes", "Probes across epochs", "Explanations of the same probe images at each explained epoch, per method; "
-     "the newest large, a strip of earlier ones beside it."),
+    (
+        "alerts",
+        "Shortcut alert timeline",
+        "The causal tests per epoch: effect with its interval, the alert threshold "
+        "(dashed) and the epoch an alert fired (red).",
+    ),
+    (
+        "probes",
+        "Probes across epochs",
+        "Explanations of the same probe images at each explained epoch, per method; "
+        "the newest large, a strip of earlier ones beside it.",
+    ),
     ("crp", "CRP concepts", "Concept relevance: which learned concepts the model uses, and where."),
     ("drift", "Explanation drift", "How much the explanations change between explained epochs."),
     ("quality", "Explanation quality", "Faithfulness, randomisation and robustness checks of the explanations."),
@@ -118,7 +126,7 @@ def section_of(tag: str, kind: str) -> str:
         return "quality"
     if kind == "image" and (low.startswith("xai") or any(m in low for m, _ in _METHODS)):
         return "probes"
-    if kind == "scalar" and (not low.startswith("xai") or "/1_epoch/" in low):
+    if kind == "scalar" and (not low.startswith("xai") or re.search(r"/\d_epoch/", low)):
         return "training"
     return "other"
 
@@ -218,8 +226,9 @@ def _pictures(tag: str, entries: Sequence[ImageEntry], lossless: bool, all_steps
     parts = [f'<h3>{escape(tag)}</h3><div class="pics">']
     parts.append(_figure(tag, newest, f"step {newest.step} (newest)", lossless))
     if "timeline" in tag.lower() and earlier:
-        parts.append(f'<p class="note">The newest timeline holds every epoch ({len(earlier)} earlier versions not '
-                     "shown).</p>")
+        parts.append(
+            f'<p class="note">The newest timeline holds every epoch ({len(earlier)} earlier versions not shown).</p>'
+        )
     elif earlier and all_steps:
         shown = spread(earlier, STRIP_STEPS)
         left = f" ({len(earlier) - len(shown)} more not shown)" if len(shown) < len(earlier) else ""
@@ -341,6 +350,22 @@ def _verdict_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], lo
     return "".join(parts)
 
 
+#: the audit's name for the dataset's own artifact flags (lit_xai.artifacts.audit.ANNOTATED; the report reads JSON
+#: and imports no torch)
+ANNOTATED = "annotated"
+
+
+def _annotation_twin(artifacts: dict[str, dict]) -> Optional[str]:
+    """The detector that flags exactly the images the dataset annotates (precision = recall = 1), if any."""
+    if ANNOTATED not in artifacts:
+        return None
+    for name, art in artifacts.items():
+        agreement = art.get("agreement") or {}
+        if name != ANNOTATED and agreement.get("precision") == 1.0 and agreement.get("recall") == 1.0:
+            return name
+    return None
+
+
 def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> str:
     audit = (run.shortcut or {}).get("audit")
     parts = []
@@ -354,14 +379,17 @@ def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> s
             parts.append("<ul>" + "".join(f"<li>{escape(str(v))}</li>" for v in verdicts) + "</ul>")
         rows = []
         names = audit.get("class_names") or []
-        for name, art in (audit.get("artifacts") or {}).items():
-            if not isinstance(art, dict):
-                continue
+        artifacts = {k: a for k, a in (audit.get("artifacts") or {}).items() if isinstance(a, dict)}
+        twin = _annotation_twin(artifacts)
+        for name, art in artifacts.items():
+            if twin is not None and name == ANNOTATED:
+                continue  # one row, as in the audit text: the detector's row says it matches the annotations
+            label = f"{name} (= the dataset's annotations)" if name == twin else name
             odds = art.get("odds_ratio") or []
             classes = art.get("predictive_classes") or []
             idx = [names.index(c) for c in classes if c in names]
             rows.append(
-                f"<tr><td>{escape(name)}</td><td>{_fmt(art.get('n_with'))}</td><td>{_fmt(art.get('prevalence'))}</td>"
+                f"<tr><td>{escape(label)}</td><td>{_fmt(art.get('n_with'))}</td><td>{_fmt(art.get('prevalence'))}</td>"
                 f"<td>{escape(', '.join(classes)) or 'none'}</td>"
                 f"<td>{', '.join(_fmt(odds[i], 1) for i in idx if i < len(odds)) or '–'}</td></tr>"
             )
@@ -398,7 +426,11 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
         marks = [a["epoch"] for a in alerts if (a.get("artifact"), a.get("class")) == (artifact, cls)]
         if series:
             chart = line_chart(
-                series, threshold=criteria.get("min_effect"), marks=marks, intervals=intervals, x_label="epoch",
+                series,
+                threshold=criteria.get("min_effect"),
+                marks=marks,
+                intervals=intervals,
+                x_label="epoch",
                 title=f"{artifact} -> {cls}",
             )
             figures.append(
@@ -412,8 +444,11 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
                 t = h.get(key) if isinstance(h.get(key), dict) else {}
                 lo, hi = (t.get("interval") or [math.nan, math.nan])[:2]
                 cells.append(f"{_fmt(t.get('effect', math.nan))} [{_fmt(lo)}, {_fmt(hi)}]" if t else "–")
-            alert = any(a.get("epoch") == h.get("epoch") for a in alerts if (a.get("artifact"), a.get("class")) ==
-                        (artifact, cls))
+            alert = any(
+                a.get("epoch") == h.get("epoch")
+                for a in alerts
+                if (a.get("artifact"), a.get("class")) == (artifact, cls)
+            )
             table.append(
                 f"<tr><td>{_fmt(h.get('epoch'))}</td><td>{cells[0]}</td><td>{cells[1]}</td>"
                 f"<td>{_fmt(h.get('relevance_ratio', math.nan))}</td><td>{'yes' if h.get('rule_met') else 'no'}</td>"
@@ -507,7 +542,7 @@ def render_report(run: RunData, title: Optional[str] = None, lossless: bool = Fa
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>"
-        f"<header><h1>{escape(title)}</h1><p class=\"meta\">{escape(str(run.path))} &middot; read from {source} "
+        f'<header><h1>{escape(title)}</h1><p class="meta">{escape(str(run.path))} &middot; read from {source} '
         f"&middot; {counts} &middot; made {escape(made)}. XAI steps count completed epochs (step 0 = the untrained "
         f"model).</p><nav>{nav}</nav></header>{sections}</main></body></html>\n"
     )
