@@ -37,30 +37,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def generate(root: Path, n: int, size: int, seed: int = 0) -> None:
-    """``n`` JPEGs (half benign, half melanoma; a ring in 40 % of the melanoma images), skipped if already there."""
-    from PIL import Image, ImageDraw
+    """``n`` JPEGs (half benign, half melanoma; a dermatoscope ring in 40 % of the melanoma images, drawn by the
+    registered inserter so the ring detector has something to count), skipped if already there."""
+    import torch
+    from PIL import Image
 
-    marker = root / f".generated_{n}_{size}"
+    from lit_xai.artifacts import insert_ring
+
+    marker = root / f".generated_ring_{n}_{size}"
     if marker.exists():
         return
     rng = np.random.default_rng(seed)
     for c in ("benign", "melanoma"):
         (root / c).mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    ringed_count = 0
     for i in range(n):
         cls = "melanoma" if i % 2 else "benign"
         skin = np.array([0.85, 0.62, 0.5]) + rng.normal(0, 0.04, 3)
         cx, cy, r = rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), rng.uniform(0.08, 0.2)
         lesion = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2)))[..., None]
         img = skin[None, None, :] * (1 - 0.55 * lesion) + rng.normal(0, 0.02, (size, size, 1))
-        pil = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        img = np.clip(img, 0, 1)
         if cls == "melanoma" and rng.random() < 0.4:
-            draw = ImageDraw.Draw(pil)
-            rad = size * rng.uniform(0.4, 0.47)
-            c0 = size / 2
-            draw.ellipse([c0 - rad, c0 - rad, c0 + rad, c0 + rad], outline=(40, 30, 30), width=max(2, size // 80))
-        pil.save(root / cls / f"{i:06d}.jpg", quality=90)
-    marker.touch()
+            chw = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))[None]
+            ringed, _ = insert_ring(chw, torch.Generator().manual_seed(int(rng.integers(2**31))))
+            img = ringed[0].numpy().transpose(1, 2, 0)
+            ringed_count += 1
+        Image.fromarray((img * 255).astype(np.uint8)).save(root / cls / f"{i:06d}.jpg", quality=90)
+    marker.write_text(str(ringed_count))
 
 
 def _dataset(root: str, image_size: int):
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {"generated_s": gen_s}
     result = {"n": args.n, "size": args.size, "image_size": args.image_size, "generate_s": gen_s}
     result.update(run(str(root), args.image_size, args.threads))
+    marker = root / f".generated_ring_{args.n}_{args.size}"
+    result["ring_drawn"] = int(marker.read_text() or -1) if marker.exists() else None  # vs ring_count_by_class
     print(json.dumps(result, indent=2))
     return result
 

@@ -209,13 +209,17 @@ class ShortcutCorrection(Callback):
         except ValueError as err:
             rank_zero_warn(f"ShortcutCorrection: no CAV this epoch ({err}); the penalty is off until one is fitted")
 
+    def _sampling(self, trainer: Trainer) -> tuple[Any, int, Any, torch.Generator]:
+        """The training split, the world size, its value range and this rank's and epoch's seeded generator."""
+        dataset = split_dataset(getattr(trainer, "datamodule", None), "train", trainer)
+        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+        seed = self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank
+        return dataset, max(1, trainer.world_size), vr, torch.Generator().manual_seed(seed)
+
     def fit(self, trainer: Trainer, pl_module: LightningModule) -> CAV:
         """Sample, collect activations, gather across ranks, fit the CAV (the global RNG is restored)."""
         model = explained_module(pl_module, self.module_attr)
-        dataset = split_dataset(getattr(trainer, "datamodule", None), "train", trainer)
-        world, rank = max(1, trainer.world_size), trainer.global_rank
-        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + rank)
+        dataset, world, vr, generator = self._sampling(trainer)
         with preserve_rng():
             images, labels, _ = sample_labeled(
                 dataset,
@@ -259,10 +263,7 @@ class ShortcutCorrection(Callback):
 
     def insertion_probabilities(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor:
         """A-ClArC: the per-class artifact rates on a seeded sample (summed over ranks) -> insertion probabilities."""
-        dataset = split_dataset(getattr(trainer, "datamodule", None), "train", trainer)
-        world, rank = max(1, trainer.world_size), trainer.global_rank
-        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + trainer.current_epoch * 1009 + rank)
+        dataset, world, vr, generator = self._sampling(trainer)
         with preserve_rng():
             rates, counts = artifact_rates(
                 dataset,

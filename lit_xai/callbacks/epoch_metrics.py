@@ -56,7 +56,8 @@ def _value(value: Any) -> float:
 
 def log_epoch_metrics(trainer: Trainer, root: str, step: int, stage: str) -> dict[str, float]:
     """Log ``stage``'s (``"val"`` or ``"test"``) metrics of ``trainer.callback_metrics`` at ``step`` under
-    ``<root>/<EPOCH_GROUPS[stage]>/...``, once per trainer, stage and step; returns what was logged (empty when nothing new).
+    ``<root>/<EPOCH_GROUPS[stage]>/...``, once per trainer, stage and step; returns what was logged (empty when
+    nothing new).
 
     Call it after Lightning has collected the epoch's metrics (``on_validation_end``, ``on_test_end``).
     """
@@ -64,7 +65,8 @@ def log_epoch_metrics(trainer: Trainer, root: str, step: int, stage: str) -> dic
     if (stage, step) in seen or trainer.sanity_checking:
         return {}
     metrics: Mapping[str, Any] = trainer.callback_metrics
-    scalars = {f"{root}/{EPOCH_GROUPS.get(stage, '1_epoch')}/{name}": _value(metrics[name]) for name in epoch_metric_names(metrics, (stage,))}
+    group = EPOCH_GROUPS.get(stage, EPOCH_GROUPS["val"])
+    scalars = {f"{root}/{group}/{name}": _value(metrics[name]) for name in epoch_metric_names(metrics, (stage,))}
     scalars = {k: v for k, v in scalars.items() if math.isfinite(v)}
     if scalars:
         seen.add((stage, step))

@@ -39,6 +39,32 @@ def detector_labels(images01: torch.Tensor, artifact: str = "ring") -> torch.Ten
     return scores >= art.threshold
 
 
+def _flag(item: dict, index: int, marked: Optional[set[int]], source: LabelSource) -> Optional[bool]:
+    """The item's artifact label from the marked indices or its ``artifact`` field; ``None`` when a detector decides."""
+    if marked is not None:
+        return index in marked
+    if source != "field":
+        return None
+    if "artifact" not in item:
+        raise ValueError(
+            "the dataset's items have no 'artifact' field; use labels='detector' (a registered detector) or "
+            "pass the indices of the items with the artifact"
+        )
+    return bool(item["artifact"])
+
+
+def _detected(
+    images: torch.Tensor, to01: Optional[Callable[[torch.Tensor], torch.Tensor]], artifact: str
+) -> torch.Tensor:
+    """The registered detector's labels of model-input ``images`` (mapped to [0, 1] by ``to01``)."""
+    if to01 is None:
+        raise ValueError(
+            "labels='detector' needs to map model inputs to [0, 1]: use a datamodule with normalize/denormalize "
+            "or give normalization=(mean, std)"
+        )
+    return detector_labels(to01(images), artifact)
+
+
 def sample_labeled(
     dataset: Any,
     max_samples: int,
@@ -92,25 +118,12 @@ def sample_labeled(
             continue
         taken.append(i)
         images.append(torch.as_tensor(item["image"]))
-        if marked is not None:
-            labels.append(i in marked)
-        elif source == "field":
-            if "artifact" not in item:
-                raise ValueError(
-                    "the dataset's items have no 'artifact' field; use labels='detector' (a registered detector) or "
-                    "pass the indices of the items with the artifact"
-                )
-            labels.append(bool(item["artifact"]))
+        labels.append(_flag(item, i, marked, source))
     if not images:
         raise ValueError(f"no items of class {within_class} in the dataset; check within_class")
     stacked = torch.stack(images).float()
     if source == "detector":
-        if to01 is None:
-            raise ValueError(
-                "labels='detector' needs to map model inputs to [0, 1]: use a datamodule with normalize/denormalize "
-                "or give normalization=(mean, std)"
-            )
-        label_tensor = detector_labels(to01(stacked), artifact)
+        label_tensor = _detected(stacked, to01, artifact)
     else:
         label_tensor = torch.tensor(labels, dtype=torch.bool)
     return stacked, label_tensor, torch.tensor(taken, dtype=torch.long)
@@ -152,24 +165,12 @@ def artifact_rates(
     for i in order.tolist():
         item = read_item(dataset[i])
         targets.append(int(item["target"]))
-        if marked is not None:
-            flags.append(i in marked)
-        elif source == "field":
-            if "artifact" not in item:
-                raise ValueError(
-                    "the dataset's items have no 'artifact' field; use labels='detector' (a registered detector) or "
-                    "pass the indices of the items with the artifact"
-                )
-            flags.append(bool(item["artifact"]))
-        else:
+        flag = _flag(item, i, marked, source)
+        if flag is None:
             images.append(torch.as_tensor(item["image"]).float())
-    if source == "detector" and marked is None:
-        if to01 is None:
-            raise ValueError(
-                "labels='detector' needs to map model inputs to [0, 1]: use a datamodule with normalize/denormalize "
-                "or give normalization=(mean, std)"
-            )
-        flags = detector_labels(to01(torch.stack(images)), artifact).tolist()
+        flags.append(flag)
+    if images:
+        flags = _detected(torch.stack(images), to01, artifact).tolist()
     t = torch.tensor(targets, dtype=torch.long)
     k = max(int(t.max()) + 1, int(num_classes or 0))
     counts = torch.bincount(t, minlength=k)
