@@ -138,6 +138,7 @@ def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8
 
     from lit_xai.callbacks import ShortcutBudget, ShortcutMonitor
     from lit_xai.datamodules import SyntheticShortcutDataModule
+    from lit_xai.explainers import LRP
     from lit_xai.models import ImageClassifier
 
     seed_everything(42)
@@ -145,8 +146,14 @@ def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8
         num_train=1600, num_val=400, num_test=400, image_size=96, batch_size=64, ring_fraction_benign=0.0,
         ring_fraction_melanoma=ring_fraction_melanoma,
     )  # fmt: skip
-    model = ImageClassifier("tiny_resnet", num_classes=2, class_names=list(dm.class_names), lr=3e-3)
-    monitor = ShortcutMonitor(detectors=["ring"], budget=ShortcutBudget(audit_max_samples=800, pool_size=256))
+    model = ImageClassifier(
+        "tiny_resnet", num_classes=2, class_names=list(dm.class_names), lr=3e-3, optimizer="adamw", scheduler="cosine"
+    )
+    monitor = ShortcutMonitor(
+        detectors=["ring"],
+        explainer=LRP(composite="epsilon_gamma_box"),  # the demo's composite (configs/demo.yaml)
+        budget=ShortcutBudget(audit_max_samples=800, pool_size=256),
+    )
     trainer = Trainer(
         max_epochs=max_epochs, accelerator="cpu", devices=1, log_every_n_steps=10, enable_model_summary=False,
         enable_progress_bar=False, logger=TensorBoardLogger(root, name="demo"), default_root_dir=root,
