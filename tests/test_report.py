@@ -272,23 +272,20 @@ def test_report_renders_in_chromium(tb_run):
 def test_audit_table_folds_the_annotations_a_detector_matches_exactly(tmp_path):
     from html import unescape
 
+    import torch
+
+    from lit_xai.artifacts import insert_ring
+    from lit_xai.artifacts.audit import audit_dataset
     from lit_xai.report.render import render_report
     from lit_xai.report.run_data import RunData
 
-    def art(name, n, agreement=None):
-        return {
-            "name": name,
-            "n_with": n,
-            "prevalence": n / 100,
-            "odds_ratio": [0.1, 9.0],
-            "predictive_classes": ["melanoma"],
-            "agreement": agreement,
-        }
-
-    audit = {"n_images": 100, "class_names": ["benign", "melanoma"], "verdicts": []}
-    exact = {"precision": 1.0, "recall": 1.0, "n_annotated": 12.0}
-    for agreement, rows in ((exact, 1), ({"precision": 0.9, "recall": 1.0, "n_annotated": 12.0}, 2)):
-        audit["artifacts"] = {"ring": art("ring", 12, agreement), "annotated": art("annotated", 12)}
+    skin = torch.tensor([0.85, 0.62, 0.5])[None, :, None, None].expand(40, 3, 32, 32).clone()
+    ringed, _ = insert_ring(skin[:20], torch.Generator().manual_seed(0))
+    images = torch.cat([ringed, skin[20:]])
+    # the annotations flag exactly the ringed images, then also one clean image (the detector no longer matches)
+    for extra, rows in ((0, 1), (1, 2)):
+        items = [{"image": img, "target": int(i < 20), "artifact": i < 20 + extra} for i, img in enumerate(images)]
+        audit = audit_dataset(items, class_names=["benign", "melanoma"], task="binary").to_dict()
         html = render_report(RunData(tmp_path, "folder", shortcut={"audit": audit}))
         cells = [unescape(c) for c in re.findall(r"<tr><td>([^<]*)</td>", html) if c.startswith(("ring", "annotated"))]
         assert len(cells) == rows, cells

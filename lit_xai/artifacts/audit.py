@@ -160,8 +160,9 @@ class AuditReport:
         return self.artifacts[artifact].label_predictive
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (NaN and infinities become ``None``)."""
-        return to_jsonable(asdict(self))
+        """Plain JSON-able dict (NaN and infinities become ``None``), with ``annotation_twin``: the detector whose
+        flags are exactly the dataset's annotations (``None`` if none), so readers of the JSON fold the two alike."""
+        return {**to_jsonable(asdict(self)), "annotation_twin": self._annotation_twin()}
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON string."""

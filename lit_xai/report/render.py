@@ -350,22 +350,6 @@ def _verdict_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], lo
     return "".join(parts)
 
 
-#: the audit's name for the dataset's own artifact flags (lit_xai.artifacts.audit.ANNOTATED; the report reads JSON
-#: and imports no torch)
-ANNOTATED = "annotated"
-
-
-def _annotation_twin(artifacts: dict[str, dict]) -> Optional[str]:
-    """The detector that flags exactly the images the dataset annotates (precision = recall = 1), if any."""
-    if ANNOTATED not in artifacts:
-        return None
-    for name, art in artifacts.items():
-        agreement = art.get("agreement") or {}
-        if name != ANNOTATED and agreement.get("precision") == 1.0 and agreement.get("recall") == 1.0:
-            return name
-    return None
-
-
 def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> str:
     audit = (run.shortcut or {}).get("audit")
     parts = []
@@ -380,9 +364,9 @@ def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> s
         rows = []
         names = audit.get("class_names") or []
         artifacts = {k: a for k, a in (audit.get("artifacts") or {}).items() if isinstance(a, dict)}
-        twin = _annotation_twin(artifacts)
+        twin = audit.get("annotation_twin")  # decided by the audit (AuditReport.to_dict)
         for name, art in artifacts.items():
-            if twin is not None and name == ANNOTATED:
+            if twin is not None and name == "annotated":
                 continue  # one row, as in the audit text: the detector's row says it matches the annotations
             label = f"{name} (= the dataset's annotations)" if name == twin else name
             odds = art.get("odds_ratio") or []
