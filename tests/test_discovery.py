@@ -160,15 +160,30 @@ def test_concept_relevance_features_are_clustered_too() -> None:
     assert all(not c.suspicious for c in cands if c.class_index == 1)
 
 
-def test_imbalance_guards_cap_and_per_class_rates(shapes) -> None:
+@pytest.mark.parametrize("jitter", [None, 3])
+def test_imbalance_guards_cap_and_per_class_rates(shapes, jitter) -> None:
     _, x, y, flags, _, heat = shapes["square"]
-    # the other classes 4x larger (duplicates): the tagged class's candidates and their rates do not change
+    if jitter is not None:
+        # the maps another machine computes (other CPU, thread count, BLAS) differ a little; this seed makes a
+        # tagged-class candidate overlap another class (out_rate 0.67), where the rates per class must still cancel
+        heat = heat * (1 + 0.05 * torch.rand(heat.shape, generator=torch.Generator().manual_seed(jitter)))
+    # the other classes 4x larger (duplicates): the tagged class's candidates and their rates do not change. The cap
+    # is above every class size here: a capped class is a random subsample, whose rates are estimates (they differ
+    # by the sampling error, 0.347 vs 0.344 for the jittered maps at the default cap)
     other = (y != TAGGED_CLASS).nonzero().flatten()
     rows = torch.cat([torch.arange(len(y))] + [other] * 3)
-    base = [c for c in discover_candidates(heat, y) if c.class_index == TAGGED_CLASS]
-    heavy = [c for c in discover_candidates(heat[rows], y[rows]) if c.class_index == TAGGED_CLASS]
+    cap = len(rows)
+    base = [c for c in discover_candidates(heat, y, max_per_class=cap) if c.class_index == TAGGED_CLASS]
+    heavy = [c for c in discover_candidates(heat[rows], y[rows], max_per_class=cap) if c.class_index == TAGGED_CLASS]
     assert [c.rows for c in base] == [c.rows for c in heavy]
-    assert [c.score for c in base] == pytest.approx([c.score for c in heavy])
+    # the same float64 arithmetic on the same rows (a rate k / n against 4k / 4n): equal but for the rounding of a
+    # few float64 operations
+    eps = float(np.finfo(np.float64).eps)
+    assert [c.score for c in base] == pytest.approx([c.score for c in heavy], rel=64 * eps)
+    # clustering is per class: at the default cap, which subsamples the heavy classes, the top candidate (the tag,
+    # near no other class) is the same group with the same score
+    capped = [c for c in discover_candidates(heat[rows], y[rows]) if c.class_index == TAGGED_CLASS]
+    assert capped[0].rows == base[0].rows and capped[0].score == pytest.approx(base[0].score, rel=64 * eps)
     # the cap bounds what is clustered per class, and the subset is seeded
     capped = discover_candidates(heat[rows], y[rows], max_per_class=40, seed=3)
     again = discover_candidates(heat[rows], y[rows], max_per_class=40, seed=3)

@@ -72,13 +72,16 @@ def _ratio(model: nn.Module, canonizers: list | None) -> float:
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_timm_resnet_canonizer_conserves_relevance(name):
+    torch.manual_seed(0)  # timm's init draws from the global RNG: earlier tests must not decide the model
     model = _conservation_ready(timm.create_model(name, pretrained=False, num_classes=3))
     from zennit.torchvision import ResNetCanonizer
 
     # zennit's torchvision canonizer misses timm's in-place residual: relevance doubles at every block
     assert _ratio(model, [ResNetCanonizer()]) > 100
-    assert _ratio(model, [TimmResNetCanonizer()]) == pytest.approx(1.0, abs=1e-5)
-    assert _ratio(model, None) == pytest.approx(1.0, abs=1e-5)  # the profile picks the same canonizer
+    # explained in float64 (the model's dtype): conserved but for the epsilon = stabilizer = 1e-12 terms and float64
+    # rounding over ~1e6-term reductions (measured 2e-11 to 6e-11 over three inits); float32 would give ~1e-5
+    assert _ratio(model, [TimmResNetCanonizer()]) == pytest.approx(1.0, abs=1e-9)
+    assert _ratio(model, None) == pytest.approx(1.0, abs=1e-9)  # the profile picks the same canonizer
 
 
 def test_timm_efficientnet_canonizer_conserves_relevance():

@@ -229,6 +229,10 @@ def target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return init
 
 
+#: parameter dtypes an explained copy is cast up from (to float32); float32 and float64 models are explained as they are
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 @contextlib.contextmanager
 def explanation_model(model: nn.Module, copy_model: bool = True, share_tensors: bool = False) -> Iterator[nn.Module]:
     """Yield a model safe to explain: eval mode, frozen parameters, gradients enabled, no autocast.
@@ -259,8 +263,8 @@ def explanation_model(model: nn.Module, copy_model: bool = True, share_tensors: 
                 try:
                     target.eval()
                     target.requires_grad_(False)
-                    if any(p.is_floating_point() and p.dtype != torch.float32 for p in target.parameters()):
-                        target.float()  # LRP's epsilon underflows in half precision
+                    if any(p.dtype in _HALF_DTYPES for p in target.parameters()):
+                        target.float()  # LRP's epsilon underflows in half precision; float64 stays float64
                     yield target
                 finally:
                     # no gc.collect(): the copy is freed by reference counting (tests/test_explainer_contract.py
