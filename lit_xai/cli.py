@@ -22,6 +22,8 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
 
+from lit_xai.commands import COMMANDS, TRAIN_USAGE, usage  # noqa: E402
+
 __all__ = ["LINKED", "XaiCLI", "build_cli", "main", "report_main", "tool_main", "instantiate_datamodule"]
 
 #: datamodule attributes linked into the model's init arguments
@@ -164,13 +166,23 @@ def build_cli(args: ArgsType = None) -> XaiCLI:
     )
 
 
-def main(args: ArgsType = None) -> XaiCLI:
+def main(args: ArgsType = None, pick_threads: Optional[bool] = None) -> XaiCLI:
     """Train (and test on the best checkpoint) from a YAML config; ``args`` allows in-process use from tests.
+
+    ``pick_threads`` (default: only for a command line, ``args=None``) leaves cores that other processes keep busy
+    alone (:func:`lit_xai.threads.configure_threads`); in-process callers keep their own thread count.
 
     A configured class that refuses its arguments (a dataset folder that does not exist, an unknown architecture)
     ends the program like a wrong option does: its one-sentence message on stderr after ``error:``, exit status 2,
     no traceback (:func:`build_cli` raises the error itself).
     """
+    from lit_xai.threads import configure_threads
+
+    given = sys.argv[1:] if args is None else args
+    if isinstance(given, (list, tuple)) and any(a in ("-h", "--help") for a in given):
+        print(TRAIN_USAGE)  # the short version first; LightningCLI prints every option below it
+    # a machine whose cores are already busy: no oversubscribed OpenMP team
+    note = configure_threads() if (args is None if pick_threads is None else pick_threads) else None
     try:
         cli = build_cli(args)
     except Exception as err:
@@ -178,6 +190,8 @@ def main(args: ArgsType = None) -> XaiCLI:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if note:
+        print(note)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     trainer.fit(model, datamodule=datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if cli.config.get("test_after_fit", True) and not trainer.interrupted:
@@ -192,21 +206,21 @@ def _has_test_data(datamodule: LightningDataModule) -> bool:
     return type(datamodule).test_dataloader is not LightningDataModule.test_dataloader
 
 
-def tool_main(argv: Optional[list[str]] = None) -> int:
+def tool_main(argv: Optional[list[str]] = None, command_line: bool = False) -> int:
     """``lit-xai <command>``: ``train`` (same as lit-xai-train), ``audit`` (artifact audit of the training set),
     ``correct`` (P-ClArC on a trained checkpoint, see :func:`lit_xai.correction.posthoc.correct_main`) or ``report``
-    (a run's self-contained HTML report, see :func:`report_main`)."""
+    (a run's self-contained HTML report, see :func:`report_main`). The console script is :func:`lit_xai.tool.main`,
+    which answers ``--help`` before importing this module; ``command_line`` marks a run from it."""
     import argparse
     import json
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: lit-xai {train,audit,correct} --config CONFIG [options]")
-        print("       lit-xai report RUN_DIR [-o report.html]")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
         return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
-        main(rest)
+        main(rest, pick_threads=command_line)
         return 0
     if command == "correct":
         from lit_xai.correction.posthoc import correct_main
@@ -215,7 +229,7 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
     if command == "report":
         return report_main(rest)
     if command != "audit":
-        print(f"unknown command {command!r}; choose one of: train, audit, correct, report", file=sys.stderr)
+        print(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="lit-xai audit")
     parser.add_argument("--config", required=True)
