@@ -43,5 +43,6 @@ def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: lit-xai <command> [options]   (lit-xai <command> --help for a command's options)", ""]
     lines += [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    lines += ["", "examples:", "  lit-xai audit --config configs/demo.yaml", "  lit-xai report lightning_logs/demo/version_0 -o report.html"]
+    lines += ["", "examples:", "  lit-xai audit --config configs/demo.yaml"]
+    lines += ["  lit-xai report lightning_logs/demo/version_0 -o report.html"]
     return "\n".join(lines)
