@@ -115,7 +115,7 @@ class MonitorBase(Callback):
             ``module_attr``, ``task``, ``class_names``, ``normalization`` / ``input_range``); resolved once at fit
             start into :attr:`contract`.
         tag: prefix of everything logged; also the checkpoint ``state_key``.
-        verbose: announce each measurement through the progress bar.
+        verbose: one line per measurement through the progress bar (what was measured, how long it took).
         asynchronous: measure a frozen snapshot of the weights on a background thread while training goes on:
             results are logged at the same steps, only later; fit end waits for the last job; a job's error is
             raised at the next epoch end; single-process training only (else synchronous, with a warning).
@@ -244,8 +244,6 @@ class MonitorBase(Callback):
     ) -> dict[str, Any]:
         """measure -> record -> render -> log; the payload other ranks receive (``background``: on the worker)."""
         start = time.perf_counter()
-        if self.verbose and not background:
-            notify(trainer, f"[{self.tag}] {_where(epoch)}: measuring")
         result = self.measure(self.contract, module, epoch, mode)
         result["seconds"] = time.perf_counter() - start
         with self._background.lock:

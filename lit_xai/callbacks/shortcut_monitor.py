@@ -36,9 +36,10 @@ from ..artifacts.verdict import effect_series, lead_key, verdict_text
 from ..contracts import ModelContract, ModelSpec, probabilities, split_dataset, stand_in_labels
 from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
 from ..visualization import ProbeStrip, explanation_grid, verdict_picture
+from ..visualization.console import alert_block, fit_summary
 from ._shards import read_shared
 from .base import MonitorBase, due
-from .sinks import Picture, log_text, notify
+from .sinks import Picture, find_tensorboard, log_text, notify
 
 __all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]
 
@@ -615,9 +616,25 @@ class ShortcutMonitor(MonitorBase):
         return Picture(image, caption)
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
-        for alert in result["alerts"]:
-            rank_zero_warn(f"ShortcutMonitor alert: {alert['message']}")
+        where = f"TensorBoard {self.verdict_tag}; {os.path.join(self._log_dir or '.', self.report_name)}"
+        for alert in result["alerts"]:  # one block between the progress bar's lines, not a warning glued onto it
+            notify(trainer, alert_block(alert, where, self.rule.confidence))
         self._write_report()
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The story of the run in a few lines: per class shortcut / clean / not judged, then where to look."""
+        if not (self.verbose and trainer.is_global_zero) or self.contract is None or trainer.sanity_checking:
+            return
+        with self._background.lock:
+            history, alerts = list(self.history), list(self.alerts)
+        report = next((cb for cb in trainer.callbacks if type(cb).__name__ == "RunReport"), None)
+        report_path = None
+        if report is not None:
+            report_path = f"{report.run_dir(trainer) / report.filename} (written when fit ends and after test)"
+        tensorboard = find_tensorboard(trainer)
+        logdir = tensorboard.log_dir if tensorboard is not None else None
+        summary = fit_summary(self.contract.class_names, history, alerts, report_path, logdir, self.rule.confidence)
+        notify(trainer, summary)
 
     def _payload(self, result: dict[str, Any]) -> dict[str, Any]:
         return {"alerts": result["alerts"]}
