@@ -32,6 +32,8 @@ CAV scores, artifact vs clean: how well the direction separates the artifact at 
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any, Literal, Optional, Union
 
 import torch
@@ -52,8 +54,13 @@ from ..correction import (
     rrr_penalty,
     sample_labeled,
 )
+from ..report.outcome import correction_outcome, outcome_text, read_run_record
+from ..visualization.console import RULE
 from .base import epoch_step, preserve_rng
-from .sinks import log_scalars
+from .sinks import log_scalars, notify
+
+#: the correction's result in the run folder (read by the run report)
+CORRECTION_RECORD = "correction.json"
 
 __all__ = ["ShortcutCorrection"]
 
@@ -91,6 +98,11 @@ class ShortcutCorrection(Callback):
         subspace: ``"rrclarc"``: penalise the derivative along a ``k``-dimensional artifact subspace (the top paired
             moves when the registered inserter draws the artifact into the sample's clean images,
             :func:`lit_xai.correction.paired_basis`; each scaled like the CAV) instead of the one CAV direction.
+        baseline: the uncorrected run to compare with when fit ends (a run folder, or the folder of its
+            ``version_*`` runs: the newest one): with a :class:`~lit_xai.callbacks.ShortcutMonitor` in the trainer,
+            the callback then prints whether the shortcut is gone (the insertion effect before -> after with its
+            interval, the validation accuracy cost) and writes it to ``correction.json``, which the run report
+            shows. Without it, only this run's result is printed and written.
 
     Example:
         >>> cb = ShortcutCorrection(layer="net.layer3", weight=1.0)
@@ -116,6 +128,7 @@ class ShortcutCorrection(Callback):
         normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
         target_rate: Optional[float] = None,
         subspace: int = 1,
+        baseline: Optional[str] = None,
     ) -> None:
         if method not in ("rrclarc", "rrr", "aclarc"):
             raise ValueError(f"unknown method {method!r}; choose 'rrclarc', 'rrr' or 'aclarc'")
@@ -149,6 +162,9 @@ class ShortcutCorrection(Callback):
         self.normalization = normalization
         self.target_rate = target_rate
         self.subspace = int(subspace)
+        self.baseline = baseline
+        self.outcome: Optional[dict[str, Any]] = None  # the correction's result, when fit ends
+        self._log_dir: Optional[str] = None
         self.cav: Optional[CAV] = None
         self.probabilities: Optional[torch.Tensor] = None  # A-ClArC: per-class insertion probability
         self.rates: Optional[torch.Tensor] = None  # A-ClArC: the per-class artifact rates it was computed from
@@ -182,6 +198,7 @@ class ShortcutCorrection(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        self._log_dir = trainer.log_dir or trainer.default_root_dir  # broadcasts: every rank, here
         if not pl_module.automatic_optimization:
             raise ValueError(
                 "ShortcutCorrection adds its gradients around Lightning's automatic backward; with manual optimisation "
@@ -419,6 +436,41 @@ class ShortcutCorrection(Callback):
             scalars["correction/cav_auc"] = float(self._auc)
         self.history.append({"epoch": float(trainer.current_epoch), **scalars})
         log_scalars(trainer, scalars, epoch_step(trainer.current_epoch))
+
+    # ------------------------------------------------------------------------------------------------ the outcome
+    def describe(self) -> str:
+        """The correction in words (the console, ``correction.json`` and the report say which one was applied)."""
+        if self.method == "aclarc":
+            return f"A-ClArC (the {self.artifact} drawn into artifact-free training images, every class at one rate)"
+        where = f" along a {self.subspace}-d subspace" if self.subspace > 1 else ""
+        name = "RR-ClArC" if self.method == "rrclarc" else "RRR"
+        return f"{name} (lambda = {self.weight:g} at {self.layer}{where})" if self.method == "rrclarc" else (
+            f"{name} (lambda = {self.weight:g}, input gradients inside the {self.artifact} mask)"
+        )
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Whether the shortcut is gone: this run's ShortcutMonitor record against the ``baseline`` run's."""
+        monitor = next((cb for cb in trainer.callbacks if type(cb).__name__ == "ShortcutMonitor"), None)
+        if monitor is None or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        before = before_acc = before_run = None
+        if self.baseline:
+            try:
+                run, before, before_acc = read_run_record(self.baseline)
+                before_run = str(run)
+            except (FileNotFoundError, ValueError, OSError) as err:
+                rank_zero_warn(f"ShortcutCorrection: cannot compare with baseline={self.baseline!r}: {err}")
+        accuracy = trainer.callback_metrics.get("val/acc")
+        after = {"alerts": list(monitor.alerts), "history": list(monitor.history)}
+        self.outcome = correction_outcome(
+            self.describe(), self.artifact, after, None if accuracy is None else float(accuracy), before, before_acc,
+            before_run,
+        )  # fmt: skip
+        if self._log_dir:
+            os.makedirs(self._log_dir, exist_ok=True)
+            with open(os.path.join(self._log_dir, CORRECTION_RECORD), "w") as fh:
+                json.dump(self.outcome, fh, indent=2)
+        notify(trainer, f"{RULE}\nShortcutCorrection: {outcome_text(self.outcome)}\n{RULE}")
 
     # ------------------------------------------------------------------------------------------------ cleanup
     def _remove_hooks(self) -> None:

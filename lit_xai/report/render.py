@@ -27,6 +27,7 @@ from html import escape
 from typing import Any, Optional
 
 from .charts import line_chart
+from .outcome import outcome_text
 from .run_data import ImageEntry, RunData, TextEntry
 
 __all__ = ["CSP", "compact_image", "markdown_html", "render_report", "section_of", "spread"]
@@ -339,6 +340,16 @@ def _verdict_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], lo
     for alert in sorted((run.shortcut or {}).get("alerts") or [], key=lambda a: a.get("epoch", 0)):
         message = markdown_html(alert.get("message", ""))
         parts.append(f"<p><strong>epoch {_fmt(alert.get('epoch'))}</strong></p>{message}")
+    if run.correction:
+        try:
+            lines = outcome_text(run.correction).splitlines()
+        except (KeyError, TypeError):  # a record of another version: name the method at least
+            lines = [f"correction applied: {run.correction.get('method', '?')}"]
+        items = "".join(f"<li>{escape(line.strip())}</li>" for line in lines[1:])
+        parts.append(
+            f'<p id="correction"><strong>Correction applied:</strong> {escape(str(run.correction.get("method")))}'
+            f" &mdash; {escape(lines[0])}</p><ul>{items}</ul>"
+        )
     parts.append("</div>")
     for kind_, tag in claimed.get("verdict", []):
         if kind_ == "image":

@@ -32,6 +32,7 @@ FALLBACK_FOLDER = "xai_images"
 SCALARS_CSV = "scalars.csv"
 #: the JSON report ShortcutMonitor writes into the run folder
 SHORTCUT_REPORT = "shortcut_report.json"
+CORRECTION_RECORD = "correction.json"
 
 _STEP_FILE = re.compile(r"^step_(-?\d+)\.(png|md|txt)$")
 
@@ -65,6 +66,7 @@ class RunData:
         texts: tag -> texts (captions of pictures are attached to the pictures, not listed here).
         scalars: tag -> ``(step, value)`` pairs.
         shortcut: the content of ``shortcut_report.json`` when the run folder holds one.
+        correction: the content of ``correction.json`` (what ShortcutCorrection applied and its result), if any.
     """
 
     path: Path
@@ -73,6 +75,7 @@ class RunData:
     texts: dict[str, list[TextEntry]] = field(default_factory=dict)
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     shortcut: Optional[dict[str, Any]] = None
+    correction: Optional[dict[str, Any]] = None
 
     @property
     def empty(self) -> bool:
@@ -117,6 +120,12 @@ def read_run(path: Union[str, Path]) -> RunData:
             run.shortcut = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             run.shortcut = None  # half-written or foreign: the report goes on without it
+    correction = root / CORRECTION_RECORD
+    if correction.is_file():
+        try:
+            run.correction = json.loads(correction.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            run.correction = None
     return run
 
 
