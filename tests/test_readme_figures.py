@@ -36,7 +36,7 @@ def test_every_readme_figure_block_is_rendered_from_the_figures_file() -> None:
     figures = json.loads(script.FIGURES.read_text())
     text = (ROOT / "README.md").read_text()
     blocks = list(script.BLOCK.finditer(text))
-    assert {m.group("name") for m in blocks} == {"install", "demo"}
+    assert {m.group("name") for m in blocks} == {"install", "demo", "corrected"}
     for match in blocks:
         expected = script.render_block(match.group("name"), figures)
         assert match.group("body") == expected, (
