@@ -50,3 +50,18 @@ def test_fit_summary_per_class() -> None:
     assert "not judged" in lines["benign"]
     assert lines["report"].endswith("run/report.html")
     assert lines["look"].endswith("tensorboard --logdir lightning_logs/demo/v0 --samples_per_plugin images=1000")
+
+
+def test_notify_prints_when_the_progress_bar_is_closed(capsys) -> None:
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from lit_xai.callbacks.sinks import notify
+
+    bar = TQDMProgressBar()  # no bar shown (as at fit end, after Lightning closed them): its print would drop it
+    trainer = SimpleNamespace(is_global_zero=True, progress_bar_callback=bar)
+    notify(trainer, "the summary")
+    assert "the summary" in capsys.readouterr().out
+    notify(SimpleNamespace(is_global_zero=False, progress_bar_callback=None), "rank 1")
+    assert capsys.readouterr().out == ""

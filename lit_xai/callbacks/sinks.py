@@ -336,14 +336,25 @@ def publish(trainer: Trainer, scalars: Optional[Mapping[str, float]]) -> None:
 
 
 def notify(trainer: Trainer, message: str) -> None:
-    """Print through the progress bar when there is one (keeps the bar intact), else plain print on rank 0."""
+    """Print through the progress bar while one is shown (keeps the bar intact), else plain print on rank 0."""
     if not trainer.is_global_zero:
         return
     bar = trainer.progress_bar_callback
-    if bar is not None and hasattr(bar, "print"):
+    if bar is not None and hasattr(bar, "print") and _bar_shown(bar):
         bar.print(message)
     else:
-        print(message)
+        print(message, flush=True)
+
+
+_TQDM_BARS = ("_train_progress_bar", "_val_progress_bar", "_test_progress_bar", "_predict_progress_bar")
+
+
+def _bar_shown(bar: object) -> bool:
+    """Whether the progress bar's ``print`` reaches the console: Lightning's TQDM bar drops the message once its
+    bars are closed (at fit end, where the summary and the report's path are printed); other bars are trusted."""
+    if not any(hasattr(bar, name) for name in _TQDM_BARS):
+        return True
+    return any(getattr(bar, name, None) is not None and not getattr(bar, name).disable for name in _TQDM_BARS)
 
 
 class Picture(NamedTuple):
