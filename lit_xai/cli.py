@@ -231,7 +231,7 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from lit_xai.artifacts import audit_datamodule
+    from lit_xai.shortcuts import audit_datamodule
 
     report = audit_datamodule(
         datamodule, split=opts.split, detectors=tuple(opts.detectors), max_samples=opts.max_samples

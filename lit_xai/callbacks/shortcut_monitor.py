@@ -22,8 +22,11 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates, measure_reliance, render_candidates
-from ..artifacts.audit import (
+from ..artifacts import ARTIFACTS
+from ..contracts import ModelContract, ModelSpec, probabilities, split_dataset, stand_in_labels
+from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
+from ..shortcuts import AlertRule, ReliancePool, discover_candidates, measure_reliance, render_candidates
+from ..shortcuts.audit import (
     add_skipped,
     count_sample,
     default_cache_dir,
@@ -31,10 +34,8 @@ from ..artifacts.audit import (
     report_from_counts,
     to_jsonable,
 )
-from ..artifacts.discovery import default_threshold
-from ..artifacts.verdict import effect_series, lead_key, verdict_text
-from ..contracts import ModelContract, ModelSpec, probabilities, split_dataset, stand_in_labels
-from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
+from ..shortcuts.discovery import default_threshold
+from ..shortcuts.verdict import effect_series, lead_key, verdict_text
 from ..visualization import ProbeStrip, explanation_grid, verdict_picture
 from ._shards import read_shared
 from .base import MonitorBase, due

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..artifacts import get_artifact
-from ..artifacts.reliance import paired_shift, predict_proba, removal_shift
+from ..shortcuts.reliance import paired_shift, predict_proba, removal_shift
 from ..contracts import read_item
 from .cav import CAV, Pooling, collect_activations, fit_cav, paired_basis
 from .labels import LabelSource, sample_labeled

@@ -49,9 +49,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..artifacts.inserters import remove_ring
+from ..artifacts.registry import ARTIFACTS, Artifact, register_artifact
 from .discovery import Candidate
-from .inserters import remove_ring
-from .registry import ARTIFACTS, Artifact, register_artifact
 
 __all__ = ["CandidateArtifact", "candidate_artifact", "candidate_masks"]
 

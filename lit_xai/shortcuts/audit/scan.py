@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ..contracts import read_item, split_dataset
-from .detectors import Detector
-from .registry import DEFAULT_THRESHOLDS, get_detector
+from ...artifacts.detectors import Detector
+from ...artifacts.registry import DEFAULT_THRESHOLDS, get_detector
+from ...contracts import read_item, split_dataset
 
 __all__ = [
     "ALPHA",

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..artifacts.registry import get_artifact
 from .causal import summarize_test
-from .registry import get_artifact
 from .reliance import paired_shift, relevance_in_mask
 from .sham import sham_insert, sham_masks
 from .spray import artifact_cluster, spray

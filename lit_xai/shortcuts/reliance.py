@@ -24,8 +24,8 @@ import torch
 from scipy import stats
 from torch import nn
 
+from ..artifacts.inserters import insert_ring, remove_ring
 from ..contracts import probabilities
-from .inserters import insert_ring, remove_ring
 
 __all__ = [
     "relevance_in_mask",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inserters import insert_ring, remove_ring
+from ..artifacts.inserters import insert_ring, remove_ring
 from .reliance import paired_shift
 from .sham import sham_insert, sham_masks
 
