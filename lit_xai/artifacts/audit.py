@@ -1,0 +1,10 @@
+"""Moved to :mod:`lit_xai.shortcuts.audit` (issue 34), split by job (scan, statistics, report, cache); this old path
+is kept for one release, then removed."""
+
+from .._moved import forward_all
+
+__getattr__ = forward_all(
+    __name__,
+    "lit_xai.shortcuts.audit",
+    "lit_xai.shortcuts.audit.scan",
+)
