@@ -8,8 +8,8 @@ Each case trains a tiny CNN (plain torch loop, one thread) on 32 px images drawn
 with a brown disc; the class cue is the orientation of stripes in the disc (class 0 horizontal, class 1 vertical;
 the per-image cue strength ``s`` scales their contrast; ``s = 0`` makes an image ambiguous). A dark ring
 (:func:`lit_xai.artifacts.insert_ring`) is planted at a per-class rate. After every epoch
-:func:`lit_xai.artifacts.measure_reliance` runs on a validation pool (class 1 watched, removal pool = training
-images), and :class:`lit_xai.artifacts.AlertRule` decides. Cases:
+:func:`lit_xai.shortcuts.measure_reliance` runs on a validation pool (class 1 watched, removal pool = training
+images), and :class:`lit_xai.shortcuts.AlertRule` decides. Cases:
 
 shortcuts (the ring is learnable and used)
 * ``both``: ring in 50 % of class 1, a weak cue everywhere: insertion and removal both move P(class 1);

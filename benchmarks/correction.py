@@ -15,7 +15,7 @@ run). ``--epochs`` and ``--data KEY=VALUE`` make a smaller proxy of the demo.
 Columns, all on the test split (400 images of the demo):
 
 * ``insertion``: the sham-corrected insertion effect exactly as :class:`~lit_xai.callbacks.ShortcutMonitor` measures
-  it (:func:`lit_xai.artifacts.measure_reliance`): change of P(melanoma) when the registered inserter draws a ring
+  it (:func:`lit_xai.shortcuts.measure_reliance`): change of P(melanoma) when the registered inserter draws a ring
   into clean benign images, minus the change a same-shaped neutral (sham) region causes (ideal 0; the issue's goal
   <= 0.1);
 * ``removal``: the sham-corrected removal effect (ring inpainted away on ringed melanomas vs inpainting ring-shaped

@@ -1,8 +1,5 @@
-"""What an artifact *is*: the registry (detector, threshold, inserter, remover), the built-in detectors and inserters
-(dermoscopy ring, dark corners, colour marker; X-ray text markers; tags) and relevance outside a region of interest.
-May import: torch, NumPy, SciPy, PIL; nothing else of lit_xai (whether a model *relies* on an artifact is
-:mod:`lit_xai.shortcuts`, which imports this package, never the other way round).
-"""
+"""What an artifact *is*: the registry (detect, threshold, insert, remove), built-in detectors and inserters, tags, ROI.
+May import: torch, NumPy, SciPy, PIL, lit_xai._moved (old names); lit_xai.shortcuts imports this package, never back."""
 
 from .._moved import forward
 from .detectors import (

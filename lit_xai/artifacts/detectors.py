@@ -10,7 +10,7 @@ with its inserter and remover (registration flows one way: this module does not 
 
 Scores are in [0, 1]; an image is flagged when ``score >= threshold``. Masks are the estimated artifact pixels of
 flagged images and empty for the others, so they can be fed straight into
-:func:`lit_xai.artifacts.relevance_in_mask`.
+:func:`lit_xai.shortcuts.relevance_in_mask`.
 
 Brightness is always judged *relative to the image itself* (an upper quantile of its interior), so a dark lesion or an
 image that is simply dark overall does not look like a vignette.

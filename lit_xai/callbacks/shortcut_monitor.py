@@ -1,8 +1,9 @@
 """``ShortcutMonitor``: audit the training data for artifacts at fit start, measure the model's reliance on them
 every N epochs, and raise a readable alert (text, JSON report, warning) once the model relies on one.
 
-A thin Lightning shell over :mod:`lit_xai.artifacts` (registry, audit, :func:`~lit_xai.artifacts.measure_reliance`,
-:class:`~lit_xai.artifacts.AlertRule`) on :class:`~lit_xai.callbacks.base.MonitorBase`. It works in any Lightning
+A thin Lightning shell over :mod:`lit_xai.artifacts` (registry) and :mod:`lit_xai.shortcuts` (audit,
+:func:`~lit_xai.shortcuts.measure_reliance`, :class:`~lit_xai.shortcuts.AlertRule`) on
+:class:`~lit_xai.callbacks.base.MonitorBase`. It works in any Lightning
 project: plain ``(image, target)`` batches in any value range, class names defaulting to indices, the task inferred
 from the targets. Everything it needs is checked at setup / fit start, before the first epoch, and reported together
 with the arguments that fix it.
@@ -62,7 +63,7 @@ class ShortcutBudget:
         audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
             keyed by the files (names, sizes, modification times) or, for in-memory data, a hash of every pixel, plus
             a hash of a few decoded items and every setting; other datasets are audited afresh every run
-            (:func:`lit_xai.artifacts.audit.count_sample`).
+            (:func:`lit_xai.shortcuts.audit.count_sample`).
 
     Example:
         >>> ShortcutBudget(pool_size=128).num_counterfactual
@@ -92,7 +93,7 @@ class ShortcutBudget:
 class Discovery:
     """Label-free discovery of suspicious explanation clusters in the :class:`ShortcutMonitor` (YAML: a mapping):
     artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's explanations of
-    the validation pool (:func:`lit_xai.artifacts.discover_candidates`): its LRP maps (*where* the model looks) side
+    the validation pool (:func:`lit_xai.shortcuts.discover_candidates`): its LRP maps (*where* the model looks) side
     by side with the positive CRP concept relevances of the profile's concept layer (*what* it uses there).
 
     Args:
@@ -100,7 +101,7 @@ class Discovery:
         top_k: candidates kept per class.
         max_per_class: explanations clustered per class (seeded subset; bounds the cost).
         threshold: score above which a candidate is suspicious; None = the default of what is clustered
-            (:func:`lit_xai.artifacts.default_threshold`, measured in ``benchmarks/discovery.py``).
+            (:func:`lit_xai.shortcuts.default_threshold`, measured in ``benchmarks/discovery.py``).
         concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
             draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
             class's maps look at the image border too (bright corners speak for benign), so that cluster does not
@@ -130,18 +131,18 @@ class Discovery:
 class ShortcutMonitor(MonitorBase):
     """Detect shortcut artifacts in the data and the model's reliance on them, with alerts.
 
-    At fit start it audits the training split (:func:`lit_xai.artifacts.audit_dataset`); every ``every_n_epochs``
+    At fit start it audits the training split (:func:`lit_xai.shortcuts.audit_dataset`); every ``every_n_epochs``
     validation epochs it measures, per artifact and suspected class, the relevance-in-mask ratio on flagged
     validation images, the counterfactual shift of P(class) when the artifact is inserted into clean images of other
     classes, the shift when it is removed (artifacts with a remover), optionally a SpRAy cluster, and for datasets
     with a region of interest (``roi_mask`` items, e.g. lung masks) the share of relevance outside it. Scalars go to
     ``<tag>/<artifact>/<class>/...``; an alert (text, warning, ``shortcut_report.json`` in the run directory)
-    fires once per (artifact, class) when the :class:`~lit_xai.artifacts.AlertRule` says so.
+    fires once per (artifact, class) when the :class:`~lit_xai.shortcuts.AlertRule` says so.
 
     Args:
         detectors: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter.
         every_n_epochs: measure reliance every N validation epochs (and at the last epoch).
-        alert: the :class:`~lit_xai.artifacts.AlertRule` (thresholds, patience); None = defaults.
+        alert: the :class:`~lit_xai.shortcuts.AlertRule` (thresholds, patience); None = defaults.
         budget: what is read and measured (:class:`ShortcutBudget`: audit, pool and sample sizes, seed).
         target_class: class name (or index) to watch; None = the classes the audit finds the artifact predictive of,
             else the class it co-occurs with most.
@@ -183,7 +184,7 @@ class ShortcutMonitor(MonitorBase):
             raise ValueError(
                 f"artifacts {no_inserter} have no inserter, so their counterfactual test cannot run; register one "
                 "with lit_xai.artifacts.register_artifact(name, detect=..., threshold=..., insert=...) or audit them "
-                "with lit_xai.artifacts.audit_dataset instead of watching them"
+                "with lit_xai.shortcuts.audit_dataset instead of watching them"
             )
         self.detectors = tuple(detectors)
         self.rule = alert if alert is not None else AlertRule()

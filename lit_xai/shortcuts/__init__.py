@@ -1,7 +1,5 @@
-"""Whether a model *relies* on an artifact: the dataset audit, reliance, causal and sham tests, the alert rule and
-reliance pools, the verdict, discovery of unknown candidates and SpRAy clustering (pure; no Lightning inside).
-May import: :mod:`lit_xai.artifacts` (the artifact kinds), :mod:`lit_xai.contracts`, :mod:`lit_xai.visualization`.
-"""
+"""Whether a model *relies* on an artifact: audit, reliance/causal/sham tests, alert rule, verdict, discovery, SpRAy.
+May import: lit_xai.artifacts, lit_xai.contracts, lit_xai.visualization; never callbacks, models or Lightning."""
 
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
 from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks

@@ -7,7 +7,7 @@ Colours and the legend come from :mod:`lit_xai.visualization` (public names only
 
 Example:
     >>> import torch
-    >>> from lit_xai.artifacts.discovery import Candidate
+    >>> from lit_xai.shortcuts.discovery import Candidate
     >>> cand = Candidate(class_index=1, members=[7, 8], score=2.5, size=2, fraction=0.5, rows=[0, 1])
     >>> img = render_candidates([cand], torch.rand(4, 3, 32, 32), torch.randn(4, 32, 32), labels=[1, 1, 1, 0])
     >>> img.dtype, img.ndim, img.shape[2]
@@ -66,7 +66,7 @@ def render_candidates(
     """Render candidates as an RGB uint8 image ``(H, W, 3)``: per candidate a caption and a row of members.
 
     Args:
-        candidates: from :func:`lit_xai.artifacts.discover_candidates` (their ``rows`` index the arrays below).
+        candidates: from :func:`lit_xai.shortcuts.discover_candidates` (their ``rows`` index the arrays below).
         images01: ``(N, 1|3, H, W)`` images in [0, 1] (or uint8), the rows given to the discovery.
         heatmaps: ``(N, H, W)`` the maps that were clustered.
         labels: ``(N,)`` classes: with them the last tiles compare the members' mean map with the rest of the class.

@@ -1,7 +1,7 @@
 """Sham-controlled causal reliance tests with bootstrap confidence intervals.
 
 Does the model *use* an artifact as evidence for a class? Two interventions answer it, each against a sham control
-(:mod:`lit_xai.artifacts.sham`) of the same size and kind:
+(:mod:`lit_xai.shortcuts.sham`) of the same size and kind:
 
 * :func:`insertion_test` — insert the artifact into clean images of other classes; the sham paints a neutral object
   of the same area on the *same* images. Effect = mean over images of (real shift - sham shift) of P(class),
@@ -12,7 +12,7 @@ Does the model *use* an artifact as evidence for a class? Two interventions answ
   inpainting such a region does anyway (two independent groups).
 
 Both effects are oriented so that **positive = reliance**, in units of probability, with a seeded percentile
-bootstrap interval (:func:`bootstrap_effect`). :class:`~lit_xai.artifacts.AlertRule` reads them.
+bootstrap interval (:func:`bootstrap_effect`). :class:`~lit_xai.shortcuts.AlertRule` reads them.
 
 Example:
     >>> import torch
@@ -104,11 +104,11 @@ def summarize_test(
     resamples: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """One test's evidence from :func:`~lit_xai.artifacts.paired_shift` results of the real and the sham edit.
+    """One test's evidence from :func:`~lit_xai.shortcuts.paired_shift` results of the real and the sham edit.
 
     Returns:
         the real edit's statistics (``n``, ``p_before``, ``p_after``, ``mean_shift``, ``flip_rate``, ... as
-        :func:`~lit_xai.artifacts.paired_shift`, without per-image tensors) plus ``test``, ``split``, ``sham``
+        :func:`~lit_xai.shortcuts.paired_shift`, without per-image tensors) plus ``test``, ``split``, ``sham``
         (the sham kind), ``sham_shift`` (mean shift under the sham), ``sham_p_before``, ``n_sham``, ``effect``
         (positive = reliance), ``interval``, ``confidence``, ``se`` and ``paired``.
     """
@@ -155,7 +155,7 @@ def insertion_test(
         images01: ``(N, C, H, W)`` clean images in [0, 1], normally of the other classes.
         target_class: the class the artifact is suspected to predict.
         insert_fn: ``(images01, generator) -> (images01, masks)``, e.g. :func:`~lit_xai.artifacts.insert_ring`.
-        sham: the sham kind of :func:`~lit_xai.artifacts.sham.sham_insert`.
+        sham: the sham kind of :func:`~lit_xai.shortcuts.sham.sham_insert`.
         normalize: images01 -> model input; ``None`` feeds [0, 1] images.
         task: ``"binary"``/``"multiclass"`` (softmax) or ``"multilabel"`` (sigmoid).
         seed: seeds the insertion (``seed``), the sham (``seed + 1``) and the bootstrap (``seed``).

@@ -1,6 +1,6 @@
 """Label-free discovery of suspicious explanation clusters: find the artifact nobody registered.
 
-Every shortcut test elsewhere in :mod:`lit_xai.artifacts` starts from a registered detector. This module starts from
+Every shortcut test elsewhere in :mod:`lit_xai.shortcuts` starts from a registered detector. This module starts from
 the explanations alone, as the "reveal" step of SpRAy (Lapuschkin et al. 2019) and PCX (Dreyer et al. 2024) does:
 cluster the explanations of each class and rank the clusters that look like a Clever-Hans strategy.
 
@@ -10,14 +10,14 @@ Recipe, per class:
    most as many of every other class for the label test. Clustering is per class, so a large class never swamps a
    small one, and the cost is bounded by the cap, not by the dataset.
 2. **Features.** LRP maps become SpRAy features (|R| area-pooled to 16x16, each map normalised to sum 1,
-   :func:`lit_xai.artifacts.spray_features`); any ``(N, D)`` matrix can be given instead, e.g. CRP concept relevances
+   :func:`lit_xai.shortcuts.spray_features`); any ``(N, D)`` matrix can be given instead, e.g. CRP concept relevances
    of a layer (rows are normalised the same way: |x| / sum |x|). Given both, both views are clustered at once (each
    row is [concepts, map], each half summing to 1/2, :func:`explanation_features`): a group that uses the same
    concept in the same place. This is what finds the demo's ring: its LRP maps alone cluster, but the benign class's
    maps look at the border too (bright corners speak for benign), so the cluster does not predict the label; the
    concepts the two classes use there differ.
 3. **Clusters at several resolutions.** One spectral embedding of the class (kNN graph, normalised Laplacian, as
-   :func:`lit_xai.artifacts.spray`), then seeded k-means for every k in ``2..max_clusters``: a small artifact group is
+   :func:`lit_xai.shortcuts.spray`), then seeded k-means for every k in ``2..max_clusters``: a small artifact group is
    a cluster at some k even when the eigengap prefers another. Clusters of size ``min_size..max_fraction * n`` are
    candidates (duplicates across k are merged).
 4. **Suspicion score** of each candidate (:class:`Candidate` keeps every term):
@@ -25,7 +25,7 @@ Recipe, per class:
    * ``distinct``: how much the cluster's mean looks somewhere new, measured on the maps when given (whatever was
      clustered: *where* the group looks), else on the features. The statistic is the log ratio of the mass the
      cluster's mean puts where it exceeds the rest of the class's mean to the mass the rest puts there. (SpRAy's
-     focus ratio, :func:`~lit_xai.artifacts.artifact_cluster`, looks only where the cluster puts half its mass: an
+     focus ratio, :func:`~lit_xai.shortcuts.artifact_cluster`, looks only where the cluster puts half its mass: an
      artifact that draws less relevance than the object, as the demo's ring, is diluted by the object there.) The
      95th percentile of the same statistic on ``null_draws`` same-size random subsets of the class is subtracted
      (small groups have noisy means) and the excess is weighted by ``sqrt(size / n)``: a large consistent group

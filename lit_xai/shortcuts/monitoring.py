@@ -2,7 +2,7 @@
 read once, the reliance evidence for one (artifact, class), and the alert rule.
 
 The alert is a verdict on causal evidence: sham-controlled insertion and removal tests with bootstrap intervals
-(:mod:`lit_xai.artifacts.causal`); relevance in the mask, SpRAy and the audit only support it.
+(:mod:`lit_xai.shortcuts.causal`); relevance in the mask, SpRAy and the audit only support it.
 
 Example:
     >>> rule = AlertRule(min_effect=0.05, patience=2)
@@ -120,11 +120,11 @@ def measure_reliance(
 ) -> dict[str, Any]:
     """Reliance of ``module`` on ``artifact`` as evidence for ``target_class`` (pure; no Lightning).
 
-    The causal evidence is two sham-controlled tests (:mod:`lit_xai.artifacts.causal`), each edit made once per pool
+    The causal evidence is two sham-controlled tests (:mod:`lit_xai.shortcuts.causal`), each edit made once per pool
     (:meth:`ReliancePool.edit`) and re-scored every call:
 
     * insertion: the artifact inserted into up to ``num_counterfactual`` clean images of other classes vs a sham
-      insertion (:func:`~lit_xai.artifacts.sham.sham_insert`) on the same images, paired;
+      insertion (:func:`~lit_xai.shortcuts.sham.sham_insert`) on the same images, paired;
     * removal (artifacts with a remover): the artifact inpainted away on up to ``num_counterfactual`` images of the
       class that carry it vs inpainting same-shaped regions at random places on up to ``num_counterfactual`` images
       of the class without it (of any class when the class has none without it: ``sham_images``). When ``pool``
@@ -156,7 +156,7 @@ def measure_reliance(
 
     Returns:
         ``tests`` (which tests ran); ``counterfactual`` (insertion) and ``removal``, each
-        :func:`~lit_xai.artifacts.causal.summarize_test`'s dict (``effect`` positive = reliance, ``interval``,
+        :func:`~lit_xai.shortcuts.causal.summarize_test`'s dict (``effect`` positive = reliance, ``interval``,
         ``confidence``, ``n``, ``n_sham``, ``split``, ``sham``, ``sham_shift``, the real edit's ``mean_shift``,
         ``p_before``/``p_after``, flip rates); ``removal_skipped`` (why, when removal did not run); ``exposure``
         (``images``: images of the class carrying the artifact in the pool the removal test uses, ``of``: images
@@ -256,7 +256,7 @@ def _removal(
     num: int,
     stats: dict[str, Any],
 ) -> dict[str, Any] | str:
-    """The removal test on ``pool`` (the same edits as :func:`~lit_xai.artifacts.causal.removal_test`), or why not."""
+    """The removal test on ``pool`` (the same edits as :func:`~lit_xai.shortcuts.causal.removal_test`), or why not."""
     flags, masks, labels = pool.flags[artifact], pool.masks[artifact], pool.labels
     rows = (flags & (labels == target_class)).nonzero().flatten()[:num]
     clean = ((~flags) & (labels == target_class)).nonzero().flatten()[:num]

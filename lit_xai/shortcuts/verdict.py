@@ -2,7 +2,7 @@
 
 Reads what :class:`~lit_xai.callbacks.ShortcutMonitor` keeps: its history entries (one per measured epoch and
 watched (artifact, class), with the sham-controlled ``counterfactual`` (insertion) and ``removal`` tests of
-:func:`~lit_xai.artifacts.measure_reliance`) and its alerts. The verdict picture
+:func:`~lit_xai.shortcuts.measure_reliance`) and its alerts. The verdict picture
 (:func:`lit_xai.visualization.verdict_picture`) draws the series under the sentence.
 
 Example:
