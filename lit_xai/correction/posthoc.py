@@ -199,7 +199,7 @@ def correct_main(argv: list[str]) -> int:
     import argparse
     import json
 
-    from ..cli import instantiate_datamodule
+    from ..datamodules.config import instantiate_datamodule
 
     parser = argparse.ArgumentParser(prog="lit-xai correct")
     parser.add_argument("--ckpt", required=True, help="the trained Lightning checkpoint")

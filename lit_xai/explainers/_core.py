@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from zennit import composites as zcomp
 
+from .errors import ExplainerNotApplicable
 from .profiles import find_profile, resolve_profile
 
 __all__ = [
@@ -178,8 +179,6 @@ def default_concept_layer(model: nn.Module) -> str:
     """First candidate CRP layer from the model's explanation profile; clear error otherwise."""
     found = resolve_profile(model, "CRP concept layer")
     if found.profile.no_concepts:
-        from .base import ExplainerNotApplicable
-
         raise ExplainerNotApplicable(
             f"concept explanations do not apply to {found.profile.family!r} networks: {found.profile.no_concepts}"
         )
