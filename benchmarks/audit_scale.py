@@ -13,7 +13,7 @@ transform) and audits the whole training split with :func:`lit_xai.shortcuts.aud
 
 Usage::
 
-    python benchmarks/audit_scale.py --root /tmp/audit_jpegs --n 10000 --size 512     # prints JSON
+    python -m benchmarks audit_scale --root /tmp/audit_jpegs --n 10000 --size 512     # prints JSON
 
 Never generate into the repository. ``--image-size`` is the datamodule's training size (JPEGs decode at reduced
 scale close to twice that).

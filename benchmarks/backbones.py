@@ -12,8 +12,8 @@ Two parts:
   the same logits, interleaved, ``--repeats`` times each; min and median seconds and the ratio of the minima.
 
 Run:
-    OMP_NUM_THREADS=2 python benchmarks/backbones.py --conservation
-    OMP_NUM_THREADS=2 python benchmarks/backbones.py --speed --repeats 5
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --conservation
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 5
 """
 
 from __future__ import annotations

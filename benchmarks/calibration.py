@@ -1,8 +1,8 @@
 """Calibrate ShortcutMonitor's alert rule on shortcuts and controls built in code (not part of the default tests).
 
-    python benchmarks/calibration.py                  # the table in benchmarks/README.md (~5-10 min on one core)
-    python benchmarks/calibration.py --seeds 3 --quick  # a smoke run
-    python benchmarks/calibration.py --json calib.json  # also every measurement
+    python -m benchmarks calibration                  # the table in benchmarks/README.md (~5-10 min on one core)
+    python -m benchmarks calibration --seeds 3 --quick  # a smoke run
+    python -m benchmarks calibration --json calib.json  # also every measurement
 
 Each case trains a tiny CNN (plain torch loop, one thread) on 32 px images drawn here: a skin-coloured background
 with a brown disc; the class cue is the orientation of stripes in the disc (class 0 horizontal, class 1 vertical;

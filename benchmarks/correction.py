@@ -1,7 +1,7 @@
 """Shortcut correction on the demo, side by side in one run: no correction, each training-time method of
 :class:`lit_xai.callbacks.ShortcutCorrection`, and P-ClArC after training.
 
-    python benchmarks/correction.py [--config configs/demo.yaml] [--seed 42] [--methods aclarc,rrclarc,rrr]
+    python -m benchmarks correction [--config configs/demo.yaml] [--seed 42] [--methods aclarc,rrclarc,rrr]
         [--pclarc_subspace 1] [--workdir DIR [--resume]] [--epochs 5 --data image_size=64 --data num_train=800]
         [--json out.json]
 

@@ -16,10 +16,10 @@ plain SpRAy (eigengap clustering of the class + :func:`~lit_xai.shortcuts.artifa
 time of one measurement for 10 classes x 256 maps (64 px) and the cost of the capped sample at 10 x 2048 maps.
 
 Run:
-    python benchmarks/discovery.py                 # 5 seeds, about 3 min on one quiet core
-    python benchmarks/discovery.py --seeds 0 1     # quicker
-    python benchmarks/discovery.py --cache /tmp/d  # keep the explanations; a second run only re-scores
-    python benchmarks/discovery.py --demo          # the demo's monitor with and without the ring (slow)
+    python -m benchmarks discovery                 # 5 seeds, about 3 min on one quiet core
+    python -m benchmarks discovery --seeds 0 1     # quicker
+    python -m benchmarks discovery --cache /tmp/d  # keep the explanations; a second run only re-scores
+    python -m benchmarks discovery --demo          # the demo's monitor with and without the ring (slow)
 """
 
 from __future__ import annotations
