@@ -35,6 +35,9 @@ class LRP(Explainer):
         batch_size: images per backward pass (bounds memory).
         copy_model: explain a deep copy (default) so the caller's model cannot change.
         composite_kwargs: extra arguments of the zennit composite, e.g. ``{"zero_params": "bias"}``.
+        fast_rules: ``False`` explains with zennit's own hooks instead of the fast rule layers (the same map to
+            rounding, slower): any map can be checked against zennit (also ``lit_xai.explainers.fast_rules(False)``
+            or ``LIT_XAI_FAST_RULES=0`` for every explainer).
 
     Every call runs the conservation guard (:mod:`lit_xai.explainers.conservation`): ``last_check`` holds the
     :class:`~lit_xai.explainers.conservation.ConservationCheck` of the latest call (per-image ``ratios`` and ``ok``),
@@ -56,6 +59,7 @@ class LRP(Explainer):
         batch_size: int = 16,
         copy_model: bool = True,
         composite_kwargs: dict[str, Any] | None = None,
+        fast_rules: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -66,6 +70,7 @@ class LRP(Explainer):
         self.batch_size = batch_size
         self.copy_model = copy_model
         self.composite_kwargs = dict(composite_kwargs or {})
+        self.fast_rules = fast_rules
         self.last_check: ConservationCheck | None = None
 
     @property
@@ -95,13 +100,14 @@ class LRP(Explainer):
                 # zennit canonizers are templates: apply() registers fresh copies, so reuse across calls is safe
                 canonizers=self.canonizers,
                 composite_kwargs=self.composite_kwargs,
+                fast_rules=self.fast_rules,
             )
             for i in range(0, images.shape[0], self.batch_size)
         ]
         relevance = torch.cat([r for r, _ in chunks])
         logits = torch.cat([z for _, z in chunks])
         check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net))
-        confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs)
+        confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs, self.fast_rules)
         warn_if_not_conserved(check, "LRP", stacklevel=5)
         self.last_check = check
         return relevance

@@ -30,6 +30,7 @@ def lrp_relevance(
     composite: str = "epsilon_plus_flat",
     canonizers: list | None = None,
     composite_kwargs: dict[str, Any] | None = None,
+    fast_rules: bool = True,
 ) -> torch.Tensor:
     """Input relevance ``(N, C, H, W)`` of the target logits of an already prepared ``model`` (no copy, no restore).
 
@@ -46,6 +47,8 @@ def lrp_relevance(
         composite: name in :data:`lit_xai.explainers.COMPOSITES`.
         canonizers: zennit canonizers; ``None`` takes the registry entry's or those of a known torchvision family.
         composite_kwargs: extra arguments of the zennit composite (e.g. ``zero_params="bias"``, ``epsilon=0.25``).
+        fast_rules: ``False`` runs zennit's own hooks instead of the fast rule layers (same map to rounding; for
+            checking a map against zennit, see :mod:`lit_xai.explainers._fast_rules`).
 
     Example:
         >>> import torch
@@ -54,7 +57,7 @@ def lrp_relevance(
         >>> lrp_relevance(net, torch.rand(1, 3, 32, 32), 1).shape
         torch.Size([1, 3, 32, 32])
     """
-    return lrp_pass(model, images, targets, composite, canonizers, composite_kwargs)[0]
+    return lrp_pass(model, images, targets, composite, canonizers, composite_kwargs, fast_rules)[0]
 
 
 def lrp_pass(
@@ -64,8 +67,10 @@ def lrp_pass(
     composite: str = "epsilon_plus_flat",
     canonizers: list | None = None,
     composite_kwargs: dict[str, Any] | None = None,
+    fast_rules: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`lrp_relevance` and the explained logit of each image ``(N,)`` (for the conservation guard)."""
+    """:func:`lrp_relevance` and the explained logit of each image ``(N,)`` (for the conservation guard).
+    ``fast_rules=False``: zennit's own hooks (see :mod:`lit_xai.explainers._fast_rules`)."""
     norm_types = nn.modules.batchnorm._BatchNorm
     training = [name for name, m in model.named_modules() if m.training and isinstance(m, norm_types)]
     if training:
@@ -76,7 +81,7 @@ def lrp_pass(
     comp = build_composite(composite, model, canonizers, composite_kwargs)
     # zennit's composite with its Conv2d/Linear Epsilon/ZPlus/Gamma hooks replaced by single-pass rule layers
     # (_fast_rules: same arithmetic, no discarded ordinary backward, no re-run forwards); the rest is zennit's
-    rules = FastRules(comp)
+    rules = FastRules(comp, enabled=None if fast_rules else False)
     with torch.inference_mode(False), torch.enable_grad():
         x = prepare_input(images, model)
         try:
