@@ -1,5 +1,5 @@
 """Whether a model *relies* on an artifact: audit, reliance/causal/sham tests, alert rule, verdict, discovery, SpRAy.
-May import: lit_xai.artifacts, lit_xai.contracts, lit_xai.visualization; never callbacks, models or Lightning."""
+May import: artifacts, contracts, explainers, visualization, schedule; never callbacks, models or Lightning."""
 
 from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
 from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks
@@ -18,8 +18,13 @@ from .reliance import counterfactual_shift, paired_shift, predict_proba, relevan
 from .sham import SHAM_KINDS, sham_insert, sham_masks
 from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
 from .verdict import EffectSeries, effect_series, lead_key, verdict_text
+from .watch import MIN_REMOVAL_IMAGES, Discovery, ShortcutBudget, ShortcutWatch
 
 __all__ = [
+    "MIN_REMOVAL_IMAGES",
+    "Discovery",
+    "ShortcutBudget",
+    "ShortcutWatch",
     "ArtifactAssociation",
     "AuditReport",
     "association_table",
