@@ -3,17 +3,17 @@
 Generates ``--n`` skin-like ``--size``-px JPEGs into ``--root`` (``root/benign``, ``root/melanoma``; a dark ring in a
 share of the melanoma images, so the audit has something to find), reads them through
 :class:`lit_xai.datamodules.ImageFolderDataModule` (the loader a real run uses: JPEG decode at reduced scale, eval
-transform) and audits the whole training split with :func:`lit_xai.artifacts.audit.count_sample`:
+transform) and audits the whole training split with :func:`lit_xai.shortcuts.audit.count_sample`:
 
 * **1 process, cold**: one process audits everything (no cache);
 * **2 processes, cold**: two OS processes each audit their shard (``shard=(rank, 2)``) at the same time, the parent
-  merges the counts (:func:`~lit_xai.artifacts.audit.merge_counts`) and checks them against the 1-process counts;
+  merges the counts (:func:`~lit_xai.shortcuts.audit.merge_counts`) and checks them against the 1-process counts;
 * **cached**: the same calls again (the cold runs filled a fresh cache; the cost is then fingerprinting the file
   list plus a few items, and the start-up).
 
 Usage::
 
-    python benchmarks/audit_scale.py --root /tmp/audit_jpegs --n 10000 --size 512     # prints JSON
+    python -m benchmarks audit_scale --root /tmp/audit_jpegs --n 10000 --size 512     # prints JSON
 
 Never generate into the repository. ``--image-size`` is the datamodule's training size (JPEGs decode at reduced
 scale close to twice that).

@@ -12,28 +12,28 @@ Two parts:
   the same logits, interleaved, ``--repeats`` times each; min and median seconds and the ratio of the minima.
 
 Run:
-    OMP_NUM_THREADS=2 python benchmarks/backbones.py --conservation
-    OMP_NUM_THREADS=2 python benchmarks/backbones.py --speed --repeats 5
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --conservation
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from lit_xai.explainers import LRP, ConservationWarning, check_conservation, find_profile, lrp_relevance
-from lit_xai.explainers._core import explanation_model
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lit_xai, not whichever is installed
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import torch  # noqa: E402
 from _backbones import BACKBONES, trained_like, zero_biases  # noqa: E402
+from torch import nn  # noqa: E402
+
+from benchmarks.timing import summary, time_interleaved  # noqa: E402
+from lit_xai.explainers import LRP, ConservationWarning, check_conservation, find_profile, lrp_relevance  # noqa: E402
+from lit_xai.explainers._core import explanation_model  # noqa: E402
 
 __all__ = ["conservation_table", "speed_table"]
 
@@ -104,19 +104,14 @@ def speed_table(repeats: int = 5, batch: int = 8, side: int = 224) -> list[dict]
             def relevance(net: nn.Module = net, x: torch.Tensor = x, t: torch.Tensor = t, lrp: LRP = lrp) -> None:
                 lrp.relevance_on(net, x, t)
 
-            times: dict[str, list[float]] = {"gradient": [], "lrp": []}
-            gradient(), relevance()  # warm-up
-            for _ in range(repeats):
-                for label, fn in (("gradient", gradient), ("lrp", relevance)):
-                    start = time.perf_counter()
-                    fn()
-                    times[label].append(time.perf_counter() - start)
+            times = time_interleaved({"gradient": gradient, "lrp": relevance}, repeats, warmup=1)
+        grad_s, lrp_s = summary(times["gradient"]), summary(times["lrp"])
         row = {
             "backbone": name,
-            "gradient_min_s": min(times["gradient"]),
-            "gradient_median_s": statistics.median(times["gradient"]),
-            "lrp_min_s": min(times["lrp"]),
-            "lrp_median_s": statistics.median(times["lrp"]),
+            "gradient_min_s": grad_s["min"],
+            "gradient_median_s": grad_s["median"],
+            "lrp_min_s": lrp_s["min"],
+            "lrp_median_s": lrp_s["median"],
         }
         row["ratio_min"] = row["lrp_min_s"] / row["gradient_min_s"]
         row["ratio_median"] = row["lrp_median_s"] / row["gradient_median_s"]

@@ -33,9 +33,9 @@ or network disk the threads hide the latency.)
 
 Run::
 
-    python benchmarks/bad_image_check.py                 # full: 10,000 small + 2,000 large
-    python benchmarks/bad_image_check.py --quick         # 1,000 small + 200 large
-    python benchmarks/bad_image_check.py --output check.json
+    python -m benchmarks bad_image_check                 # full: 10,000 small + 2,000 large
+    python -m benchmarks bad_image_check --quick         # 1,000 small + 200 large
+    python -m benchmarks bad_image_check --output check.json
 """
 
 from __future__ import annotations

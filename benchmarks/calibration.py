@@ -1,15 +1,15 @@
 """Calibrate ShortcutMonitor's alert rule on shortcuts and controls built in code (not part of the default tests).
 
-    python benchmarks/calibration.py                  # the table in benchmarks/README.md (~5-10 min on one core)
-    python benchmarks/calibration.py --seeds 3 --quick  # a smoke run
-    python benchmarks/calibration.py --json calib.json  # also every measurement
+    python -m benchmarks calibration                  # the table in benchmarks/README.md (~5-10 min on one core)
+    python -m benchmarks calibration --seeds 3 --quick  # a smoke run
+    python -m benchmarks calibration --json calib.json  # also every measurement
 
 Each case trains a tiny CNN (plain torch loop, one thread) on 32 px images drawn here: a skin-coloured background
 with a brown disc; the class cue is the orientation of stripes in the disc (class 0 horizontal, class 1 vertical;
 the per-image cue strength ``s`` scales their contrast; ``s = 0`` makes an image ambiguous). A dark ring
 (:func:`lit_xai.artifacts.insert_ring`) is planted at a per-class rate. After every epoch
-:func:`lit_xai.artifacts.measure_reliance` runs on a validation pool (class 1 watched, removal pool = training
-images), and :class:`lit_xai.artifacts.AlertRule` decides. Cases:
+:func:`lit_xai.shortcuts.measure_reliance` runs on a validation pool (class 1 watched, removal pool = training
+images), and :class:`lit_xai.shortcuts.AlertRule` decides. Cases:
 
 shortcuts (the ring is learnable and used)
 * ``both``: ring in 50 % of class 1, a weak cue everywhere: insertion and removal both move P(class 1);

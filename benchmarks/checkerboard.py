@@ -15,10 +15,10 @@ are random-init with batch-norm statistics taken from one batch, so what is meas
 rules' contribution, not learned features.
 
 Run:
-    OMP_NUM_THREADS=1 python benchmarks/checkerboard.py                     # tiny_resnet (and small nets), 32 px
-    OMP_NUM_THREADS=1 python benchmarks/checkerboard.py --arch resnet50 --side 112 --n 4
+    OMP_NUM_THREADS=1 python -m benchmarks checkerboard                     # tiny_resnet (and small nets), 32 px
+    OMP_NUM_THREADS=1 python -m benchmarks checkerboard --arch resnet50 --side 112 --n 4
     # the trained demo model on its own validation images: grid contrast and relevance on the ring per composite
-    OMP_NUM_THREADS=1 python benchmarks/checkerboard.py --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
+    OMP_NUM_THREADS=1 python -m benchmarks checkerboard --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Shortcut correction on the demo, side by side in one run: no correction, each training-time method of
 :class:`lit_xai.callbacks.ShortcutCorrection`, and P-ClArC after training.
 
-    python benchmarks/correction.py [--config configs/demo.yaml] [--seed 42] [--methods aclarc,rrclarc,rrr]
+    python -m benchmarks correction [--config configs/demo.yaml] [--seed 42] [--methods aclarc,rrclarc,rrr]
         [--pclarc_subspace 1] [--workdir DIR [--resume]] [--epochs 5 --data image_size=64 --data num_train=800]
         [--json out.json]
 
@@ -15,7 +15,7 @@ run). ``--epochs`` and ``--data KEY=VALUE`` make a smaller proxy of the demo.
 Columns, all on the test split (400 images of the demo):
 
 * ``insertion``: the sham-corrected insertion effect exactly as :class:`~lit_xai.callbacks.ShortcutMonitor` measures
-  it (:func:`lit_xai.artifacts.measure_reliance`): change of P(melanoma) when the registered inserter draws a ring
+  it (:func:`lit_xai.shortcuts.measure_reliance`): change of P(melanoma) when the registered inserter draws a ring
   into clean benign images, minus the change a same-shaped neutral (sham) region causes (ideal 0; the issue's goal
   <= 0.1);
 * ``removal``: the sham-corrected removal effect (ring inpainted away on ringed melanomas vs inpainting ring-shaped

@@ -1,6 +1,6 @@
 """Cost of CRP relative to LRP: conditional heatmaps of 8 concepts for one image vs one LRP heatmap of that image.
 
-    python benchmarks/crp_timing.py [--arch resnet18] [--size 224] [--layer layer4.0.conv2] [--repeats 5]
+    python -m benchmarks crp_timing [--arch resnet18] [--size 224] [--layer layer4.0.conv2] [--repeats 5]
 
 Each repeat times both through the public API (deep copy + canonizers + explanation, what a callback pays) and on an
 already prepared eval copy (the explanation alone), interleaved so machine load affects both alike; the first
@@ -12,9 +12,14 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import time
+import sys
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lit_xai, not whichever is installed
+
+import torch  # noqa: E402
+
+from benchmarks.timing import summary, time_interleaved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,27 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     net = build_architecture(args.arch, num_classes=10)
     x, t = torch.randn(1, 3, args.size, args.size), torch.tensor([3])
     crp = CRP(layer=args.layer, top_k=args.concepts, batch_size=args.concepts)
-    timings: dict[str, list[float]] = {"lrp_api": [], "crp_api": [], "lrp_core": [], "crp_core": []}
-
-    def clock(key: str, fn) -> None:
-        start = time.perf_counter()
-        fn()
-        timings[key].append(time.perf_counter() - start)
-
     with explanation_model(net) as prepared:
         ids = channel_relevances(prepared, x, t, args.layer).topk(args.concepts, dim=1).indices
-        for _ in range(args.repeats + 1):
-            clock("lrp_api", lambda: LRP()(net, x, t))
-            clock("crp_api", lambda: crp(net, x, t))
-            clock("lrp_core", lambda: lrp_relevance(prepared, x, t))
+        calls = {
+            "lrp_api": lambda: LRP()(net, x, t),
+            "crp_api": lambda: crp(net, x, t),
+            "lrp_core": lambda: lrp_relevance(prepared, x, t),
             # the API ranks concepts with one LRP pass first; the core number is the conditional pass alone
-            clock("crp_core", lambda: crp_heatmaps(prepared, x, t, args.layer, ids, batch_size=args.concepts))
+            "crp_core": lambda: crp_heatmaps(prepared, x, t, args.layer, ids, batch_size=args.concepts),
+        }
+        timings = time_interleaved(calls, repeats=args.repeats, warmup=1)
     print(f"{args.arch} {args.size}px, layer {args.layer}, {args.concepts} concepts, {args.threads} thread(s)")
     for key, values in timings.items():
-        v = values[1:]
-        print(f"  {key:9s} min {min(v):.3f}s  median {statistics.median(v):.3f}s")
+        s = summary(values)
+        print(f"  {key:9s} min {s['min']:.3f}s  median {s['median']:.3f}s")
     for kind in ("api", "core"):
-        crp_s, lrp_s = timings[f"crp_{kind}"][1:], timings[f"lrp_{kind}"][1:]
+        crp_s, lrp_s = timings[f"crp_{kind}"], timings[f"lrp_{kind}"]
         ratios = [c / lo for c, lo in zip(crp_s, lrp_s)]
         med = statistics.median
         print(

@@ -8,7 +8,7 @@ zennit-crp 0.6.0 pins ``zennit<=0.4.6`` while lit_xai uses zennit 0.5.1, so the 
 
 Then, from the repository root:
 
-    python benchmarks/crp_vs_zennit_crp.py [--oracle-python /tmp/crp_oracle_venv/bin/python] [--nets tiny_vgg,vgg16]
+    python -m benchmarks crp_vs_zennit_crp [--oracle-python /tmp/crp_oracle_venv/bin/python] [--nets tiny_vgg,vgg16]
 
 The script builds lit_xai's ``tiny_vgg`` and ``vgg16`` (registry entries, no BatchNorm) with deterministic weights,
 checks that a torchvision-only replica (the oracle venv has no lit_xai) computes the identical function, saves state

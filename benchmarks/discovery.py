@@ -1,7 +1,7 @@
 """Label-free discovery of unregistered artifacts (issue 19): purity / recall over seeds and artifact kinds, time.
 
 For every seed and artifact kind a tiny model is trained on data holding the artifact in part of one class, its LRP
-maps of held-out images (true class explained) go to :func:`lit_xai.artifacts.discover_candidates`, and the
+maps of held-out images (true class explained) go to :func:`lit_xai.shortcuts.discover_candidates`, and the
 ground-truth flags are used only to score what was found:
 
 * ``square``: a bright square tag near the top-left corner in 35 % of class 1 of the shapes data (3 classes, 32 px);
@@ -12,14 +12,14 @@ ground-truth flags are used only to score what was found:
 
 Per run: the best of the class's top-3 candidates (the first with purity >= 0.8, else the purest), its rank, purity,
 recall and score; the largest score of any candidate of the *same data without the artifact* (model retrained); and
-plain SpRAy (eigengap clustering of the class + :func:`~lit_xai.artifacts.artifact_cluster`) for comparison. Then the
+plain SpRAy (eigengap clustering of the class + :func:`~lit_xai.shortcuts.artifact_cluster`) for comparison. Then the
 time of one measurement for 10 classes x 256 maps (64 px) and the cost of the capped sample at 10 x 2048 maps.
 
 Run:
-    python benchmarks/discovery.py                 # 5 seeds, about 3 min on one quiet core
-    python benchmarks/discovery.py --seeds 0 1     # quicker
-    python benchmarks/discovery.py --cache /tmp/d  # keep the explanations; a second run only re-scores
-    python benchmarks/discovery.py --demo          # the demo's monitor with and without the ring (slow)
+    python -m benchmarks discovery                 # 5 seeds, about 3 min on one quiet core
+    python -m benchmarks discovery --seeds 0 1     # quicker
+    python -m benchmarks discovery --cache /tmp/d  # keep the explanations; a second run only re-scores
+    python -m benchmarks discovery --demo          # the demo's monitor with and without the ring (slow)
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Sections (each one's failure is recorded in the JSON, the others still run):
 
 Usage::
 
-    python benchmarks/gpu_check.py                      # on the GPU, full sizes
-    python benchmarks/gpu_check.py --device cpu --quick # CI smoke test: tiny sizes, about a minute on 2 cores
+    python -m benchmarks gpu_check                      # on the GPU, full sizes
+    python -m benchmarks gpu_check --device cpu --quick # CI smoke test: tiny sizes, about a minute on 2 cores
 
 ``--quick`` uses tiny sizes everywhere (ResNet-18 at 32 px for the explainers, tiny_resnet for the monitors, one
 epoch of the demo on 64 images; the numbers then only show that every path runs).
@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.timing import summary, time_interleaved  # noqa: E402
+
 __all__ = ["main"]
 
 
@@ -52,21 +54,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _interleaved(calls: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call; every repeat runs all calls once, in order; one warm-up round dropped."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for round_ in range(1 + repeats):
-        for name, call in calls.items():
-            _sync(device)
-            start = time.perf_counter()
-            call()
-            _sync(device)
-            if round_:
-                times[name].append(time.perf_counter() - start)
-    return times
+    """Seconds per call (:func:`benchmarks.timing.time_interleaved`, one warm-up round, synchronised on CUDA)."""
+    return time_interleaved(calls, repeats, warmup=1, sync=lambda: _sync(device))
 
 
 def _summary(values: list[float]) -> dict[str, float]:
-    return {"min": min(values), "median": statistics.median(values)}
+    s = summary(values)
+    return {"min": s["min"], "median": s["median"]}
 
 
 def _ratio(num: list[float], den: list[float]) -> dict[str, float]:

@@ -8,11 +8,11 @@ over repeats. Goal: loader / training >= 1.5, so the loader is not the bottlenec
 
 Run::
 
-    python benchmarks/loader_throughput.py            # full (about 2-4 minutes on 2 cores)
-    python benchmarks/loader_throughput.py --quick    # fewer images and steps
-    python benchmarks/loader_throughput.py --output loader.json
+    python -m benchmarks loader_throughput            # full (about 2-4 minutes on 2 cores)
+    python -m benchmarks loader_throughput --quick    # fewer images and steps
+    python -m benchmarks loader_throughput --output loader.json
 
-``measure(quick)`` returns the same numbers as a dict (for ``benchmarks/run.py``).
+``measure(quick)`` returns the same numbers as a dict (for ``python -m benchmarks speed``).
 
 Measured 2026-11-27 on the shared 2-core machine (other agents busy), full run, medians: loader 8.3 images/s
 (full-size decode without ``draft``: 1.9), ResNet-50 training 0.4 images/s, ratio 19.4. Quick run: 11.5 vs 0.6,

@@ -12,8 +12,8 @@ plus, with biases, the same with ``zero_params="bias"`` (rules ignore biases in 
 ``canon``: max |canonized - plain| logits relative to max |logit| (0 up to round-off means the canonizers are exact).
 
 Run:
-    OMP_NUM_THREADS=1 python benchmarks/lrp_conservation.py                 # small architectures, 32 px
-    OMP_NUM_THREADS=1 python benchmarks/lrp_conservation.py --arch resnet50 densenet121 --side 64
+    OMP_NUM_THREADS=1 python -m benchmarks lrp_conservation                 # small architectures, 32 px
+    OMP_NUM_THREADS=1 python -m benchmarks lrp_conservation --arch resnet50 densenet121 --side 64
 """
 
 from __future__ import annotations

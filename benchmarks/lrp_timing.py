@@ -9,23 +9,26 @@ For each architecture the three calls are interleaved within every repeat (so ba
 Reported: min and median seconds over the repeats, and the ratios to the gradient's min and median.
 
 Run:
-    python benchmarks/lrp_timing.py                                   # tiny_resnet 32 px, resnet50 64 px, 1 thread
-    python benchmarks/lrp_timing.py --arch resnet50 --side 112 --batch 8 --repeats 5 --threads 2
+    python -m benchmarks lrp_timing                                   # tiny_resnet 32 px, resnet50 64 px, 1 thread
+    python -m benchmarks lrp_timing --arch resnet50 --side 112 --batch 8 --repeats 5 --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 
-import torch
-from torch import nn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lit_xai, not whichever is installed
 
-from lit_xai.explainers import LRP, lrp_relevance
-from lit_xai.models.architectures import build_architecture, get_spec
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from benchmarks.timing import summary, time_interleaved  # noqa: E402
+from lit_xai.explainers import LRP, lrp_relevance  # noqa: E402
+from lit_xai.models.architectures import build_architecture, get_spec  # noqa: E402
 
 __all__ = ["input_gradient", "measure", "time_side_by_side"]
 
@@ -38,24 +41,8 @@ def input_gradient(net: nn.Module, images: torch.Tensor, targets: torch.Tensor) 
     return grad
 
 
-def time_side_by_side(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call for each entry of ``calls``, interleaved: every repeat runs all calls once, in order.
-
-    Example:
-        >>> times = time_side_by_side({"noop": lambda: None}, repeats=3)
-        >>> len(times["noop"])
-        3
-    """
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return times
+#: the shared interleaved timing (benchmarks/timing.py) under this script's earlier name
+time_side_by_side = time_interleaved
 
 
 def measure(arch: str, side: int, batch: int, repeats: int, composite: str) -> dict[str, list[float]]:
@@ -92,9 +79,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for arch, side in zip(args.arch, sides):
         composite = args.composite or get_spec(arch).default_composite
         times = measure(arch, side, args.batch, args.repeats, composite)
-        base_min, base_median = min(times["gradient"]), statistics.median(times["gradient"])
+        base = summary(times["gradient"])
+        base_min, base_median = base["min"], base["median"]
         for name, values in times.items():
-            low, median = min(values), statistics.median(values)
+            low, median = summary(values)["min"], summary(values)["median"]
             print(
                 f"{arch:16s} {side:4d} {composite:20s} {name:14s} {low:8.4f} {median:8.4f} "
                 f"{low / base_min:13.2f} {median / base_median:13.2f}",

@@ -12,8 +12,8 @@ Trains the demo configuration in-process (``configs/demo.yaml``: tiny_resnet on 
 Figures (pixel-flipping curves, randomisation curves, stability table) are written as PNGs to ``--out``.
 
 Run:
-    python benchmarks/quality_demo.py                          # train (about 1 min on 2 quiet cores), evaluate
-    python benchmarks/quality_demo.py --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
+    python -m benchmarks quality_demo                          # train (about 1 min on 2 quiet cores), evaluate
+    python -m benchmarks quality_demo --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """All speed benchmarks of issue 11 side by side in one run: a printed table and a flat JSON of ratios.
 
-    python benchmarks/run.py [--quick] [--json OUT.json] [--threads 1] [--crp-python /work/venv-crp/bin/python]
+    python -m benchmarks speed [--quick] [--json OUT.json] [--threads 1] [--crp-python /work/venv-crp/bin/python]
 
 Ratios are taken within one process, interleaving the compared calls in every repeat (so background load on the
 shared machine hits them alike), and reported as min over repeats (``<key>``) and median (``<key>.median``):
@@ -12,7 +12,7 @@ shared machine hits them alike), and reported as min over repeats (``<key>``) an
 * ``crp_over_lrp.resnet50``: ``CRP(top_k=4)`` / ``LRP()`` of the same 8 probes (public calls, concept ranking
   included), ResNet-50 at 224 px;
 * ``crp_over_zennit_crp.vgg16``: our CRP / zennit-crp 0.6.0's ``CondAttribution`` for the same maps
-  (``benchmarks/crp_vs_zennit_crp.py``, zennit-crp in its own venv; skipped with a note when absent);
+  (``python -m benchmarks crp_vs_zennit_crp``, zennit-crp in its own venv; skipped with a note when absent);
   ``crp_vs_zennit_crp_rel_diff`` is max |ours - theirs| / max |theirs| over all maps of a layer (``_per_map``: each map
   by its own maximum), both float32; ``crp_f32_err_vs_f64.{ours,zennit_crp}`` each float32 result against
   zennit-crp in float64, ``crp_f64_rel_diff`` the two implementations in float64 (what remains without float32
@@ -21,7 +21,7 @@ shared machine hits them alike), and reported as min over repeats (``<key>``) an
   zennit==0.4.6 zennit-crp==0.6.0``;
 * ``monitor_overhead.demo``: wall time of ``python train.py --config configs/demo.yaml`` with the monitors / with
   only the checkpoint callback (skipped with ``--quick``);
-* ``loader.*``: ``benchmarks/loader_throughput.py``'s ``measure(quick)`` when that script exists;
+* ``loader.*``: ``python -m benchmarks loader_throughput``'s ``measure(quick)`` when that script exists;
 * ``realistic_overhead.<config>`` (only with ``--only realistic``): the monitors' cost per explained epoch / one
   training epoch of each real experiment config at its real dataset size, *estimated* from measured per-step times
   (:func:`bench_realistic_overhead`);
@@ -35,13 +35,11 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +47,8 @@ sys.path.insert(0, str(ROOT))  # this checkout's lit_xai, not whichever is insta
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+from benchmarks.timing import machine_info, ratio, summary, time_interleaved, write_json  # noqa: E402
 
 __all__ = ["main", "time_interleaved"]
 
@@ -62,31 +62,14 @@ def _bench(name: str):
     return module
 
 
-def time_interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call, every repeat running all calls once in order (first ``warmup`` rounds dropped).
-
-    Example:
-        >>> sorted(time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=2))
-        ['a', 'b']
-    """
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for round_ in range(warmup + repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            if round_ >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
 def _ratio(results: dict, key: str, num: list[float], den: list[float]) -> None:
-    results[key] = min(num) / min(den)
-    results[f"{key}.median"] = statistics.median(n / d for n, d in zip(num, den))
+    r = ratio(num, den)
+    results[key], results[f"{key}.median"] = r["min"], r["median"]
 
 
 def _secs(results: dict, key: str, values: list[float]) -> None:
-    results[key] = min(values)
-    results[f"{key}.median"] = statistics.median(values)
+    s = summary(values)
+    results[key], results[f"{key}.median"] = s["min"], s["median"]
 
 
 def _zennit_lrp(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, composite: str) -> torch.Tensor:
@@ -327,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (2 if args.quick else 3)
-    results: dict = {"notes": [], "threads": args.threads, "quick": args.quick, "machine": platform.processor()}
+    results: dict = {"notes": [], "threads": args.threads, "quick": args.quick, "machine": machine_info()}
     sections = {
         "lrp": lambda: bench_lrp(results, args.quick, repeats),
         "crp": lambda: bench_crp_over_lrp(results, args.quick, max(1, repeats - 1)),
@@ -345,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             results["notes"].append(f"{name} failed: {type(err).__name__}: {err}")
             print(results["notes"][-1], flush=True)
         if args.json:  # after every section: a long run interrupted still leaves its numbers
-            Path(args.json).write_text(json.dumps(results, indent=2))
+            write_json(args.json, results, suite="speed")
     print("\nkey                                         value")
     for key, value in results.items():
         if isinstance(value, float):

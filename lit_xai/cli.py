@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import Any, Optional
+from typing import Optional
 
 # lightning 2.6.6 + jsonargparse >= 4.49 print deprecation warnings on every run (Lightning-AI/pytorch-lightning#21900)
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
@@ -23,6 +21,9 @@ from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
 from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
 
 from lit_xai.commands import COMMANDS, TRAIN_USAGE, usage  # noqa: E402
+
+# instantiate_datamodule lives below the CLI (correction's command line needs it too); re-exported here
+from .datamodules.config import _constructor_errors, _unbury, instantiate_datamodule  # noqa: E402
 
 __all__ = ["LINKED", "XaiCLI", "build_cli", "main", "report_main", "tool_main", "instantiate_datamodule"]
 
@@ -44,63 +45,6 @@ def _init_defaults(class_path: str) -> dict:
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.default is not inspect.Parameter.empty
     }
-
-
-class _ConstructorFailed(BaseException):
-    """Carries an error raised by a configured class's constructor past jsonargparse.
-
-    jsonargparse tries each member of ``Optional[LightningDataModule]`` (the ``data:`` / ``model:`` / callback types)
-    and, when all fail, replaces the constructor's own message by a "Does not validate against any of the Union
-    subtypes" listing. Its Union handling catches ``Exception``, so this ``BaseException`` passes through, and
-    :meth:`XaiCLI.instantiate_classes` re-raises the original error.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Unburied:
-    """Wraps a jsonargparse class instantiator so that a constructor's error reaches the user as raised."""
-
-    def __init__(self, instantiator: Optional[Callable[..., Any]] = None) -> None:
-        import inspect
-
-        self.instantiator = instantiator
-        self.wants_links = instantiator is not None and (
-            "applied_instantiation_links" in inspect.signature(instantiator).parameters
-        )
-
-    def __call__(
-        self, class_type: type, *args: Any, applied_instantiation_links: Optional[dict] = None, **kwargs: Any
-    ) -> Any:
-        try:
-            if self.instantiator is None:
-                return class_type(*args, **kwargs)
-            if self.wants_links:
-                kwargs["applied_instantiation_links"] = applied_instantiation_links or {}
-            return self.instantiator(class_type, *args, **kwargs)
-        except Exception as err:
-            raise _ConstructorFailed(err) from err
-
-
-def _unbury(parser: Any) -> None:
-    """Make the constructors' own errors reach the user (see :class:`_ConstructorFailed`)."""
-    instantiators = getattr(parser, "_instantiators", None) or {}
-    # Lightning's own instantiators (model, data: they record the hyper-parameters) keep working, wrapped
-    parser._instantiators = {key: _Unburied(fn) for key, fn in instantiators.items()}
-    parser.add_instantiator(_Unburied(), object, subclasses=True)  # everything else (callbacks, loggers, ...)
-
-
-@contextmanager
-def _constructor_errors() -> Iterator[None]:
-    """Turn :class:`_ConstructorFailed` back into the constructor's own error, marked for :func:`main`."""
-    try:
-        yield
-    except _ConstructorFailed as failed:
-        with suppress(AttributeError):  # an exception type without a __dict__ is raised unmarked (with a traceback)
-            failed.error.lit_xai_config_error = True  # type: ignore[attr-defined]
-        raise failed.error from None
 
 
 def _normalise(value: object) -> object:
@@ -245,7 +189,7 @@ def tool_main(argv: Optional[list[str]] = None, command_line: bool = False) -> i
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from lit_xai.artifacts import audit_datamodule
+    from lit_xai.shortcuts import audit_datamodule
 
     report = audit_datamodule(
         datamodule, split=opts.split, detectors=tuple(opts.detectors), max_samples=opts.max_samples
@@ -279,22 +223,3 @@ def report_main(argv: Optional[list[str]] = None) -> int:
         return 2
     print(built.summary())
     return 0
-
-
-def instantiate_datamodule(config_path: str) -> LightningDataModule:
-    """Instantiate only the ``data:`` section of a training config."""
-    import yaml
-    from jsonargparse import ArgumentParser
-
-    import lit_xai.datamodules  # noqa: F401
-
-    with open(config_path) as fh:
-        config = yaml.safe_load(fh) or {}
-    if "data" not in config:
-        raise ValueError(f"{config_path} has no 'data:' section")
-    parser = ArgumentParser()
-    parser.add_subclass_arguments(LightningDataModule, "data")
-    _unbury(parser)
-    cfg = parser.parse_object({"data": config["data"]})
-    with _constructor_errors():
-        return parser.instantiate_classes(cfg).data

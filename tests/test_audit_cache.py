@@ -28,6 +28,7 @@ from lit_xai.artifacts.audit import (
     report_from_counts,
     sample_indices,
 )
+from lit_xai.shortcuts.audit import scan as audit_scan  # count_sample looks count_dataset up there
 
 NAMES = ["benign", "melanoma"]
 
@@ -133,13 +134,13 @@ def test_counts_round_trip_json() -> None:
 # ------------------------------------------------------------------------------------------------- cache
 def _count_calls(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = audit_mod.count_dataset
+    real = audit_scan.count_dataset
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(audit_mod, "count_dataset", counting)
+    monkeypatch.setattr(audit_scan, "count_dataset", counting)
     return calls
 
 

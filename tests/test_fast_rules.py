@@ -298,3 +298,95 @@ def test_emptied_batch_norms_fold_into_their_convolutions(composite: str) -> Non
     assert folded == (20 if composite == "epsilon_gamma_box" else 19)
     ours = lrp_relevance(net, x, targets, composite=composite)
     _assert_same(ours, _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))))
+
+
+# ------------------------------------------------------------------------------------------- the switch to zennit
+def _rounding_tolerance(net: nn.Module, dtype: torch.dtype) -> float:
+    """Max |difference| / max |map| two LRP passes that are equal in exact arithmetic may differ by in ``dtype``: a sum
+    of K rounded terms is off by about eps * sqrt(K) (rounding errors add like a random walk), and the relative errors
+    of L rule layers add up the same way: eps * sqrt(K * L), with a factor 4 of slack."""
+    fan_ins = [m.weight[0].numel() for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return 4 * torch.finfo(dtype).eps * (max(fan_ins) * len(fan_ins)) ** 0.5
+
+
+def _assert_within(ours: torch.Tensor, reference: torch.Tensor, tolerance: float) -> None:
+    scale = reference.abs().max()
+    assert scale > 0
+    err = float((ours - reference).abs().max() / scale)
+    assert err <= tolerance, (err, tolerance)
+
+
+@pytest.mark.parametrize("name", ["tiny_resnet", "tiny_vgg"])
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat"])
+def test_switching_the_fast_rules_off_gives_zennits_map(name: str, composite: str) -> None:
+    from lit_xai.explainers import LRP
+
+    net = _net(name)
+    x, targets = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5)), torch.tensor([0, 4, 2])
+    fast = LRP(composite)(net, x, targets)
+    plain_explainer = LRP(composite, fast_rules=False)
+    plain = plain_explainer(net, x, targets)
+    _assert_within(fast, plain, _rounding_tolerance(net, torch.float32))
+    assert plain_explainer.last_check is not None and plain_explainer.last_check.all_ok
+    # off means zennit's own hooks: the same map as zennit's Gradient attributor, and no fast layer registered
+    reference = _zennit(net, x, targets, make_composite(composite, resolve_canonizers(net, None))).sum(1)
+    _assert_within(plain, reference, _rounding_tolerance(net, torch.float32))
+    assert _count_fast(net, make_composite(composite, resolve_canonizers(net, None))) > 0
+    rules = FastRules(make_composite(composite, resolve_canonizers(net, None)), enabled=False)
+    try:
+        rules.register(net)
+        assert rules.fast_layers == 0 and not rules.patched
+    finally:
+        rules.remove()
+
+
+def test_switched_off_maps_agree_in_float64_to_float64_rounding() -> None:
+    # tiny_vgg: no batch norm to fold. On a network whose emptied batch norms the fast rules fold into the convolution
+    # (tiny_resnet) the two differ by a second, non-rounding term: the stabiliser epsilon (1e-6) meets a denominator
+    # scaled by 1 / sqrt(1 + bn_eps), about 1e-11 of the map; float32 rounding (above) hides it.
+    torch.manual_seed(0)
+    net = build_architecture("tiny_vgg", 5).double().eval().requires_grad_(False)
+    x, targets = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 3])
+    for composite in ("epsilon_gamma_box", "epsilon_plus_flat"):
+        fast = lrp_relevance(net, x, targets, composite=composite)
+        plain = lrp_relevance(net, x, targets, composite=composite, fast_rules=False)
+        assert fast.dtype == plain.dtype == torch.float64
+        _assert_within(fast, plain, _rounding_tolerance(net, torch.float64))
+
+
+def test_context_manager_and_environment_switch_every_explainer_off(monkeypatch) -> None:
+    from lit_xai.explainers import fast_rules
+    from lit_xai.explainers._fast_rules import FAST_RULES_ENV, fast_rules_enabled
+
+    net = _net("tiny_resnet")
+    x, targets = torch.randn(2, 3, 32, 32), torch.tensor([1, 3])
+    plain = lrp_relevance(net, x, targets, fast_rules=False)
+    assert fast_rules_enabled()
+    with fast_rules(False):
+        assert not fast_rules_enabled()
+        assert torch.equal(lrp_relevance(net, x, targets), plain)  # both zennit's hooks: bit-identical
+        with fast_rules(True):
+            assert fast_rules_enabled()
+        assert not fast_rules_enabled()
+    assert fast_rules_enabled()
+    monkeypatch.setenv(FAST_RULES_ENV, "0")
+    assert not fast_rules_enabled() and not FastRules(make_composite("epsilon_plus_flat", [])).enabled
+    assert torch.equal(lrp_relevance(net, x, targets), plain)
+    with fast_rules(True):  # the block wins over the environment
+        assert fast_rules_enabled()
+    monkeypatch.setenv(FAST_RULES_ENV, "1")
+    assert fast_rules_enabled()
+
+
+def test_no_trace_after_explaining_with_zennits_hooks() -> None:
+    net = _net("tiny_resnet")
+    before = {
+        n: (dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__) for n, m in net.named_modules()
+    }
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    lrp_relevance(net, torch.randn(2, 3, 32, 32), 1, fast_rules=False)
+    after = {
+        n: (dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__) for n, m in net.named_modules()
+    }
+    assert before == after
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())

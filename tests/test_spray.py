@@ -105,7 +105,7 @@ def test_knn_graph_matches_dense_with_ties() -> None:
     base = rng.random((40, 16))
     features = np.repeat(base / base.sum(1, keepdims=True), 25, axis=0)
     rng.shuffle(features)
-    from lit_xai.artifacts.spray import _knn
+    from lit_xai.shortcuts.spray import _knn
 
     dist = cdist(features, features)
     np.fill_diagonal(dist, np.inf)

@@ -1,9 +1,7 @@
-"""Pure artifact detectors, inserters, dataset audit, reliance measures and SpRAy (no Lightning inside)."""
+"""What an artifact *is*: the registry (detect, threshold, insert, remove), built-in detectors and inserters, tags, ROI.
+May import: torch, NumPy, SciPy, PIL, lit_xai._moved (old names); lit_xai.shortcuts imports this package, never back."""
 
-from .audit import ArtifactAssociation, AuditReport, association_table, audit_datamodule, audit_dataset
-from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks
-from .candidate_grid import render_candidates
-from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
+from .._moved import forward
 from .detectors import (
     DARK_CORNERS_THRESHOLD,
     MARKER_THRESHOLD,
@@ -11,90 +9,92 @@ from .detectors import (
     detect_dark_corners,
     detect_marker,
     detect_ring,
-    register_detector,
     relative_darkness,
 )
-from .discovery import (
-    SUSPICIOUS_THRESHOLD,
-    SUSPICIOUS_THRESHOLD_CONCEPTS,
-    Candidate,
-    default_threshold,
-    discover_candidates,
-    explanation_features,
-)
 from .inserters import MARKER_COLORS, insert_dark_corners, insert_marker, insert_ring, remove_ring, ring_mask
-from .monitoring import AlertRule, ReliancePool, measure_reliance
-from .registry import ARTIFACTS, DEFAULT_THRESHOLDS, DETECTORS, Artifact, get_artifact, get_detector, register_artifact
-from .reliance import counterfactual_shift, paired_shift, predict_proba, relevance_in_mask, removal_shift
+from .registry import (
+    ARTIFACTS,
+    DEFAULT_THRESHOLDS,
+    DETECTORS,
+    Artifact,
+    get_artifact,
+    get_detector,
+    register_artifact,
+    register_detector,
+)
 from .roi import relevance_outside_roi
-from .sham import SHAM_KINDS, sham_insert, sham_masks
-from .spray import ArtifactClusterResult, ClusterReport, SprayResult, artifact_cluster, kmeans, spray, spray_features
 from .tags import insert_burnt_text, insert_square_tag
 from .xray import TEXT_MARKER_THRESHOLD, detect_text_marker, insert_text_marker
 
 __all__ = [
-    "ARTIFACTS",
-    "AlertRule",
-    "Artifact",
-    "ReliancePool",
-    "get_artifact",
-    "insert_dark_corners",
-    "measure_reliance",
-    "register_artifact",
-    "ArtifactAssociation",
-    "ArtifactClusterResult",
-    "AuditReport",
-    "ClusterReport",
     "DARK_CORNERS_THRESHOLD",
-    "DEFAULT_THRESHOLDS",
-    "DETECTORS",
-    "MARKER_COLORS",
     "MARKER_THRESHOLD",
     "RING_THRESHOLD",
-    "TEXT_MARKER_THRESHOLD",
-    "SHAM_KINDS",
-    "SprayResult",
-    "bootstrap_effect",
-    "insertion_test",
-    "removal_test",
-    "sham_insert",
-    "sham_masks",
-    "summarize_test",
-    "artifact_cluster",
-    "association_table",
-    "audit_datamodule",
-    "audit_dataset",
-    "counterfactual_shift",
     "detect_dark_corners",
     "detect_marker",
     "detect_ring",
-    "detect_text_marker",
-    "get_detector",
+    "relative_darkness",
+    "MARKER_COLORS",
+    "insert_dark_corners",
     "insert_marker",
     "insert_ring",
-    "insert_text_marker",
-    "kmeans",
-    "paired_shift",
-    "predict_proba",
-    "relative_darkness",
-    "relevance_in_mask",
-    "relevance_outside_roi",
     "remove_ring",
-    "removal_shift",
-    "register_detector",
     "ring_mask",
-    "spray",
-    "spray_features",
-    "SUSPICIOUS_THRESHOLD",
-    "SUSPICIOUS_THRESHOLD_CONCEPTS",
-    "Candidate",
-    "CandidateArtifact",
-    "candidate_artifact",
-    "candidate_masks",
-    "default_threshold",
-    "discover_candidates",
-    "explanation_features",
+    "ARTIFACTS",
+    "DEFAULT_THRESHOLDS",
+    "DETECTORS",
+    "Artifact",
+    "get_artifact",
+    "get_detector",
+    "register_artifact",
+    "register_detector",
+    "relevance_outside_roi",
     "insert_burnt_text",
     "insert_square_tag",
-    "render_candidates",
+    "TEXT_MARKER_THRESHOLD",
+    "detect_text_marker",
+    "insert_text_marker",
 ]
+
+# The reliance analysis moved to lit_xai.shortcuts (issue 34); its names are still found here for one release,
+# forwarded lazily (importing them here would make this package import the layer above it).
+_MOVED = {
+    "ArtifactAssociation": "lit_xai.shortcuts.audit",
+    "AuditReport": "lit_xai.shortcuts.audit",
+    "association_table": "lit_xai.shortcuts.audit",
+    "audit_datamodule": "lit_xai.shortcuts.audit",
+    "audit_dataset": "lit_xai.shortcuts.audit",
+    "CandidateArtifact": "lit_xai.shortcuts.candidate_artifact",
+    "candidate_artifact": "lit_xai.shortcuts.candidate_artifact",
+    "candidate_masks": "lit_xai.shortcuts.candidate_artifact",
+    "render_candidates": "lit_xai.shortcuts.candidate_grid",
+    "bootstrap_effect": "lit_xai.shortcuts.causal",
+    "insertion_test": "lit_xai.shortcuts.causal",
+    "removal_test": "lit_xai.shortcuts.causal",
+    "summarize_test": "lit_xai.shortcuts.causal",
+    "SUSPICIOUS_THRESHOLD": "lit_xai.shortcuts.discovery",
+    "SUSPICIOUS_THRESHOLD_CONCEPTS": "lit_xai.shortcuts.discovery",
+    "Candidate": "lit_xai.shortcuts.discovery",
+    "default_threshold": "lit_xai.shortcuts.discovery",
+    "discover_candidates": "lit_xai.shortcuts.discovery",
+    "explanation_features": "lit_xai.shortcuts.discovery",
+    "AlertRule": "lit_xai.shortcuts.monitoring",
+    "ReliancePool": "lit_xai.shortcuts.monitoring",
+    "measure_reliance": "lit_xai.shortcuts.monitoring",
+    "counterfactual_shift": "lit_xai.shortcuts.reliance",
+    "paired_shift": "lit_xai.shortcuts.reliance",
+    "predict_proba": "lit_xai.shortcuts.reliance",
+    "relevance_in_mask": "lit_xai.shortcuts.reliance",
+    "removal_shift": "lit_xai.shortcuts.reliance",
+    "SHAM_KINDS": "lit_xai.shortcuts.sham",
+    "sham_insert": "lit_xai.shortcuts.sham",
+    "sham_masks": "lit_xai.shortcuts.sham",
+    "ArtifactClusterResult": "lit_xai.shortcuts.spray",
+    "ClusterReport": "lit_xai.shortcuts.spray",
+    "SprayResult": "lit_xai.shortcuts.spray",
+    "artifact_cluster": "lit_xai.shortcuts.spray",
+    "kmeans": "lit_xai.shortcuts.spray",
+    "spray": "lit_xai.shortcuts.spray",
+    "spray_features": "lit_xai.shortcuts.spray",
+}
+__getattr__ = forward(__name__, _MOVED)

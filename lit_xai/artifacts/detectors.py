@@ -2,7 +2,7 @@
 
 Every detector is a plain function on images in [0, 1] (denormalize first), pure torch (+ ``scipy.ndimage`` for
 connected components), with a default decision threshold next to it; :mod:`lit_xai.artifacts.registry` registers each
-with its inserter and remover:
+with its inserter and remover (registration flows one way: this module does not import the registry):
 
 * :func:`detect_ring` — dark microscope ring / vignette (dermoscopy "dark corner artifact", DCA);
 * :func:`detect_dark_corners` — the four corner patches dark relative to the image's own interior;
@@ -10,7 +10,7 @@ with its inserter and remover:
 
 Scores are in [0, 1]; an image is flagged when ``score >= threshold``. Masks are the estimated artifact pixels of
 flagged images and empty for the others, so they can be fed straight into
-:func:`lit_xai.artifacts.relevance_in_mask`.
+:func:`lit_xai.shortcuts.relevance_in_mask`.
 
 Brightness is always judged *relative to the image itself* (an upper quantile of its interior), so a dark lesion or an
 image that is simply dark overall does not look like a vignette.
@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .._moved import forward
+
 __all__ = [
     "RING_THRESHOLD",
     "DARK_CORNERS_THRESHOLD",
@@ -34,36 +36,11 @@ __all__ = [
     "detect_ring",
     "detect_dark_corners",
     "detect_marker",
-    "register_detector",
     "relative_darkness",
 ]
 
 #: a detector maps images ``(N, C, H, W)`` in [0, 1] to ``(scores (N,), masks (N, H, W) bool)``
 Detector = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-
-
-def register_detector(name: str, threshold: float) -> Callable[[Detector], Detector]:
-    """Decorator registering a detection-only artifact (no inserter: it can be audited, not watched by
-    :class:`~lit_xai.callbacks.ShortcutMonitor`); see :func:`lit_xai.artifacts.register_artifact` for the full form.
-
-    Example:
-        >>> import torch
-        >>> from lit_xai.artifacts import ARTIFACTS
-        >>> @register_detector("all_white", threshold=0.9)
-        ... def detect_all_white(images01):
-        ...     scores = images01.mean((1, 2, 3))
-        ...     return scores, (images01.mean(1) > 0.95) & (scores >= 0.9)[:, None, None]
-        >>> ARTIFACTS["all_white"].insert is None
-        True
-        >>> _ = ARTIFACTS.pop("all_white")  # keep the doctest side-effect free
-    """
-    from .registry import register_artifact  # the registry imports this module for the built-in detectors
-
-    def add(fn: Detector) -> Detector:
-        register_artifact(name, detect=fn, threshold=threshold)
-        return fn
-
-    return add
 
 
 #: default decision thresholds on the scores (calibrated on seeded synthetic skin images, see the tests)
@@ -371,3 +348,7 @@ def detect_marker(images01: torch.Tensor, threshold: float = MARKER_THRESHOLD) -
             keep = np.flatnonzero(comp_scores >= threshold) + 1
             masks[i] = torch.from_numpy(np.isin(labels, keep))
     return scores, masks
+
+
+# register_detector moved to the registry (issue 34): the registry imports this module, not the other way round
+__getattr__ = forward(__name__, {"register_detector": "lit_xai.artifacts.registry"})

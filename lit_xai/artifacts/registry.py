@@ -35,6 +35,7 @@ __all__ = [
     "get_artifact",
     "get_detector",
     "register_artifact",
+    "register_detector",
 ]
 
 #: ``(images01, generator) -> (images01 with the artifact, masks)``
@@ -98,6 +99,29 @@ def register_artifact(
     artifact = Artifact(name, detect, float(threshold), insert, remove)
     ARTIFACTS[name] = artifact
     return artifact
+
+
+def register_detector(name: str, threshold: float) -> Callable[[Detector], Detector]:
+    """Decorator registering a detection-only artifact (no inserter: it can be audited, not watched by
+    :class:`~lit_xai.callbacks.ShortcutMonitor`); see :func:`lit_xai.artifacts.register_artifact` for the full form.
+
+    Example:
+        >>> import torch
+        >>> from lit_xai.artifacts import ARTIFACTS
+        >>> @register_detector("all_white", threshold=0.9)
+        ... def detect_all_white(images01):
+        ...     scores = images01.mean((1, 2, 3))
+        ...     return scores, (images01.mean(1) > 0.95) & (scores >= 0.9)[:, None, None]
+        >>> ARTIFACTS["all_white"].insert is None
+        True
+        >>> _ = ARTIFACTS.pop("all_white")  # keep the doctest side-effect free
+    """
+
+    def add(fn: Detector) -> Detector:
+        register_artifact(name, detect=fn, threshold=threshold)
+        return fn
+
+    return add
 
 
 def get_artifact(name: str) -> Artifact:

@@ -1,7 +1,7 @@
 """Seeded inserters of artifacts that no registered detector knows: a bright square tag and burnt-in text.
 
 They play the unknown artifact in the tests and benchmarks of label-free discovery
-(:func:`lit_xai.artifacts.discover_candidates`): a hospital tag or a burnt-in annotation sits at (nearly) the same
+(:func:`lit_xai.shortcuts.discover_candidates`): a hospital tag or a burnt-in annotation sits at (nearly) the same
 place on every image of one scanner, so it is what an explanation clustering can find without being told. Both follow
 the inserter contract of :mod:`lit_xai.artifacts.inserters`: ``(images01, generator) -> (images01, masks)``.
 

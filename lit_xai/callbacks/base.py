@@ -29,6 +29,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
+from ..schedule import due  # the one schedule rule, below the callbacks (the shortcut policy uses it too)
 from ._background import Background, snapshot
 from .epoch_metrics import log_epoch_metrics
 from .sinks import emit, notify, publish, scalars_of
@@ -59,18 +60,6 @@ def preserve_rng() -> Iterator[None]:
         torch.set_rng_state(cpu)
         if cuda is not None:
             torch.cuda.set_rng_state_all(cuda)
-
-
-def due(epoch: int, every_n_epochs: int, max_epochs: Optional[int] = None) -> bool:
-    """Every ``every_n_epochs``-th epoch and the last one: the one schedule rule of the monitors (measurements,
-    pictures, discovery).
-
-    Example:
-        >>> [e for e in range(5) if due(e, 2, max_epochs=5)]
-        [1, 3, 4]
-    """
-    last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
-    return last or (epoch + 1) % max(1, every_n_epochs) == 0
 
 
 def skip_reason(

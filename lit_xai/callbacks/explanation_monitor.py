@@ -30,7 +30,7 @@ from ..explainers import (
 )
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
-from ..visualization import concept_grid, explanation_grid, line_plot, timeline_grid
+from ..visualization.monitor import LATTICE_NOTE, drift_chart, outcome_grid, probe_grids, timeline_grids
 from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
 
@@ -427,6 +427,7 @@ class ExplanationMonitor(MonitorBase):
         mode: str,
         warnings: Optional[dict[str, str]] = None,
     ) -> dict[str, Picture]:
+        """The epoch's pictures (drawn by :mod:`lit_xai.visualization.monitor`), named for the sinks."""
         contract, probes, tile = self.contract, self.probes, self.pictures.tile
         names = contract.class_names
         images01 = contract.to01(probes.images)
@@ -435,106 +436,30 @@ class ExplanationMonitor(MonitorBase):
         lattice = {
             e.label: LATTICE_NOTE for e in self.explainers if isinstance(e, LRP) and self._strided
         }  # what the composite leaves of the strided convolutions' checkerboard
-        out: dict[str, Picture] = {}
-        masks = probes.artifact_masks
-        explained = {"true": "the true class", "pred": "the predicted class"}
-        for kind, rows in result.rows.items():
-            captions = result.captions(kind, names, epoch_label)
-            row_images = images01[rows.probe]
-            row_masks = None if masks is None else masks[rows.probe] & probes.artifact[rows.probe][:, None, None]
-            for label, maps in result.maps.items():
-                grid = explanation_grid(
-                    row_images,
-                    maps[kind],
-                    captions,
-                    tile=tile,
-                    method=f"{result.descriptions.get(label, label)}, explaining {explained[kind]}"
-                    + (f" (WARNING: {warnings[label]})" if warnings and label in warnings else ""),
-                    masks=row_masks,
-                    signed=signed.get(label, True),
-                    note=lattice.get(label, ""),
-                )
-                out[f"{self.tag}/{label}/{kind}{suffix}"] = Picture(grid)
-            if kind == result.primary:
-                for label, concepts in result.concepts.items():
-                    grid = concept_grid(
-                        row_images,
-                        concepts.maps,
-                        concepts.channels,
-                        captions,
-                        shares=concepts.shares,
-                        references=references,
-                        tile=max(64, tile * 3 // 4),
-                        layer=concepts.layer,
-                        method=result.descriptions.get(label, label),
-                    )
-                    out[f"{self.tag}/{label}/concepts{suffix}"] = Picture(grid)
+        masks = None if probes.artifact_masks is None else probes.artifact_masks & probes.artifact[:, None, None]
+        grids = probe_grids(
+            result, images01, names, epoch_label, tile=tile, signed=signed, notes=lattice, warnings=warnings,
+            masks=masks, references=references,
+        )  # fmt: skip
+        out = {f"{self.tag}/{key}{suffix}": Picture(grid) for key, grid in grids.items()}
         if outcome is not None:
             out_result, chosen, outcome_names, counts = outcome
-            captions = [f"{o} {c}" for o, c in zip(outcome_names, out_result.captions("pred", names, epoch_label))]
-            label = next(iter(out_result.maps))
-            grid = explanation_grid(
-                contract.to01(chosen.images),
-                out_result.maps[label]["pred"],
-                captions,
-                tile=tile,
-                method=f"{out_result.descriptions.get(label, label)}, explaining the predicted class",
-                note=f"validation images re-picked every epoch, up to {self.selector.per_outcome} per outcome",
-                signed=signed.get(label, True),
-                groups=[(_OUTCOMES[name], n) for name, n in counts],
-            )
+            label, grid = outcome_grid(
+                out_result, contract.to01(chosen.images), outcome_names, counts, names, epoch_label, tile=tile,
+                signed=signed, per_outcome=self.selector.per_outcome,
+            )  # fmt: skip
             out[f"{self.tag}/{label}/outcomes"] = Picture(grid)
         if mode == "fit":
-            rows = self._timeline_rows(result)
             primary = result.rows[result.primary].probe
-            outlines = None if masks is None else masks[primary] & probes.artifact[primary][:, None, None]
-            for label, frames in self.drift.timeline.items():
-                if label not in result.maps:
-                    continue
-                columns = ["init" if e < 0 else f"ep{e}" for e, _ in frames]
-                grid = timeline_grid(
-                    [f.float() for _, f in frames],
-                    columns,
-                    rows,
-                    tile=max(40, tile // 2),
-                    method=result.descriptions.get(label, label),
-                    signed=signed.get(label, True),
-                    images01=images01[primary],
-                    masks=outlines,
-                )
-                out[f"{self.tag}/{label}/timeline"] = Picture(grid)
-            drift = self._drift_picture()
+            timelines = timeline_grids(
+                self.drift.timeline, result, self._timeline_rows(result), images01[primary], tile=tile,
+                signed=signed, masks=None if masks is None else masks[primary],
+            )  # fmt: skip
+            out |= {f"{self.tag}/{key}": Picture(grid) for key, grid in timelines.items()}
+            drift = drift_chart(self.history, self.tag, self.labels, self.drift.measures)
             if drift is not None:
-                out[f"{self.tag}/drift"] = drift
+                out[f"{self.tag}/drift"] = Picture(*drift)
         return out
-
-    def _drift_picture(self) -> Optional[Picture]:
-        """Mean drift per measure against the previous and the first epoch, one coloured line per method with a
-        legend (the scalars under ``<tag>_drift/`` hold the same numbers)."""
-        entries = [h for h in self.history if h.get("epoch", -1) >= 0]
-        if not entries:
-            return None
-        x = [h["epoch"] for h in entries]
-        charts = []
-        for measure in self.drift.measures:
-            for ref, words in (("prev", "previous"), ("first", "first")):
-                curves = {
-                    label: [h.get(f"{self.tag}_drift/{label}/{measure}_{ref}", float("nan")) for h in entries]
-                    for label in self.labels
-                }
-                curves = {k: v for k, v in curves.items() if any(value == value for value in v)}  # not all NaN
-                if curves:
-                    charts.append(
-                        line_plot(
-                            curves, x=x, title=f"{measure} vs {words} epoch", xlabel="epoch", width=320, height=220
-                        )
-                    )
-        if not charts:
-            return None
-        rows = [torch.cat(charts[k : k + 2], dim=2) if k + 1 < len(charts) else _pad_right(charts[k], 640)
-                for k in range(0, len(charts), 2)]  # fmt: skip
-        caption = "explanation drift: similarity of each method's probe maps to the previous / first explained epoch"
-        return Picture(torch.cat(rows, dim=1), caption)
 
     def _timeline_rows(self, result: ProbeExplanations) -> list[str]:
         """Row labels of the timeline: probe, true class, current prediction, artifact marker."""
@@ -544,22 +469,6 @@ class ExplanationMonitor(MonitorBase):
             + (" [artifact]" if rows.artifact[r] else "")
             for r in range(len(rows))
         ]
-
-
-#: legend note of LRP grids of networks with strided convolutions (see ``benchmarks/checkerboard.py``)
-LATTICE_NOTE = (
-    "strided convolutions can leave a faint regular lattice of dots in LRP maps: a trace of the stride, not an image "
-    "feature (epsilon_gamma_box weakens it about 4x against epsilon_plus_flat; Grad-CAM has none)"
-)
-
-#: headings of the outcome grid's groups
-_OUTCOMES = {"FP": "false positives", "FN": "false negatives", "TP": "true positives", "TN": "true negatives"}
-
-
-def _pad_right(image: torch.Tensor, width: int) -> torch.Tensor:
-    """``(3, H, W)`` uint8 padded with white to ``width`` columns."""
-    pad = torch.full((3, image.shape[1], max(0, width - image.shape[2])), 255, dtype=image.dtype)
-    return torch.cat([image, pad], dim=2)
 
 
 def checkpoint_epoch(trainer: Trainer) -> str:

@@ -1,8 +1,9 @@
 """``ShortcutMonitor``: audit the training data for artifacts at fit start, measure the model's reliance on them
 every N epochs, and raise a readable alert (text, JSON report, warning) once the model relies on one.
 
-A thin Lightning shell over :mod:`lit_xai.artifacts` (registry, audit, :func:`~lit_xai.artifacts.measure_reliance`,
-:class:`~lit_xai.artifacts.AlertRule`) on :class:`~lit_xai.callbacks.base.MonitorBase`. It works in any Lightning
+A thin Lightning shell over :mod:`lit_xai.artifacts` (registry) and :mod:`lit_xai.shortcuts` (audit,
+:func:`~lit_xai.shortcuts.measure_reliance`, :class:`~lit_xai.shortcuts.AlertRule`) on
+:class:`~lit_xai.callbacks.base.MonitorBase`. It works in any Lightning
 project: plain ``(image, target)`` batches in any value range, class names defaulting to indices, the task inferred
 from the targets. Everything it needs is checked at setup / fit start, before the first epoch, and reported together
 with the arguments that fix it.
@@ -15,15 +16,15 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_warn
 
-from ..artifacts import ARTIFACTS, AlertRule, ReliancePool, discover_candidates, measure_reliance, render_candidates
-from ..artifacts.audit import (
+from ..contracts import ModelContract, ModelSpec, split_dataset
+from ..explainers import Explainer
+from ..shortcuts import AlertRule, ReliancePool, render_candidates
+from ..shortcuts.audit import (
     add_skipped,
     count_sample,
     default_cache_dir,
@@ -31,117 +32,37 @@ from ..artifacts.audit import (
     report_from_counts,
     to_jsonable,
 )
-from ..artifacts.discovery import default_threshold
-from ..artifacts.verdict import effect_series, lead_key, verdict_text
-from ..contracts import ModelContract, ModelSpec, probabilities, split_dataset, stand_in_labels
-from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
+from ..shortcuts.verdict import effect_series, lead_key, verdict_text
+from ..shortcuts.watch import Discovery, ShortcutBudget, ShortcutWatch
 from ..visualization import ProbeStrip, explanation_grid, verdict_picture
 from ..visualization.console import alert_block, fit_summary
 from ._shards import read_shared
-from .base import MonitorBase, due
+from .base import MonitorBase
 from .sinks import Picture, find_tensorboard, log_text, notify
 
-__all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]
-
-#: artifact images of a watched class in the validation pool below which the removal test also reads training images
-MIN_REMOVAL_IMAGES = 16
+__all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]  # Discovery, ShortcutBudget: from lit_xai.shortcuts.watch
 
 
-@dataclass
-class ShortcutBudget:
-    """How much the :class:`ShortcutMonitor` reads and measures (YAML: a plain mapping).
-
-    Args:
-        audit: audit the training split at fit start.
-        audit_max_samples: size of the audited (seeded) subset; None = every item.
-        pool_size: validation images read once (seeded) for the reliance measures.
-        num_probes: flagged images explained for the relevance ratio.
-        num_counterfactual: clean images of other classes that get the artifact inserted.
-        spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
-        seed: selection / insertion seed.
-        audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
-            keyed by the files (names, sizes, modification times) or, for in-memory data, a hash of every pixel, plus
-            a hash of a few decoded items and every setting; other datasets are audited afresh every run
-            (:func:`lit_xai.artifacts.audit.count_sample`).
-
-    Example:
-        >>> ShortcutBudget(pool_size=128).num_counterfactual
-        64
-    """
-
-    audit: bool = True
-    audit_max_samples: Optional[int] = 1024
-    pool_size: int = 256
-    num_probes: int = 8
-    num_counterfactual: int = 64
-    spray_samples: int = 64
-    seed: int = 0
-    audit_cache: bool = True
-
-    def __post_init__(self) -> None:
-        for name, low in (("pool_size", 4), ("num_probes", 1), ("num_counterfactual", 2), ("spray_samples", 0)):
-            if getattr(self, name) < low:
-                raise ValueError(f"ShortcutBudget({name}=...) must be >= {low}, got {getattr(self, name)}")
-        if self.audit_max_samples is not None and self.audit_max_samples < 1:
-            raise ValueError(
-                f"ShortcutBudget(audit_max_samples=...) must be >= 1 or None, got {self.audit_max_samples}"
-            )
 
 
-@dataclass
-class Discovery:
-    """Label-free discovery of suspicious explanation clusters in the :class:`ShortcutMonitor` (YAML: a mapping):
-    artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's explanations of
-    the validation pool (:func:`lit_xai.artifacts.discover_candidates`): its LRP maps (*where* the model looks) side
-    by side with the positive CRP concept relevances of the profile's concept layer (*what* it uses there).
 
-    Args:
-        every_n_epochs: run at every N-th measured epoch (and the last); 0 = off.
-        top_k: candidates kept per class.
-        max_per_class: explanations clustered per class (seeded subset; bounds the cost).
-        threshold: score above which a candidate is suspicious; None = the default of what is clustered
-            (:func:`lit_xai.artifacts.default_threshold`, measured in ``benchmarks/discovery.py``).
-        concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
-            draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
-            class's maps look at the image border too (bright corners speak for benign), so that cluster does not
-            predict the label; the concepts behind the two differ. Off, or where CRP does not apply (no concept
-            layer in the model's explanation profile; a warning says so), the maps alone are clustered.
-
-    Example:
-        >>> Discovery(every_n_epochs=0).every_n_epochs
-        0
-    """
-
-    every_n_epochs: int = 2
-    top_k: int = 3
-    max_per_class: int = 128
-    threshold: Optional[float] = None
-    concepts: bool = True
-
-    def __post_init__(self) -> None:
-        if self.every_n_epochs < 0 or self.top_k < 1 or self.max_per_class < 8:
-            raise ValueError("Discovery: every_n_epochs >= 0, top_k >= 1 and max_per_class >= 8 are required")
-
-    def due(self, epoch: int, max_epochs: Optional[int]) -> bool:
-        """Whether discovery runs at ``epoch`` (every N-th and the last epoch)."""
-        return self.every_n_epochs > 0 and epoch >= 0 and due(epoch, self.every_n_epochs, max_epochs)
 
 
 class ShortcutMonitor(MonitorBase):
     """Detect shortcut artifacts in the data and the model's reliance on them, with alerts.
 
-    At fit start it audits the training split (:func:`lit_xai.artifacts.audit_dataset`); every ``every_n_epochs``
+    At fit start it audits the training split (:func:`lit_xai.shortcuts.audit_dataset`); every ``every_n_epochs``
     validation epochs it measures, per artifact and suspected class, the relevance-in-mask ratio on flagged
     validation images, the counterfactual shift of P(class) when the artifact is inserted into clean images of other
     classes, the shift when it is removed (artifacts with a remover), optionally a SpRAy cluster, and for datasets
     with a region of interest (``roi_mask`` items, e.g. lung masks) the share of relevance outside it. Scalars go to
     ``<tag>/<artifact>/<class>/...``; an alert (text, warning, ``shortcut_report.json`` in the run directory)
-    fires once per (artifact, class) when the :class:`~lit_xai.artifacts.AlertRule` says so.
+    fires once per (artifact, class) when the :class:`~lit_xai.shortcuts.AlertRule` says so.
 
     Args:
         detectors: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter.
         every_n_epochs: measure reliance every N validation epochs (and at the last epoch).
-        alert: the :class:`~lit_xai.artifacts.AlertRule` (thresholds, patience); None = defaults.
+        alert: the :class:`~lit_xai.shortcuts.AlertRule` (thresholds, patience); None = defaults.
         budget: what is read and measured (:class:`ShortcutBudget`: audit, pool and sample sizes, seed).
         target_class: class name (or index) to watch; None = the classes the audit finds the artifact predictive of,
             else the class it co-occurs with most.
@@ -174,37 +95,42 @@ class ShortcutMonitor(MonitorBase):
         asynchronous: bool = False,
     ) -> None:
         super().__init__(every_n_epochs, model, tag, verbose, asynchronous)
-        detectors = [detectors] if isinstance(detectors, str) else list(detectors)
-        unknown = [d for d in detectors if d not in ARTIFACTS]
-        if unknown or not detectors:
-            raise ValueError(f"unknown artifacts {unknown or detectors}; choose from {', '.join(sorted(ARTIFACTS))}")
-        no_inserter = [d for d in detectors if ARTIFACTS[d].insert is None]
-        if no_inserter:
-            raise ValueError(
-                f"artifacts {no_inserter} have no inserter, so their counterfactual test cannot run; register one "
-                "with lit_xai.artifacts.register_artifact(name, detect=..., threshold=..., insert=...) or audit them "
-                "with lit_xai.artifacts.audit_dataset instead of watching them"
-            )
-        self.detectors = tuple(detectors)
-        self.rule = alert if alert is not None else AlertRule()
-        self.budget = budget if budget is not None else ShortcutBudget()
-        self.target_class = target_class
-        self.explainer = build_explainer(explainer)
-        self.discovery = discovery if discovery is not None else Discovery()
+        # the policy (what to watch, how to measure it) is a pure object; this callback schedules, logs and alerts
+        self.watch = ShortcutWatch(detectors, alert, budget, explainer, discovery, target_class)
         self.candidates: list[dict[str, Any]] = []
-        self._concepts_warned = False
         self._max_epochs: Optional[int] = None
         self.report_name = "shortcut_report.json"
         self.alerts: list[dict[str, Any]] = []
         self.audit_report: Optional[dict[str, Any]] = None
-        self._audit_flags: dict[str, list[str]] = {}
-        self._pool: Optional[ReliancePool] = None
-        self._train_pool: Optional[ReliancePool] = None
         self._log_dir: Optional[str] = None
         self._train_data: Any = None
         self._val_data: Any = None
         # the verdict picture's probe: per (artifact, class) the first flagged probe's map at each measured epoch
         self._probe_frames: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
+
+    # the watch's settings and pools under the names this callback always had
+    detectors = property(lambda self: self.watch.detectors)
+    rule = property(lambda self: self.watch.rule)
+    budget = property(lambda self: self.watch.budget)
+    explainer = property(lambda self: self.watch.explainer)
+    discovery = property(lambda self: self.watch.discovery)
+    target_class = property(lambda self: self.watch.target_class)
+
+    @property
+    def _pool(self) -> Optional[ReliancePool]:
+        return self.watch.pool
+
+    @property
+    def _train_pool(self) -> Optional[ReliancePool]:
+        return self.watch.train_pool
+
+    @property
+    def _audit_flags(self) -> dict[str, list[str]]:
+        return self.watch.audit_flags
+
+    @_audit_flags.setter
+    def _audit_flags(self, flags: dict[str, list[str]]) -> None:
+        self.watch.audit_flags = flags
 
     # ------------------------------------------------------------------ state
     @property
@@ -301,16 +227,12 @@ class ShortcutMonitor(MonitorBase):
     def _read_train_pool(self, trainer: Trainer) -> None:
         """Training images for the removal test when the validation pool holds fewer than
         :data:`MIN_REMOVAL_IMAGES` artifact images of a watched class (read once, ``pool_size`` seeded items)."""
-        pool, names = self._pool, self.contract.class_names
-        short = any(
-            int((pool.flags[a] & (pool.labels == c)).sum()) < MIN_REMOVAL_IMAGES
-            for a in self.detectors
-            for c in self._targets_for(a, names)
-        )
-        if not short or self._train_data is None or self._train_pool is not None:
+        if not self.watch.needs_train_pool(self.contract.class_names):
+            return
+        if self._train_data is None or self._train_pool is not None:
             return
         ids, read = self._sample(eval_dataset(self._train_data, trainer.datamodule), trainer)
-        self._train_pool = self._reliance_pool(ids, read, "train")
+        self.watch.train_pool = self.watch.read_pool(read, ids, self.contract.to01, "train")
 
     def _sample(self, data: Any, trainer: Trainer) -> tuple[list[int], Any]:
         """``pool_size`` seeded items of ``data``, read as the explanation probes are (ids, :class:`Probes`); under
@@ -319,15 +241,17 @@ class ShortcutMonitor(MonitorBase):
         ids = sorted(torch.randperm(len(data), generator=generator)[: self.budget.pool_size].tolist())
         return ids, read_shared(trainer, data, ids)
 
-    def _reliance_pool(self, ids: list[int], read: Any, split: str) -> ReliancePool:
-        """The sample as a :class:`ReliancePool` with every watched artifact detected."""
-        labels = stand_in_labels(read.targets)  # multi-label: the first positive label stands for the image
-        pool = ReliancePool(self.contract.to01(read.images), read.images, labels, ids, read.roi_masks, split=split)
-        for name in self.detectors:
-            pool.detect(name)
-        return pool
-
     # ------------------------------------------------------------------ work
+    def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
+        """The reliance evidence of every watched (artifact, class) and the relevance outside the ROI
+        (:meth:`lit_xai.shortcuts.ShortcutWatch.measure`; discovery when it is due)."""
+        return self.watch.measure(contract, module, discover=self.discovery.due(epoch, self._max_epochs))
+
+    def _concepts(
+        self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[Optional[torch.Tensor], str]:
+        return self.watch.concepts(module, inputs, labels)
+
     def _prepare(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._pool is not None:
             return
@@ -336,124 +260,14 @@ class ShortcutMonitor(MonitorBase):
             raise ValueError("ShortcutMonitor: the validation set is empty")
         ids, read = self._sample(self._val_data, trainer)
         names = self.resolve(trainer, pl_module, read.images[:2], read.targets).class_names
-        if self.target_class is not None and str(self.target_class) not in names:
-            raise ValueError(f"target_class {self.target_class!r} is not a class; choose from {names}")
-        self._pool = self._reliance_pool(ids, read, "val")
+        self.watch.check_target_class(names)
+        self.watch.pool = self.watch.read_pool(read, ids, self.contract.to01, "val")
 
-    def _targets_for(self, artifact: str, names: list[str]) -> list[int]:
-        if self.target_class is not None:
-            return [names.index(str(self.target_class))]
-        flagged = self._audit_flags.get(artifact, [])
-        if flagged:
-            return [names.index(c) for c in flagged if c in names]
-        # not label-predictive in the data: still watch the class the artifact co-occurs with most
-        pool = self._pool
-        flags = pool.flags[artifact] & (pool.labels >= 0)
-        if flags.any():
-            counts = torch.bincount(pool.labels[flags], minlength=len(names)).float()
-            base = torch.bincount(pool.labels[pool.labels >= 0], minlength=len(names)).float().clamp_min(1)
-            return [int((counts / base).argmax())]
-        return []
 
-    def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
-        """The reliance evidence of every watched (artifact, class) and the relevance outside the ROI."""
-        budget, names = self.budget, contract.class_names
-        evidence: list[tuple[str, str, dict[str, Any]]] = []
-        for artifact in self.detectors:
-            for cls in self._targets_for(artifact, names):
-                found = measure_reliance(
-                    module,
-                    self._pool,
-                    artifact,
-                    cls,
-                    contract.value_range.from01,
-                    explainer=self.explainer,
-                    task=contract.task,
-                    num_probes=budget.num_probes,
-                    num_counterfactual=budget.num_counterfactual,
-                    spray_samples=budget.spray_samples,
-                    seed=budget.seed,
-                    removal_pool=self._train_pool,
-                    min_removal_images=MIN_REMOVAL_IMAGES,
-                    confidence=self.rule.confidence,
-                )
-                evidence.append((artifact, names[cls], found))
-        return {
-            "evidence": evidence,
-            "predictions": [self._predict(module, found) for _, _, found in evidence],
-            "method": self.explainer.describe(module),
-            "roi": self._measure_roi(contract, module),
-            "discovery": self._discover(module, epoch) if self.discovery.due(epoch, self._max_epochs) else None,
-        }
 
-    def _predict(self, module: torch.nn.Module, evidence: dict[str, Any]) -> Optional[torch.Tensor]:
-        """Class probabilities ``(n, K)`` of the flagged probes whose maps are shown (captions), or None."""
-        rows = torch.as_tensor(evidence.get("probe_rows", [])).long()
-        if len(rows) == 0:
-            return None
-        with torch.no_grad():
-            return probabilities(module(self._pool.inputs[rows]).float(), self.contract.task).cpu()
 
-    def _discover(self, module: torch.nn.Module, epoch: int) -> dict[str, Any]:
-        """LRP maps of the pool's labelled images (for their own class), clustered per class."""
-        pool, setting = self._pool, self.discovery
-        start = time.perf_counter()
-        rows = (pool.labels >= 0).nonzero().flatten()
-        heat = self.explainer(module, pool.inputs[rows], pool.labels[rows])
-        labels = pool.labels[rows]
-        concepts, view = self._concepts(module, pool.inputs[rows], labels) if setting.concepts else (None, "")
-        threshold = default_threshold(concepts is not None) if setting.threshold is None else setting.threshold
-        found = discover_candidates(
-            heat,
-            labels,
-            [pool.ids[int(r)] for r in rows],
-            features=concepts,
-            roi_masks=None if pool.roi_masks is None else pool.roi_masks[rows],
-            max_per_class=setting.max_per_class,
-            top_k=setting.top_k,
-            threshold=threshold,
-            seed=self.budget.seed,
-        )
-        seconds = time.perf_counter() - start
-        view = f"each class's {self.explainer.describe()} maps" + (f" and {view} concept relevances" if view else "")
-        return {
-            "candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds, "view": view,
-            "threshold": threshold,
-        }  # fmt: skip
 
-    def _concepts(
-        self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[Optional[torch.Tensor], str]:
-        """Positive CRP concept relevances ``(N, C)`` of the profile's concept layer and its description, or
-        ``(None, "")`` (with one warning) where CRP does not apply to the model."""
-        crp = CRP()
-        try:
-            view = f"CRP {crp.layer_for(module)}"
-            return crp.concept_relevances(module, inputs, labels).clamp_min(0), view
-        except (ExplainerNotApplicable, ValueError) as err:
-            if not self._concepts_warned:
-                self._concepts_warned = True
-                rank_zero_warn(f"ShortcutMonitor discovery clusters the maps alone: no concept relevances ({err})")
-            return None, ""
 
-    def _measure_roi(self, contract: ModelContract, module: torch.nn.Module) -> dict[str, tuple[float, int]]:
-        """Share of positive relevance outside the region of interest, per class (datasets with ``roi_mask``)."""
-        pool = self._pool
-        if pool.roi_masks is None:
-            return {}
-        from ..artifacts.roi import relevance_outside_roi
-
-        shares: dict[str, tuple[float, int]] = {}
-        for cls, name in enumerate(contract.class_names):
-            members = (pool.labels == cls).nonzero().flatten()[: self.budget.num_probes]
-            if len(members) == 0:
-                continue
-            heat = self.explainer(module, pool.inputs[members], torch.full((len(members),), cls))
-            share = relevance_outside_roi(heat, pool.roi_masks[members])
-            mean = float(torch.nanmean(share)) if not torch.isnan(share).all() else math.nan
-            if not math.isnan(mean):
-                shares[name] = (mean, len(members))
-        return shares
 
     def record(self, result: dict[str, Any], epoch: int, mode: str) -> list[dict[str, Any]]:
         """History entries, the rule's streaks and the alerts that fire now (``result["alerts"]``)."""

@@ -2,7 +2,7 @@
 
 * :func:`measure_artifact_reliance` — accuracy and counterfactual reliance on an artifact, on a split's items:
   insertion shift of P(``target_class``) when the artifact is inserted into clean images of the other classes
-  (:func:`lit_xai.artifacts.reliance.paired_shift`), accuracy on those inserted images, removal shift on the
+  (:func:`lit_xai.shortcuts.reliance.paired_shift`), accuracy on those inserted images, removal shift on the
   target-class images that carry it (when the artifact has a remover).
 * :func:`fit_split_cav` — the signal-pattern CAV of a model at a layer, on a bounded seeded sample of a dataset.
 * :func:`save_corrected` / :func:`load_corrected` — the corrected checkpoint: the original Lightning checkpoint
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..artifacts import get_artifact
-from ..artifacts.reliance import paired_shift, predict_proba, removal_shift
 from ..contracts import read_item
+from ..shortcuts.reliance import paired_shift, predict_proba, removal_shift
 from .cav import CAV, Pooling, collect_activations, fit_cav, paired_basis
 from .labels import LabelSource, sample_labeled
 from .projection import ProjectedModel
@@ -199,7 +199,7 @@ def correct_main(argv: list[str]) -> int:
     import argparse
     import json
 
-    from ..cli import instantiate_datamodule
+    from ..datamodules.config import instantiate_datamodule
 
     parser = argparse.ArgumentParser(prog="lit-xai correct")
     parser.add_argument("--ckpt", required=True, help="the trained Lightning checkpoint")

@@ -13,6 +13,7 @@ from ._core import (
     resolve_canonizers,
     resolve_layer_name,
 )
+from ._fast_rules import fast_rules
 from .base import (
     EXPLAINERS,
     CallableExplainer,
@@ -60,6 +61,7 @@ __all__ = [
     "crp_heatmaps",
     "explain",
     "explanation_model",
+    "fast_rules",
     "find_profile",
     "lrp_relevance",
     "make_composite",

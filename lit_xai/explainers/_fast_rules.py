@@ -35,11 +35,20 @@ on the incoming gradient: with ``FastRules(composite, cache=True)`` each rule no
 after its first backward (on the autograd node, so they die with the graph), and every further pass costs one
 transposed convolution and two elementwise products per layer. Derived weights (``W+``, the stacked Gamma and ZBox
 weights) are computed once per registration in either mode.
+
+**Switching them off.** Any map can be checked against zennit's own hooks: ``LRP(fast_rules=False)`` for one
+explainer, ``with fast_rules(False):`` for everything explained inside the block on this thread (LRP, CRP, the
+conservation guard), or ``LIT_XAI_FAST_RULES=0`` in the environment for the whole process (background threads too).
+:class:`FastRules` then registers the composite exactly as ``composite.register`` does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +59,36 @@ from zennit import layer as zlayer
 from zennit import rules as zrules
 from zennit.core import Composite, RemovableHandleList, Stabilizer
 
-__all__: list[str] = []  # private module: used by lrp_relevance / crp
+__all__ = ["FAST_RULES_ENV", "fast_rules", "fast_rules_enabled"]  # FastRules itself is used by lrp_pass / crp
+
+#: environment variable switching the fast rules off for the whole process (``0``, ``false``, ``off`` or ``no``)
+FAST_RULES_ENV = "LIT_XAI_FAST_RULES"
+_SWITCH: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lit_xai_fast_rules", default=None)
+
+
+def fast_rules_enabled() -> bool:
+    """Whether :class:`FastRules` swaps in the fast rules: the innermost :func:`fast_rules` block on this thread,
+    else :data:`FAST_RULES_ENV` (on unless it says ``0``, ``false``, ``off`` or ``no``)."""
+    switch = _SWITCH.get()
+    if switch is not None:
+        return switch
+    return os.environ.get(FAST_RULES_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+@contextlib.contextmanager
+def fast_rules(enabled: bool) -> Iterator[None]:
+    """Turn the fast rules on or off inside the block (this thread / context); restored afterwards.
+
+    Example:
+        >>> with fast_rules(False):
+        ...     fast_rules_enabled()
+        False
+    """
+    token = _SWITCH.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _SWITCH.reset(token)
 
 #: attribute marking a tensor produced by a fast ReLU: its value is the tensor's ``_version`` at creation (an
 #: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
@@ -527,11 +565,14 @@ class FastRules:
         composite: the zennit composite.
         cache: keep each node's gradient-independent factors after its first backward (several backward passes
             through one retained graph, as CRP does per concept); costs their memory while the graph lives.
+        enabled: ``False`` registers plain zennit hooks (``composite.register``); ``None`` (default) follows
+            :func:`fast_rules_enabled`.
     """
 
-    def __init__(self, composite: Composite, cache: bool = False) -> None:
+    def __init__(self, composite: Composite, cache: bool = False, enabled: bool | None = None) -> None:
         self.composite = composite
         self.cache = cache
+        self.enabled = fast_rules_enabled() if enabled is None else bool(enabled)
         self.patched: list[nn.Module] = []
         self.fast_layers = 0  # Conv2d / Linear on a fast rule
         self.fast_sums = 0  # zennit Sum modules on the fast Norm rule
@@ -540,6 +581,9 @@ class FastRules:
 
     def register(self, model: nn.Module) -> None:
         comp = self.composite
+        if not self.enabled:
+            comp.register(model)  # zennit's own hooks, for checking any map against them
+            return
         comp.remove()
         for canonizer in comp.canonizers:
             comp.handles += canonizer.apply(model)

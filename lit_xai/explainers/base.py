@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ._core import as_targets, explanation_model
+from .errors import ExplainerNotApplicable
 
 __all__ = [
     "EXPLAINERS",
@@ -42,11 +43,6 @@ __all__ = [
     "build_explainer",
     "register_explainer",
 ]
-
-
-class ExplainerNotApplicable(ValueError):
-    """The explainer does not apply to this kind of network by design (e.g. CRP on a Vision Transformer); a monitor
-    running its default explainers skips it, while an explicitly requested one is an error."""
 
 
 class Explainer:

@@ -298,7 +298,7 @@ def check_conservation(
         do not propagate relevance (Grad-CAM).
     """
     from ._core import as_targets, default_composite, explanation_model
-    from .lrp import _lrp_pass
+    from .lrp_pass import lrp_pass
 
     lrp = getattr(explainer, "lrp", explainer)  # LRPGradCAM holds its LRP
     if not all(hasattr(lrp, a) for a in ("composite", "canonizers", "composite_kwargs")):
@@ -306,9 +306,10 @@ def check_conservation(
     t = as_targets(targets, images.shape[0], torch.device("cpu"))
     with explanation_model(model, True, share_tensors=True) as net:
         composite = lrp.composite if lrp.composite is not None else default_composite(net)
-        relevance, logits = _lrp_pass(net, images, t, composite, lrp.canonizers, lrp.composite_kwargs)
+        fast = getattr(lrp, "fast_rules", True)
+        relevance, logits = lrp_pass(net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast)
         check = conservation_check(relevance.flatten(1).sum(1), logits, band, network_name(net))
-        confirm(check, net, images, t, composite, lrp.canonizers, lrp.composite_kwargs)
+        confirm(check, net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast)
     return check
 
 
@@ -320,11 +321,12 @@ def confirm(
     composite: str,
     canonizers: list | None,
     composite_kwargs: dict[str, Any] | None,
+    fast_rules: bool = True,
 ) -> None:
     """Re-explain the maps outside the band with every additive constant removed (in place on ``check``); when some
     still fail, name the layers without a rule. ``net`` is prepared (eval mode, gradients enabled)."""
     from ._core import build_composite
-    from .lrp import _lrp_pass
+    from .lrp_pass import lrp_pass
     from .profiles import find_profile
 
     if check.all_ok:
@@ -345,8 +347,8 @@ def confirm(
             p.data = torch.zeros_like(p)
         for m in norms:
             m.running_mean = torch.zeros_like(m.running_mean)
-        exact, logits = _lrp_pass(
-            net, images[rows.to(images.device)], targets[rows], composite, canonizers, composite_kwargs
+        exact, logits = lrp_pass(
+            net, images[rows.to(images.device)], targets[rows], composite, canonizers, composite_kwargs, fast_rules
         )
     finally:
         for p, data in zip(params, saved[0]):

@@ -7,8 +7,10 @@ would move zero to an arbitrary colour and is avoided. ``zennit.image.imgify`` i
 
 One module per job: :mod:`~lit_xai.visualization.colors` (colour maps, overlays), :mod:`~lit_xai.visualization.text`
 (fonts, caption wrapping), :mod:`~lit_xai.visualization.grids` (explanation, concept and timeline grids with their
-legend), :mod:`~lit_xai.visualization.charts` (line plots) and :mod:`~lit_xai.visualization.tables`; the white canvas
-they share is in ``_canvas``. Import from the package: ``from lit_xai.visualization import explanation_grid``.
+legend), :mod:`~lit_xai.visualization.charts` (line plots), :mod:`~lit_xai.visualization.tables`,
+:mod:`~lit_xai.visualization.verdict` (the shortcut verdict) and :mod:`~lit_xai.visualization.monitor` (the
+ExplanationMonitor's pictures); the white canvas they share is in ``_canvas``. Import from the package:
+``from lit_xai.visualization import explanation_grid``. Imports nothing of lit_xai.
 
 Example:
     >>> import torch
@@ -36,6 +38,7 @@ from .colors import (
     visible_share,
 )
 from .grids import NEAR_BLANK, concept_grid, concept_label, explanation_grid, legend_strip, timeline_grid
+from .monitor import drift_chart, outcome_grid, probe_grids, timeline_grids
 from .tables import table_image
 from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401  (_font, _text_width: used by tests)
 from .verdict import ProbeStrip, verdict_picture
@@ -53,15 +56,19 @@ __all__ = [
     "concept_label",
     "dimmed",
     "draw_text",
+    "drift_chart",
     "explanation_grid",
     "heatmap_to_rgb",
     "legend_strip",
     "line_plot",
     "negative_share",
+    "outcome_grid",
     "overlay",
+    "probe_grids",
     "symmetric_scale",
     "table_image",
     "timeline_grid",
+    "timeline_grids",
     "to_float01",
     "verdict_picture",
     "visible_share",

@@ -1,6 +1,6 @@
 """From a discovered candidate to a testable artifact: masks, a template detector, an inserter and a remover.
 
-A :class:`~lit_xai.artifacts.discovery.Candidate` is a group of images whose explanations look alike and look
+A :class:`~lit_xai.shortcuts.discovery.Candidate` is a group of images whose explanations look alike and look
 somewhere new. To test whether the model *relies* on what they share, the reliance tests need what a registered
 artifact has (:func:`lit_xai.artifacts.register_artifact`):
 
@@ -24,7 +24,7 @@ Two-step workflow (no detector written by hand)::
 
 Example:
     >>> import torch
-    >>> from lit_xai.artifacts.discovery import Candidate
+    >>> from lit_xai.shortcuts.discovery import Candidate
     >>> images = torch.full((6, 3, 16, 16), 0.4); images[:3, :, :4, :4] = 1.0  # rows 0-2 carry a tag
     >>> heat = torch.zeros(6, 16, 16); heat[:, 6:10, 6:10] = 1.0; heat[:3, :4, :4] = 3.0
     >>> cand = Candidate(class_index=1, members=[10, 11, 12], score=2.0, size=3, fraction=0.5, rows=[0, 1, 2])
@@ -49,9 +49,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..artifacts.inserters import remove_ring
+from ..artifacts.registry import ARTIFACTS, Artifact, register_artifact
 from .discovery import Candidate
-from .inserters import remove_ring
-from .registry import ARTIFACTS, Artifact, register_artifact
 
 __all__ = ["CandidateArtifact", "candidate_artifact", "candidate_masks"]
 
@@ -210,7 +210,7 @@ class CandidateArtifact:
             ARTIFACTS.pop(artifact.name, None)
 
     def flag_pool(self, pool: Any, name: str) -> None:
-        """Flag the candidate's members in a :class:`~lit_xai.artifacts.ReliancePool` (by id) with their own masks,
+        """Flag the candidate's members in a :class:`~lit_xai.shortcuts.ReliancePool` (by id) with their own masks,
         on top of what ``pool.detect(name)`` found (call that first when the artifact is registered)."""
         n = len(pool)
         h, w = self.region.shape
@@ -239,7 +239,7 @@ def candidate_artifact(
     """Masks, template detector, inserter and remover of a candidate (rows index ``images01`` and ``heatmaps``).
 
     Args:
-        candidate: from :func:`lit_xai.artifacts.discover_candidates` run on these ``heatmaps``.
+        candidate: from :func:`lit_xai.shortcuts.discover_candidates` run on these ``heatmaps``.
         images01: ``(N, C, H, W)`` the same images in [0, 1].
         heatmaps: ``(N, H, W)`` the maps that were clustered.
         labels: ``(N,)`` classes; the distinct region is measured against the rest of the candidate's class and the

@@ -1,0 +1,42 @@
+"""lit_xai's benchmarks: one entry, ``python -m benchmarks <suite> [the suite's options]``, from the repository root.
+
+Each suite is one script of this folder (run as ``__main__``, so ``python benchmarks/<script>.py`` still works);
+:mod:`benchmarks.timing` is their shared timing (warm-up, interleaved repeats, min / median, ratios, machine info,
+JSON). ``python -m benchmarks list`` prints the suites; benchmarks/README.md names the suite behind every figure.
+Not part of the default test run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["SUITES", "script"]
+
+HERE = Path(__file__).resolve().parent
+
+#: suite name -> script of this folder
+SUITES: dict[str, str] = {
+    "speed": "run.py",  # all speed ratios of issue 11 in one run (LRP, CRP, zennit-crp, monitors, loader, scaling)
+    "lrp_timing": "lrp_timing.py",
+    "lrp_conservation": "lrp_conservation.py",
+    "checkerboard": "checkerboard.py",
+    "crp_timing": "crp_timing.py",
+    "crp_vs_zennit_crp": "crp_vs_zennit_crp.py",
+    "backbones": "backbones.py",
+    "loader_throughput": "loader_throughput.py",
+    "bad_image_check": "bad_image_check.py",
+    "audit_scale": "audit_scale.py",
+    "calibration": "calibration.py",
+    "discovery": "discovery.py",
+    "correction": "correction.py",
+    "quality_demo": "quality_demo.py",
+    "gpu_check": "gpu_check.py",
+}
+
+
+def script(suite: str) -> Path:
+    """The script of ``suite``; the error lists the suites."""
+    name = {"run": "speed"}.get(suite, suite)  # run.py's old name
+    if name not in SUITES:
+        raise SystemExit(f"unknown benchmark suite {suite!r}; choose one of: {', '.join(SUITES)}")
+    return HERE / SUITES[name]

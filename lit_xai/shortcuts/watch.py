@@ -1,0 +1,307 @@
+"""The policy of :class:`~lit_xai.callbacks.ShortcutMonitor` as a pure object: which (artifact, class) pairs to
+watch, the reliance evidence of one measurement, label-free discovery and the relevance outside a region of interest.
+
+No Lightning inside: a notebook measures a model with it directly, and the callback wraps it (schedule, ranks,
+logging, alerts), as Lightning's ``ThroughputMonitor`` wraps ``Throughput``.
+
+Example:
+    >>> watch = ShortcutWatch(("ring",), budget=ShortcutBudget(pool_size=16))
+    >>> watch.detectors, watch.budget.num_counterfactual
+    (('ring',), 64)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+
+from ..artifacts import ARTIFACTS
+from ..artifacts.roi import relevance_outside_roi
+from ..contracts import ModelContract, Probes, probabilities, stand_in_labels
+from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
+from ..schedule import due
+from .discovery import default_threshold, discover_candidates
+from .monitoring import AlertRule, ReliancePool, measure_reliance
+
+__all__ = ["MIN_REMOVAL_IMAGES", "Discovery", "ShortcutBudget", "ShortcutWatch"]
+
+#: artifact images of a watched class in the validation pool below which the removal test also reads training images
+MIN_REMOVAL_IMAGES = 16
+
+
+@dataclass
+class ShortcutBudget:
+    """How much the :class:`ShortcutMonitor` reads and measures (YAML: a plain mapping).
+
+    Args:
+        audit: audit the training split at fit start.
+        audit_max_samples: size of the audited (seeded) subset; None = every item.
+        pool_size: validation images read once (seeded) for the reliance measures.
+        num_probes: flagged images explained for the relevance ratio.
+        num_counterfactual: clean images of other classes that get the artifact inserted.
+        spray_samples: heatmaps of the suspected class clustered by SpRAy (0 = off).
+        seed: selection / insertion seed.
+        audit_cache: keep the audit's counts on disk (``$LIT_XAI_CACHE/audit``, else ``~/.cache/lit_xai/audit``),
+            keyed by the files (names, sizes, modification times) or, for in-memory data, a hash of every pixel, plus
+            a hash of a few decoded items and every setting; other datasets are audited afresh every run
+            (:func:`lit_xai.shortcuts.audit.count_sample`).
+
+    Example:
+        >>> ShortcutBudget(pool_size=128).num_counterfactual
+        64
+    """
+
+    audit: bool = True
+    audit_max_samples: Optional[int] = 1024
+    pool_size: int = 256
+    num_probes: int = 8
+    num_counterfactual: int = 64
+    spray_samples: int = 64
+    seed: int = 0
+    audit_cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("pool_size", 4), ("num_probes", 1), ("num_counterfactual", 2), ("spray_samples", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"ShortcutBudget({name}=...) must be >= {low}, got {getattr(self, name)}")
+        if self.audit_max_samples is not None and self.audit_max_samples < 1:
+            raise ValueError(
+                f"ShortcutBudget(audit_max_samples=...) must be >= 1 or None, got {self.audit_max_samples}"
+            )
+
+
+@dataclass
+class Discovery:
+    """Label-free discovery of suspicious explanation clusters in the :class:`ShortcutMonitor` (YAML: a mapping):
+    artifacts nobody registered (rulers, ink, tags, burnt-in text) found by clustering each class's explanations of
+    the validation pool (:func:`lit_xai.shortcuts.discover_candidates`): its LRP maps (*where* the model looks) side
+    by side with the positive CRP concept relevances of the profile's concept layer (*what* it uses there).
+
+    Args:
+        every_n_epochs: run at every N-th measured epoch (and the last); 0 = off.
+        top_k: candidates kept per class.
+        max_per_class: explanations clustered per class (seeded subset; bounds the cost).
+        threshold: score above which a candidate is suspicious; None = the default of what is clustered
+            (:func:`lit_xai.shortcuts.default_threshold`, measured in ``benchmarks/discovery.py``).
+        concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
+            draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
+            class's maps look at the image border too (bright corners speak for benign), so that cluster does not
+            predict the label; the concepts behind the two differ. Off, or where CRP does not apply (no concept
+            layer in the model's explanation profile; a warning says so), the maps alone are clustered.
+
+    Example:
+        >>> Discovery(every_n_epochs=0).every_n_epochs
+        0
+    """
+
+    every_n_epochs: int = 2
+    top_k: int = 3
+    max_per_class: int = 128
+    threshold: Optional[float] = None
+    concepts: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every_n_epochs < 0 or self.top_k < 1 or self.max_per_class < 8:
+            raise ValueError("Discovery: every_n_epochs >= 0, top_k >= 1 and max_per_class >= 8 are required")
+
+    def due(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        """Whether discovery runs at ``epoch`` (every N-th and the last epoch)."""
+        return self.every_n_epochs > 0 and epoch >= 0 and due(epoch, self.every_n_epochs, max_epochs)
+
+
+class ShortcutWatch:
+    """What :class:`~lit_xai.callbacks.ShortcutMonitor` watches and how it measures it.
+
+    Args:
+        detectors: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter.
+        rule: the :class:`~lit_xai.shortcuts.AlertRule` (its confidence sets the bootstrap intervals).
+        budget: what is read and measured (:class:`ShortcutBudget`).
+        explainer: map explainer for the relevance measures (name or object).
+        discovery: label-free discovery settings (:class:`Discovery`).
+        target_class: class name (or index) to watch; None = the classes the audit finds the artifact predictive
+            of (:attr:`audit_flags`), else the class it co-occurs with most in the pool.
+
+    Attributes:
+        pool: the validation :class:`~lit_xai.shortcuts.ReliancePool` (:meth:`read_pool`), None before.
+        train_pool: training images for the removal test where the pool holds too few (:meth:`needs_train_pool`).
+        audit_flags: per artifact, the classes the dataset audit found it label-predictive of.
+    """
+
+    def __init__(
+        self,
+        detectors: Sequence[str] = ("ring",),
+        rule: Optional[AlertRule] = None,
+        budget: Optional[ShortcutBudget] = None,
+        explainer: Union[str, Explainer] = "lrp",
+        discovery: Optional[Discovery] = None,
+        target_class: Optional[Union[str, int]] = None,
+    ) -> None:
+        detectors = [detectors] if isinstance(detectors, str) else list(detectors)
+        unknown = [d for d in detectors if d not in ARTIFACTS]
+        if unknown or not detectors:
+            raise ValueError(f"unknown artifacts {unknown or detectors}; choose from {', '.join(sorted(ARTIFACTS))}")
+        no_inserter = [d for d in detectors if ARTIFACTS[d].insert is None]
+        if no_inserter:
+            raise ValueError(
+                f"artifacts {no_inserter} have no inserter, so their counterfactual test cannot run; register one "
+                "with lit_xai.artifacts.register_artifact(name, detect=..., threshold=..., insert=...) or audit them "
+                "with lit_xai.shortcuts.audit_dataset instead of watching them"
+            )
+        self.detectors = tuple(detectors)
+        self.rule = rule if rule is not None else AlertRule()
+        self.budget = budget if budget is not None else ShortcutBudget()
+        self.explainer = build_explainer(explainer)
+        self.discovery = discovery if discovery is not None else Discovery()
+        self.target_class = target_class
+        self.pool: Optional[ReliancePool] = None
+        self.train_pool: Optional[ReliancePool] = None
+        self.audit_flags: dict[str, list[str]] = {}
+        self._concepts_warned = False
+
+    # ------------------------------------------------------------------ what to watch
+    def check_target_class(self, names: Sequence[str]) -> None:
+        """Raise when ``target_class`` is not one of the class ``names``."""
+        if self.target_class is not None and str(self.target_class) not in names:
+            raise ValueError(f"target_class {self.target_class!r} is not a class; choose from {list(names)}")
+
+    def read_pool(self, read: Probes, ids: list[int], to01: Any, split: str) -> ReliancePool:
+        """The sample ``read`` (items ``ids``) as a :class:`~lit_xai.shortcuts.ReliancePool` with every watched
+        artifact detected; ``to01`` maps model inputs to [0, 1]."""
+        labels = stand_in_labels(read.targets)  # multi-label: the first positive label stands for the image
+        pool = ReliancePool(to01(read.images), read.images, labels, ids, read.roi_masks, split=split)
+        for name in self.detectors:
+            pool.detect(name)
+        return pool
+
+    def targets_for(self, artifact: str, names: list[str]) -> list[int]:
+        """The class indices watched for ``artifact``."""
+        if self.target_class is not None:
+            return [names.index(str(self.target_class))]
+        flagged = self.audit_flags.get(artifact, [])
+        if flagged:
+            return [names.index(c) for c in flagged if c in names]
+        # not label-predictive in the data: still watch the class the artifact co-occurs with most
+        pool = self.pool
+        flags = pool.flags[artifact] & (pool.labels >= 0)
+        if flags.any():
+            counts = torch.bincount(pool.labels[flags], minlength=len(names)).float()
+            base = torch.bincount(pool.labels[pool.labels >= 0], minlength=len(names)).float().clamp_min(1)
+            return [int((counts / base).argmax())]
+        return []
+
+    def needs_train_pool(self, names: list[str]) -> bool:
+        """Whether the pool holds fewer than :data:`MIN_REMOVAL_IMAGES` artifact images of a watched class."""
+        pool = self.pool
+        return any(
+            int((pool.flags[a] & (pool.labels == c)).sum()) < MIN_REMOVAL_IMAGES
+            for a in self.detectors
+            for c in self.targets_for(a, names)
+        )
+
+    # ------------------------------------------------------------------ measure
+    def measure(self, contract: ModelContract, module: torch.nn.Module, discover: bool = False) -> dict[str, Any]:
+        """The reliance evidence of every watched (artifact, class), the relevance outside the ROI and, with
+        ``discover``, the discovered candidates."""
+        budget, names = self.budget, contract.class_names
+        evidence: list[tuple[str, str, dict[str, Any]]] = []
+        for artifact in self.detectors:
+            for cls in self.targets_for(artifact, names):
+                found = measure_reliance(
+                    module,
+                    self.pool,
+                    artifact,
+                    cls,
+                    contract.value_range.from01,
+                    explainer=self.explainer,
+                    task=contract.task,
+                    num_probes=budget.num_probes,
+                    num_counterfactual=budget.num_counterfactual,
+                    spray_samples=budget.spray_samples,
+                    seed=budget.seed,
+                    removal_pool=self.train_pool,
+                    min_removal_images=MIN_REMOVAL_IMAGES,
+                    confidence=self.rule.confidence,
+                )
+                evidence.append((artifact, names[cls], found))
+        return {
+            "evidence": evidence,
+            "predictions": [self.predict(module, found, contract.task) for _, _, found in evidence],
+            "method": self.explainer.describe(module),
+            "roi": self.measure_roi(contract, module),
+            "discovery": self.discover(module) if discover else None,
+        }
+
+    def predict(self, module: torch.nn.Module, evidence: dict[str, Any], task: str) -> Optional[torch.Tensor]:
+        """Class probabilities ``(n, K)`` of the flagged probes whose maps are shown (captions), or None."""
+        rows = torch.as_tensor(evidence.get("probe_rows", [])).long()
+        if len(rows) == 0:
+            return None
+        with torch.no_grad():
+            return probabilities(module(self.pool.inputs[rows]).float(), task).cpu()
+
+    def discover(self, module: torch.nn.Module) -> dict[str, Any]:
+        """LRP maps of the pool's labelled images (for their own class), clustered per class."""
+        pool, setting = self.pool, self.discovery
+        start = time.perf_counter()
+        rows = (pool.labels >= 0).nonzero().flatten()
+        heat = self.explainer(module, pool.inputs[rows], pool.labels[rows])
+        labels = pool.labels[rows]
+        concepts, view = self.concepts(module, pool.inputs[rows], labels) if setting.concepts else (None, "")
+        threshold = default_threshold(concepts is not None) if setting.threshold is None else setting.threshold
+        found = discover_candidates(
+            heat,
+            labels,
+            [pool.ids[int(r)] for r in rows],
+            features=concepts,
+            roi_masks=None if pool.roi_masks is None else pool.roi_masks[rows],
+            max_per_class=setting.max_per_class,
+            top_k=setting.top_k,
+            threshold=threshold,
+            seed=self.budget.seed,
+        )
+        seconds = time.perf_counter() - start
+        view = f"each class's {self.explainer.describe()} maps" + (f" and {view} concept relevances" if view else "")
+        return {
+            "candidates": found, "heat": heat, "rows": rows, "labels": labels, "seconds": seconds, "view": view,
+            "threshold": threshold,
+        }  # fmt: skip
+
+    def concepts(
+        self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[Optional[torch.Tensor], str]:
+        """Positive CRP concept relevances ``(N, C)`` of the profile's concept layer and its description, or
+        ``(None, "")`` (with one warning) where CRP does not apply to the model."""
+        crp = CRP()
+        try:
+            view = f"CRP {crp.layer_for(module)}"
+            return crp.concept_relevances(module, inputs, labels).clamp_min(0), view
+        except (ExplainerNotApplicable, ValueError) as err:
+            if not self._concepts_warned:
+                self._concepts_warned = True
+                warnings.warn(
+                    f"ShortcutMonitor discovery clusters the maps alone: no concept relevances ({err})", stacklevel=2
+                )
+            return None, ""
+
+    def measure_roi(self, contract: ModelContract, module: torch.nn.Module) -> dict[str, tuple[float, int]]:
+        """Share of positive relevance outside the region of interest, per class (datasets with ``roi_mask``)."""
+        pool = self.pool
+        if pool.roi_masks is None:
+            return {}
+        shares: dict[str, tuple[float, int]] = {}
+        for cls, name in enumerate(contract.class_names):
+            members = (pool.labels == cls).nonzero().flatten()[: self.budget.num_probes]
+            if len(members) == 0:
+                continue
+            heat = self.explainer(module, pool.inputs[members], torch.full((len(members),), cls))
+            share = relevance_outside_roi(heat, pool.roi_masks[members])
+            mean = float(torch.nanmean(share)) if not torch.isnan(share).all() else math.nan
+            if not math.isnan(mean):
+                shares[name] = (mean, len(members))
+        return shares
