@@ -20,7 +20,7 @@ from typing import Any, Optional
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
-from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI  # noqa: E402
 
 __all__ = ["LINKED", "XaiCLI", "build_cli", "main", "report_main", "tool_main", "instantiate_datamodule"]
 
@@ -105,8 +105,30 @@ def _normalise(value: object) -> object:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+class _ErrorFirstParser(LightningArgumentParser):
+    """A config error (a typo'd key, a wrong type) printed as its one line first, before jsonargparse's usage text of
+    some 40-60 lines (which ends with the same line again)."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> Any:  # noqa: D102
+        if self.exit_on_error:
+            sys.stderr.write(f"error: {message}\n\n")
+        return super().error(message, ex)
+
+
 class XaiCLI(LightningCLI):
     """LightningCLI with the data -> model links and a ``--ckpt_path`` option (``run=False`` has no subcommands)."""
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        # two monitors of one class with one tag: say so naming `tag`, before Lightning's "state_key must be unique"
+        from lit_xai.callbacks._checks import check_unique_tags
+
+        given = config.get("callbacks") or []
+        try:
+            check_unique_tags([*(given if isinstance(given, list) else [given]), *callbacks])
+        except ValueError as err:
+            err.lit_xai_config_error = True  # type: ignore[attr-defined]
+            raise
+        return super()._instantiate_trainer(config, callbacks)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: D102
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="checkpoint to resume training from")
@@ -161,6 +183,7 @@ def build_cli(args: ArgsType = None) -> XaiCLI:
         args=args,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_class=_ErrorFirstParser,
     )
 
 

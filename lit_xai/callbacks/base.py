@@ -114,7 +114,8 @@ class MonitorBase(Callback):
         model: what the monitor cannot find out about the model by itself (:class:`~lit_xai.contracts.ModelSpec`:
             ``module_attr``, ``task``, ``class_names``, ``normalization`` / ``input_range``); resolved once at fit
             start into :attr:`contract`.
-        tag: prefix of everything logged; also the checkpoint ``state_key``.
+        tag: prefix of everything logged; also the checkpoint ``state_key``, so two monitors of one class need two
+            tags (Lightning refuses a repeated ``state_key``; ``lit-xai train`` names the repeated ``tag``).
         verbose: announce each measurement through the progress bar.
         asynchronous: measure a frozen snapshot of the weights on a background thread while training goes on:
             results are logged at the same steps, only later; fit end waits for the last job; a job's error is
@@ -212,6 +213,13 @@ class MonitorBase(Callback):
                 )
             except (AttributeError, ValueError) as err:
                 raise type(err)(f"{type(self).__name__}: {err}") from err
+            except RuntimeError as err:  # e.g. a convolution given 4 channels where it expects 3
+                raise RuntimeError(
+                    f"{type(self).__name__}(tag={self.tag!r}): the model cannot run on its sample images of shape "
+                    f"{tuple(images.shape)}: {err}. The images the monitor explains (probes, the validation set) must "
+                    "be the input the model's forward takes: same number of channels and size, normalised as in "
+                    "training"
+                ) from err
         return self.contract
 
     # ------------------------------------------------------------------ the side effect

@@ -31,6 +31,7 @@ from ..explainers import (
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import concept_grid, explanation_grid, line_plot, timeline_grid
+from ._checks import check_probes
 from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
 
@@ -227,6 +228,7 @@ class ExplanationMonitor(MonitorBase):
         on the first probes) on rank 0, before the first epoch."""
         if self._checked or self.probes is None:
             return
+        check_probes(self.probes, f"ExplanationMonitor(tag={self.tag!r})")
         contract = self.resolve(trainer, pl_module, self.probes.images[:2].clone(), self.probes.targets)
         net = contract.module(pl_module)
         name = type(explained_module(pl_module, contract.module_attr)).__name__
@@ -529,8 +531,16 @@ class ExplanationMonitor(MonitorBase):
                             curves, x=x, title=f"{measure} vs {words} epoch", xlabel="epoch", width=320, height=220
                         )
                     )
-        if not charts:
-            return None
+        if not charts:  # every drift value NaN (NaN/Inf maps): say so instead of leaving the picture out
+            from ..visualization import table_image
+
+            note = table_image(
+                ["method", "drift"],
+                [[label, "NaN: every probe map is NaN/Inf (see the conserved scalars and the warnings)"]
+                 for label in self.labels],
+                title=f"explanation drift up to epoch {x[-1]}: nothing to draw",
+            )  # fmt: skip
+            return Picture(note, "explanation drift: not drawn, every drift value so far is NaN (NaN/Inf maps)")
         rows = [torch.cat(charts[k : k + 2], dim=2) if k + 1 < len(charts) else _pad_right(charts[k], 640)
                 for k in range(0, len(charts), 2)]  # fmt: skip
         caption = "explanation drift: similarity of each method's probe maps to the previous / first explained epoch"

@@ -22,6 +22,7 @@ from torch import nn
 from zennit import composites as zcomp
 
 from .profiles import find_profile, resolve_profile
+from .targets import as_targets, check_logit_shape, target_init, validate_targets  # noqa: F401 - re-exported
 
 __all__ = [
     "COMPOSITES",
@@ -194,39 +195,6 @@ def default_attention_layer(model: nn.Module) -> str:
     if found is not None and found.profile.attention_layer:
         return found.full_name(found.profile.attention_layer)
     return "attention"
-
-
-def as_targets(targets: torch.Tensor | int | list, n: int, device: torch.device) -> torch.Tensor:
-    """Class indices as a ``LongTensor`` of shape ``(n,)`` (an int is broadcast)."""
-    t = torch.as_tensor(targets, device=device).long().clone()
-    if t.ndim == 0:
-        t = t.expand(n).clone()
-    if t.shape != (n,):
-        raise ValueError(f"targets must be class indices of shape ({n},), got shape {tuple(t.shape)}")
-    return t
-
-
-def check_logit_shape(out: torch.Tensor) -> torch.Tensor:
-    """``out`` if the explained network returned logits ``(N, K)``, else an error naming the shape it returned."""
-    if out.ndim != 2:
-        raise ValueError(f"model must return logits of shape (N, num_classes), got {tuple(out.shape)}")
-    return out
-
-
-def target_init(out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The backward seed of an LRP/CRP pass: each row's target logit, zeros elsewhere (targets checked in range).
-
-    Example:
-        >>> target_init(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([1, 0])).tolist()
-        [[0.0, 2.0], [3.0, 0.0]]
-    """
-    check_logit_shape(out)
-    if bool(((targets < 0) | (targets >= out.shape[1])).any()):
-        raise ValueError(f"targets {targets.tolist()} out of range for {out.shape[1]} logits")
-    rows = torch.arange(out.shape[0], device=out.device)
-    init = torch.zeros_like(out)
-    init[rows, targets] = out[rows, targets].detach()
-    return init
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from ._core import (
 from ._fast_rules import FastRules
 from .base import Explainer, register_explainer
 from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
+from .inputs import check_images
 
 __all__ = ["LRP", "lrp_relevance"]
 
@@ -189,6 +190,7 @@ class LRP(Explainer):
 
     def relevance(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)``."""
+        check_images(images, "LRP")
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevance_on(net, images, targets).to(images.device)

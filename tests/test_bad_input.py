@@ -1,0 +1,299 @@
+"""Bad input and faults (issue 33): a clear error naming what is wrong and how to fix it, or the correct result —
+never a silently wrong one. Explainers, the conservation guard, the monitors' fit-start checks, pickling."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import warnings
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from lit_xai.callbacks import ExplanationMonitor, Pictures
+from lit_xai.callbacks._checks import check_unique_tags
+from lit_xai.datamodules import SyntheticShortcutDataModule
+from lit_xai.explainers import CRP, LRP, AttentionGradCAM, GradCAM, LRPGradCAM
+from lit_xai.explainers.conservation import conservation_check
+from lit_xai.models import ImageClassifier
+from lit_xai.models.architectures import build_architecture
+from lit_xai.probes import probes_from_tensors
+
+EXPLAINERS = [LRP, lambda: CRP(top_k=2), GradCAM, LRPGradCAM]
+
+
+def tiny_net(num_classes: int = 3) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_architecture("tiny_resnet", num_classes=num_classes)
+
+
+def tiny_dm(**kw) -> SyntheticShortcutDataModule:
+    args = dict(num_train=32, num_val=16, num_test=8, image_size=32, batch_size=16, seed=0)
+    args.update(kw)
+    return SyntheticShortcutDataModule(**args)
+
+
+def tiny_model() -> ImageClassifier:
+    torch.manual_seed(0)
+    return ImageClassifier("tiny_resnet", num_classes=2, task="binary", class_names=["benign", "melanoma"])
+
+
+def trainer_for(tmp_path, callbacks, **kw) -> Trainer:
+    args = dict(
+        max_epochs=1, limit_train_batches=2, accelerator="cpu", devices=1, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+    )  # fmt: skip
+    args.update(kw)
+    logger = TensorBoardLogger(str(tmp_path), name="run", default_hp_metric=False)
+    return Trainer(default_root_dir=str(tmp_path), logger=logger, callbacks=callbacks, **args)
+
+
+def monitor(**kw) -> ExplanationMonitor:
+    args = dict(explainers=("lrp", "gradcam"), probes=4, verbose=False, pictures=Pictures(tile=32))
+    args.update(kw)
+    return ExplanationMonitor(**args)
+
+
+class CountSteps(Callback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.steps += 1
+
+
+# ---------------------------------------------------------------------------------------------------- targets
+@pytest.mark.parametrize("make", EXPLAINERS + [AttentionGradCAM], ids=["lrp", "crp", "gradcam", "lrp_gradcam", "att"])
+@pytest.mark.parametrize("target", [-1, 3])
+def test_every_explainer_refuses_out_of_range_targets_the_same_way(make, target):
+    # Grad-CAM used to explain the last class for -1 (negative index wrap) and raise a raw IndexError for 3
+    name = "tiny_resnet_attention" if make is AttentionGradCAM else "tiny_resnet"
+    torch.manual_seed(0)
+    net = build_architecture(name, num_classes=3)
+    with pytest.raises(ValueError, match=rf"target class {target} is out of range for a model with 3 classes.*0\.\.2"):
+        make()(net, torch.rand(2, 3, 32, 32), torch.tensor([0, target]))
+
+
+def test_gradcam_per_class_refuses_negative_classes():
+    with pytest.raises(ValueError, match="-1 is out of range .* 3 classes"):
+        GradCAM().per_class(tiny_net(), torch.rand(2, 3, 32, 32), [0, -1])
+
+
+def test_fractional_float_targets_are_refused_whole_ones_accepted():
+    net, x = tiny_net(), torch.rand(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="whole class indices"):
+        LRP()(net, x, torch.tensor([0.0, 1.7]))
+    torch.testing.assert_close(LRP()(net, x, torch.tensor([0.0, 2.0])), LRP()(net, x, torch.tensor([0, 2])))
+
+
+def test_int_tensor_and_python_int_targets_agree():
+    net, x = tiny_net(), torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(GradCAM()(net, x, 1), GradCAM()(net, x, torch.tensor([1, 1])))
+    torch.testing.assert_close(GradCAM()(net, x, torch.tensor(1)), GradCAM()(net, x, [1, 1]))
+
+
+def test_old_target_helper_imports_keep_working():
+    from lit_xai.explainers import _core, targets
+
+    assert _core.as_targets is targets.as_targets and _core.target_init is targets.target_init
+
+
+# ---------------------------------------------------------------------------------------------------- images
+@pytest.mark.parametrize("make", EXPLAINERS, ids=["lrp", "crp", "gradcam", "lrp_gradcam"])
+def test_one_image_without_batch_dimension_is_named(make):
+    # it used to read the 3 channels as a batch of 3 and complain about the targets' shape
+    with pytest.raises(ValueError, match=r"batch \(N, C, H, W\), got shape \(3, 32, 32\).*unsqueeze\(0\)"):
+        make()(tiny_net(), torch.rand(3, 32, 32), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("make", EXPLAINERS, ids=["lrp", "crp", "gradcam", "lrp_gradcam"])
+def test_empty_batch_is_named(make):
+    # used to fail with torch.cat(): expected a non-empty list (LRP) or 'NoneType' has no attribute 'abs' (CRP)
+    with pytest.raises(ValueError, match="empty batch"):
+        make()(tiny_net(), torch.rand(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
+
+
+def test_integer_images_are_refused_not_explained_as_0_255_input():
+    images = (torch.rand(2, 3, 32, 32) * 255).to(torch.uint8)
+    for explainer in (LRP(), GradCAM()):
+        with pytest.raises(TypeError, match="dtype torch.uint8.*floating-point"):
+            explainer(tiny_net(), images, 0)
+    with pytest.raises(TypeError, match="probes_from_tensors.*torch.uint8"):
+        probes_from_tensors(images, torch.tensor([0, 1]))
+
+
+# ---------------------------------------------------------------------------------------------------- NaN maps
+def test_nan_or_inf_maps_are_never_conserved():
+    # a NaN logit used to be "too small to judge", so the map counted as conserved
+    check = conservation_check(torch.tensor([1.0, float("nan"), 2.0]), torch.tensor([1.0, float("nan"), float("inf")]))
+    assert check.ok.tolist() == [True, False, False] and not check.all_ok
+    assert "NaN/Inf" in check.message("LRP") and "rows [1, 2]" in check.message("LRP")
+    check.with_exact(torch.tensor([1, 2]), torch.tensor([float("nan"), 2.0]))
+    assert check.ok.tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("make", [LRP, lambda: CRP(top_k=2)], ids=["lrp", "crp"])
+def test_nan_image_gives_a_failed_check_and_a_warning(make):
+    net, x = tiny_net(), torch.rand(2, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    explainer = make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        explainer(net, x, torch.tensor([0, 1]))
+    assert explainer.last_check.ok.tolist() == [False, True] and not explainer.last_check.all_ok
+    assert any("NaN/Inf" in str(w.message) for w in caught)
+
+
+class Poison(Callback):
+    """Makes the weights NaN after the first training epoch (a diverged run)."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+
+def test_monitor_logs_nan_maps_as_not_conserved_and_warns_naming_the_probes(tmp_path):
+    mon = monitor(explainers=("lrp",), log_at_fit_start=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer_for(tmp_path, [mon, Poison()], max_epochs=2).fit(tiny_model(), tiny_dm())
+    assert mon.history[0]["XAI_drift/lrp/conserved"] == 1.0
+    assert mon.history[1]["XAI_drift/lrp/conserved"] == 0.0  # used to be logged as 1.0
+    named = [str(w.message) for w in caught if "heatmaps of probes" in str(w.message)]
+    assert len(named) == 1 and all(f"#{i}" in named[0] for i in mon.probes.ids)
+
+
+def test_drift_picture_says_why_it_is_empty_when_every_map_is_nan(tmp_path):
+    class PoisonFirst(Callback):
+        def on_train_start(self, trainer, pl_module):
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))
+
+    mon = monitor(explainers=("gradcam",), log_at_fit_start=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer_for(tmp_path, [mon, PoisonFirst()], max_epochs=2).fit(tiny_model(), tiny_dm())
+    mon._frames.clear()
+    picture = mon._drift_picture()
+    assert picture is not None and "NaN" in picture.caption  # it used to vanish without a word
+
+
+# ---------------------------------------------------------------------------------------------------- fit start
+def test_nan_probe_images_fail_at_fit_start_naming_monitor_and_probe(tmp_path):
+    x = torch.rand(2, 3, 32, 32)
+    x[1, 0, 3, 3] = float("inf")
+    steps = CountSteps()
+    mon = monitor(probes=probes_from_tensors(x, torch.tensor([0, 1])), tag="XAI_b")
+    with pytest.raises(
+        ValueError, match=r"ExplanationMonitor\(tag='XAI_b'\): 1 of 2 probe images contain NaN/Inf \(#-2\)"
+    ):
+        trainer_for(tmp_path, [mon, steps]).fit(tiny_model(), tiny_dm())
+    assert steps.steps == 0 and mon.history == []
+
+
+@pytest.mark.parametrize("log_at_fit_start", [True, False])
+def test_wrong_channel_count_fails_at_fit_start_naming_the_monitor(tmp_path, log_at_fit_start):
+    steps = CountSteps()
+    probes = probes_from_tensors(torch.rand(2, 4, 32, 32), torch.tensor([0, 1]))
+    mon = monitor(probes=probes, log_at_fit_start=log_at_fit_start)
+    with pytest.raises(RuntimeError, match=r"ExplanationMonitor\(tag='XAI'\).*\(2, 4, 32, 32\).*channels"):
+        trainer_for(tmp_path, [mon, steps]).fit(tiny_model(), tiny_dm())
+    assert steps.steps == 0 and mon.history == []
+
+
+def test_empty_or_unbatched_probes_are_refused_at_construction():
+    with pytest.raises(ValueError, match="probes_from_tensors: probe images are an empty batch"):
+        probes_from_tensors(torch.rand(0, 3, 32, 32), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"got shape \(3, 32, 32\).*unsqueeze"):
+        probes_from_tensors(torch.rand(3, 32, 32), torch.tensor([0]))
+
+
+def test_two_monitors_with_one_tag_are_named():
+    with pytest.raises(ValueError, match="two ExplanationMonitor callbacks have tag='XAI'.*own tag"):
+        check_unique_tags([monitor(), monitor(explainers=("gradcam",))])
+    check_unique_tags([monitor(), monitor(tag="XAI_2")])  # distinct tags are fine
+
+
+# ---------------------------------------------------------------------------------------------------- pickling
+def test_image_classifier_pickles_and_round_trips():
+    # a lambda in explainers.profiles made ImageClassifier unpicklable (ddp_spawn, torch.save(model))
+    model = tiny_model().eval()
+    clone = pickle.loads(pickle.dumps(model))
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(LRP()(clone, x, 1), LRP()(model, x, 1))
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+# ---------------------------------------------------------------------------------------------------- shortcuts
+def test_audit_counts_nan_images_as_failures():
+    # NaN images used to be audited as images without an artifact, "0 failed"
+    from lit_xai.artifacts import audit_dataset
+
+    g = torch.Generator().manual_seed(0)
+    items = [(torch.rand(3, 16, 16, generator=g), i % 2) for i in range(10)]
+    items[3] = (torch.full((3, 16, 16), float("nan")), 1)
+    items[6] = (torch.full((3, 16, 16), float("inf")), 0)
+    report = audit_dataset(items, class_names=["a", "b"], task="binary")
+    assert (report.n_images, report.n_failed) == (8, 2)
+    assert any("NaN/Inf" in f for f in report.failures)
+
+
+def test_audit_of_batches_keeps_the_finite_images():
+    from lit_xai.artifacts import audit_dataset
+
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    images[2] = float("nan")
+    report = audit_dataset([(images, torch.arange(6) % 2)], class_names=["a", "b"], task="binary")
+    assert (report.n_images, report.n_failed, report.class_counts) == (5, 1, [2, 3])
+
+
+def test_discovery_leaves_nan_explanations_out():
+    # discovery used to cluster exactly the NaN maps as the most suspicious group
+    from lit_xai.artifacts import discover_candidates
+
+    maps = torch.rand(40, 16, 16, generator=torch.Generator().manual_seed(0))
+    maps[:6] = float("nan")
+    with pytest.warns(UserWarning, match="6 explanations with NaN/Inf left out"):
+        found = discover_candidates(maps, torch.zeros(40, dtype=torch.long), min_size=4)
+    members = {m for c in found for m in c.members}
+    assert found and not members & set(range(6))
+    clean = discover_candidates(maps[6:], torch.zeros(34, dtype=torch.long), ids=list(range(6, 40)), min_size=4)
+    assert [sorted(c.members) for c in found] == [sorted(c.members) for c in clean]
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_cli_names_a_repeated_tag(tmp_path, capsys):
+    from lit_xai.cli import main
+
+    config = tmp_path / "dup.yaml"
+    config.write_text(
+        "trainer:\n  max_epochs: 1\n  callbacks:\n"
+        "    - {class_path: lit_xai.callbacks.ExplanationMonitor, init_args: {tag: XAI}}\n"
+        "    - {class_path: lit_xai.callbacks.ExplanationMonitor, init_args: {tag: XAI, explainers: [gradcam]}}\n"
+        "model: {class_path: lit_xai.models.ImageClassifier}\n"
+        "data: {class_path: lit_xai.datamodules.SyntheticShortcutDataModule, init_args: {num_train: 8, num_val: 4}}\n"
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(config)])
+    assert exit_.value.code == 2
+    assert "two ExplanationMonitor callbacks have tag='XAI'" in capsys.readouterr().err
+
+
+def test_cli_prints_a_config_error_first(tmp_path, capsys):
+    from lit_xai.cli import main
+
+    config = tmp_path / "typo.yaml"
+    config.write_text("trainer:\n  max_epoch: 2\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.splitlines()[0] == "error: Group 'trainer' does not accept option 'max_epoch'"
+    assert "usage:" in err  # the usage text still follows
