@@ -269,7 +269,8 @@ def tool_main(argv: Optional[list[str]] = None) -> int:
 def report_main(argv: Optional[list[str]] = None) -> int:
     """``lit-xai report RUN_DIR [-o report.html] [--title T] [--lossless]``: one self-contained HTML file (pictures
     embedded, no network, no server) with the run's verdict, audit, alert timeline, probes, concepts and charts.
-    Prints where it went, its size and how long it took; exit status 2 when RUN_DIR holds no run."""
+    Prints where it went, its size and how long it took; exit status 2 (and the reason on stderr) when RUN_DIR holds
+    no run, an event file is empty, garbled or cut short, or ``-o`` names a folder."""
     import argparse
 
     from lit_xai.report import write_report
@@ -283,7 +284,7 @@ def report_main(argv: Optional[list[str]] = None) -> int:
     opts = parser.parse_args(argv)
     try:
         built = write_report(opts.run_dir, opts.output, title=opts.title, lossless=opts.lossless)
-    except FileNotFoundError as err:
+    except (OSError, ValueError) as err:  # no run, an unreadable event file, -o naming a folder, a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(built.summary())

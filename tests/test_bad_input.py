@@ -9,8 +9,10 @@ import warnings
 
 import pytest
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.callbacks import ExplanationMonitor, Pictures
 from lit_xai.callbacks._checks import check_unique_tags
@@ -20,6 +22,7 @@ from lit_xai.explainers.conservation import conservation_check
 from lit_xai.models import ImageClassifier
 from lit_xai.models.architectures import build_architecture
 from lit_xai.probes import probes_from_tensors
+from lit_xai.visualization import to_float01
 
 EXPLAINERS = [LRP, lambda: CRP(top_k=2), GradCAM, LRPGradCAM]
 
@@ -297,3 +300,56 @@ def test_cli_prints_a_config_error_first(tmp_path, capsys):
     assert exit_.value.code == 2
     assert err.splitlines()[0] == "error: Group 'trainer' does not accept option 'max_epoch'"
     assert "usage:" in err  # the usage text still follows
+
+
+# ---------------------------------------------------------------------------------------------------- channels
+class AnyChannels(LightningModule):
+    """A plain CNN on ``channels``-channel images (multispectral, RGBA, two-channel)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(), torch.nn.Linear(8, 2),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def loaders(channels: int):
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(16, channels, 16, 16, generator=g), torch.arange(16) % 2)
+    return DataLoader(data, batch_size=8), DataLoader(data, batch_size=8)
+
+
+@pytest.mark.parametrize(("channels", "note"), [(4, "first three are shown as RGB"), (2, "mean is shown as grey")])
+def test_any_channel_count_renders_and_says_how(tmp_path, channels, note):
+    # 4-channel data used to fail in visualization/colors.py after a training epoch (log_at_fit_start=False)
+    mon = monitor(probes=2, log_at_fit_start=False)
+    train, val = loaders(channels)
+    trainer_for(tmp_path, [mon]).fit(AnyChannels(channels), train, val)
+    assert len(mon.history) == 1
+    files = sorted(tmp_path.rglob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(files[0].parent), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    assert {"XAI/lrp/true", "XAI/gradcam/true"} <= set(acc.Tags()["images"])
+    captions = [t for t in acc.Tags()["tensors"] if t.startswith("XAI/lrp/true") and "caption" in t]
+    text = acc.Tensors(captions[0])[0].tensor_proto.string_val[0].decode()
+    assert note in text
+
+
+def test_to_float01_shows_first_three_channels():
+    images = torch.rand(2, 5, 4, 4)
+    torch.testing.assert_close(to_float01(images), images[:, :3])
+    torch.testing.assert_close(to_float01(images[:, :2]), images[:, :2].mean(1, keepdim=True).expand(-1, 3, -1, -1))

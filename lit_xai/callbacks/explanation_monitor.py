@@ -30,7 +30,7 @@ from ..explainers import (
 )
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
-from ..visualization import concept_grid, explanation_grid, line_plot, timeline_grid
+from ..visualization import channel_note, concept_grid, explanation_grid, line_plot, timeline_grid
 from ._checks import check_probes
 from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
@@ -508,6 +508,10 @@ class ExplanationMonitor(MonitorBase):
             drift = self._drift_picture()
             if drift is not None:
                 out[f"{self.tag}/drift"] = drift
+        note = channel_note(int(probes.images.shape[1]))
+        if note:  # say how images that are neither grey nor RGB are shown
+            out = {k: p if k.endswith("/drift") else Picture(p.image, f"{p.caption} ({note})" if p.caption else note)
+                   for k, p in out.items()}  # fmt: skip
         return out
 
     def _drift_picture(self) -> Optional[Picture]:
