@@ -94,3 +94,49 @@ def test_run_report_file_names_stay_inside_the_run_folder(filename):
 def test_run_report_accepts_names_inside_the_run_folder():
     assert RunReport(filename="reports/report.html").filename == "reports/report.html"
     assert RunReport(filename="report.html").filename == "report.html"
+
+
+def test_a_later_event_file_supersedes_the_steps_it_logs_again(tmp_path):
+    # a resume into the same version used to give pictures at steps 0,1,2,3,2,3 and every scalar point twice
+    folder = tmp_path / "run"
+    tiny_events(folder, steps=4)  # steps 0-3
+    writer = SummaryWriter(str(folder))  # the resumed run, from step 2 on
+    for step in (2, 3):
+        writer.add_scalar("XAI_drift/lrp/spearman_prev", -1.0, step)
+        writer.add_image("XAI/lrp/true", torch.zeros(3, 8, 8), step)
+    writer.close()
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2
+    run = read_run(folder)
+    assert [e.step for e in run.images["XAI/lrp/true"]] == [0, 1, 2, 3]
+    assert run.scalars["XAI_drift/lrp/spearman_prev"] == [(0, 0.5), (1, pytest.approx(0.6)), (2, -1.0), (3, -1.0)]
+    assert run.purged == 4
+    assert "4 points of a resumed run's earlier event file dropped" in write_report(folder).summary()
+
+
+def test_resume_into_the_same_version_warns_and_the_report_keeps_one_point_per_step(tmp_path):
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from lit_xai.callbacks import ExplanationMonitor, Pictures
+    from lit_xai.datamodules import SyntheticShortcutDataModule
+    from lit_xai.models import ImageClassifier
+
+    def fit(callback, ckpt_path=None):
+        torch.manual_seed(0)
+        trainer = Trainer(
+            default_root_dir=tmp_path, max_epochs=3, limit_train_batches=2, accelerator="cpu",
+            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            logger=TensorBoardLogger(str(tmp_path), name="run", version=0, default_hp_metric=False),
+            callbacks=[ExplanationMonitor(("gradcam",), probes=2, verbose=False, pictures=Pictures(tile=32)), callback],
+        )  # fmt: skip
+        data = SyntheticShortcutDataModule(num_train=32, num_val=8, num_test=8, image_size=32, batch_size=16, seed=0)
+        trainer.fit(ImageClassifier("tiny_resnet", num_classes=2), data, ckpt_path=ckpt_path)
+
+    fit(ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, filename="{epoch}"))
+    with pytest.warns(UserWarning, match="already holds 1 event file.*TensorBoard shows those steps twice.*version"):
+        fit(ModelCheckpoint(dirpath=tmp_path / "ckpt2"), ckpt_path=tmp_path / "ckpt" / "epoch=0.ckpt")
+    run = read_run(tmp_path / "run" / "version_0")
+    assert [e.step for e in run.images["XAI/gradcam/true"]] == [0, 1, 2, 3]
+    steps = [s for s, _ in run.scalars["XAI_drift/gradcam/spearman_prev"]]
+    assert steps == sorted(set(steps)) and run.purged > 0

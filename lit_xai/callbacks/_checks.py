@@ -8,7 +8,7 @@ from typing import Any
 
 from ..explainers.inputs import check_finite, check_images
 
-__all__ = ["check_probes", "check_unique_tags"]
+__all__ = ["check_probes", "check_unique_tags", "warn_resume_into_same_version"]
 
 
 def check_probes(probes: Any, who: str) -> None:
@@ -52,3 +52,36 @@ tag='XAI_2'); the tag prefixes everything a monitor logs and is its checkpoint s
                 f"tag='{cb.tag}_2'); the tag prefixes everything a monitor logs and is its checkpoint state_key"
             )
         seen.add(key)
+
+
+def warn_resume_into_same_version(trainer: Any) -> bool:
+    """Warn (once per run folder) when a fit resumes from a checkpoint into a TensorBoard run folder that already
+    holds event files: the epochs after the checkpoint that the earlier run logged are logged again, and TensorBoard
+    shows both. ``lit-xai report`` keeps the newest of each tag from the step it is logged again on (as TensorBoard's
+    ``purge_step`` does); a new logger version keeps the runs apart. Returns whether it warned."""
+    from pathlib import Path
+
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    from .sinks import find_tensorboard
+
+    ckpt = getattr(trainer, "ckpt_path", None)
+    tb = find_tensorboard(trainer)
+    if not ckpt or tb is None:
+        return False
+    folder = Path(tb.log_dir)
+    files = list(folder.glob("events.out.tfevents.*")) if folder.is_dir() else []
+    earlier = len(files) - (getattr(tb, "_experiment", None) is not None)  # less this run's own (open) file
+    if earlier <= 0 or str(folder) in _WARNED_FOLDERS:
+        return False
+    _WARNED_FOLDERS.add(str(folder))
+    rank_zero_warn(
+        f"resuming from {ckpt} into {folder}, which already holds {earlier} event file(s) of the run being "
+        "resumed: what it logged after the checkpoint's epoch is logged again, so TensorBoard shows those steps twice. "
+        "`lit-xai report` keeps the newest points of each tag (like TensorBoard's purge_step). To keep the runs "
+        "apart, resume with a new logger version (TensorBoardLogger(version=...))"
+    )
+    return True
+
+
+_WARNED_FOLDERS: set[str] = set()

@@ -30,6 +30,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
 from ._background import Background, snapshot
+from ._checks import warn_resume_into_same_version
 from .epoch_metrics import log_epoch_metrics
 from .sinks import emit, notify, publish, scalars_of
 
@@ -294,6 +295,10 @@ class MonitorBase(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.skip_reason(trainer) is None:
             self.run(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:  # the checkpoint path is known from here on (not yet in setup)
+            warn_resume_into_same_version(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"

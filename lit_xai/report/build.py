@@ -35,12 +35,18 @@ class BuiltReport:
     pictures: int
     texts: int
     scalar_series: int
+    purged: int = 0
 
     def summary(self) -> str:
         """One line for the terminal."""
+        resumed = (
+            f"; {self.purged} points of a resumed run's earlier event file dropped (logged again after its checkpoint)"
+            if self.purged
+            else ""
+        )
         return (
             f"wrote {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.pictures} pictures, {self.texts} texts, "
-            f"{self.scalar_series} scalar series) in {self.seconds:.2f} s"
+            f"{self.scalar_series} scalar series) in {self.seconds:.2f} s{resumed}"
         )
 
 
@@ -80,6 +86,7 @@ def write_report(
         pictures=sum(map(len, run.images.values())),
         texts=sum(map(len, run.texts.values())),
         scalar_series=len(run.scalars),
+        purged=run.purged,
     )
 
 

@@ -65,6 +65,8 @@ class RunData:
         texts: tag -> texts (captions of pictures are attached to the pictures, not listed here).
         scalars: tag -> ``(step, value)`` pairs.
         shortcut: the content of ``shortcut_report.json`` when the run folder holds one.
+        purged: points dropped because a later event file of the same run (a resume into the same version) logged
+            the same tag again from an earlier step on (see :func:`read_run`).
     """
 
     path: Path
@@ -73,6 +75,7 @@ class RunData:
     texts: dict[str, list[TextEntry]] = field(default_factory=dict)
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     shortcut: Optional[dict[str, Any]] = None
+    purged: int = 0
 
     @property
     def empty(self) -> bool:
@@ -188,7 +191,9 @@ def _read_tensorboard(root: Path) -> RunData:
     images: dict[str, dict[int, ImageEntry]] = {}
     texts: dict[str, dict[int, TextEntry]] = {}
     scalars: dict[str, list[tuple[int, float]]] = {}
+    purged = 0
     for file in sorted(root.glob("events.out.tfevents.*")):
+        first: set[str] = set()  # tags already seen in this file
         for record in _records(file):
             try:
                 event = Event.FromString(record)
@@ -199,6 +204,9 @@ def _read_tensorboard(root: Path) -> RunData:
             step = int(event.step)
             for value in event.summary.value:
                 tag = value.tag
+                if tag not in first:  # a later file (a resumed run) supersedes a tag's points from its first step on
+                    first.add(tag)
+                    purged += _purge(tag, step, images, texts, scalars)
                 if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
                     plugins[tag] = value.metadata.plugin_data.plugin_name
                 kind = value.WhichOneof("value")
@@ -217,7 +225,7 @@ def _read_tensorboard(root: Path) -> RunData:
                 elif kind == "tensor" and plugins.get(tag) == "scalars":
                     array = tensor_util.make_ndarray(value.tensor)
                     scalars.setdefault(tag, []).append((step, float(array.reshape(-1)[0])))
-    run = RunData(path=root, source="tensorboard")
+    run = RunData(path=root, source="tensorboard", purged=purged)
     for tag, by_step in images.items():
         captions = texts.get(f"{tag}/caption", {})
         run.images[tag] = [
@@ -228,6 +236,32 @@ def _read_tensorboard(root: Path) -> RunData:
     run.scalars = {t: [(s, v) for s, v in points if math.isfinite(v)] for t, points in scalars.items()}
     _sort(run)
     return run
+
+
+def _purge(
+    tag: str,
+    step: int,
+    images: dict[str, dict[int, ImageEntry]],
+    texts: dict[str, dict[int, TextEntry]],
+    scalars: dict[str, list[tuple[int, float]]],
+) -> int:
+    """Drop the points of ``tag`` at ``step`` and later that earlier event files hold (as TensorBoard's
+    ``purge_step`` does, per tag: a resumed run logging into the same version re-logs the epochs after its
+    checkpoint); the number dropped."""
+    name = tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
+    dropped = 0
+    for by_step in (images.get(tag), texts.get(name)):
+        if by_step:
+            late = [s for s in by_step if s >= step]
+            for s in late:
+                del by_step[s]
+            dropped += len(late)
+    points = scalars.get(tag)
+    if points:
+        kept = [p for p in points if p[0] < step]
+        dropped += len(points) - len(kept)
+        scalars[tag] = kept
+    return dropped
 
 
 def _mime(data: bytes) -> str:
