@@ -353,3 +353,16 @@ def test_to_float01_shows_first_three_channels():
     images = torch.rand(2, 5, 4, 4)
     torch.testing.assert_close(to_float01(images), images[:, :3])
     torch.testing.assert_close(to_float01(images[:, :2]), images[:, :2].mean(1, keepdim=True).expand(-1, 3, -1, -1))
+
+
+def test_history_can_be_loaded_from_the_last_checkpoint_as_the_readme_says_for_ddp_spawn(tmp_path):
+    # under ddp_spawn the parent's monitor.history is empty after fit; README: load it from last.ckpt
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    mon = monitor(explainers=("gradcam",))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer_for(tmp_path, [mon, ckpt], max_epochs=2).fit(tiny_model(), tiny_dm())
+    fresh = monitor(explainers=("gradcam",))
+    path = tmp_path / "ckpt" / "last.ckpt"
+    fresh.load_state_dict(torch.load(path, weights_only=False)["callbacks"][fresh.state_key])
+    assert fresh.history == mon.history and [h["epoch"] for h in fresh.history] == [-1, 0, 1]
