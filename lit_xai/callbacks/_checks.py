@@ -8,7 +8,7 @@ from typing import Any
 
 from ..explainers.inputs import check_finite, check_images
 
-__all__ = ["check_probes", "check_unique_tags", "warn_resume_into_same_version"]
+__all__ = ["check_probes", "check_unique_tags", "warn_missing_classes", "warn_resume_into_same_version"]
 
 
 def check_probes(probes: Any, who: str) -> None:
@@ -16,12 +16,13 @@ def check_probes(probes: Any, who: str) -> None:
 
     Example:
         >>> import torch
-        >>> from lit_xai.probes import probes_from_tensors
-        >>> check_probes(probes_from_tensors(torch.zeros(0, 3, 8, 8), torch.zeros(0)), "ExplanationMonitor")
+        >>> from lit_xai.probes import Probes
+        >>> images = torch.zeros(2, 3, 8, 8); images[1, 0, 0, 0] = float("nan")
+        >>> check_probes(Probes(images, torch.tensor([0, 1]), [4, 7], torch.zeros(2, dtype=torch.bool)), "Monitor")
         Traceback (most recent call last):
         ...
-        ValueError: ExplanationMonitor: probe images are an empty batch (0, 3, 8, 8): nothing to explain; pass at \
-least one image (is the validation set or the probe selection empty?)
+        ValueError: Monitor: 1 of 2 probe images contain NaN/Inf (#7); their explanations would be NaN. Fix the data \
+(decoding, normalisation by a zero std) or leave those images out
     """
     check_images(probes.images, who, what="probe images")
     check_finite(probes.images, who, ids=list(probes.ids), what="probe images")
@@ -85,3 +86,31 @@ def warn_resume_into_same_version(trainer: Any) -> bool:
 
 
 _WARNED_FOLDERS: set[str] = set()
+
+
+def warn_missing_classes(targets: Any, class_names: list[str], task: str, who: str) -> list[str]:
+    """Warn when a single-label probe set large enough to hold every class lacks some (the validation items the
+    selector read hold none of them: their explanations are never shown); the missing class names.
+
+    Example:
+        >>> import torch, warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_missing_classes(torch.tensor([0, 0, 1]), ["a", "b", "c"], "multiclass", "ExplanationMonitor")
+        ['c']
+    """
+    import torch
+    from lightning.pytorch.utilities import rank_zero_warn
+
+    t = torch.as_tensor(targets)
+    if task == "multilabel" or t.ndim != 1 or len(t) < len(class_names):
+        return []
+    present = {int(v) for v in t.tolist() if v == v}
+    missing = [name for k, name in enumerate(class_names) if k not in present]
+    if missing:
+        rank_zero_warn(
+            f"{who}: no probe of class {', '.join(repr(m) for m in missing)}: the validation items the probe selector "
+            "read hold no image of it, so its explanations are never shown; check the validation split (or pass "
+            "ProbeSelector(indices=[...]) / probes_from_tensors)"
+        )
+    return missing

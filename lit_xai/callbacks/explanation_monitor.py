@@ -31,7 +31,7 @@ from ..explainers import (
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
 from ..visualization import channel_note, concept_grid, explanation_grid, line_plot, timeline_grid
-from ._checks import check_probes
+from ._checks import check_probes, warn_missing_classes
 from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
 
@@ -230,6 +230,8 @@ class ExplanationMonitor(MonitorBase):
             return
         check_probes(self.probes, f"ExplanationMonitor(tag={self.tag!r})")
         contract = self.resolve(trainer, pl_module, self.probes.images[:2].clone(), self.probes.targets)
+        who = f"ExplanationMonitor(tag={self.tag!r})"
+        warn_missing_classes(self.probes.targets, contract.class_names, contract.task, who)
         net = contract.module(pl_module)
         name = type(explained_module(pl_module, contract.module_attr)).__name__
         for explainer in list(self.explainers):
