@@ -269,6 +269,18 @@ def test_discovery_leaves_nan_explanations_out():
     assert found and not members & set(range(6))
     clean = discover_candidates(maps[6:], torch.zeros(34, dtype=torch.long), ids=list(range(6, 40)), min_size=4)
     assert [sorted(c.members) for c in found] == [sorted(c.members) for c in clean]
+    assert all(c.rows == c.members for c in found)  # rows index the arrays given (ids are row numbers here)
+
+
+def test_discovery_candidates_of_four_channel_images_render():
+    from lit_xai.artifacts import discover_candidates, render_candidates
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(24, 16, 16, generator=g)
+    maps[:8, :4, :4] += 5.0  # a corner cluster
+    found = discover_candidates(maps, torch.zeros(24, dtype=torch.long), min_size=4)
+    picture = render_candidates(found, torch.rand(24, 4, 16, 16, generator=g), maps, tile=32)
+    assert picture.ndim == 3 and picture.shape[2] == 3
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -324,10 +324,15 @@ def discover_candidates(
         pooled_roi = F.adaptive_avg_pool2d(roi_masks.detach().float().cpu()[:, None], size)[:, 0].flatten(1).numpy()
         outside = (maps * (1.0 - pooled_roi)).sum(1)  # share of each map's |R| outside its region of interest
     with _one_blas_thread():
-        return _discover(
+        found = _discover(
             x, labels_np, ids_list, maps, geometry, outside, classes, max_per_class, top_k, max_clusters, n_neighbors,
             min_size, max_fraction, null_draws, size, threshold, seed,
         )  # fmt: skip
+    if keep is not None and not bool(keep.all()):  # rows index the caller's arrays, not the filtered ones
+        original = keep.nonzero().flatten().tolist()
+        for candidate in found:
+            candidate.rows = [original[r] for r in candidate.rows]
+    return found
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:
