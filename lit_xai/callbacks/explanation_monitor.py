@@ -86,7 +86,8 @@ class ExplanationMonitor(MonitorBase):
             captioned with the checkpoint's epoch; no drift update).
         tag: prefix of the logged pictures and text; scalars go to ``<tag>_drift/...``. Upper case by default so the
             pictures form the first group of TensorBoard's views (groups sort by ASCII name, before ``epoch``,
-            ``train/``, ``val/``); also the checkpoint ``state_key``.
+            ``train/``, ``val/``); also the checkpoint ``state_key``, so two ExplanationMonitors need two tags
+            (Lightning refuses a repeated ``state_key``: "more than one stateful callback").
         verbose: announce each explanation step through the progress bar.
         asynchronous: explain a snapshot of the weights on a background thread while training goes on. Pictures,
             scalars (at the same steps) and drift arrive once the thread is done, usually during the next epoch;
