@@ -378,3 +378,41 @@ def test_history_can_be_loaded_from_the_last_checkpoint_as_the_readme_says_for_d
     path = tmp_path / "ckpt" / "last.ckpt"
     fresh.load_state_dict(torch.load(path, weights_only=False)["callbacks"][fresh.state_key])
     assert fresh.history == mon.history and [h["epoch"] for h in fresh.history] == [-1, 0, 1]
+
+
+def test_shortcut_monitor_counts_nan_images_as_audit_failures_and_discovery_leaves_them_out(tmp_path):
+    # end to end: the audit used to report "0 failed" and discovery to cluster exactly the NaN images
+    from lit_xai.callbacks import ShortcutBudget, ShortcutMonitor
+    from lit_xai.callbacks.shortcut_monitor import Discovery
+
+    class Poisoned(SyntheticShortcutDataModule):
+        def build_dataset(self, split, rows):
+            dataset = super().build_dataset(split, rows)
+
+            class WithNaN(type(dataset)):
+                def __getitem__(self, index):
+                    item = super().__getitem__(index)
+                    if split != "test" and index % 8 == 0:
+                        item["image"] = torch.full_like(item["image"], float("nan"))
+                    return item
+
+            dataset.__class__ = WithNaN
+            return dataset
+
+    class NanTolerant(ImageClassifier):
+        def _step(self, batch, stage):
+            batch["image"] = torch.nan_to_num(batch["image"])  # trains on the rest
+            return super()._step(batch, stage)
+
+    data = Poisoned(num_train=64, num_val=64, num_test=8, image_size=32, batch_size=32, seed=0)
+    budget = ShortcutBudget(
+        audit_max_samples=64, pool_size=64, num_counterfactual=8, spray_samples=0, audit_cache=False
+    )
+    mon = ShortcutMonitor(budget=budget, discovery=Discovery(every_n_epochs=1, max_per_class=32), verbose=False)
+    torch.manual_seed(0)
+    model = NanTolerant("tiny_resnet", num_classes=2, task="binary", class_names=["benign", "melanoma"])
+    with pytest.warns(UserWarning, match=r"8 explanations with NaN/Inf left out \(ids \[0, 8, 16"):
+        trainer_for(tmp_path, [mon]).fit(model, data)
+    assert (mon.audit_report["n_images"], mon.audit_report["n_failed"]) == (56, 8)
+    nan_ids = set(range(0, 64, 8))
+    assert mon.candidates and not any(nan_ids & set(c["members"]) for c in mon.candidates)
