@@ -416,3 +416,15 @@ def test_shortcut_monitor_counts_nan_images_as_audit_failures_and_discovery_leav
     assert (mon.audit_report["n_images"], mon.audit_report["n_failed"]) == (56, 8)
     nan_ids = set(range(0, 64, 8))
     assert mon.candidates and not any(nan_ids & set(c["members"]) for c in mon.candidates)
+
+
+def test_ddp_spawn_with_image_classifier_trains_and_the_parent_history_is_where_the_readme_says(tmp_path):
+    # used to fail with PicklingError (a lambda in explainers.profiles) before the first step
+    mon = monitor(explainers=("gradcam",))
+    trainer = Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, accelerator="cpu", devices=2,
+        strategy="ddp_spawn", enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        logger=False, enable_checkpointing=False, callbacks=[mon],
+    )  # fmt: skip
+    trainer.fit(tiny_model(), tiny_dm())
+    assert trainer.state.finished and mon.history == []  # the spawned processes held it (README: ddp_spawn)
