@@ -428,3 +428,17 @@ def test_ddp_spawn_with_image_classifier_trains_and_the_parent_history_is_where_
     )  # fmt: skip
     trainer.fit(tiny_model(), tiny_dm())
     assert trainer.state.finished and mon.history == []  # the spawned processes held it (README: ddp_spawn)
+
+
+def test_gradcam_of_a_nan_image_warns_once_naming_the_rows():
+    from lit_xai.explainers import inputs
+
+    inputs._WARNED_NONFINITE.discard("GradCAM")
+    x = torch.rand(3, 3, 32, 32)
+    x[1] = float("nan")
+    with pytest.warns(UserWarning, match=r"GradCAM: 1 of 3 maps \(rows \[1\]\) are NaN/Inf"):
+        cam = GradCAM()(tiny_net(), x, 0)
+    assert bool(cam[1].isnan().all()) and bool(cam[[0, 2]].isfinite().all())  # the other maps are untouched
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GradCAM()(tiny_net(), x, 0)  # once

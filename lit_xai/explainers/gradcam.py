@@ -29,7 +29,7 @@ from ._core import (
 )
 from .base import Explainer, register_explainer
 from .crp import capture_output
-from .inputs import check_images
+from .inputs import check_images, warn_if_nonfinite
 from .targets import validate_targets
 
 __all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize", "tokens_to_grid"]
@@ -162,6 +162,7 @@ class GradCAM(Explainer):
             low = self._cams(net, images[i : i + self.batch_size], classes[i : i + self.batch_size])
             chunks.append(F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False))
         cams = torch.cat(chunks)
+        warn_if_nonfinite(cams, type(self).__name__)
         return minmax_normalize(cams) if self.normalize else cams
 
     def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_finite", "check_images", "finite_rows"]
+__all__ = ["check_finite", "check_images", "finite_rows", "warn_if_nonfinite"]
 
 
 def check_images(images: Any, who: str = "explainer", what: str = "images") -> torch.Tensor:
@@ -89,3 +89,23 @@ def finite_rows(*arrays: Any) -> torch.Tensor:
     if keep is None:
         raise ValueError("finite_rows needs at least one tensor")
     return keep
+
+
+_WARNED_NONFINITE: set[str] = set()
+
+
+def warn_if_nonfinite(maps: torch.Tensor, method: str) -> None:
+    """Warn once per ``method`` when some of ``maps`` ``(N, ...)`` hold NaN/Inf (a NaN image, diverged weights):
+    the maps are returned as computed, and the warning names the rows and the likely cause."""
+    bad = (~finite_rows(maps)).nonzero().flatten().tolist()
+    if bad and method not in _WARNED_NONFINITE:
+        import warnings
+
+        _WARNED_NONFINITE.add(method)
+        warnings.warn(
+            f"{method}: {len(bad)} of {maps.shape[0]} maps (rows {bad[:8]}) are NaN/Inf: the input images or the "
+            "model's weights/logits are not finite (check torch.isfinite(images).all() and the training for "
+            "divergence); warned once",
+            UserWarning,
+            stacklevel=3,
+        )
