@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 # lightning 2.6.6 + jsonargparse >= 4.49 print deprecation warnings on every run (Lightning-AI/pytorch-lightning#21900)
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
 from lightning.pytorch import LightningDataModule, LightningModule  # noqa: E402
-from lightning.pytorch.cli import ArgsType, LightningCLI  # noqa: E402
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI  # noqa: E402
 
 from lit_xai.commands import COMMANDS, TRAIN_USAGE, usage  # noqa: E402
 
@@ -51,8 +51,30 @@ def _normalise(value: object) -> object:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+class _ErrorFirstParser(LightningArgumentParser):
+    """A config error (a typo'd key, a wrong type) printed as its one line first, before jsonargparse's usage text of
+    some 40-60 lines (which ends with the same line again)."""
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> Any:  # noqa: D102
+        if self.exit_on_error:
+            sys.stderr.write(f"error: {message}\n\n")
+        return super().error(message, ex)
+
+
 class XaiCLI(LightningCLI):
     """LightningCLI with the data -> model links and a ``--ckpt_path`` option (``run=False`` has no subcommands)."""
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        # two monitors of one class with one tag: say so naming `tag`, before Lightning's "state_key must be unique"
+        from lit_xai.callbacks._checks import check_unique_tags
+
+        given = config.get("callbacks") or []
+        try:
+            check_unique_tags([*(given if isinstance(given, list) else [given]), *callbacks])
+        except ValueError as err:
+            err.lit_xai_config_error = True  # type: ignore[attr-defined]
+            raise
+        return super()._instantiate_trainer(config, callbacks)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: D102
         parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="checkpoint to resume training from")
@@ -107,6 +129,7 @@ def build_cli(args: ArgsType = None) -> XaiCLI:
         args=args,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_class=_ErrorFirstParser,
     )
 
 
@@ -204,7 +227,8 @@ def tool_main(argv: Optional[list[str]] = None, command_line: bool = False) -> i
 def report_main(argv: Optional[list[str]] = None) -> int:
     """``lit-xai report RUN_DIR [-o report.html] [--title T] [--lossless]``: one self-contained HTML file (pictures
     embedded, no network, no server) with the run's verdict, audit, alert timeline, probes, concepts and charts.
-    Prints where it went, its size and how long it took; exit status 2 when RUN_DIR holds no run."""
+    Prints where it went, its size and how long it took; exit status 2 (and the reason on stderr) when RUN_DIR holds
+    no run, an event file is empty, garbled or cut short, or ``-o`` names a folder."""
     import argparse
 
     from lit_xai.report import write_report
@@ -218,7 +242,7 @@ def report_main(argv: Optional[list[str]] = None) -> int:
     opts = parser.parse_args(argv)
     try:
         built = write_report(opts.run_dir, opts.output, title=opts.title, lossless=opts.lossless)
-    except FileNotFoundError as err:
+    except (OSError, ValueError) as err:  # no run, an unreadable event file, -o naming a folder, a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(built.summary())

@@ -259,9 +259,10 @@ class ProbeSelector:
 
 
 def probes_from_tensors(images: torch.Tensor, targets: torch.Tensor) -> Probes:
-    """Wrap user-given probe tensors."""
-    if images.ndim != 4:
-        raise ValueError(f"probes must be an (N, C, H, W) tensor, got shape {tuple(images.shape)}")
+    """Wrap user-given probe tensors (checked: a non-empty floating-point ``(N, C, H, W)`` batch)."""
+    from .explainers.inputs import check_images
+
+    check_images(images, "probes_from_tensors", what="probe images")
     if targets is None or len(targets) != len(images):
         raise ValueError("probe_targets must be given with probes, one target per image")
     n = len(images)

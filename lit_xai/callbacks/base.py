@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from ..contracts import ModelContract, ModelSpec, resolve_contract
 from ..schedule import due  # the one schedule rule, below the callbacks (the shortcut policy uses it too)
 from ._background import Background, snapshot
+from ._checks import warn_resume_into_same_version
 from .epoch_metrics import log_epoch_metrics
 from .sinks import emit, notify, publish, scalars_of
 
@@ -103,7 +104,8 @@ class MonitorBase(Callback):
         model: what the monitor cannot find out about the model by itself (:class:`~lit_xai.contracts.ModelSpec`:
             ``module_attr``, ``task``, ``class_names``, ``normalization`` / ``input_range``); resolved once at fit
             start into :attr:`contract`.
-        tag: prefix of everything logged; also the checkpoint ``state_key``.
+        tag: prefix of everything logged; also the checkpoint ``state_key``, so two monitors of one class need two
+            tags (Lightning refuses a repeated ``state_key``; ``lit-xai train`` names the repeated ``tag``).
         verbose: one line per measurement through the progress bar (what was measured, how long it took).
         asynchronous: measure a frozen snapshot of the weights on a background thread while training goes on:
             results are logged at the same steps, only later; fit end waits for the last job; a job's error is
@@ -201,6 +203,13 @@ class MonitorBase(Callback):
                 )
             except (AttributeError, ValueError) as err:
                 raise type(err)(f"{type(self).__name__}: {err}") from err
+            except RuntimeError as err:  # e.g. a convolution given 4 channels where it expects 3
+                raise RuntimeError(
+                    f"{type(self).__name__}(tag={self.tag!r}): the model cannot run on its sample images of shape "
+                    f"{tuple(images.shape)}: {err}. The images the monitor explains (probes, the validation set) must "
+                    "be the input the model's forward takes: same number of channels and size, normalised as in "
+                    "training"
+                ) from err
         return self.contract
 
     # ------------------------------------------------------------------ the side effect
@@ -273,6 +282,10 @@ class MonitorBase(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.skip_reason(trainer) is None:
             self.run(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:  # the checkpoint path is known from here on (not yet in setup)
+            warn_resume_into_same_version(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"

@@ -30,7 +30,9 @@ from ..explainers import (
 )
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
+from ..visualization import channel_note
 from ..visualization.monitor import LATTICE_NOTE, drift_chart, outcome_grid, probe_grids, timeline_grids
+from ._checks import check_probes, warn_missing_classes
 from .base import MonitorBase, due, epoch_step
 from .sinks import Picture, find_tensorboard, log_text
 
@@ -85,7 +87,8 @@ class ExplanationMonitor(MonitorBase):
             captioned with the checkpoint's epoch; no drift update).
         tag: prefix of the logged pictures and text; scalars go to ``<tag>_drift/...``. Upper case by default so the
             pictures form the first group of TensorBoard's views (groups sort by ASCII name, before ``epoch``,
-            ``train/``, ``val/``); also the checkpoint ``state_key``.
+            ``train/``, ``val/``); also the checkpoint ``state_key``, so two ExplanationMonitors need two tags
+            (Lightning refuses a repeated ``state_key``: "more than one stateful callback").
         verbose: announce each explanation step through the progress bar.
         asynchronous: explain a snapshot of the weights on a background thread while training goes on. Pictures,
             scalars (at the same steps) and drift arrive once the thread is done, usually during the next epoch;
@@ -227,7 +230,10 @@ class ExplanationMonitor(MonitorBase):
         on the first probes) on rank 0, before the first epoch."""
         if self._checked or self.probes is None:
             return
+        check_probes(self.probes, f"ExplanationMonitor(tag={self.tag!r})")
         contract = self.resolve(trainer, pl_module, self.probes.images[:2].clone(), self.probes.targets)
+        who = f"ExplanationMonitor(tag={self.tag!r})"
+        warn_missing_classes(self.probes.targets, contract.class_names, contract.task, who)
         net = contract.module(pl_module)
         name = type(explained_module(pl_module, contract.module_attr)).__name__
         for explainer in list(self.explainers):
@@ -459,6 +465,10 @@ class ExplanationMonitor(MonitorBase):
             drift = drift_chart(self.history, self.tag, self.labels, self.drift.measures)
             if drift is not None:
                 out[f"{self.tag}/drift"] = Picture(*drift)
+        note = channel_note(int(probes.images.shape[1]))
+        if note:  # say how images that are neither grey nor RGB are shown
+            out = {k: p if k.endswith("/drift") else Picture(p.image, f"{p.caption} ({note})" if p.caption else note)
+                   for k, p in out.items()}  # fmt: skip
         return out
 
     def _timeline_rows(self, result: ProbeExplanations) -> list[str]:

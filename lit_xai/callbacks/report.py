@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Optional
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -32,7 +32,8 @@ class RunReport(Callback):
     ``teardown``, after every callback's ``on_fit_end``, so their last results are in the report either way.
 
     Args:
-        filename: the report's file name inside the run folder (or an absolute path).
+        filename: the report's file name inside the run folder (sub-folders allowed, never ``..`` or an absolute
+            path: to write elsewhere, run ``lit-xai report RUN_DIR -o PATH`` after the training).
         after_test: write it again after ``trainer.test`` (the demo's CLI tests the best checkpoint after fit).
         lossless: embed the pictures as logged (PNG, about four times larger) instead of compact JPEGs.
         verbose: print where the report went, its size and its build time.
@@ -43,6 +44,13 @@ class RunReport(Callback):
     ) -> None:
         if not isinstance(filename, str) or not filename.strip():
             raise ValueError(f"filename must be a file name like 'report.html', got {filename!r}")
+        parts = PurePath(filename).parts
+        if PurePath(filename).is_absolute() or ".." in parts or filename.endswith(("/", "\\")) or not parts:
+            raise ValueError(
+                f"RunReport(filename={filename!r}) must name a file inside the run folder, like 'report.html' or "
+                "'reports/report.html' (no '..', no absolute path); to write elsewhere, run `lit-xai report RUN_DIR "
+                "-o PATH` after the training"
+            )
         self.filename = filename
         self.after_test = after_test
         self.lossless = lossless

@@ -32,6 +32,7 @@ from torch import nn
 
 from ._core import as_targets, explanation_model
 from .errors import ExplainerNotApplicable
+from .inputs import check_images
 
 __all__ = [
     "EXPLAINERS",
@@ -83,6 +84,7 @@ class Explainer:
         raise NotImplementedError(f"{type(self).__name__} must implement explain(net, images, targets)")
 
     def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> Any:
+        check_images(images, type(self).__name__)
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         with explanation_model(model, self.copy_model) as net:
             out = self.explain(net, images, targets)

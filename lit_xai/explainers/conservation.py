@@ -119,6 +119,11 @@ class ConservationCheck:
     unhandled: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def finite(self) -> torch.Tensor:
+        """``(N,)`` bool: the map's relevance sum and its logit are finite (NaN/Inf maps always fail)."""
+        return torch.isfinite(self.sums) & torch.isfinite(self.logits)
+
+    @property
     def all_ok(self) -> bool:
         """True when no map left the band."""
         return bool(self.ok.all())
@@ -127,6 +132,16 @@ class ConservationCheck:
         """A sentence saying what failed, why it happens and what to do (empty when all maps passed)."""
         if self.all_ok:
             return ""
+        nonfinite = ~self.finite
+        if bool(nonfinite.any()):
+            rows = nonfinite.nonzero().flatten().tolist()
+            return (
+                f"{method} relevance of {len(rows)} of {self.ok.numel()} maps (rows {rows[:8]}) on "
+                f"{self.network or 'this network'} is NaN/Inf: the input images or the model's weights/logits are not "
+                "finite, so those maps are not conserved and are unreliable. Fix: check the images for NaN/Inf "
+                "(torch.isfinite(x).all()) and the training for divergence (lower the learning rate, set "
+                "gradient_clip_val)."
+            )
         bad = torch.where(self.exact_ratios.isnan(), self.ratios, self.exact_ratios)[~self.ok]
         shown = ", ".join(f"{float(r):.3g}" for r in bad[:4])
         missing = (
@@ -175,7 +190,7 @@ class ConservationCheck:
         judged = logits.abs() >= min_logit
         ratios = _ratio(exact_sums.detach().double().cpu().reshape(-1), logits, judged)
         self.exact_ratios[rows] = ratios
-        self.ok[rows] = _inside(ratios, self.band) | ~judged
+        self.ok[rows] = (_inside(ratios, self.band) | ~judged) & self.finite[rows] & torch.isfinite(logits)
 
 
 def _ratio(sums: torch.Tensor, logits: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
@@ -208,7 +223,9 @@ def conservation_check(
     judged = logits.abs() >= min_logit
     ratios = _ratio(sums, logits, judged)
     exact = torch.full_like(ratios, math.nan)
-    return ConservationCheck(sums, logits, ratios, exact, _inside(ratios, band) | ~judged, band, network)
+    # a NaN/Inf map or logit is never "not judged": it fails (a NaN logit is not a small one)
+    ok = (_inside(ratios, band) | ~judged) & torch.isfinite(sums) & torch.isfinite(logits)
+    return ConservationCheck(sums, logits, ratios, exact, ok, band, network)
 
 
 def network_name(model: nn.Module) -> str:

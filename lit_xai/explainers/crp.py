@@ -48,6 +48,7 @@ from ._core import (
 from ._fast_rules import FastRules
 from .base import ConceptExplainer, Concepts, register_explainer
 from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
+from .inputs import check_images
 
 __all__ = [
     "CRP",
@@ -130,7 +131,7 @@ def layer_relevance(
     x = prepare_input(images, net)
     with _rules_context(comp, net) as modified, capture_output(module) as state:
         out = modified(x)
-        init = target_init(out, as_targets(targets, x.shape[0], out.device))
+        init = target_init(out, as_targets(targets, x.shape[0], out.device), "CRP")
         layer_rel, input_rel = torch.autograd.grad(out, (state["out"], x), grad_outputs=init)
     return layer_rel.detach(), input_rel.detach()
 
@@ -233,7 +234,7 @@ def _conditional_pass(
             try:
                 # one forward and one first-stage backward per image, shared by all of its concepts
                 out = modified(x)
-                init = target_init(out, targets[rows].to(out.device))
+                init = target_init(out, targets[rows].to(out.device), "CRP")
                 if logits is not None:
                     logits[rows] = init.sum(1).detach().cpu().to(logits)
                 layer_out = state["out"]
@@ -437,6 +438,7 @@ class CRP(ConceptExplainer):
         Row ``i`` ranks the concepts of image ``i``; ``rel[i, c]`` equals the total of the conditional heatmap of
         channel ``c`` (up to what biases below the layer absorb).
         """
+        check_images(images, "CRP")
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevances_on(net, images, targets, self.layer_for(net)).to(images.device)
@@ -530,6 +532,7 @@ class CRP(ConceptExplainer):
             top_k: concepts per image when ``channels`` is None (default: the instance's ``top_k``); clipped to the
                 layer's channel count. Channels are ranked by their relevance at the layer, highest first.
         """
+        check_images(images, "CRP")
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         k = self.top_k if top_k is None else top_k
         if k < 1:

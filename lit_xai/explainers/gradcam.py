@@ -29,6 +29,8 @@ from ._core import (
 )
 from .base import Explainer, register_explainer
 from .crp import capture_output
+from .inputs import check_images, warn_if_nonfinite
+from .targets import validate_targets
 
 __all__ = ["AttentionGradCAM", "GradCAM", "minmax_normalize", "tokens_to_grid"]
 
@@ -116,6 +118,7 @@ class GradCAM(Explainer):
         x = prepare_input(images, net)
         with capture_output(module) as state:
             out = check_logit_shape(net(x))
+            validate_targets(classes, out.shape[1], type(self).__name__)
             act = state["out"]
             if act.ndim not in (3, 4):
                 raise ValueError(
@@ -142,7 +145,7 @@ class GradCAM(Explainer):
             images: ``(N, C, H, W)`` normalized model input.
             classes: ``K`` class ids used for every image, or an ``(N, K)`` tensor of per-image class ids.
         """
-        n = images.shape[0]
+        n = check_images(images, type(self).__name__).shape[0]
         cls = torch.as_tensor(classes).long().cpu()
         if cls.ndim == 1:
             cls = cls.unsqueeze(0).expand(n, -1)
@@ -159,6 +162,7 @@ class GradCAM(Explainer):
             low = self._cams(net, images[i : i + self.batch_size], classes[i : i + self.batch_size])
             chunks.append(F.interpolate(low, size=images.shape[-2:], mode="bilinear", align_corners=False))
         cams = torch.cat(chunks)
+        warn_if_nonfinite(cams, type(self).__name__)
         return minmax_normalize(cams) if self.normalize else cams
 
     def explain(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from ._core import COMPOSITES, as_targets, build_composite, default_composite, explanation_model
 from .base import Explainer, register_explainer
 from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
+from .inputs import check_images
 from .lrp_pass import lrp_pass, lrp_relevance
 
 __all__ = ["LRP", "lrp_relevance"]
@@ -114,6 +115,7 @@ class LRP(Explainer):
 
     def relevance(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)``."""
+        check_images(images, "LRP")
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
         with explanation_model(model, self.copy_model, share_tensors=True) as net:
             return self.relevance_on(net, images, targets).to(images.device)

@@ -65,6 +65,7 @@ def explanation_model(model: nn.Module, copy_model: bool = True, share_tensors: 
                 return
         modes = {n: m.training for n, m in model.named_modules()}
         flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        buffers = {n: b.detach().clone() for n, b in model.named_buffers()}  # a forward may update them (counters)
         try:
             model.eval()
             model.requires_grad_(False)
@@ -76,6 +77,7 @@ def explanation_model(model: nn.Module, copy_model: bool = True, share_tensors: 
             for n, p in model.named_parameters():
                 if n in flags:
                     p.requires_grad_(flags[n])
+            restore_buffers(model, buffers)
 
 
 def _shared_tensor_memo(model: nn.Module) -> dict[int, Any]:
@@ -100,3 +102,17 @@ def prepare_input(images: torch.Tensor, model: nn.Module) -> torch.Tensor:
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(images.shape)}")
     x = images.detach().to(device=p.device, dtype=p.dtype).clone()
     return x.requires_grad_(True)
+
+
+def restore_buffers(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Put back the values of ``model``'s buffers that changed (in place, so references to them stay valid)."""
+    for name, buffer in model.named_buffers():
+        old = saved.get(name)
+        if old is None or buffer.shape != old.shape or torch.equal(buffer, old):
+            continue
+        with torch.no_grad():
+            try:
+                buffer.copy_(old)
+            except RuntimeError:  # an inference tensor: rebind instead
+                owner, _, leaf = name.rpartition(".")
+                model.get_submodule(owner)._buffers[leaf] = old

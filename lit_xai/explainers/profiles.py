@@ -41,6 +41,7 @@ __all__ = [
     "TIMM_EFFICIENTNET_PROFILE",
     "TIMM_RESNET_PROFILE",
     "VGG_PROFILE",
+    "Canonizers",
     "ExplanationProfile",
     "ResolvedProfile",
     "find_profile",
@@ -54,6 +55,25 @@ PROFILE_ATTR = "explanation_profile"
 
 def _none(*args: Any) -> list:
     return []
+
+
+class Canonizers:
+    """A picklable factory of fresh canonizers (a profile field; a lambda there would make every model that holds
+    the profile, e.g. ``ImageClassifier``, unpicklable for ``torch.save(model)`` and ``ddp_spawn``).
+
+    Example:
+        >>> [type(c).__name__ for c in Canonizers(ResNetCanonizer)()]
+        ['ResNetCanonizer']
+    """
+
+    def __init__(self, *classes: type) -> None:
+        self.classes = classes
+
+    def __call__(self) -> list:
+        return [cls() for cls in self.classes]
+
+    def __repr__(self) -> str:
+        return f"Canonizers({', '.join(c.__name__ for c in self.classes)})"
 
 
 @dataclass(frozen=True)
@@ -195,7 +215,7 @@ def _depthwise_epsilon(epsilon: float = 1e-6, zero_params: Any = None) -> list:
 #: one block earlier
 RESNET_PROFILE = ExplanationProfile(
     "resnet",
-    lambda: [ResNetCanonizer()],
+    Canonizers(ResNetCanonizer),
     "layer4",
     ("layer3", "layer4.0", "layer4"),
     # the strided 7x7 stem + strided 3x3 convs leave a checkerboard in EpsilonPlusFlat maps (stride-frequency peak
@@ -203,15 +223,15 @@ RESNET_PROFILE = ExplanationProfile(
     default_composite="epsilon_gamma_box",
 )
 #: torchvision VGGs; ``features`` is the last feature map whatever the depth (registry entries name finer layers)
-VGG_PROFILE = ExplanationProfile("vgg", lambda: [VGGCanonizer()], "features", ("features",))
+VGG_PROFILE = ExplanationProfile("vgg", Canonizers(VGGCanonizer), "features", ("features",))
 #: torchvision DenseNets: functional final ReLU/pool and pre-activation batch norms (see ``canonizers.py``)
 DENSENET_PROFILE = ExplanationProfile(
-    "densenet", lambda: [ours.DenseNetCanonizer()], "features", ("features.denseblock3", "features.denseblock4")
+    "densenet", Canonizers(ours.DenseNetCanonizer), "features", ("features.denseblock3", "features.denseblock4")
 )
 #: torchvision EfficientNet V1/V2 (ReLU, SiLU; squeeze-excitation gates signal-only, SiLU under the identity rule)
 EFFICIENTNET_PROFILE = ExplanationProfile(
     "efficientnet",
-    lambda: [ours.EfficientNetCanonizer()],
+    Canonizers(ours.EfficientNetCanonizer),
     "features",
     ("features.6", "features.5"),
     # ZPlus/Gamma on the strided (depthwise) convolutions leave a strong stride-2/4 grid in the heatmaps
@@ -223,14 +243,14 @@ EFFICIENTNET_PROFILE = ExplanationProfile(
 )
 TIMM_RESNET_PROFILE = ExplanationProfile(
     "timm_resnet",
-    lambda: [ours.TimmResNetCanonizer()],
+    Canonizers(ours.TimmResNetCanonizer),
     "layer4",
     ("layer3", "layer4"),
     default_composite="epsilon_gamma_box",
 )
 TIMM_EFFICIENTNET_PROFILE = ExplanationProfile(
     "timm_efficientnet",
-    lambda: [ours.TimmEfficientNetCanonizer()],
+    Canonizers(ours.TimmEfficientNetCanonizer),
     "bn2",
     ("blocks.5", "blocks.6"),
     layer_map=_depthwise_epsilon,
@@ -256,7 +276,7 @@ def _depthwise_epsilon_activations(epsilon: float = 1e-6, zero_params: Any = Non
 #: torchvision ConvNeXt: stages are features.1/3/5/7 (stem and downsampling layers in between)
 CONVNEXT_PROFILE = ExplanationProfile(
     "convnext",
-    lambda: [modern.ConvNeXtCanonizer()],
+    Canonizers(modern.ConvNeXtCanonizer),
     "features",
     ("features.5", "features.7"),
     default_composite="epsilon_plus",
@@ -264,7 +284,7 @@ CONVNEXT_PROFILE = ExplanationProfile(
 )
 TIMM_CONVNEXT_PROFILE = ExplanationProfile(
     "timm_convnext",
-    lambda: [modern.ConvNeXtCanonizer()],
+    Canonizers(modern.ConvNeXtCanonizer),
     "stages",
     ("stages.2", "stages.3"),
     default_composite="epsilon_plus",
@@ -277,7 +297,7 @@ _VIT_NO_CONCEPTS = (
 #: torchvision ViT: Grad-CAM on the last encoder block's tokens (reshaped to the patch grid)
 VIT_PROFILE = ExplanationProfile(
     "vit",
-    lambda: [modern.ViTCanonizer()],
+    Canonizers(modern.ViTCanonizer),
     "encoder.layers",
     default_composite="epsilon_plus",
     layer_map=_all_conv_epsilon,
@@ -286,7 +306,7 @@ VIT_PROFILE = ExplanationProfile(
 )
 TIMM_VIT_PROFILE = ExplanationProfile(
     "timm_vit",
-    lambda: [modern.ViTCanonizer()],
+    Canonizers(modern.ViTCanonizer),
     "blocks",
     default_composite="epsilon_plus",
     layer_map=_all_conv_epsilon,
@@ -295,14 +315,14 @@ TIMM_VIT_PROFILE = ExplanationProfile(
 )
 MOBILENET_V3_PROFILE = ExplanationProfile(
     "mobilenet_v3",
-    lambda: [modern.MobileNetV3Canonizer()],
+    Canonizers(modern.MobileNetV3Canonizer),
     "features",
     default_composite="epsilon_plus",
     layer_map=_depthwise_epsilon_activations,
 )
 MONAI_DENSENET_PROFILE = ExplanationProfile(
     "monai_densenet",
-    lambda: [ours.MonaiDenseNetCanonizer()],
+    Canonizers(ours.MonaiDenseNetCanonizer),
     "features",
     ("features.denseblock4", "features.transition3"),
 )

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +35,18 @@ class BuiltReport:
     pictures: int
     texts: int
     scalar_series: int
+    purged: int = 0
 
     def summary(self) -> str:
         """One line for the terminal."""
+        resumed = (
+            f"; {self.purged} points of a resumed run's earlier event file dropped (logged again after its checkpoint)"
+            if self.purged
+            else ""
+        )
         return (
             f"wrote {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.pictures} pictures, {self.texts} texts, "
-            f"{self.scalar_series} scalar series) in {self.seconds:.2f} s"
+            f"{self.scalar_series} scalar series) in {self.seconds:.2f} s{resumed}"
         )
 
 
@@ -64,13 +72,13 @@ def write_report(
         FileNotFoundError: the folder holds no run (the message says what to pass instead).
     """
     start = time.perf_counter()
+    path = Path(output) if output is not None else Path(run_dir) / "report.html"
+    if path.is_dir():  # checked before the (seconds-long) build, so nothing is left behind
+        raise IsADirectoryError(f"{path} is a folder; pass the report's file name, e.g. -o {path / 'report.html'}")
     run = read_run(run_dir)
     page = render_report(run, title=title, lossless=lossless)
-    path = Path(output) if output is not None else Path(run_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a page
+    _write_atomically(path, page)
     return BuiltReport(
         path=path,
         size_bytes=path.stat().st_size,
@@ -78,4 +86,20 @@ def write_report(
         pictures=sum(map(len, run.images.values())),
         texts=sum(map(len, run.texts.values())),
         scalar_series=len(run.scalars),
+        purged=run.purged,
     )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it: a reader never sees half a page, and the
+    temporary file is removed whatever fails (a full disk, a folder in the way)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from the other users of a shared machine
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

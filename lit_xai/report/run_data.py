@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["FALLBACK_FOLDER", "SCALARS_CSV", "ImageEntry", "RunData", "TextEntry", "read_run"]
+__all__ = ["FALLBACK_FOLDER", "SCALARS_CSV", "ImageEntry", "RunData", "TextEntry", "UnreadableRunError", "read_run"]
 
 #: the fallback folder's name (the same as :data:`lit_xai.callbacks.sinks.FALLBACK_FOLDER`)
 FALLBACK_FOLDER = "xai_images"
@@ -67,6 +67,8 @@ class RunData:
         scalars: tag -> ``(step, value)`` pairs.
         shortcut: the content of ``shortcut_report.json`` when the run folder holds one.
         correction: the content of ``correction.json`` (what ShortcutCorrection applied and its result), if any.
+        purged: points dropped because a later event file of the same run (a resume into the same version) logged
+            the same tag again from an earlier step on (see :func:`read_run`).
     """
 
     path: Path
@@ -76,6 +78,7 @@ class RunData:
     scalars: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     shortcut: Optional[dict[str, Any]] = None
     correction: Optional[dict[str, Any]] = None
+    purged: int = 0
 
     @property
     def empty(self) -> bool:
@@ -96,6 +99,7 @@ def read_run(path: Union[str, Path]) -> RunData:
 
     Raises:
         FileNotFoundError: the folder does not exist or holds neither event files nor a fallback folder.
+        UnreadableRunError: an event file is empty, garbled or cut short (the file named).
     """
     root = Path(path)
     if not root.is_dir():
@@ -129,25 +133,51 @@ def read_run(path: Union[str, Path]) -> RunData:
     return run
 
 
+class UnreadableRunError(ValueError):
+    """An event file of the run cannot be read to its end (empty, garbled, cut short): the report would be empty or
+    partial without a word, so it is refused, naming the file."""
+
+
 def _records(file: Path) -> Iterator[bytes]:
     """The records of a TFRecord file (an event file): ``uint64 length, uint32 crc, data, uint32 crc``.
 
-    Only the length's checksum is verified (8 bytes, cheap); a record cut short (a file still being written) ends
-    the file. tensorboard's own reader, without TensorFlow installed, checks every byte's CRC-32C in pure Python:
-    about 3 s per MB, minutes for a run with pictures.
+    Only the length's checksum is verified (8 bytes, cheap). tensorboard's own reader, without TensorFlow installed,
+    checks every byte's CRC-32C in pure Python: about 3 s per MB, minutes for a run with pictures.
+
+    Raises:
+        UnreadableRunError: the file is empty, is not an event file, or ends inside a record (naming the file, the
+            byte offset and how many records were read).
     """
+    size = file.stat().st_size
+    if size == 0:
+        raise UnreadableRunError(
+            f"{file} is empty (0 bytes): not a TensorBoard event file; delete it (or move it out of the run folder) "
+            "and build the report again"
+        )
+    count = 0
     with open(file, "rb") as fh:
         while True:
+            offset = fh.tell()
             header = fh.read(12)
-            if len(header) < 12:
+            if not header:
                 return
-            (length,) = struct.unpack("<Q", header[:8])
-            if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
-                return  # not a record boundary: a corrupt or foreign file
+            (length,) = struct.unpack("<Q", header[:8]) if len(header) >= 8 else (0,)
+            if len(header) < 12 or struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
+                what = "cut short" if len(header) < 12 else "garbled (no record starts there)"
+                raise UnreadableRunError(_unreadable(file, what, offset, size, count))
             data = fh.read(length)
             if len(data) < length or len(fh.read(4)) < 4:
-                return
+                raise UnreadableRunError(_unreadable(file, "cut short inside a record", offset, size, count))
+            count += 1
             yield data
+
+
+def _unreadable(file: Path, what: str, offset: int, size: int, count: int) -> str:
+    return (
+        f"{file} cannot be read to its end: {what} at byte {offset} of {size}, after {count} records; the report "
+        "would be partial. If the training still runs, wait for it; else move the damaged file out of the run folder "
+        "(TensorBoard shows the same gap) and build the report again"
+    )
 
 
 def _masked_crc(data: bytes) -> int:
@@ -170,14 +200,22 @@ def _read_tensorboard(root: Path) -> RunData:
     images: dict[str, dict[int, ImageEntry]] = {}
     texts: dict[str, dict[int, TextEntry]] = {}
     scalars: dict[str, list[tuple[int, float]]] = {}
+    purged = 0
     for file in sorted(root.glob("events.out.tfevents.*")):
+        first: set[str] = set()  # tags already seen in this file
         for record in _records(file):
-            event = Event.FromString(record)
+            try:
+                event = Event.FromString(record)
+            except Exception as err:  # noqa: BLE001 - a protobuf DecodeError: the bytes are no event
+                raise UnreadableRunError(f"{file} holds a record that is no TensorBoard event ({err})") from err
             if not event.HasField("summary"):
                 continue
             step = int(event.step)
             for value in event.summary.value:
                 tag = value.tag
+                if tag not in first:  # a later file (a resumed run) supersedes a tag's points from its first step on
+                    first.add(tag)
+                    purged += _purge(tag, step, images, texts, scalars)
                 if value.HasField("metadata") and value.metadata.plugin_data.plugin_name:
                     plugins[tag] = value.metadata.plugin_data.plugin_name
                 kind = value.WhichOneof("value")
@@ -196,7 +234,7 @@ def _read_tensorboard(root: Path) -> RunData:
                 elif kind == "tensor" and plugins.get(tag) == "scalars":
                     array = tensor_util.make_ndarray(value.tensor)
                     scalars.setdefault(tag, []).append((step, float(array.reshape(-1)[0])))
-    run = RunData(path=root, source="tensorboard")
+    run = RunData(path=root, source="tensorboard", purged=purged)
     for tag, by_step in images.items():
         captions = texts.get(f"{tag}/caption", {})
         run.images[tag] = [
@@ -207,6 +245,32 @@ def _read_tensorboard(root: Path) -> RunData:
     run.scalars = {t: [(s, v) for s, v in points if math.isfinite(v)] for t, points in scalars.items()}
     _sort(run)
     return run
+
+
+def _purge(
+    tag: str,
+    step: int,
+    images: dict[str, dict[int, ImageEntry]],
+    texts: dict[str, dict[int, TextEntry]],
+    scalars: dict[str, list[tuple[int, float]]],
+) -> int:
+    """Drop the points of ``tag`` at ``step`` and later that earlier event files hold (as TensorBoard's
+    ``purge_step`` does, per tag: a resumed run logging into the same version re-logs the epochs after its
+    checkpoint); the number dropped."""
+    name = tag[: -len("/text_summary")] if tag.endswith("/text_summary") else tag
+    dropped = 0
+    for by_step in (images.get(tag), texts.get(name)):
+        if by_step:
+            late = [s for s in by_step if s >= step]
+            for s in late:
+                del by_step[s]
+            dropped += len(late)
+    points = scalars.get(tag)
+    if points:
+        kept = [p for p in points if p[0] < step]
+        dropped += len(points) - len(kept)
+        scalars[tag] = kept
+    return dropped
 
 
 def _mime(data: bytes) -> str:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from ..visualization import caption_lines, heatmap_to_rgb, legend_strip, overlay, to_float01
+from ..visualization import caption_lines, channel_note, heatmap_to_rgb, legend_strip, overlay, to_float01
 from .discovery import SUSPICIOUS_THRESHOLD, Candidate
 from .spray import spray_features
 
@@ -95,7 +95,7 @@ def render_candidates(
         "rows: candidate groups (explanations of one class clustered without labels); tiles: member image above its "
         "relevance; last tiles: the group's mean |R| (16x16 cells, each map summing to 1) vs the rest of the "
         "class's, on one scale"
-    )
+    ) + (f"; {channel_note(int(images01.shape[1]))}" if channel_note(int(images01.shape[1])) else "")
     parts: list[Image.Image] = [Image.fromarray(legend_strip(width, method, note=note).permute(1, 2, 0).numpy())]
     for cand in candidates:
         cls = class_names[cand.class_index] if class_names else f"class {cand.class_index}"

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,7 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial.distance import cdist
 
+from ..explainers.inputs import finite_rows
 from .spray import _normalised_affinity, _smallest_laplacian_eigenpairs, kmeans, spray_features
 
 __all__ = [
@@ -302,6 +304,17 @@ def discover_candidates(
         raise ValueError(f"need min_size >= 2 and max_per_class >= 2 * min_size, got {min_size}, {max_per_class}")
     if not 0.0 < max_fraction < 1.0:
         raise ValueError(f"max_fraction must be in (0, 1), got {max_fraction}")
+    # NaN/Inf explanations (NaN images, a diverged model) would form a "cluster" of their own: left out, with a word
+    keep = finite_rows(heatmaps, features) if heatmaps is not None or features is not None else None
+    if keep is not None and not bool(keep.all()):
+        dropped = [ids_list[i] for i in (~keep).nonzero().flatten().tolist()]
+        message = f"discover_candidates: {len(dropped)} explanations with NaN/Inf left out (ids {dropped[:8]})"
+        warnings.warn(message, stacklevel=2)
+        rows = keep.nonzero().flatten()
+        heatmaps = None if heatmaps is None else heatmaps[rows.to(heatmaps.device)]
+        features = None if features is None else features[rows.numpy() if isinstance(features, np.ndarray) else rows]
+        roi_masks = None if roi_masks is None else roi_masks[rows.to(roi_masks.device)]
+        labels_np, ids_list = labels_np[keep.numpy()], [ids_list[i] for i in rows.tolist()]
     x = explanation_features(heatmaps, features, size)
     threshold = default_threshold(heatmaps is not None and features is not None) if threshold is None else threshold
     maps = spray_features(heatmaps, size) if heatmaps is not None else None
@@ -311,10 +324,15 @@ def discover_candidates(
         pooled_roi = F.adaptive_avg_pool2d(roi_masks.detach().float().cpu()[:, None], size)[:, 0].flatten(1).numpy()
         outside = (maps * (1.0 - pooled_roi)).sum(1)  # share of each map's |R| outside its region of interest
     with _one_blas_thread():
-        return _discover(
+        found = _discover(
             x, labels_np, ids_list, maps, geometry, outside, classes, max_per_class, top_k, max_clusters, n_neighbors,
             min_size, max_fraction, null_draws, size, threshold, seed,
         )  # fmt: skip
+    if keep is not None and not bool(keep.all()):  # rows index the caller's arrays, not the filtered ones
+        original = keep.nonzero().flatten().tolist()
+        for candidate in found:
+            candidate.rows = [original[r] for r in candidate.rows]
+    return found
 
 
 def _one_blas_thread() -> contextlib.AbstractContextManager:

@@ -17,6 +17,7 @@ __all__ = [
     "NEGATIVE_RGB",
     "PALETTE",
     "POSITIVE_RGB",
+    "channel_note",
     "dimmed",
     "heatmap_to_rgb",
     "negative_share",
@@ -110,16 +111,40 @@ def heatmap_to_rgb(
 
 
 def to_float01(images: torch.Tensor) -> torch.Tensor:
-    """Images ``(N, C, H, W)`` as float ``[0, 1]`` with 3 channels (uint8 is divided by 255, grey is repeated)."""
+    """Images ``(N, C, H, W)`` as float ``[0, 1]`` with 3 channels (uint8 is divided by 255, grey is repeated).
+
+    Any channel count renders (:func:`channel_note` says how, for a legend): 1 is grey, 3 is RGB, more than 3 shows
+    the first three channels as RGB, 2 shows their mean as grey.
+
+    Example:
+        >>> to_float01(torch.rand(2, 4, 8, 8)).shape, to_float01(torch.rand(2, 2, 8, 8)).shape
+        (torch.Size([2, 3, 8, 8]), torch.Size([2, 3, 8, 8]))
+    """
     if images.ndim == 3:
         images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (N, 1|3, H, W), got shape {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[1] < 1:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     x = images.detach().cpu()
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if x.shape[1] == 2:
+        x = x.mean(1, keepdim=True)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    return x.clamp(0, 1)
+    return x[:, :3].clamp(0, 1)
+
+
+def channel_note(channels: int) -> str:
+    """How :func:`to_float01` shows images of ``channels`` channels; empty for grey and RGB.
+
+    Example:
+        >>> channel_note(4)
+        'images have 4 channels: the first three are shown as RGB'
+    """
+    if channels in (1, 3):
+        return ""
+    if channels == 2:
+        return "images have 2 channels: their mean is shown as grey"
+    return f"images have {channels} channels: the first three are shown as RGB"
 
 
 def overlay(

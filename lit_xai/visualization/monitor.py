@@ -15,6 +15,7 @@ import torch
 
 from .charts import line_plot
 from .grids import concept_grid, explanation_grid, timeline_grid
+from .tables import table_image
 
 __all__ = ["LATTICE_NOTE", "OUTCOMES", "drift_chart", "outcome_grid", "probe_grids", "timeline_grids"]
 
@@ -180,8 +181,14 @@ def drift_chart(
                 charts.append(
                     line_plot(curves, x=x, title=f"{measure} vs {words} epoch", xlabel="epoch", width=320, height=220)
                 )
-    if not charts:
-        return None
+    if not charts:  # every drift value NaN (NaN/Inf maps): say so instead of leaving the picture out
+        note = table_image(
+            ["method", "drift"],
+            [[label, "NaN: every probe map is NaN/Inf (see the conserved scalars and the warnings)"]
+             for label in labels],
+            title=f"explanation drift up to epoch {x[-1]}: nothing to draw",
+        )  # fmt: skip
+        return note, "explanation drift: not drawn, every drift value so far is NaN (NaN/Inf maps)"
     rows = [torch.cat(charts[k : k + 2], dim=2) if k + 1 < len(charts) else _pad_right(charts[k], 640)
             for k in range(0, len(charts), 2)]  # fmt: skip
     caption = "explanation drift: similarity of each method's probe maps to the previous / first explained epoch"

@@ -19,6 +19,7 @@ import torch
 
 from ...artifacts.detectors import Detector
 from ...artifacts.registry import DEFAULT_THRESHOLDS, get_detector
+from ...explainers.inputs import finite_rows
 from .cache import (
     _CACHE_VERSION,
     _callable_name,
@@ -191,6 +192,14 @@ def count_dataset(
             continue
         consecutive = 0
         image, target, flag = _as_batch(*_split_item(item), task=task)
+        finite = finite_rows(image) if image.is_floating_point() else None
+        if finite is not None and not bool(finite.all()):  # NaN/Inf images are failures, not "no artifact"
+            for row in (~finite).nonzero().flatten().tolist():
+                fail(f"item/batch {position - 1}, image {row}: contains NaN/Inf")
+            kept = finite.numpy()
+            image, target, flag = image[finite], target[kept], None if flag is None else flag[kept]
+            if len(image) == 0:
+                continue
         if max_samples is not None and collector.n + len(image) > max_samples:
             keep = max_samples - collector.n
             image, target, flag = image[:keep], target[:keep], None if flag is None else flag[:keep]
