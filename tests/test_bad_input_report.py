@@ -140,3 +140,12 @@ def test_resume_into_the_same_version_warns_and_the_report_keeps_one_point_per_s
     assert [e.step for e in run.images["XAI/gradcam/true"]] == [0, 1, 2, 3]
     steps = [s for s, _ in run.scalars["XAI_drift/gradcam/spearman_prev"]]
     assert steps == sorted(set(steps)) and run.purged > 0
+
+
+def test_event_files_are_read_oldest_first_by_their_numbers(tmp_path):
+    from lit_xai.report.run_data import _event_file_order
+
+    names = [f"events.out.tfevents.1700000000.host.name.42.{uid}" for uid in (10, 9, 11)]
+    names.append("events.out.tfevents.1699999999.host.name.42.12")
+    ordered = [p.name for p in sorted((tmp_path / n for n in names), key=_event_file_order)]
+    assert [n.rsplit(".", 1)[1] for n in ordered] == ["12", "9", "10", "11"]  # as text, 10 came before 9

@@ -201,7 +201,7 @@ def _read_tensorboard(root: Path) -> RunData:
     texts: dict[str, dict[int, TextEntry]] = {}
     scalars: dict[str, list[tuple[int, float]]] = {}
     purged = 0
-    for file in sorted(root.glob("events.out.tfevents.*")):
+    for file in sorted(root.glob("events.out.tfevents.*"), key=_event_file_order):
         first: set[str] = set()  # tags already seen in this file
         for record in _records(file):
             try:
@@ -245,6 +245,14 @@ def _read_tensorboard(root: Path) -> RunData:
     run.scalars = {t: [(s, v) for s, v in points if math.isfinite(v)] for t, points in scalars.items()}
     _sort(run)
     return run
+
+
+def _event_file_order(file: Path) -> tuple:
+    """Oldest event file first: ``events.out.tfevents.<seconds>.<host>.<pid>.<counter>`` ordered by its numbers, not
+    as text (a process's tenth writer, counter 10, sorts before its ninth as text)."""
+    parts = file.name.split(".")
+    numbers = [int(p) if p.isdigit() else -1 for p in (parts[3:4] + parts[-2:])] if len(parts) >= 6 else []
+    return (*numbers, file.name)
 
 
 def _purge(
