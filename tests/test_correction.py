@@ -235,7 +235,7 @@ def test_rrclarc_penalty_matches_finite_differences(pooling):
     eps = 1e-5
     with torch.no_grad():
         fd = (model.head(h + eps * step) - model.head(h - eps * step)) / (2 * eps)  # (N, K) directional derivatives
-    assert float(penalty.detach()) == pytest.approx(float(fd.pow(2).mean(0).mean()), rel=1e-6)
+    assert float(penalty.detach()) == pytest.approx(float(fd.pow(2).mean(0).mean()), rel=1e-6)  # float64 model
     targets = torch.tensor([0, 1, 1, 0])
     true = rrclarc_penalty(hv, model.head(hv), v, pooling, output="true", targets=targets)
     assert float(true) == pytest.approx(float(fd.gather(1, targets[:, None]).pow(2).mean()), rel=1e-6)

@@ -94,7 +94,7 @@ def test_sparse_spray_matches_dense_oracle(maps) -> None:
     maps = maps()
     labels, values = _dense_spray(maps)
     res = spray(maps)
-    assert np.allclose(res.eigenvalues, values, atol=1e-8), (res.eigenvalues, values)
+    assert np.allclose(res.eigenvalues, values, atol=1e-8), (res.eigenvalues, values)  # both float64 eigensolvers
     assert res.n_clusters == len(np.unique(labels))
     assert _adjusted_rand_index(res.labels, labels) == pytest.approx(1.0)  # identical partitions
 
