@@ -8,7 +8,12 @@ three series:
   ``<test>_effect_upper``);
 * the decision threshold, the alert rule's ``min_effect`` (``threshold``: a flat line, band of zero width): an alert
   needs the lower bound above it;
-* the alert marker (``alert``: 1 at the epoch an alert fired for the pair, 0 at every other measured epoch).
+* the alert marker (``alert``: at the epoch an alert fired for the pair a spike up to the threshold line, 0 at every
+  other measured epoch; its height stays inside the chart's range, so TensorBoard's outlier clipping, on by default,
+  neither cuts it off nor squeezes the interval band).
+
+TensorBoard colours a chart's series by run, so they are told apart by their symbols: the effect's squares, the
+threshold's diamonds and the marker's triangles, in that order (the titles say so).
 
 The x axis is the step of every lit_xai output, the number of completed epochs (0 = the untrained model); chart
 titles say so, since TensorBoard's axis itself only says "step".
@@ -88,8 +93,8 @@ def shortcut_layout(
             ]
             charts.append(
                 layout_pb2.Chart(
-                    title=f"{artifact} → '{cls}': effect of {edit} it on P({cls}) beyond a sham edit, {level}; "
-                    f"threshold {threshold:g}; marker 1 = fired; {AXIS}",
+                    title=f"{artifact} → '{cls}': ■ effect of {edit} it on P({cls}) beyond a sham edit, {level} band; "
+                    f"◆ threshold {threshold:g}; ▲ spike = the epoch it fired; {AXIS}",
                     margin=layout_pb2.MarginChartContent(series=series),
                 )
             )

@@ -334,8 +334,9 @@ class ShortcutMonitor(MonitorBase):
             outputs[f"{group}/threshold"] = float(self.rule.min_effect)
         for (artifact, name, evidence), probs in zip(result["evidence"], predictions):
             outputs |= _evidence_scalars(f"{group}/{artifact}/{name}", evidence)
-            # nonzero only at the epoch an alert fired: a marker in the evidence chart, not a smoothed 0/1 curve
-            outputs[f"{group}/{artifact}/{name}/alert"] = float((artifact, name) in fired)
+            # nonzero only at the epoch an alert fired: a spike up to the threshold line in the evidence chart (inside
+            # the chart's range, so outlier clipping neither cuts it nor squeezes the interval), not a 0/1 curve
+            outputs[f"{group}/{artifact}/{name}/alert"] = float(self.rule.min_effect) * ((artifact, name) in fired)
             heat = evidence.get("heatmaps")
             if heat is not None and len(heat):
                 rows = torch.as_tensor(evidence["probe_rows"]).long()
