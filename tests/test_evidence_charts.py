@@ -128,3 +128,36 @@ def test_every_lit_xai_output_uses_the_epoch_step(run):
                 assert steps == measured, (tag, sorted(steps))
             seen += 1
     assert seen > 10
+
+
+def test_the_report_draws_every_chart_over_epochs_done():
+    import re
+
+    from lit_xai.report.render import AXIS, epochs_done, render_report
+    from lit_xai.report.run_data import RunData
+
+    # Lightning: 10 batches per epoch, the epoch number beside each logged step, val/acc at each epoch's last step
+    epoch = [(s, float(s // 10)) for s in range(0, 30)]
+    test = {"effect": 0.4, "interval": [0.3, 0.5], "confidence": 0.95}
+    history = [{"epoch": e, "artifact": "ring", "class": "melanoma", "counterfactual": test} for e in range(3)]
+    run = RunData(
+        Path("run"),
+        "tensorboard",
+        scalars={
+            "epoch": epoch,
+            "val/acc": [(9, 0.5), (19, 0.6), (29, 0.7)],
+            "train/loss_step": [(s, 1.0 / (s + 1)) for s in range(0, 30, 5)],
+            "XAI_shortcut/ring/melanoma/insertion_effect": [(1, 0.4), (2, 0.4), (3, 0.4)],
+            "XAI_shortcut/ring/melanoma/insertion_effect_lower": [(1, 0.3), (2, 0.3), (3, 0.3)],
+        },
+        shortcut={"history": history, "alerts": [{**history[1], "message": "m"}], "criteria": {"min_effect": 0.15}},
+    )
+    to_epochs = epochs_done(epoch)
+    assert [to_epochs(s) for s in (9, 19, 29)] == [1.0, 2.0, 3.0]  # val/acc lands where the monitors log epoch 0..2
+    html = render_report(run)
+    labels = set(re.findall(r'text-anchor="end" class="tick">([a-z][^<]*)</text><line', html))
+    assert labels == {AXIS}, labels
+    assert "insertion_effect_lower" not in html  # the bound is drawn as the interval, not as a chart of its own
+    # the causal chart: the alert of epoch 1 is marked at 2 epochs done, where TensorBoard shows it
+    assert re.search(r'<line x1="([\d.]+)" x2="\1"[^>]*stroke="#C00000"', html)
+    assert "<td>1 (2)</td>" in html
