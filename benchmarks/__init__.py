@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "lrp_timing": "lrp_timing.py",
     "lrp_conservation": "lrp_conservation.py",
     "checkerboard": "checkerboard.py",
+    "lattice": "lattice.py",  # issue 31: the lattice index of ResNet-50 LRP maps per candidate composite
     "crp_timing": "crp_timing.py",
     "crp_vs_zennit_crp": "crp_vs_zennit_crp.py",
     "backbones": "backbones.py",

@@ -34,7 +34,7 @@ from ..visualization import channel_note
 from ..visualization.monitor import LATTICE_NOTE, drift_chart, outcome_grid, probe_grids, timeline_grids
 from ._checks import check_probes, warn_missing_classes
 from .base import MonitorBase, due, epoch_step
-from .sinks import Picture, find_tensorboard, log_text
+from .sinks import Picture, log_text
 
 __all__ = ["ExplanationMonitor", "Pictures"]
 
@@ -204,9 +204,6 @@ class ExplanationMonitor(MonitorBase):
         if not trainer.is_global_zero:
             return
         self._prepare(trainer, pl_module)  # fails here, before the first epoch, whatever log_at_fit_start says
-        tb = find_tensorboard(trainer)
-        if tb is not None:
-            self._write_layout(tb)
         self._log_probe_table(trainer)
         resumed = self._restored or trainer.ckpt_path is not None or trainer.global_step > 0
         if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
@@ -393,21 +390,6 @@ class ExplanationMonitor(MonitorBase):
         return result, chosen, [names[i] for i in rows], counts
 
     # ------------------------------------------------------------------ logging
-    def _write_layout(self, tb: Any) -> None:
-        """The CUSTOM SCALARS layout: the shortcut evidence, one quantity per chart. Drift is drawn as the
-        ``<tag>/drift`` picture instead (custom-scalar charts colour lines by run, so several methods in one chart
-        would be same-coloured lines without a legend); the ROI chart only where the probes carry a region of
-        interest; no 0/1 or count charts (a smoothed step reads as a trend)."""
-        shortcut = {
-            "insertion effect (sham-corrected)": ["Multiline", [r".*shortcut/[^/]+/[^/]+/insertion_effect$"]],
-            "removal effect (sham-corrected)": ["Multiline", [r".*shortcut/[^/]+/[^/]+/removal_effect$"]],
-            "counterfactual shift": ["Multiline", [r".*shortcut/[^/]+/[^/]+/counterfactual_shift$"]],
-            "relevance ratio": ["Multiline", [r".*shortcut/[^/]+/[^/]+/relevance_ratio$"]],
-        }
-        if self.probes is not None and self.probes.roi_masks is not None:
-            shortcut["relevance outside ROI"] = ["Multiline", [r".*shortcut/roi/.*/outside_share$"]]
-        tb.experiment.add_custom_scalars({"shortcut": shortcut})
-
     def _log_probe_table(self, trainer: Trainer) -> None:
         if self.probes is None or self.contract is None:
             return

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
+from ..artifacts import ARTIFACTS
 from ..contracts import ModelContract, ModelSpec, split_dataset
 from ..explainers import Explainer
 from ..shortcuts import AlertRule, ReliancePool, render_candidates
@@ -38,6 +39,7 @@ from ..visualization import ProbeStrip, explanation_grid, verdict_picture
 from ..visualization.console import alert_block, fit_summary
 from ._shards import read_shared
 from .base import MonitorBase
+from .layout import shortcut_layout, write_layout
 from .sinks import Picture, find_tensorboard, log_text, notify
 
 __all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]  # Discovery, ShortcutBudget: from lit_xai.shortcuts.watch
@@ -107,6 +109,7 @@ class ShortcutMonitor(MonitorBase):
         self._val_data: Any = None
         # the verdict picture's probe: per (artifact, class) the first flagged probe's map at each measured epoch
         self._probe_frames: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
+        self._layout_written = False  # the CUSTOM SCALARS layout, written once the watched pairs are measured
 
     # the watch's settings and pools under the names this callback always had
     detectors = property(lambda self: self.watch.detectors)
@@ -326,8 +329,14 @@ class ShortcutMonitor(MonitorBase):
         method = result.get("method") or self.explainer.describe()
         group = self.scalar_group
         predictions = result.get("predictions") or [None] * len(result["evidence"])
+        fired = {(a["artifact"], a["class"]) for a in result["alerts"]}
+        if result["evidence"]:  # the alert rule's threshold, drawn in every evidence chart (custom scalars)
+            outputs[f"{group}/threshold"] = float(self.rule.min_effect)
         for (artifact, name, evidence), probs in zip(result["evidence"], predictions):
             outputs |= _evidence_scalars(f"{group}/{artifact}/{name}", evidence)
+            # nonzero only at the epoch an alert fired: a spike up to the threshold line in the evidence chart (inside
+            # the chart's range, so outlier clipping neither cuts it nor squeezes the interval), not a 0/1 curve
+            outputs[f"{group}/{artifact}/{name}/alert"] = float(self.rule.min_effect) * ((artifact, name) in fired)
             heat = evidence.get("heatmaps")
             if heat is not None and len(heat):
                 rows = torch.as_tensor(evidence["probe_rows"]).long()
@@ -430,10 +439,24 @@ class ShortcutMonitor(MonitorBase):
         return Picture(image, caption)
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
+        self._write_layout(trainer, result)
         where = f"TensorBoard {self.verdict_tag}; {os.path.join(self._log_dir or '.', self.report_name)}"
         for alert in result["alerts"]:  # one block between the progress bar's lines, not a warning glued onto it
             notify(trainer, alert_block(alert, where, self.rule.confidence))
         self._write_report()
+
+    def _write_layout(self, trainer: Trainer, result: dict[str, Any]) -> None:
+        """The CUSTOM SCALARS layout (:func:`~.layout.shortcut_layout`), once, from the first measurement that holds
+        the watched pairs (TensorBoard reads one layout per run)."""
+        tb = find_tensorboard(trainer)
+        if self._layout_written or tb is None or not (result["evidence"] or result["roi"]):
+            return
+        pairs = [(artifact, name) for artifact, name, _ in result["evidence"]]
+        tests = {a: ["insertion"] + ["removal"] * (ARTIFACTS[a].remove is not None) for a, _ in pairs}
+        layout = shortcut_layout(
+            self.scalar_group, pairs, tests, self.rule.min_effect, self.rule.confidence, roi=bool(result["roi"])
+        )
+        self._layout_written = write_layout(tb.experiment, layout)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """The story of the run in a few lines: per class shortcut / clean / not judged, then where to look."""
@@ -482,6 +505,9 @@ def _evidence_scalars(prefix: str, evidence: dict[str, Any]) -> dict[str, float]
         "insertion_effect": evidence.get("counterfactual", {}).get("effect", math.nan),
         "removal_effect": evidence.get("removal", {}).get("effect", math.nan),
     }
+    for key, test in (("counterfactual", "insertion"), ("removal", "removal")):  # the bounds of the Margin charts
+        low, high = (evidence.get(key) or {}).get("interval") or (math.nan, math.nan)
+        values[f"{test}_effect_lower"], values[f"{test}_effect_upper"] = low, high
     # SpRAy's flag (0/1) is no scalar: a smoothed flag reads as a gradual trend; it is in the alert text and history
     return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None and not math.isnan(v)}
 

@@ -1,8 +1,10 @@
-"""Pure explanation metrics: drift between epochs, and explanation quality (faithfulness, robustness, sanity)."""
+"""Pure explanation metrics: drift between epochs, explanation quality (faithfulness, robustness, sanity), and the
+lattice index of relevance maps (the checkerboard strided layers leave)."""
 
 from .drift import DRIFT_MEASURES, DriftTracker, cosine, drift_scores, spearman, ssim, topk_iou
 from .faithfulness import pixel_flipping
 from .infidelity import infidelity
+from .lattice import lattice_index, lattice_mask, lattice_share
 from .quality import METRICS, QualityReport, evaluate_quality, make_explainers
 from .randomization import RandomizationResult, cascade_layers, randomization_check
 from .sensitivity import max_sensitivity
@@ -22,6 +24,9 @@ __all__ = [
     "drift_scores",
     "evaluate_quality",
     "infidelity",
+    "lattice_index",
+    "lattice_mask",
+    "lattice_share",
     "make_explainers",
     "max_sensitivity",
     "pixel_flipping",

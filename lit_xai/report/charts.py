@@ -48,9 +48,9 @@ def _fmt(value: float) -> str:
 
 
 def line_chart(
-    series: Mapping[str, Sequence[tuple[int, float]]],
+    series: Mapping[str, Sequence[tuple[float, float]]],
     threshold: Optional[float] = None,
-    marks: Sequence[int] = (),
+    marks: Sequence[float] = (),
     title: str = "",
     x_label: str = "step",
     intervals: Optional[Mapping[str, Sequence[tuple[int, float, float]]]] = None,
@@ -58,7 +58,7 @@ def line_chart(
     """One chart of one or more series as an ``<svg>`` element that scales to its container's width.
 
     Args:
-        series: name -> ``(step, value)`` points (non-finite values are left out).
+        series: name -> ``(x, value)`` points (non-finite values are left out); x is a step or epochs done.
         threshold: a horizontal dashed line (e.g. an alert threshold), labelled.
         marks: steps marked with a vertical line (e.g. the step an alert fired).
         title: the accessible name (``<title>``) of the chart.
@@ -68,11 +68,11 @@ def line_chart(
     Returns:
         The SVG markup, followed by a legend when there is more than one series.
     """
-    clean = {name: [(int(s), float(v)) for s, v in pts if math.isfinite(float(v))] for name, pts in series.items()}
+    clean = {name: [(float(s), float(v)) for s, v in pts if math.isfinite(float(v))] for name, pts in series.items()}
     clean = {name: pts for name, pts in clean.items() if pts}
     xs = [s for pts in clean.values() for s, _ in pts] + list(marks)
     whiskers = {
-        name: [(int(s), float(lo), float(hi)) for s, lo, hi in rows if math.isfinite(lo) and math.isfinite(hi)]
+        name: [(float(s), float(lo), float(hi)) for s, lo, hi in rows if math.isfinite(lo) and math.isfinite(hi)]
         for name, rows in (intervals or {}).items()
         if name in clean
     }
@@ -107,7 +107,7 @@ def line_chart(
         parts.append(f'<text x="{_LEFT - 4}" y="{py(t) + 3}" text-anchor="end" class="tick">{_fmt(t)}</text>')
     x_ticks = sorted(set(xs)) if len(set(xs)) <= 10 else [int(t) for t in _ticks(x0, x1, 6)]
     for t in x_ticks:
-        parts.append(f'<text x="{px(t)}" y="{_H - _BOTTOM + 13}" text-anchor="middle" class="tick">{t}</text>')
+        parts.append(f'<text x="{px(t)}" y="{_H - _BOTTOM + 13}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
     parts.append(
         f'<text x="{_W - _RIGHT}" y="{_H - 3}" text-anchor="end" class="tick">{escape(x_label)}</text>'
         f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_H - _BOTTOM}" class="axis"/>'

@@ -30,7 +30,7 @@ from .charts import line_chart
 from .outcome import outcome_text
 from .run_data import ImageEntry, RunData, TextEntry
 
-__all__ = ["CSP", "compact_image", "markdown_html", "render_report", "section_of", "spread"]
+__all__ = ["AXIS", "CSP", "compact_image", "epochs_done", "markdown_html", "render_report", "section_of", "spread"]
 
 #: the page's Content-Security-Policy: embedded pictures and inline CSS only; no script, no request of any kind
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
@@ -54,7 +54,12 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("crp", "CRP concepts", "Concept relevance: which learned concepts the model uses, and where."),
     ("drift", "Explanation drift", "How much the explanations change between explained epochs."),
     ("quality", "Explanation quality", "Faithfulness, randomisation and robustness checks of the explanations."),
-    ("training", "Training metrics", "Loss and metrics as Lightning logged them (their steps count batches)."),
+    (
+        "training",
+        "Training metrics",
+        "Loss and metrics as Lightning logged them, drawn over epochs done like every chart here (Lightning's batch "
+        "steps converted with its logged epoch number).",
+    ),
     ("other", "Everything else", "Logged items no section above claims."),
 )
 
@@ -277,13 +282,60 @@ def _threshold(tag: str, criteria: dict[str, Any]) -> Optional[float]:
     return None
 
 
+#: the x axis of every chart of the report: the step of the lit_xai monitors, the number of completed epochs
+AXIS = "epochs done"
+
+
+def epochs_done(epoch_points: Sequence[tuple[int, float]]) -> Optional[Any]:
+    """A map from Lightning's global (batch) step to epochs done, from the ``epoch`` scalar Lightning logs beside
+    its metrics: the last step logged in epoch ``e`` is ``e + 1`` epochs done, steps between are interpolated
+    linearly (step 0 = 0). None without epoch points.
+
+    >>> to_epochs = epochs_done([(9, 0.0), (19, 0.0), (29, 1.0), (39, 1.0)])
+    >>> to_epochs(19), to_epochs(29), to_epochs(39)
+    (1.0, 1.5, 2.0)
+    """
+    ends: dict[int, int] = {}
+    for step, epoch in epoch_points:
+        ends[int(epoch)] = max(ends.get(int(epoch), step), step)
+    if not ends:
+        return None
+    knots = [(0, 0.0)] + sorted((step, epoch + 1.0) for epoch, step in ends.items())
+
+    def convert(step: float) -> float:
+        for (s0, e0), (s1, e1) in zip(knots, knots[1:]):
+            if step <= s1:
+                return e0 + (e1 - e0) * (step - s0) / (s1 - s0) if s1 > s0 else e1
+        return knots[-1][1]
+
+    return convert
+
+
+def _on_epoch_axis(run: RunData, tag: str) -> tuple[list[tuple[float, float]], str]:
+    """The points of ``tag`` over epochs done: the lit_xai tags are logged at that step already, Lightning's own are
+    converted (:func:`epochs_done`); with no ``epoch`` scalar to convert by, the batch step, labelled so."""
+    points = run.scalars[tag]
+    if tag.lower().startswith(("xai", "quality")):
+        return [(float(s), v) for s, v in points], AXIS
+    convert = epochs_done(run.scalars.get("epoch", []))
+    if convert is None:
+        return [(float(s), v) for s, v in points], "step (batches)"
+    return [(convert(s), v) for s, v in points], AXIS
+
+
+#: scalars the shortcut charts draw already (interval bounds, the rule's threshold, the alert marker)
+_DRAWN_ELSEWHERE = re.compile(r"(_lower|_upper|/alert|/threshold)$")
+
+
 def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
     figures = []
-    for key, members in _chart_groups(tags).items():
-        series = {name: run.scalars[tag] for name, tag in members.items()}
+    for key, members in _chart_groups(t for t in tags if not _DRAWN_ELSEWHERE.search(t)).items():
+        axes = {name: _on_epoch_axis(run, tag) for name, tag in members.items()}
+        series = {name: points for name, (points, _) in axes.items()}
         if not any(series.values()):
             continue
-        x_label = "step = epochs done" if key.lower().startswith("xai") else "step"
+        labels = {label for _, label in axes.values()}
+        x_label = labels.pop() if len(labels) == 1 else "step"
         chart = line_chart(series, threshold=_threshold(key, criteria), title=key, x_label=x_label)
         figures.append(f"<figure>{chart}<figcaption>{escape(key)}</figcaption></figure>")
     return f'<div class="charts">{"".join(figures)}</div>' if figures else ""
@@ -402,6 +454,11 @@ def _audit_section(run: RunData, claimed: dict[str, list[tuple[str, str]]]) -> s
 _TESTS = (("counterfactual", "insertion"), ("removal", "removal"))
 
 
+def _done(epoch: Any) -> Any:
+    """Epochs done after the history's epoch ``epoch`` (the charts' x), or ``epoch`` itself when not a number."""
+    return epoch + 1 if isinstance(epoch, int) else epoch
+
+
 def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], lossless: bool) -> str:
     report = run.shortcut or {}
     criteria = report.get("criteria") or {}
@@ -414,23 +471,25 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
         rows = [h for h in history if (h.get("artifact"), h.get("class")) == (artifact, cls)]
         series, intervals = {}, {}
         for key, name in _TESTS:
-            tests = [(h["epoch"], h[key]) for h in rows if isinstance(h.get(key), dict) and "effect" in h[key]]
+            # epochs done, the step of every other chart: the history's epoch e is the model after e + 1 epochs
+            tests = [(h["epoch"] + 1, h[key]) for h in rows if isinstance(h.get(key), dict) and "effect" in h[key]]
             if tests:
                 series[f"{name} effect"] = [(e, float(t["effect"])) for e, t in tests]
                 intervals[f"{name} effect"] = [(e, *map(float, t.get("interval", [math.nan] * 2))) for e, t in tests]
-        marks = [a["epoch"] for a in alerts if (a.get("artifact"), a.get("class")) == (artifact, cls)]
+        marks = [a["epoch"] + 1 for a in alerts if (a.get("artifact"), a.get("class")) == (artifact, cls)]
         if series:
             chart = line_chart(
                 series,
                 threshold=criteria.get("min_effect"),
                 marks=marks,
                 intervals=intervals,
-                x_label="epoch",
+                x_label=AXIS,
                 title=f"{artifact} -> {cls}",
             )
             figures.append(
                 f"<figure>{chart}<figcaption>reliance effect of the {escape(str(artifact))} on P('{escape(str(cls))}')"
-                f" per epoch, {round(100 * float(criteria.get('confidence', 0.95)))} % interval</figcaption></figure>"
+                f" per epoch, {round(100 * float(criteria.get('confidence', 0.95)))} % interval; x: epochs done (epoch "
+                "e of the table = e + 1 done)</figcaption></figure>"
             )
         table = []
         for h in rows:
@@ -445,12 +504,13 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
                 if (a.get("artifact"), a.get("class")) == (artifact, cls)
             )
             table.append(
-                f"<tr><td>{_fmt(h.get('epoch'))}</td><td>{cells[0]}</td><td>{cells[1]}</td>"
+                f"<tr><td>{_fmt(h.get('epoch'))} ({_fmt(_done(h.get('epoch')))})</td>"
+                f"<td>{cells[0]}</td><td>{cells[1]}</td>"
                 f"<td>{_fmt(h.get('relevance_ratio', math.nan))}</td><td>{'yes' if h.get('rule_met') else 'no'}</td>"
                 f"<td>{'<strong>ALERT</strong>' if alert else ''}</td></tr>"
             )
         parts.append(
-            f"<h3>{escape(str(artifact))} &rarr; '{escape(str(cls))}'</h3><table><tr><th>epoch</th>"
+            f"<h3>{escape(str(artifact))} &rarr; '{escape(str(cls))}'</h3><table><tr><th>epoch (epochs done)</th>"
             "<th>insertion effect [interval]</th><th>removal effect [interval]</th><th>relevance ratio</th>"
             f"<th>rule met</th><th></th></tr>{''.join(table)}</table>"
         )

@@ -119,14 +119,15 @@ def verdict_picture(
     chart_w = width - (_PANEL_W + 2 * _GAP if has_probe else 0)
     row: list[Image.Image] = []
     if effects and len(epochs):
+        # x = epochs done (epoch e is the model after e + 1 epochs): the step of TensorBoard's slider and charts
         chart = line_plot(
             effects,
-            x=list(epochs),
+            x=[e + 1 for e in epochs],
             bands=intervals,
             hlines=[(threshold, f"threshold {threshold:g}")] if threshold is not None else (),
-            vlines=[(alert_epoch, f"alert: epoch {alert_epoch}")] if alert else (),
+            vlines=[(alert_epoch + 1, f"alert: epoch {alert_epoch}")] if alert else (),
             title=title,
-            xlabel="epoch",
+            xlabel="epochs done (= TensorBoard step; epoch e is e + 1 done)",
             ylabel=ylabel,
             width=chart_w,
             height=290,
