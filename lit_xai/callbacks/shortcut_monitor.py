@@ -274,10 +274,16 @@ class ShortcutMonitor(MonitorBase):
         entries, fired = [], []
         for artifact, name, evidence in result["evidence"]:
             audit_flagged = name in self._audit_flags.get(artifact, [])
-            met = self.rule.met(evidence, audit_flagged)
+            decision, reason = self.rule.decide(evidence)
+            met, informative = bool(decision), decision is not None
             plain = {k: v for k, v in evidence.items() if k != "heatmaps"}
-            entries.append({"epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(plain), "rule_met": met})
-            if self.rule.update(f"{artifact}/{name}", met):
+            entries.append(
+                {
+                    "epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(plain), "rule_met": met,
+                    "informative": informative, "rule_reason": reason,
+                }  # fmt: skip
+            )
+            if self.rule.update(f"{artifact}/{name}", decision):
                 message = AlertRule.message(artifact, name, evidence, audit_flagged, self.rule.passing(evidence))
                 fired.append(self._alert(artifact, name, epoch, plain, audit_flagged, message))
             heat = evidence.get("heatmaps")
