@@ -87,6 +87,12 @@ class ReliancePool:
             self._edits[full] = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
         return self._edits[full]
 
+    def forget(self, name: str) -> None:
+        """Drop artifact ``name``'s flags, masks and cached edits (a candidate tested for one measurement)."""
+        self.flags.pop(name, None)
+        self.masks.pop(name, None)
+        self._edits = {k: v for k, v in self._edits.items() if not (len(k) > 1 and k[1] == name)}
+
     def edited(self, key: tuple, rows: torch.Tensor, edit: Callable[[torch.Tensor], Any]) -> torch.Tensor:
         """The images of :meth:`edit` (cached the same way).
 
@@ -518,7 +524,8 @@ class AlertRule:
         """
         tests = [evidence[key] for key, _ in AlertRule.TESTS if isinstance(evidence.get(key), dict)]
         marked = set(passing or ())
-        lines = [f"the model relies on the {artifact} artifact as evidence for '{cls}' (sham-controlled tests):"]
+        what = artifact if artifact.startswith("unnamed artifact") else f"the {artifact} artifact"
+        lines = [f"the model relies on {what} as evidence for '{cls}' (sham-controlled tests):"]
         for test in tests:
             flag = " [meets the rule]" if test.get("test") in marked else ""
             lines.append(f"- {AlertRule.describe_test(test, artifact, cls)}{flag}")
