@@ -382,7 +382,7 @@ class ShortcutMonitor(MonitorBase):
             outputs[self.verdict_tag] = verdict
         found = result["discovery"]
         if found is not None:
-            outputs[f"{group}/discovery/time_s"] = found["seconds"]
+            outputs[f"{group}/discovery/time_s"] = found["seconds"] + found.get("verify_seconds", 0.0)
             suspicious = [c for c in found["candidates"] if c.suspicious]
             if found["candidates"]:
                 picture = render_candidates(

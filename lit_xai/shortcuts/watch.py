@@ -238,7 +238,9 @@ class ShortcutWatch:
                 evidence.append((artifact, names[cls], found))
         found = self.discover(module) if discover else None
         if found is not None and self.discovery.verify:
+            start = time.perf_counter()
             found["verified"] = self.verify(contract, module, found)
+            found["verify_seconds"] = time.perf_counter() - start
         return {
             "evidence": evidence,
             "predictions": [self.predict(module, found, contract.task) for _, _, found in evidence],
