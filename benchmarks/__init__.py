@@ -28,6 +28,7 @@ SUITES: dict[str, str] = {
     "bad_image_check": "bad_image_check.py",
     "audit_scale": "audit_scale.py",
     "calibration": "calibration.py",
+    "saturation": "saturation.py",
     "discovery": "discovery.py",
     "correction": "correction.py",
     "quality_demo": "quality_demo.py",

@@ -49,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lit_xai.artifacts import AlertRule, ReliancePool, insert_ring, measure_reliance  # noqa: E402
 
 SIZE = 32
+#: the fields of each test kept per measurement (what AlertRule reads, and what the tables show)
+KEPT = ("effect", "interval", "n", "n_sham", "mean_shift", "sham_shift", "split", "p_before", "logit_effect",
+        "logit_interval", "reach")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def run_case(case: Case, seed: int, args: argparse.Namespace) -> dict:
                 sham=sham,
             )
             entry[sham] = {
-                key: {k: ev[key][k] for k in ("effect", "interval", "n", "n_sham", "mean_shift", "sham_shift", "split")}
+                key: {k: ev[key][k] for k in KEPT if k in ev[key]}
                 for key in ("counterfactual", "removal")
                 if key in ev
             }
@@ -200,23 +203,27 @@ def run_case(case: Case, seed: int, args: argparse.Namespace) -> dict:
     return {"case": case.name, "seed": seed, "shortcut": case.shortcut, "measurements": measurements}
 
 
-def first_alert(run: dict, rule: AlertRule, sham: str) -> int | None:
-    """Epoch of the first alert of ``rule`` on a run's measurements (None: no alert)."""
+def first_alert(run: dict, rule: AlertRule, sham: str, legacy: bool = False) -> int | None:
+    """Epoch of the first alert of ``rule`` on a run's measurements (None: no alert). ``legacy``: the rule before
+    issue 32 (probability units only, every measurement meets or resets)."""
     rule = AlertRule(**{k: v for k, v in rule.criteria().items()})
     for m in run["measurements"]:
         evidence = {k: {**v, "confidence": 0.95} if k != "exposure" else v for k, v in m[sham].items()}
-        if rule.update("ring/1", rule.met(evidence, audit_flagged=False)):
+        if legacy:
+            evidence = {k: {f: x for f, x in v.items() if f != "reach"} for k, v in evidence.items()}
+        decision, _ = rule.decide(evidence)
+        if rule.update("ring/1", decision):
             return m["epoch"]
     return None
 
 
-def summarize(runs: list[dict], rule: AlertRule, sham: str) -> list[dict]:
+def summarize(runs: list[dict], rule: AlertRule, sham: str, legacy: bool = False) -> list[dict]:
     rows = []
     for case in CASES:
         mine = [r for r in runs if r["case"] == case.name]
         if not mine:
             continue
-        alerts = [first_alert(r, rule, sham) for r in mine]
+        alerts = [first_alert(r, rule, sham, legacy) for r in mine]
         fired = [a for a in alerts if a is not None]
         last = [r["measurements"][-1] for r in mine]
 
@@ -275,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.train, args.val, args.epochs = 256, 128, 3
     torch.set_num_threads(1)
+    if args.json and not args.load:  # a long run's measurements survive a crash of the tables
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     wanted = set(args.cases.split(","))
     start = time.perf_counter()
     runs = json.loads(Path(args.load).read_text())["runs"] if args.load else []
@@ -289,6 +298,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n## Chosen defaults: {default!r}, sham insertion 'mean'\n")
     sham0 = "mean" if "mean" in args.shams else args.shams[0]
     print_table(summarize(runs, default, sham0))
+    print("\n## The rule before issue 32 (probability only, no saturation handling)\n")
+    print_table(summarize(runs, default, sham0, legacy=True))
+    print("\n## Saturated tests read on the log-odds: sensitivity / false alarms per min_logit_effect\n")
+    print("| min_logit_effect | sensitivity | false alarms | worst shortcut case | worst control case |")
+    print("| --- | --- | --- | --- | --- |")
+    for logit in (0.25, 0.5, 1.0, 2.0, 4.0):
+        rows = summarize(runs, AlertRule(min_logit_effect=logit), sham0)
+        sc = [r for r in rows if r["kind"] == "shortcut"]
+        ct = [r for r in rows if r["kind"] == "control"]
+        sens = sum(r["alert_rate"] * r["seeds"] for r in sc) / max(1, sum(r["seeds"] for r in sc))
+        fa = sum(r["alert_rate"] * r["seeds"] for r in ct) / max(1, sum(r["seeds"] for r in ct))
+        worst_sens = min((r["alert_rate"] for r in sc), default=math.nan)
+        worst_fa = max((r["alert_rate"] for r in ct), default=math.nan)
+        print(f"| {logit:g} | {sens:.2f} | {fa:.2f} | {worst_sens:.1f} | {worst_fa:.1f} |")
     print("\n## The same rule without the exposure condition (min_exposure=0)\n")
     print_table(summarize(runs, AlertRule(min_exposure=0), sham0))
     print("\n## Sweep: sensitivity (all shortcut runs) / false-alarm rate (all control runs)\n")

@@ -274,3 +274,64 @@ def test_message_carries_effect_sham_interval_images_and_split() -> None:
     assert text.count("[meets the rule]") == 1  # removal passes; insertion's +0.04 lower bound does not clear 0.05
     assert "the ring is on 38 of 120 'melanoma' images in the train pool" in text
     assert "supporting evidence (not required for the alert)" in text and "label-predictive" in text
+
+
+# ------------------------------------------------------------------------------------- saturation (issue 32, item 0)
+def _epoch(net: nn.Module, clean: torch.Tensor, ringed: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    flagged, masks = ringed
+    return {
+        "counterfactual": insertion_test(net, clean[20:], 1),
+        "removal": removal_test(net, flagged, clean[20:], 1, masks=masks),
+        "exposure": {"images": len(flagged)},
+    }
+
+
+def test_a_saturated_shortcut_meets_the_rule_on_the_log_odds(clean, ringed) -> None:
+    # other-class images already at P(1) ~ 0.93 and ringed images at P ~ 1.0: inserting the ring can move P by < 0.07
+    # and removing it leaves P near 0.9, so neither test clears min_effect = 0.15 in probability units
+    net = region_net(_radius() > 1.12, offset=0.03)
+    evidence = _epoch(net, clean, ringed)
+    ins, rem = evidence["counterfactual"], evidence["removal"]
+    assert ins["p_before"] > 0.9 and rem["p_before"] > 0.999
+    assert ins["interval"][1] < 0.15 and rem["interval"][1] < 0.15  # P cannot show it
+    assert ins["reach"] < 0.15 and rem["reach"] < 0.01  # saturated: one unit of log-odds barely moves P there
+    # logit_1 = 10 * darkness: the ring darkens the corners by ~0.6, so the log-odds move by ~6 (sham: ~0)
+    assert ins["logit_interval"][0] > 5 and rem["logit_interval"][0] > 5
+    rule = AlertRule()
+    assert rule.decide(evidence) == (True, "met by insertion, removal")
+    legacy = {k: {f: x for f, x in v.items() if f != "reach"} for k, v in evidence.items()}
+    assert rule.decide(legacy)[0] is False  # the rule before issue 32 missed it
+    # the old fields keep their meaning (probability units): effect = sham-corrected mean shift of P(1)
+    tol = reduction_atol(torch.full((len(clean[20:]),), 1.0))
+    assert ins["effect"] == pytest.approx(ins["mean_shift"] - ins["sham_shift"], rel=0, abs=tol)
+
+
+def test_a_saturated_model_that_ignores_the_ring_never_alerts(clean, ringed) -> None:
+    # the lesion model reads only the centre, which the ring never touches; its P(1) is saturated as well
+    net = region_net(_radius() < 0.4, offset=0.25)
+    evidence = _epoch(net, clean, ringed)
+    rule = AlertRule(patience=1)
+    decision, reason = rule.decide(evidence)
+    assert decision is None and reason.startswith("not informative: P saturated")  # could not show an effect
+    assert not any(rule.update("ring/1", rule.decide(evidence)[0]) for _ in range(5))
+    # not saturated (P ~ 0.5): the same model is read in probability units and clears nothing -- a reset
+    fair = _epoch(region_net(_radius() < 0.4, offset=0.45), clean, ringed)
+    assert fair["counterfactual"]["reach"] > 0.15
+    assert rule.decide(fair)[0] is False
+
+
+def test_an_uninformative_measurement_neither_meets_nor_resets_the_streak() -> None:
+    met = {"removal": _test(0.4, 0.3, 0.5)}
+    blind = {"removal": {**_test(0.01, 0.0, 0.02), "reach": 0.001, "logit_interval": [-0.5, 0.5]}}
+    clear = {"removal": {**_test(0.01, 0.0, 0.02), "reach": 0.2, "logit_interval": [-0.5, 0.5]}}
+    rule = AlertRule(min_effect=0.1, patience=2)
+    assert rule.decide(blind)[0] is None and rule.decide(clear)[0] is False and rule.decide(met)[0] is True
+    fired = [rule.update("k", rule.decide(e)[0]) for e in (met, blind, blind, met)]
+    assert fired == [False, False, False, True]  # met, (kept), (kept), met: two in a row among informative epochs
+    rule = AlertRule(min_effect=0.1, patience=2)
+    assert [rule.update("k", rule.decide(e)[0]) for e in (met, clear, met)] == [False, False, False]  # a reset
+    # too few images is no blindness: such a test still resets, as before
+    few = {"removal": {**blind["removal"], "n": 3}}
+    assert rule.decide(few)[0] is False
+    with pytest.raises(ValueError, match="min_logit_effect"):
+        AlertRule(min_logit_effect=0.0)

@@ -323,3 +323,43 @@ def test_demo_ring_is_the_top_melanoma_candidate_of_the_monitor(tmp_path) -> Non
         if epoch >= 5:
             assert top[3] >= SUSPICIOUS_THRESHOLD_CONCEPTS, (epoch, e)
     assert clean["max_score"] < SUSPICIOUS_THRESHOLD_CONCEPTS, clean["epochs"]  # measured max 0.75
+
+
+# ---------------------------------------------------------------------------- candidates verified (issue 32, item 1)
+def _watch_verdicts(net, x, y, threshold=None) -> tuple[list[dict], list]:
+    """What ShortcutWatch does at a discovery epoch, with its defaults (maps alone: the tiny CNN has no concept
+    layer in its profile): discover, then test each suspicious candidate like a registered artifact."""
+    from lit_xai.contracts import ModelContract, ValueRange
+    from lit_xai.shortcuts import Discovery, ShortcutWatch
+
+    watch = ShortcutWatch(("ring",), discovery=Discovery(concepts=False, threshold=threshold))
+    watch.pool = ReliancePool(x, x - 0.5, y, list(range(len(y))))
+    watch.pool.detect("ring")
+    contract = ModelContract(None, 3, "multiclass", ["disc", "square", "cross"], ValueRange(lambda v: v + 0.5,
+                             lambda v: v - 0.5, "test"))  # fmt: skip
+    found = watch.discover(net)
+    return watch.verify(contract, net, found), found["candidates"]
+
+
+def test_a_candidate_no_detector_knows_is_verified_and_the_clean_data_is_not(shapes) -> None:
+    from lit_xai.shortcuts import AlertRule
+
+    net, x, y, flags, _, _ = shapes["square"]
+    before = set(ARTIFACTS)
+    verified, cands = _watch_verdicts(net, x, y)
+    assert set(ARTIFACTS) == before  # registered for the measurement only
+    tag = [v for v in verified if v["class"] == "square"]
+    assert tag and tag[0]["label"] == "unnamed artifact 1 of class 'square'", [v["label"] for v in verified]
+    evidence = tag[0]["evidence"]
+    # the artifact built from the members alone goes through the same sham-controlled tests and rule
+    assert {"insertion", "removal"} <= set(evidence["tests"])
+    decision, reason = AlertRule().decide(evidence)
+    assert decision is True, (reason, evidence["counterfactual"], evidence.get("removal"))
+    assert tag[0]["twin"] is None  # the ring detector does not flag the tag's members
+    members = torch.tensor(tag[0]["members"])
+    assert float(flags[members].float().mean()) >= 0.8  # and they are the tagged images
+    # the same images without the tag, a model trained without it: no candidate is tested, none verified
+    net_c, xc, yc, _, _, _ = shapes["None"]
+    clean, _ = _watch_verdicts(net_c, xc, yc)
+    assert not any(AlertRule().decide(v["evidence"])[0] for v in clean)
+    assert len(tag) == 1  # the tag split over two clusters (measured) is tested and named once

@@ -277,10 +277,16 @@ class ShortcutMonitor(MonitorBase):
         entries, fired = [], []
         for artifact, name, evidence in result["evidence"]:
             audit_flagged = name in self._audit_flags.get(artifact, [])
-            met = self.rule.met(evidence, audit_flagged)
+            decision, reason = self.rule.decide(evidence)
+            met, informative = bool(decision), decision is not None
             plain = {k: v for k, v in evidence.items() if k != "heatmaps"}
-            entries.append({"epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(plain), "rule_met": met})
-            if self.rule.update(f"{artifact}/{name}", met):
+            entries.append(
+                {
+                    "epoch": epoch, "artifact": artifact, "class": name, **to_jsonable(plain), "rule_met": met,
+                    "informative": informative, "rule_reason": reason,
+                }  # fmt: skip
+            )
+            if self.rule.update(f"{artifact}/{name}", decision):
                 message = AlertRule.message(artifact, name, evidence, audit_flagged, self.rule.passing(evidence))
                 fired.append(self._alert(artifact, name, epoch, plain, audit_flagged, message))
             heat = evidence.get("heatmaps")
@@ -291,18 +297,39 @@ class ShortcutMonitor(MonitorBase):
             if self.rule.update(f"roi/{name}", self.rule.met_roi(share)):
                 message = AlertRule.roi_message(name, share, n)
                 fired.append(self._alert("roi", name, epoch, {"outside_share": share}, False, message))
+        found = result["discovery"]
+        tested: dict[tuple[int, int], dict[str, Any]] = {}
+        watched = {(a, n) for a, n, _ in result["evidence"]}
+        for v in (found or {}).get("verified", []):  # discovered candidates, tested like a watched artifact
+            decision, reason = self.rule.decide(v["evidence"])
+            plain = {k: x for k, x in v["evidence"].items() if k != "heatmaps"}
+            about = {k: v[k] for k in ("label", "twin", "twin_share", "mask_share")}
+            keep = ("counterfactual", "removal", "exposure", "tests", "removal_skipped")
+            tested[(v["class_index"], v["rank"])] = {
+                **to_jsonable(about), "rule_met": bool(decision), "informative": decision is not None,
+                "rule_reason": reason, **to_jsonable({k: plain[k] for k in keep if k in plain}),
+            }  # fmt: skip
+            fires = self.rule.update(f"{v['key']}/{v['class']}", decision)
+            if fires and (v["twin"], v["class"]) not in watched:  # a watched detector's twin alerts under its name
+                share = f"{100 * v['twin_share']:.0f} %"
+                twin = f" (the {v['twin']} detector flags {share} of its members)" if v["twin"] else ""
+                passing = self.rule.passing(v["evidence"])
+                message = AlertRule.message(v["label"] + twin, v["class"], v["evidence"], False, passing)
+                alert = self._alert(v["label"], v["class"], epoch, plain, False, message)
+                alert["candidate"] = to_jsonable({**about, "members": v["members"], "score": v["score"]})
+                fired.append(alert)
         self.alerts.extend(fired)
         result["alerts"] = fired
-        found = result["discovery"]
         if found is not None:
             names = self.contract.class_names
             for c in found["candidates"]:
-                self.candidates.append(
-                    {
-                        "epoch": epoch, **c.to_dict(), "class": names[c.class_index], "clustered": found["view"],
-                        "threshold": found["threshold"],
-                    }  # fmt: skip
-                )
+                record = {
+                    "epoch": epoch, **c.to_dict(), "class": names[c.class_index], "clustered": found["view"],
+                    "threshold": found["threshold"],
+                }  # fmt: skip
+                if (c.class_index, c.rank) in tested:  # the candidate's artifact through the reliance tests
+                    record["tested"] = tested[(c.class_index, c.rank)]
+                self.candidates.append(record)
         return entries
 
     def _alert(
@@ -364,7 +391,7 @@ class ShortcutMonitor(MonitorBase):
             outputs[self.verdict_tag] = verdict
         found = result["discovery"]
         if found is not None:
-            outputs[f"{group}/discovery/time_s"] = found["seconds"]
+            outputs[f"{group}/discovery/time_s"] = found["seconds"] + found.get("verify_seconds", 0.0)
             suspicious = [c for c in found["candidates"] if c.suspicious]
             if found["candidates"]:
                 picture = render_candidates(

@@ -159,10 +159,17 @@ class CandidateArtifact:
         padded = F.pad(x, (t, t, t, t), mode="replicate") if t > 0 else x
         best = torch.full((n,), -math.inf)
         best_shift = torch.zeros(n, 2, dtype=torch.long)
+        # only the region's bounding box is compared (the same pixels in the same order: the same scores, and a
+        # small tag costs a small box instead of the whole image at every shift)
+        ys, xs = self.region.nonzero(as_tuple=True)
+        y0, y1, x0, x1 = (0, h, 0, w)
+        if len(ys):
+            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        template, region = self.template[:, y0:y1, x0:x1], self.region[y0:y1, x0:x1]
         for dy in range(-t, t + 1):
             for dx in range(-t, t + 1):
-                window = padded[:, :, t + dy : t + dy + h, t + dx : t + dx + w]
-                score = 1.0 - (window - self.template).abs().mean(1)[:, self.region].mean(1)
+                window = padded[:, :, t + dy + y0 : t + dy + y1, t + dx + x0 : t + dx + x1]
+                score = 1.0 - (window - template).abs().mean(1)[:, region].mean(1)
                 better = score > best
                 best = torch.where(better, score, best)
                 best_shift[better] = torch.tensor([dy, dx])

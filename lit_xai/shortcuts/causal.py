@@ -36,7 +36,7 @@ from ..artifacts.inserters import insert_ring, remove_ring
 from .reliance import paired_shift
 from .sham import sham_insert, sham_masks
 
-__all__ = ["bootstrap_effect", "insertion_test", "removal_test", "summarize_test"]
+__all__ = ["bootstrap_effect", "insertion_test", "reach", "removal_test", "summarize_test"]
 
 
 def bootstrap_effect(
@@ -110,7 +110,13 @@ def summarize_test(
         the real edit's statistics (``n``, ``p_before``, ``p_after``, ``mean_shift``, ``flip_rate``, ... as
         :func:`~lit_xai.shortcuts.paired_shift`, without per-image tensors) plus ``test``, ``split``, ``sham``
         (the sham kind), ``sham_shift`` (mean shift under the sham), ``sham_p_before``, ``n_sham``, ``effect``
-        (positive = reliance), ``interval``, ``confidence``, ``se`` and ``paired``.
+        (positive = reliance), ``interval``, ``confidence``, ``se`` and ``paired`` -- all in probability units --
+        and the same effect on the log-odds of the class where the inputs carry it (``logit_shifts``):
+        ``logit_effect``, ``logit_interval`` (same bootstrap draws), ``sham_logit_shift`` and ``reach``: the mean
+        change of P(class) that one unit of log-odds in the test's direction (up for insertion, down for removal)
+        would cause on the real edit's images. A small ``reach`` means P is saturated there: the test cannot show
+        an effect in probability, whatever the model does (:class:`~lit_xai.shortcuts.AlertRule` then reads the
+        log-odds).
     """
     paired = test == "insertion"
     stats = bootstrap_effect(
@@ -122,7 +128,7 @@ def summarize_test(
         resamples=resamples,
         seed=seed,
     )
-    out = {k: v for k, v in real.items() if k not in ("shifts", "masks")}
+    out = {k: v for k, v in real.items() if k not in _PER_IMAGE}
     out.update(
         test=test,
         split=split,
@@ -131,7 +137,34 @@ def summarize_test(
         sham_p_before=sham["p_before"],
         **{k: stats[k] for k in ("n_sham", "effect", "interval", "confidence", "se", "paired")},
     )
+    if "logit_shifts" in real and "logit_shifts" in sham:
+        sign = 1.0 if paired else -1.0
+        logit = bootstrap_effect(real["logit_shifts"], sham["logit_shifts"], paired, sign, confidence, resamples, seed)
+        out.update(
+            logit_effect=logit["effect"],
+            logit_interval=logit["interval"],
+            sham_logit_shift=sham.get("mean_logit_shift", math.nan),
+            reach=reach(real["logit_before"], sign),
+        )
     return out
+
+
+#: per-image entries of :func:`~lit_xai.shortcuts.paired_shift` that the summary leaves out
+_PER_IMAGE = ("shifts", "masks", "logit_shifts", "logit_before")
+
+
+def reach(log_odds_before: torch.Tensor | np.ndarray, direction: float = 1.0) -> float:
+    """Mean ``|sigmoid(z + direction) - sigmoid(z)|`` over images of log-odds ``z``: how much P(class) one unit of
+    log-odds moves there (0.23 at P = 0.5, 0.06 at P = 0.9 upwards, 0.02 at P = 0.99 downwards); NaN without images.
+
+    Example:
+        >>> round(reach(torch.zeros(4)), 3), round(reach(torch.full((4,), 20.0), -1.0), 6)
+        (0.231, 0.0)
+    """
+    z = torch.as_tensor(np.asarray(log_odds_before, dtype=np.float64)).double().ravel()
+    if len(z) == 0:
+        return math.nan
+    return float((torch.sigmoid(z + direction) - torch.sigmoid(z)).abs().mean())
 
 
 def insertion_test(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import torch
 from torch import nn
@@ -86,6 +86,12 @@ class ReliancePool:
             out = edit(self.images01[rows])
             self._edits[full] = (out[0], out[1]) if isinstance(out, tuple) else (out, None)
         return self._edits[full]
+
+    def forget(self, name: str) -> None:
+        """Drop artifact ``name``'s flags, masks and cached edits (a candidate tested for one measurement)."""
+        self.flags.pop(name, None)
+        self.masks.pop(name, None)
+        self._edits = {k: v for k, v in self._edits.items() if not (len(k) > 1 and k[1] == name)}
 
     def edited(self, key: tuple, rows: torch.Tensor, edit: Callable[[torch.Tensor], Any]) -> torch.Tensor:
         """The images of :meth:`edit` (cached the same way).
@@ -283,6 +289,13 @@ def _removal(
     return out
 
 
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 class AlertRule:
     """When reliance on an artifact becomes an alert (a small object YAML can configure with ``class_path``).
 
@@ -314,6 +327,11 @@ class AlertRule:
             images (in the calibration, tiny CNNs moved P(class) by up to 0.75 for a ring they never saw). 0 = off.
         outside_roi_threshold: share of positive relevance outside the region of interest that counts as reliance
             on something outside it.
+        min_logit_effect: where P is saturated on a test's images (its ``reach``, the change of P one unit of
+            log-odds causes there, is below ``min_effect``: e.g. other-class images already at P(class) = 0.9, or
+            artifact images at P = 1.0), the test is read on the log-odds of the class instead: it meets the rule
+            when the lower bound of its sham-corrected log-odds effect exceeds this; otherwise it is *blind* and,
+            when every counted test is blind, the measurement neither meets nor resets the streak (:meth:`decide`).
 
     Example:
         >>> rule = AlertRule(min_effect=0.05, patience=2)
@@ -335,6 +353,7 @@ class AlertRule:
         min_images: int = 8,
         min_exposure: int = 8,
         outside_roi_threshold: float = 0.5,
+        min_logit_effect: float = 1.0,
     ) -> None:
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
@@ -353,13 +372,20 @@ class AlertRule:
         self.confidence = confidence
         self.min_images = min_images
         self.min_exposure = min_exposure
+        if not min_logit_effect > 0.0:
+            raise ValueError(f"min_logit_effect must be > 0 (log-odds units), got {min_logit_effect}")
         self.outside_roi_threshold = outside_roi_threshold
+        self.min_logit_effect = min_logit_effect
         self.streak: dict[str, int] = {}
         self.fired: set[str] = set()
 
-    def passing(self, evidence: dict[str, Any]) -> list[str]:
-        """Names of the causal tests in ``evidence`` that meet the rule (``"insertion"``, ``"removal"``)."""
-        names = []
+    def status(self, evidence: dict[str, Any]) -> dict[str, str]:
+        """Per causal test in ``evidence`` (``"insertion"``, ``"removal"``) what it says: ``"met"`` (its effect clears
+        ``min_effect`` on P, or, where P is saturated, ``min_logit_effect`` on the log-odds), ``"clear"`` (it could
+        show an effect and shows none above the threshold), ``"blind"`` (P is saturated on its images -- ``reach``
+        below ``min_effect`` -- and the log-odds do not clear ``min_logit_effect`` either: it could not show an
+        effect) or ``"uncounted"`` (too few images, or insertion without exposure)."""
+        out: dict[str, str] = {}
         for key, name in self.TESTS:
             test = evidence.get(key)
             if not isinstance(test, dict) or "interval" not in test:
@@ -370,13 +396,53 @@ class AlertRule:
                     f"the {name} interval has confidence {level}, below the rule's {self.confidence}; measure with "
                     f"measure_reliance(..., confidence={self.confidence})"
                 )
-            low = test["interval"][0]
             enough = min(test.get("n", 0), test.get("n_sham", 0)) >= self.min_images
             if name == "insertion" and self.min_exposure > 0:
                 enough = enough and evidence.get("exposure", {}).get("images", 0) >= self.min_exposure
-            if enough and low is not None and not math.isnan(low) and low > self.min_effect:
-                names.append(name)
-        return names
+            if not enough:
+                out[name] = "uncounted"
+            elif _number(test["interval"][0]) > self.min_effect:
+                out[name] = "met"
+            elif not _number(test.get("reach")) >= self.min_effect:  # NaN reach (older evidence): not saturated
+                if math.isnan(_number(test.get("reach"))):
+                    out[name] = "clear"
+                elif _number((test.get("logit_interval") or [math.nan])[0]) > self.min_logit_effect:
+                    out[name] = "met"
+                else:
+                    out[name] = "blind"
+            else:
+                out[name] = "clear"
+        return out
+
+    def passing(self, evidence: dict[str, Any]) -> list[str]:
+        """Names of the causal tests in ``evidence`` that meet the rule (``"insertion"``, ``"removal"``)."""
+        return [name for name, state in self.status(evidence).items() if state == "met"]
+
+    def decide(self, evidence: dict[str, Any]) -> tuple[Optional[bool], str]:
+        """One measurement's decision and its reason: True (a test meets the rule), False (the counted tests could
+        show an effect and show none) or None (every counted test was blind: P saturated on its images; the streak
+        is kept, neither met nor reset -- an epoch that could not show an effect is no evidence against one).
+
+        Example:
+            >>> rule = AlertRule()
+            >>> blind = {"effect": 0.0, "interval": [-0.01, 0.01], "confidence": 0.95, "n": 30, "n_sham": 30,
+            ...          "reach": 0.001, "logit_interval": [-0.2, 0.4]}
+            >>> rule.decide({"removal": blind})
+            (None, 'not informative: P saturated in removal (reach 0.001 per unit of log-odds), log-odds inconclusive')
+        """
+        state = self.status(evidence)
+        met = [name for name, s in state.items() if s == "met"]
+        if met:
+            return True, "met by " + ", ".join(met)
+        counted = {name: s for name, s in state.items() if s != "uncounted"}
+        if counted and all(s == "blind" for s in counted.values()):
+            tests = [(key, name) for key, name in self.TESTS if name in counted]
+            reaches = ", ".join(f"{name} (reach {_number(evidence[key].get('reach')):.3f} per unit of log-odds)"
+                                for key, name in tests)  # fmt: skip
+            return None, f"not informative: P saturated in {reaches}, log-odds inconclusive"
+        if not counted:
+            return False, "no causal test with enough images"
+        return False, "not met: " + ", ".join(f"{name} {s}" for name, s in counted.items())
 
     def met(self, evidence: dict[str, Any], audit_flagged: bool) -> bool:
         """Whether one measurement meets the rule. ``audit_flagged`` is supporting evidence only (not a gate)."""
@@ -386,8 +452,12 @@ class AlertRule:
         """Whether one measurement of relevance outside the region of interest meets the rule."""
         return not math.isnan(outside_share) and outside_share >= self.outside_roi_threshold
 
-    def update(self, key: str, met: bool) -> bool:
-        """Record one measurement for ``key``; True exactly when the alert for ``key`` fires now."""
+    def update(self, key: str, met: Optional[bool]) -> bool:
+        """Record one measurement for ``key``; True exactly when the alert for ``key`` fires now. ``met=None`` (an
+        uninformative measurement, :meth:`decide`) keeps the streak as it is."""
+        if met is None:
+            self.streak.setdefault(key, 0)
+            return False
         self.streak[key] = self.streak.get(key, 0) + 1 if met else 0
         if key in self.fired or self.streak[key] < self.patience:
             return False
@@ -402,6 +472,7 @@ class AlertRule:
             "min_images": self.min_images,
             "min_exposure": self.min_exposure,
             "outside_roi_threshold": self.outside_roi_threshold,
+            "min_logit_effect": self.min_logit_effect,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -432,7 +503,14 @@ class AlertRule:
                 f"{test.get('sham', '')} object of the same area on the same images) by "
                 f"{test.get('sham_shift', math.nan):+.2f}"
             )
-        return f"{what}: reliance effect {test.get('effect', math.nan):+.2f} ({level} % CI {low:+.2f} to {high:+.2f})"
+        text = f"{what}: reliance effect {test.get('effect', math.nan):+.2f} ({level} % CI {low:+.2f} to {high:+.2f})"
+        if "logit_effect" in test:
+            llow, lhigh = test.get("logit_interval", [math.nan, math.nan])
+            text += (
+                f"; on the log-odds of '{cls}' {test['logit_effect']:+.2f} ({level} % CI {llow:+.2f} to {lhigh:+.2f}; "
+                f"one unit of log-odds moves P by {_number(test.get('reach')):.2f} on these images)"
+            )
+        return text
 
     @staticmethod
     def message(
@@ -446,7 +524,8 @@ class AlertRule:
         """
         tests = [evidence[key] for key, _ in AlertRule.TESTS if isinstance(evidence.get(key), dict)]
         marked = set(passing or ())
-        lines = [f"the model relies on the {artifact} artifact as evidence for '{cls}' (sham-controlled tests):"]
+        what = artifact if artifact.startswith("unnamed artifact") else f"the {artifact} artifact"
+        lines = [f"the model relies on {what} as evidence for '{cls}' (sham-controlled tests):"]
         for test in tests:
             flag = " [meets the rule]" if test.get("test") in marked else ""
             lines.append(f"- {AlertRule.describe_test(test, artifact, cls)}{flag}")

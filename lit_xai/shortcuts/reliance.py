@@ -30,6 +30,8 @@ from ..contracts import probabilities
 __all__ = [
     "relevance_in_mask",
     "predict_proba",
+    "predict_logits",
+    "log_odds",
     "paired_shift",
     "counterfactual_shift",
     "removal_shift",
@@ -107,6 +109,29 @@ def _probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     return probabilities(logits, task)
 
 
+def predict_logits(
+    model: nn.Module,
+    images01: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """The model's float32 logits ``(N, K)`` of images in [0, 1] (eval mode, ``torch.no_grad()``, flags restored)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else images01.device
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    chunks = []
+    with _evaluating(model), torch.no_grad():
+        for i in range(0, images01.shape[0], batch_size):
+            x = images01[i : i + batch_size].to(device=device, dtype=dtype)
+            if normalize is not None:
+                x = normalize(x)
+            logits = model(x).float()
+            if logits.ndim != 2:
+                raise ValueError(f"the model must return logits (N, K), got shape {tuple(logits.shape)}")
+            chunks.append(logits.cpu())
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
 def predict_proba(
     model: nn.Module,
     images01: torch.Tensor,
@@ -124,18 +149,29 @@ def predict_proba(
         >>> predict_proba(net, torch.rand(5, 3, 4, 4)).sum(1).allclose(torch.ones(5))
         True
     """
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else images01.device
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    chunks = []
-    with _evaluating(model), torch.no_grad():
-        for i in range(0, images01.shape[0], batch_size):
-            x = images01[i : i + batch_size].to(device=device, dtype=dtype)
-            if normalize is not None:
-                x = normalize(x)
-            chunks.append(_probabilities(model(x).float(), task).cpu())
-    k = chunks[0].shape[1] if chunks else 0
-    return torch.cat(chunks) if chunks else torch.zeros(0, k)
+    logits = predict_logits(model, images01, normalize, batch_size)
+    if len(logits) == 0:
+        return logits
+    return _probabilities(logits, task)
+
+
+def log_odds(logits: torch.Tensor, target_class: int, task: str = "multiclass") -> torch.Tensor:
+    """Log-odds of ``target_class`` per row, ``log(p / (1 - p))``, from the logits (float64, finite where p is 0 or 1).
+
+    Softmax (binary / multiclass): ``z_t - logsumexp(z_others)``; sigmoid (multilabel): ``z_t``. A probability that
+    float32 rounds to 1.0 still has a finite log-odds, so an effect that P cannot show any more (a saturated
+    prediction) shows here.
+
+    Example:
+        >>> import torch
+        >>> log_odds(torch.tensor([[0.0, 30.0], [0.0, 0.0]]), 1).tolist()
+        [30.0, 0.0]
+    """
+    z = logits.double()
+    if task == "multilabel":
+        return z[:, target_class]
+    others = torch.cat([z[:, :target_class], z[:, target_class + 1 :]], 1)
+    return z[:, target_class] - torch.logsumexp(others, 1)
 
 
 def _decisions(probs: torch.Tensor, target_class: int, task: str) -> torch.Tensor:
@@ -159,15 +195,20 @@ def paired_shift(
         dict with ``n``, ``p_before``/``p_after`` (mean probabilities), ``mean_shift``, ``median_shift``,
         ``std_shift``, ``t_statistic`` and ``p_value`` (paired t-test), ``wilcoxon_p`` (signed-rank test; NaN when
         all shifts are 0 or n < 2), ``flip_rate`` (share whose decision for ``target_class`` changed),
-        ``flips_to_target``, ``flips_from_target`` (shares), and ``shifts`` (per-image tensor).
+        ``flips_to_target``, ``flips_from_target`` (shares), ``shifts`` (per-image tensor), and on the log-odds of
+        ``target_class`` (:func:`log_odds`): ``mean_logit_shift``, the per-image ``logit_shifts`` and the log-odds
+        before the edit ``logit_before`` (float64 tensors).
     """
     if before01.shape != after01.shape:
         raise ValueError(f"before and after must have the same shape, got {before01.shape} and {after01.shape}")
-    pb = predict_proba(model, before01, normalize, task, batch_size)
-    pa = predict_proba(model, after01, normalize, task, batch_size)
+    zb = predict_logits(model, before01, normalize, batch_size)
+    za = predict_logits(model, after01, normalize, batch_size)
+    pb, pa = _probabilities(zb, task), _probabilities(za, task)
     if not 0 <= target_class < pb.shape[1]:
         raise ValueError(f"target_class {target_class} out of range for {pb.shape[1]} model outputs")
     shifts = pa[:, target_class] - pb[:, target_class]
+    before_odds = log_odds(zb, target_class, task)
+    logit_shifts = log_odds(za, target_class, task) - before_odds
     db, da = _decisions(pb, target_class, task), _decisions(pa, target_class, task)
     n = len(shifts)
     s = shifts.double().numpy()
@@ -189,7 +230,10 @@ def paired_shift(
         "flip_rate": float((db != da).float().mean()) if n else math.nan,
         "flips_to_target": float((~db & da).float().mean()) if n else math.nan,
         "flips_from_target": float((db & ~da).float().mean()) if n else math.nan,
+        "mean_logit_shift": float(logit_shifts.mean()) if n else math.nan,
         "shifts": shifts,
+        "logit_shifts": logit_shifts,
+        "logit_before": before_odds,
     }
 
 

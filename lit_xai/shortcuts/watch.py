@@ -26,6 +26,7 @@ from ..artifacts.roi import relevance_outside_roi
 from ..contracts import ModelContract, Probes, probabilities, stand_in_labels
 from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
 from ..schedule import due
+from .candidate_artifact import candidate_artifact
 from .discovery import default_threshold, discover_candidates
 from .monitoring import AlertRule, ReliancePool, measure_reliance
 
@@ -89,6 +90,11 @@ class Discovery:
         max_per_class: explanations clustered per class (seeded subset; bounds the cost).
         threshold: score above which a candidate is suspicious; None = the default of what is clustered
             (:func:`lit_xai.shortcuts.default_threshold`, measured in ``benchmarks/discovery.py``).
+        verify: test every candidate above the threshold like a registered artifact (issue 32): an artifact built
+            from its members alone (:func:`lit_xai.shortcuts.candidate_artifact`: member masks where their relevance
+            sets them apart, a template detector, an inserter pasting a member's masked pixels, the harmonic remover)
+            goes through the same sham-controlled insertion / removal tests (:func:`measure_reliance`) and the same
+            :class:`AlertRule`; an alert reads "unnamed artifact k of class 'c'". ``verify=False``: list only.
         concepts: cluster the concept relevances with the maps (one more LRP pass). Without them a shortcut that
             draws little relevance is missed: on the demo the ring's LRP maps alone form a cluster, but the benign
             class's maps look at the image border too (bright corners speak for benign), so that cluster does not
@@ -105,6 +111,7 @@ class Discovery:
     max_per_class: int = 128
     threshold: Optional[float] = None
     concepts: bool = True
+    verify: bool = True
 
     def __post_init__(self) -> None:
         if self.every_n_epochs < 0 or self.top_k < 1 or self.max_per_class < 8:
@@ -229,13 +236,76 @@ class ShortcutWatch:
                     confidence=self.rule.confidence,
                 )
                 evidence.append((artifact, names[cls], found))
+        found = self.discover(module) if discover else None
+        if found is not None and self.discovery.verify:
+            start = time.perf_counter()
+            found["verified"] = self.verify(contract, module, found)
+            found["verify_seconds"] = time.perf_counter() - start
         return {
             "evidence": evidence,
             "predictions": [self.predict(module, found, contract.task) for _, _, found in evidence],
             "method": self.explainer.describe(module),
             "roi": self.measure_roi(contract, module),
-            "discovery": self.discover(module) if discover else None,
+            "discovery": found,
         }
+
+    def verify(self, contract: ModelContract, module: torch.nn.Module, found: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every suspicious candidate of a :meth:`discover` result as a tested artifact: built from its members
+        alone (:func:`~lit_xai.shortcuts.candidate_artifact`), registered for the measurement only, and measured
+        like a watched artifact (:func:`measure_reliance`: sham-controlled insertion and removal, bootstrap
+        intervals). Returns per candidate ``key`` (stable name for the rule's streak: class and rank), ``label``
+        ("unnamed artifact k of class 'c'"), ``class``, ``twin`` (a watched detector flagging at least half of the
+        members, else None), ``twin_share``, ``members`` (ids), ``mask_share`` (the template region's share of the
+        image) and ``evidence``; candidates whose artifact cannot be built are left out, and so is a candidate whose
+        template region overlaps (IoU >= 0.5) that of a better-ranked candidate of its class (one artifact split over
+        two clusters is tested and named once)."""
+        pool, budget, names = self.pool, self.budget, contract.class_names
+        out: list[dict[str, Any]] = []
+        tested: list[tuple[int, int, torch.Tensor]] = []
+        for cand in found["candidates"]:
+            if not cand.suspicious:
+                continue
+            try:
+                art = candidate_artifact(cand, pool.images01[found["rows"]], found["heat"], labels=found["labels"])
+            except ValueError:
+                continue
+            # a class's artifact split over two clusters gives two candidates on one region: tested (and named) once
+            same = [k for c, k, region in tested if c == cand.class_index and _iou(region, art.region) >= 0.5]
+            if same:
+                continue
+            tested.append((cand.class_index, cand.rank, art.region))
+            rows = found["rows"][torch.as_tensor(cand.rows, dtype=torch.long)]
+            twin, twin_share = None, 0.0
+            for detector in self.detectors:
+                share = float(pool.flags[detector][rows].float().mean())
+                if share >= 0.5 and share > twin_share:
+                    twin, twin_share = detector, share
+            name = f"_unnamed_c{cand.class_index}_{cand.rank + 1}"
+            pools = [p for p in (pool, self.train_pool) if p is not None]
+            with art.registered(name):
+                try:
+                    pool.detect(name)
+                    art.flag_pool(pool, name)
+                    evidence = measure_reliance(
+                        module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,
+                        task=contract.task, num_probes=0, num_counterfactual=budget.num_counterfactual,
+                        spray_samples=0, seed=budget.seed, removal_pool=self.train_pool,
+                        min_removal_images=MIN_REMOVAL_IMAGES, confidence=self.rule.confidence,
+                    )  # fmt: skip
+                finally:
+                    for p in pools:
+                        p.forget(name)
+            cls = names[cand.class_index] if cand.class_index < len(names) else str(cand.class_index)
+            evidence["artifact"] = label = f"unnamed artifact {cand.rank + 1} of class '{cls}'"
+            out.append(
+                {
+                    "key": f"candidate_{cand.rank + 1}", "label": label, "class": cls, "class_index": cand.class_index,
+                    "rank": cand.rank,
+                    "twin": twin, "twin_share": twin_share, "members": [int(m) for m in cand.members],
+                    "mask_share": float(art.region.float().mean()), "score": float(cand.score), "evidence": evidence,
+                }  # fmt: skip
+            )
+        return out
 
     def predict(self, module: torch.nn.Module, evidence: dict[str, Any], task: str) -> Optional[torch.Tensor]:
         """Class probabilities ``(n, K)`` of the flagged probes whose maps are shown (captions), or None."""
@@ -305,3 +375,9 @@ class ShortcutWatch:
             if not math.isnan(mean):
                 shares[name] = (mean, len(members))
         return shares
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Intersection over union of two bool masks (0 when both are empty)."""
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 0.0

@@ -1,0 +1,82 @@
+"""Issue 32, item 1, through the callback: a planted artifact no registered detector knows (a bright square tag in
+35 % of one class of a tiny shapes dataset) is found *and verified* by ``ShortcutMonitor`` (defaults, discovery on
+the maps alone); the same data without the tag raises no alert."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from _discovery_data import shapes_dataset, tiny_cnn
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer, seed_everything
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_xai.callbacks import ModelSpec, ShortcutMonitor
+from lit_xai.shortcuts import Discovery
+
+EPOCHS = 12
+
+
+class Shapes(LightningDataModule):
+    def __init__(self, tag: str | None) -> None:
+        super().__init__()
+        x, y, _, _ = shapes_dataset(tag=tag, seed=0)
+        xv, yv, _, _ = shapes_dataset(tag=tag, seed=100)
+        self.train, self.val = TensorDataset(x - 0.5, y), TensorDataset(xv - 0.5, yv)  # as train_tiny
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train, batch_size=32, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val, batch_size=64)
+
+
+class Net(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_cnn(3, seed=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self(x), y)
+
+    def validation_step(self, batch, _):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=3e-3)
+
+
+def fit(root: Path, tag: str | None) -> ShortcutMonitor:
+    seed_everything(0)
+    # defaults (detectors=("ring",), verification on) but the maps alone are clustered: with the concept relevances
+    # beside them the tag's cluster scores 1.0-1.3 here, under their threshold 1.75 (discovery recall, issue 32 item 2)
+    mon = ShortcutMonitor(model=ModelSpec(input_range=(-0.5, 0.5)), discovery=Discovery(concepts=False), verbose=False)
+    trainer = Trainer(
+        max_epochs=EPOCHS, accelerator="cpu", logger=False, callbacks=[mon], enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=str(root),
+    )  # fmt: skip
+    trainer.fit(Net(), Shapes(tag))
+    return mon
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_an_unregistered_tag_is_verified_and_the_clean_control_is_not(tmp_path: Path) -> None:
+    mon = fit(tmp_path / "tag", "square")
+    alerts = [a for a in mon.alerts if a["artifact"].startswith("unnamed artifact")]
+    assert alerts, (mon.alerts, [c.get("tested", {}).get("rule_reason") for c in mon.candidates])
+    alert = alerts[0]
+    assert alert["artifact"] == "unnamed artifact 1 of class '1'" and alert["class"] == "1"
+    assert alert["message"].startswith("the model relies on unnamed artifact 1 of class '1'")
+    assert "% CI" in alert["message"] and alert["candidate"]["twin"] is None
+    report = json.loads((Path(mon._log_dir) / "shortcut_report.json").read_text())
+    tested = [c["tested"] for c in report["candidates"] if "tested" in c]
+    assert any(t["rule_met"] for t in tested) and all("counterfactual" in t for t in tested)
+
+    control = fit(tmp_path / "clean", None)
+    assert control.alerts == [], [a["message"] for a in control.alerts]
