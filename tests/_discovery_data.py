@@ -160,14 +160,14 @@ def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8
         callbacks=[monitor],
     )  # fmt: skip
     seconds: list[float] = []
-    discover = monitor._discover
+    discover = monitor.watch.discover  # the monitor's policy object (lit_xai.shortcuts.ShortcutWatch)
 
-    def timed(module: nn.Module, epoch: int) -> dict:
-        found = discover(module, epoch)
+    def timed(module: nn.Module) -> dict:
+        found = discover(module)
         seconds.append(found["seconds"])
         return found
 
-    monitor._discover = timed  # type: ignore[method-assign]
+    monitor.watch.discover = timed  # type: ignore[method-assign]
     trainer.fit(model, dm)
     pool = monitor._pool
     ring = {int(i): bool(dm.dataset("val")[int(i)]["artifact"]) for i in pool.ids}
