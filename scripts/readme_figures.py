@@ -248,6 +248,12 @@ def _signed(values: list[float]) -> str:
     return a if a == b else f"{a} to {b}"
 
 
+def _ci_text(tests: list[dict[str, Any]]) -> str:
+    """The seeds' 95 % intervals in words: the lowest lower bound and the widest half-width."""
+    half = max((t["high"] - t["low"]) / 2 for t in tests)
+    return f"95 % CIs at most ±{half:.2f} wide, lowest lower bound {min(t['low'] for t in tests):+.2f}"
+
+
 def render_block(name: str, figures: dict[str, Any]) -> str:
     """The text of README block ``name`` from the figures (the only source of the numbers in it)."""
     runs = figures["runs"]
@@ -268,25 +274,20 @@ def render_block(name: str, figures: dict[str, Any]) -> str:
     if name == "demo":
         alert_epochs = sorted({r["alert_epoch"] for r in seeded})
         disc = sorted({r["discovery_epoch"] for r in seeded if r["discovery_epoch"] is not None})
-        missing = sum(r["discovery_epoch"] is None for r in seeded)
         ins, rem = [r["insertion"] for r in seeded], [r["removal"] for r in seeded]
         alert = "/".join(str(e) for e in alert_epochs)
-        purity = [d["purity"] for r in seeded for d in r["discovery"]]
+        purity = [d["purity"] for r in seeded for d in r["discovery"] if d["suspicious"]]
+        firsts = ", ".join("never" if r["discovery_epoch"] is None else str(r["discovery_epoch"]) for r in seeded)
         disc_text = (
-            (
-                f"label-free discovery (no ring detector) lists a melanoma candidate above its threshold "
-                f"({seeded[0]['discovery_threshold']}) from epoch {'/'.join(str(e) for e in disc)}"
-                + (f" ({missing} of {n} seeds never)" if missing else "")
-                if disc
-                else f"label-free discovery does not reach its threshold in any of the {n} seeds"
-            )
-            + (
-                "; the first melanoma candidate is the ring group at every discovery epoch"
-                if purity and min(purity) >= 0.8
-                else "; the first melanoma candidate at the discovery epochs is a mixed group"
-            )
-            + f" ({_span(purity, '.2f')} of its members carry the ring)"
+            f"label-free discovery (no ring detector) first lists a melanoma candidate above its threshold "
+            f"({seeded[0]['discovery_threshold']}) at epoch {firsts} (seed by seed)"
+            if disc
+            else f"label-free discovery does not reach its threshold in any of the {n} seeds"
         )
+        if purity:
+            disc_text += (
+                "; every candidate above it is the ring group" if min(purity) >= 0.8 else "; the candidates above it"
+            ) + f" ({_span(purity, '.2f')} of its members carry the ring)"
         seeds = ", ".join(map(str, figures["seeds"]))
         return (
             f"Measured with `python scripts/readme_figures.py run` over {n} seeds ({seeds}; "
@@ -298,12 +299,11 @@ def render_block(name: str, figures: dict[str, Any]) -> str:
             f"{_span([r['test_acc'] for r in seeded], '.3f')}. The shortcut is learned: the alert fires at epoch "
             f"{alert} with sham-corrected evidence — inserting the ring into {ins[0]['n']} clean benign images "
             f"moves P(melanoma) by {_signed([t['shift'] for t in ins])} while a neutral object of the same area moves "
-            f"it by {_signed([t['sham_shift'] for t in ins])} (reliance effect {_signed([t['effect'] for t in ins])}, "
-            f"95 % CI from {_signed([t['low'] for t in ins])} to {_signed([t['high'] for t in ins])}), and "
+            f"it by {_signed([t['sham_shift'] for t in ins])} (reliance effect {_signed([t['effect'] for t in ins])}; "
+            f"{_ci_text(ins)}), and "
             f"inpainting it away on the ringed melanomas lowers P(melanoma) by "
             f"{_span([-t['shift'] for t in rem], '.2f')} against {_signed([t['sham_shift'] for t in rem])} for the "
-            f"same inpainting elsewhere (effect {_signed([t['effect'] for t in rem])}, CI from "
-            f"{_signed([t['low'] for t in rem])} to {_signed([t['high'] for t in rem])}); LRP puts "
+            f"same inpainting elsewhere (effect {_signed([t['effect'] for t in rem])}; {_ci_text(rem)}); LRP puts "
             f"{_span([r['relevance_ratio'] for r in seeded], '.1f', 'x')} the area-proportional relevance on the "
             f"ring (supporting evidence only); {disc_text}. The run report is "
             f"{_span([r['report_mb'] for r in seeded], '.1f', ' MB')}."

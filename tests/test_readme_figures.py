@@ -21,9 +21,11 @@ def test_figures_file_holds_three_seeds_a_quiet_run_and_the_busy_core_runs() -> 
     script = _script()
     figures = json.loads(script.FIGURES.read_text())
     runs = figures["runs"]
-    seeded = [r for r in runs if r["monitors"] and not r["busy_core"]]
+    seeded = [r for r in runs if r["monitors"] and not r["busy_core"] and not r.get("corrected")]
     assert sorted(r["seed"] for r in seeded) == sorted(figures["seeds"]) and len(seeded) == 3
     assert any(not r["monitors"] for r in runs)
+    corrected = [r for r in runs if r.get("corrected")]
+    assert len(corrected) == 1 and corrected[0]["correction"]["method"].startswith("A-ClArC")
     assert {r.get("forced_threads") for r in runs if r["busy_core"]} == {None, "all"}
     assert figures["machine"]["cores"] and figures["machine"]["cpu"] and figures["command"].startswith("python train")
     for r in seeded:
