@@ -57,6 +57,7 @@ from ..correction import (
 from ..report.outcome import correction_outcome, outcome_text, read_run_record
 from ..visualization.console import RULE
 from .base import epoch_step, preserve_rng
+from .shortcut_monitor import ShortcutMonitor
 from .sinks import log_scalars, notify
 
 #: the correction's result in the run folder (read by the run report)
@@ -450,7 +451,7 @@ class ShortcutCorrection(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Whether the shortcut is gone: this run's ShortcutMonitor record against the ``baseline`` run's."""
-        monitor = next((cb for cb in trainer.callbacks if type(cb).__name__ == "ShortcutMonitor"), None)
+        monitor = next((cb for cb in trainer.callbacks if isinstance(cb, ShortcutMonitor)), None)
         if monitor is None or not trainer.is_global_zero or trainer.sanity_checking:
             return
         before = before_acc = before_run = None

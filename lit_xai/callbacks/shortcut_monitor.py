@@ -40,6 +40,7 @@ from ..visualization.console import alert_block, fit_summary
 from ._shards import read_shared
 from .base import MonitorBase
 from .layout import shortcut_layout, write_layout
+from .report import RunReport
 from .sinks import Picture, find_tensorboard, log_text, notify
 
 __all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]  # Discovery, ShortcutBudget: from lit_xai.shortcuts.watch
@@ -491,7 +492,7 @@ class ShortcutMonitor(MonitorBase):
             return
         with self._background.lock:
             history, alerts = list(self.history), list(self.alerts)
-        report = next((cb for cb in trainer.callbacks if type(cb).__name__ == "RunReport"), None)
+        report = next((cb for cb in trainer.callbacks if isinstance(cb, RunReport)), None)
         report_path = None
         if report is not None:
             report_path = f"{report.run_dir(trainer) / report.filename} (written when fit ends and after test)"
