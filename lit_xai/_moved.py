@@ -34,7 +34,8 @@ warnings.filterwarnings("default", category=LitXaiDeprecationWarning)
 
 
 def renamed_argument(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
-    """Warn that ``owner(old=...)`` is deprecated in favour of ``new`` (a spelling a user can copy).
+    """Warn that ``owner(old=...)`` (or the command ``owner``'s option ``--old``) is deprecated in favour of ``new``
+    (a spelling a user can copy).
 
     Example:
         >>> import warnings
@@ -44,8 +45,9 @@ def renamed_argument(owner: str, old: str, new: str, stacklevel: int = 3) -> Non
         >>> str(caught[0].message)
         'Thing(n=...) is deprecated and will be removed in the next release; use Thing(count=...)'
     """
+    spelled = f"{owner} {old}" if old.startswith("--") else f"{owner}({old}=...)"  # a command line option
     warnings.warn(
-        f"{owner}({old}=...) is deprecated and will be removed in the next release; use {new}",
+        f"{spelled} is deprecated and will be removed in the next release; use {new}",
         LitXaiDeprecationWarning,
         stacklevel=stacklevel,
     )
