@@ -2,22 +2,23 @@
 
 The callback only schedules and logs; the work is :mod:`lit_xai.correction` (pure):
 
-* **A-ClArC** (``method="aclarc"``, input space): at each epoch's start the artifact's rate in every class is
-  estimated on a seeded, bounded sample of the training set (:func:`lit_xai.correction.artifact_rates`, summed over
-  the DDP ranks); in ``on_train_batch_start`` the registered inserter draws the artifact into artifact-free images of
-  the batch with the per-class probability that gives every class the same rate
-  (:func:`lit_xai.correction.equalising_probabilities`), in place, before the training step reads the batch. The
-  artifact then no longer predicts the label. Costs one inserter call per batch; no CAV, no extra backward.
-* **CAV refit** (every ``refit_every_n_epochs`` epochs, at the epoch's start): a seeded, bounded sample of the
-  training set (``max_samples`` in all, split over the DDP ranks and gathered with the strategy's ``all_gather``),
-  its activations at ``layer`` in eval mode, artifact labels from the items' ``artifact`` field, a registered
-  detector or an index list, and the signal-pattern CAV (:func:`lit_xai.correction.fit_cav`). The global RNG is
-  restored afterwards (augmentations of the sampled items do not shift training).
+* **A-ClArC** (``method="aclarc"``, input space): at the first epoch's start (once: the rates are the dataset's; a
+  resumed run restores them) the artifact's rate in every class is estimated on a seeded, bounded sample of the
+  training set (:func:`lit_xai.correction.artifact_rates`, summed over the DDP ranks); in ``on_train_batch_start`` the
+  registered inserter draws the artifact into artifact-free images of the batch with the per-class probability that
+  gives every class the same rate (:func:`lit_xai.correction.equalising_probabilities`), in place, before the training
+  step reads the batch. The artifact then no longer predicts the label. Costs one inserter call per batch; no CAV, no
+  extra backward.
+* **CAV refit** (every ``cav.every_n_epochs`` epochs, at the epoch's start): a seeded, bounded sample of the training
+  set (``budget.max_samples`` in all, split over the DDP ranks and gathered with the strategy's ``all_gather``), its
+  activations at ``cav.layer`` in eval mode, artifact labels from the items' ``artifact`` field, a registered detector
+  or an index list, and the signal-pattern CAV (:func:`lit_xai.correction.fit_cav`). The global RNG is restored
+  afterwards (augmentations of the sampled items do not shift training).
 * **Penalty** (every training batch): the training step's own forward is observed through two temporary forward
   hooks (the layer and the module that returns the logits); in ``on_before_backward`` -- after Lightning zeroed the
-  gradients of the accumulation window, before its backward -- ``weight * penalty`` is differentiated with respect to
-  the trainable parameters and added to their ``.grad``. No extra forward pass. The contribution is divided by
-  ``accumulate_grad_batches`` and multiplied by the AMP scaler's scale when there is one (``16-mixed``), exactly as
+  gradients of the accumulation window, before its backward -- ``penalty.weight * penalty`` is differentiated with
+  respect to the trainable parameters and added to their ``.grad``. No extra forward pass. The contribution is divided
+  by ``accumulate_grad_batches`` and multiplied by the AMP scaler's scale when there is one (``16-mixed``), exactly as
   Lightning treats the loss; under ``bf16-mixed`` the double backward runs on the bf16 graph and the penalty is
   accumulated in float32. Under DDP the gradients are added before the wrapped backward, so DDP's reducer averages
   them with the loss gradients (only single-process runs are tested).
@@ -25,9 +26,10 @@ The callback only schedules and logs; the work is :mod:`lit_xai.correction` (pur
 Opt-in: without the callback nothing of this runs. It needs automatic optimisation.
 
 Logged once per epoch (step = completed epochs, like the other lit_xai callbacks): ``correction/penalty`` (mean over
-the epoch's batches, before the weight), ``correction/lambda`` and, after each refit, ``correction/cav_auc`` (AUC of the
-CAV scores, artifact vs clean: how well the direction separates the artifact at this layer); with ``"aclarc"``
-``correction/inserted`` (share of the epoch's training images that got the artifact drawn in).
+the epoch's batches, before the weight), ``correction/lambda`` (``penalty.weight``) and, after each refit,
+``correction/cav_auc`` (AUC of the CAV scores, artifact vs clean: how well the direction separates the artifact at this
+layer); with ``"aclarc"`` ``correction/inserted`` (share of the epoch's training images that got the artifact drawn
+in).
 """
 
 from __future__ import annotations
