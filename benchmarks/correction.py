@@ -53,7 +53,7 @@ from lit_xai.artifacts import ReliancePool, measure_reliance  # noqa: E402
 from lit_xai.callbacks import ShortcutCorrection  # noqa: E402
 from lit_xai.cli import instantiate_datamodule  # noqa: E402
 from lit_xai.contracts import read_item  # noqa: E402
-from lit_xai.correction import ProjectedModel  # noqa: E402
+from lit_xai.correction import CAVSettings, CorrectionBudget, PenaltySettings, ProjectedModel  # noqa: E402
 from lit_xai.correction.posthoc import fit_split_cav  # noqa: E402
 from lit_xai.explainers import build_explainer  # noqa: E402
 from lit_xai.models import ImageClassifier  # noqa: E402
@@ -138,13 +138,17 @@ def train(config: dict, dm, seed: int, callbacks: list) -> tuple[ImageClassifier
 
 def corrections(args: argparse.Namespace) -> dict[str, tuple[str, ShortcutCorrection]]:
     """The training-time corrections compared: method -> (row name, a fresh callback)."""
+    budget = CorrectionBudget(max_samples=args.max_samples, seed=args.seed)
     make = {
-        "aclarc": lambda: ShortcutCorrection(method="aclarc", max_samples=args.max_samples, seed=args.seed),
+        "aclarc": lambda: ShortcutCorrection(method="aclarc", budget=budget),
         "rrclarc": lambda: ShortcutCorrection(
-            method="rrclarc", layer=args.layer, weight=args.rrclarc_weight, max_samples=args.max_samples,
-            seed=args.seed, subspace=args.rrclarc_subspace,
+            method="rrclarc", cav=CAVSettings(layer=args.layer), budget=budget,
+            penalty=PenaltySettings(weight=args.rrclarc_weight, subspace=args.rrclarc_subspace),
         ),
-        "rrr": lambda: ShortcutCorrection(method="rrr", layer=args.layer, weight=args.rrr_weight, seed=args.seed),
+        "rrr": lambda: ShortcutCorrection(
+            method="rrr", cav=CAVSettings(layer=args.layer), penalty=PenaltySettings(weight=args.rrr_weight),
+            budget=CorrectionBudget(seed=args.seed),  # RRR's CAV sample: the default size, as before
+        ),
     }
     names = {
         "aclarc": "A-ClArC",

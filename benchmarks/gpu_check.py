@@ -230,7 +230,7 @@ def section_monitor_cost(device: torch.device, quick: bool) -> dict[str, Any]:
     epoch = plain["train_epoch_end:m0"][1] - plain["train_epoch_start:m0"][1]
     monitors = {
         "explanation": ExplanationMonitor(explainers=("lrp", "crp", "gradcam"), every_n_epochs=1),
-        "shortcut": ShortcutMonitor(detectors=("ring",), every_n_epochs=1),
+        "shortcut": ShortcutMonitor(artifacts=("ring",), every_n_epochs=1),
         "quality": ExplanationQualityMonitor(explainers=("lrp", "gradcam"), every_n_epochs=1),
     }
     log = run(monitors)

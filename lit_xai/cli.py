@@ -201,10 +201,20 @@ def tool_main(argv: Optional[list[str]] = None, command_line: bool = False) -> i
     parser = argparse.ArgumentParser(prog="lit-xai audit")
     parser.add_argument("--config", required=True)
     parser.add_argument("--split", default="train", choices=["train", "val", "test"])
-    parser.add_argument("--detectors", nargs="+", default=["ring", "dark_corners"])
+    parser.add_argument(
+        "--artifacts", nargs="+", default=None, help="registered artifacts to look for (default: ring dark_corners)"
+    )
+    parser.add_argument("--detectors", nargs="+", default=None, help=argparse.SUPPRESS)  # deprecated: --artifacts
     parser.add_argument("--max_samples", type=int, default=None)
     parser.add_argument("--output", default=None, help="write the JSON report here")
     opts = parser.parse_args(rest)
+    if opts.detectors is not None:
+        from lit_xai._moved import renamed_argument
+
+        renamed_argument("lit-xai audit", "--detectors", "--artifacts", stacklevel=2)
+        if opts.artifacts is not None:
+            parser.error("give --artifacts or its old spelling --detectors, not both")
+    artifacts = opts.artifacts or opts.detectors or ["ring", "dark_corners"]
     try:
         datamodule = instantiate_datamodule(opts.config)
     except Exception as err:
@@ -215,7 +225,7 @@ def tool_main(argv: Optional[list[str]] = None, command_line: bool = False) -> i
     from lit_xai.shortcuts import audit_datamodule
 
     report = audit_datamodule(
-        datamodule, split=opts.split, detectors=tuple(opts.detectors), max_samples=opts.max_samples
+        datamodule, split=opts.split, detectors=tuple(artifacts), max_samples=opts.max_samples
     )
     print(report.summary() if hasattr(report, "summary") else report)
     if opts.output:

@@ -2,6 +2,7 @@
 log what they render."""
 
 from ..contracts import ModelSpec
+from ..correction import CAVSettings, CorrectionBudget, PenaltySettings  # ShortcutCorrection's settings
 from .base import MonitorBase
 from .correction import ShortcutCorrection
 from .explanation_monitor import ExplanationMonitor, Pictures
@@ -10,10 +11,13 @@ from .report import RunReport
 from .shortcut_monitor import ShortcutBudget, ShortcutMonitor
 
 __all__ = [
+    "CAVSettings",
+    "CorrectionBudget",
     "ExplanationMonitor",
     "ExplanationQualityMonitor",
     "ModelSpec",
     "MonitorBase",
+    "PenaltySettings",
     "Pictures",
     "QualitySettings",
     "RunReport",

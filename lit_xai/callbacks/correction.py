@@ -2,22 +2,23 @@
 
 The callback only schedules and logs; the work is :mod:`lit_xai.correction` (pure):
 
-* **A-ClArC** (``method="aclarc"``, input space): at each epoch's start the artifact's rate in every class is
-  estimated on a seeded, bounded sample of the training set (:func:`lit_xai.correction.artifact_rates`, summed over
-  the DDP ranks); in ``on_train_batch_start`` the registered inserter draws the artifact into artifact-free images of
-  the batch with the per-class probability that gives every class the same rate
-  (:func:`lit_xai.correction.equalising_probabilities`), in place, before the training step reads the batch. The
-  artifact then no longer predicts the label. Costs one inserter call per batch; no CAV, no extra backward.
-* **CAV refit** (every ``refit_every_n_epochs`` epochs, at the epoch's start): a seeded, bounded sample of the
-  training set (``max_samples`` in all, split over the DDP ranks and gathered with the strategy's ``all_gather``),
-  its activations at ``layer`` in eval mode, artifact labels from the items' ``artifact`` field, a registered
-  detector or an index list, and the signal-pattern CAV (:func:`lit_xai.correction.fit_cav`). The global RNG is
-  restored afterwards (augmentations of the sampled items do not shift training).
+* **A-ClArC** (``method="aclarc"``, input space): at the first epoch's start (once: the rates are the dataset's; a
+  resumed run restores them) the artifact's rate in every class is estimated on a seeded, bounded sample of the
+  training set (:func:`lit_xai.correction.artifact_rates`, summed over the DDP ranks); in ``on_train_batch_start`` the
+  registered inserter draws the artifact into artifact-free images of the batch with the per-class probability that
+  gives every class the same rate (:func:`lit_xai.correction.equalising_probabilities`), in place, before the training
+  step reads the batch. The artifact then no longer predicts the label. Costs one inserter call per batch; no CAV, no
+  extra backward.
+* **CAV refit** (every ``cav.every_n_epochs`` epochs, at the epoch's start): a seeded, bounded sample of the training
+  set (``budget.max_samples`` in all, split over the DDP ranks and gathered with the strategy's ``all_gather``), its
+  activations at ``cav.layer`` in eval mode, artifact labels from the items' ``artifact`` field, a registered detector
+  or an index list, and the signal-pattern CAV (:func:`lit_xai.correction.fit_cav`). The global RNG is restored
+  afterwards (augmentations of the sampled items do not shift training).
 * **Penalty** (every training batch): the training step's own forward is observed through two temporary forward
   hooks (the layer and the module that returns the logits); in ``on_before_backward`` -- after Lightning zeroed the
-  gradients of the accumulation window, before its backward -- ``weight * penalty`` is differentiated with respect to
-  the trainable parameters and added to their ``.grad``. No extra forward pass. The contribution is divided by
-  ``accumulate_grad_batches`` and multiplied by the AMP scaler's scale when there is one (``16-mixed``), exactly as
+  gradients of the accumulation window, before its backward -- ``penalty.weight * penalty`` is differentiated with
+  respect to the trainable parameters and added to their ``.grad``. No extra forward pass. The contribution is divided
+  by ``accumulate_grad_batches`` and multiplied by the AMP scaler's scale when there is one (``16-mixed``), exactly as
   Lightning treats the loss; under ``bf16-mixed`` the double backward runs on the bf16 graph and the penalty is
   accumulated in float32. Under DDP the gradients are added before the wrapped backward, so DDP's reducer averages
   them with the loss gradients (only single-process runs are tested).
@@ -25,13 +26,15 @@ The callback only schedules and logs; the work is :mod:`lit_xai.correction` (pur
 Opt-in: without the callback nothing of this runs. It needs automatic optimisation.
 
 Logged once per epoch (step = completed epochs, like the other lit_xai callbacks): ``correction/penalty`` (mean over
-the epoch's batches, before the weight), ``correction/lambda`` and, after each refit, ``correction/cav_auc`` (AUC of the
-CAV scores, artifact vs clean: how well the direction separates the artifact at this layer); with ``"aclarc"``
-``correction/inserted`` (share of the epoch's training images that got the artifact drawn in).
+the epoch's batches, before the weight), ``correction/lambda`` (``penalty.weight``) and, after each refit,
+``correction/cav_auc`` (AUC of the CAV scores, artifact vs clean: how well the direction separates the artifact at this
+layer); with ``"aclarc"`` ``correction/inserted`` (share of the epoch's training images that got the artifact drawn
+in).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Literal, Optional, Union
@@ -40,15 +43,20 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from ..contracts import explained_module, read_item, split_batch, split_dataset, value_range
+from .._moved import renamed_argument
+from ..contracts import ModelSpec, explained_module, read_item, split_batch, split_dataset
 from ..correction import (
     CAV,
+    CAVSettings,
+    CorrectionBudget,
+    PenaltySettings,
     artifact_rates,
     collect_activations,
     equalising_probabilities,
     fit_cav,
     insert_artifact,
     paired_basis,
+    penalty_output,
     resolve_layer,
     rrclarc_penalty,
     rrr_penalty,
@@ -63,109 +71,130 @@ from .sinks import log_scalars, notify
 #: the correction's result in the run folder (read by the run report)
 CORRECTION_RECORD = "correction.json"
 
-__all__ = ["ShortcutCorrection"]
+#: the deprecated flat arguments (one release) -> (settings group, its field)
+FLAT_ARGUMENTS: dict[str, tuple[str, str]] = {
+    "layer": ("cav", "layer"),
+    "pooling": ("cav", "pooling"),
+    "refit_every_n_epochs": ("cav", "every_n_epochs"),
+    "cav_class": ("cav", "within_class"),
+    "weight": ("penalty", "weight"),
+    "output": ("penalty", "targets"),
+    "penalty_scale": ("penalty", "scale"),
+    "subspace": ("penalty", "subspace"),
+    "max_samples": ("budget", "max_samples"),
+    "seed": ("budget", "seed"),
+    "module_attr": ("model", "module_attr"),
+    "normalization": ("model", "normalization"),
+}
+_GROUPS: dict[str, type] = {
+    "cav": CAVSettings, "penalty": PenaltySettings, "budget": CorrectionBudget, "model": ModelSpec
+}  # fmt: skip
+
+__all__ = ["FLAT_ARGUMENTS", "ShortcutCorrection"]
 
 
 class ShortcutCorrection(Callback):
     """Unlearn an artifact during training: A-ClArC (augment), RR-ClArC (default; CAV penalty) or RRR (mask penalty).
 
     Args:
-        layer: dotted name of the layer whose activations carry the CAV, relative to the module that returns logits
-            (``pl_module``, or ``module_attr``). ``None``: the architecture's Grad-CAM layer for a
-            :class:`lit_xai.models.ImageClassifier` (``net.<layer>``).
-        weight: lambda, the penalty's weight in the loss (not used by ``"aclarc"``).
-        method: ``"rrclarc"`` (gradient along the CAV at ``layer``), ``"rrr"`` (input gradient inside the artifact
-            mask; needs an ``artifact_mask`` batch field or ``labels="detector"``, which uses the detector's masks) or
-            ``"aclarc"`` (insert the artifact into artifact-free training images until every class carries it at the
-            same rate; needs a registered inserter and a datamodule that can denormalize, or ``normalization``).
-        artifact: the registered artifact (:func:`lit_xai.artifacts.get_artifact`) for ``labels="detector"``.
-        labels: ``"field"`` (items' ``artifact`` flag), ``"detector"``, or the training-set indices that carry it.
-        pooling: CAV space: ``"flatten"`` (spatial, default) or ``"mean"`` (channels).
-        output: which output's derivative RR-ClArC penalises: ``"all"`` logits, the ``"true"`` or ``"pred"`` class.
-        penalty_scale: ``"shift"`` (default) differentiates along ``cav.shift * v``, the artifact's mean shift at the
-            layer, so the penalty is the squared first-order change of the logits when an average artifact is added
-            (logit^2 units; ``weight`` ~ 0.1-10 whatever the layer's size); ``"unit"`` uses the unit CAV as in the
-            paper (then ``weight`` depends on the layer's scale and dimension).
-        refit_every_n_epochs: refit the CAV at the start of every N-th epoch (the model changes, so does the
-            direction).
-        max_samples: images sampled for each CAV fit (all ranks together).
-        cav_class: fit the CAV on images of this class only (artifact vs clean within the class the artifact
-            co-occurs with), so it does not also contain that class's features; ``None``: all classes.
-        module_attr: attribute of the LightningModule that maps images to logits (``None``: the module itself).
-        seed: seed of the CAV samples (with the epoch and the rank).
-        normalization: ``(mean, std)`` of the inputs, for the detector and the inserter; default: the datamodule's
-            ``denormalize``.
+        method: ``"rrclarc"`` (gradient along the CAV at ``cav.layer``), ``"rrr"`` (input gradient inside the
+            artifact mask; needs an ``artifact_mask`` batch field or ``labels="detector"``, which uses the detector's
+            masks) or ``"aclarc"`` (insert the artifact into artifact-free training images until every class carries
+            it at the same rate; needs a registered inserter and a datamodule that can denormalize, or
+            ``model=ModelSpec(normalization=...)`` / ``ModelSpec(input_range=...)``).
+        artifact: the registered artifact to unlearn (:func:`lit_xai.artifacts.get_artifact`): its detector for
+            ``labels="detector"``, its inserter for ``"aclarc"`` and ``penalty.subspace > 1``.
+        labels: where the artifact labels come from: ``"field"`` (items' ``artifact`` flag), ``"detector"``, or the
+            training-set indices that carry it.
+        cav: where and how often the CAV is fitted (:class:`~lit_xai.correction.CAVSettings`: ``layer``,
+            ``pooling``, ``every_n_epochs``, ``within_class``); None = defaults.
+        penalty: the RR-ClArC / RRR penalty (:class:`~lit_xai.correction.PenaltySettings`: ``weight``, ``targets``,
+            ``scale``, ``subspace``); None = defaults.
+        budget: how much of the training set is sampled (:class:`~lit_xai.correction.CorrectionBudget`:
+            ``max_samples``, ``seed``); None = defaults.
         target_rate: ``"aclarc"``: the artifact rate every class is brought to (default: the highest class rate).
-        subspace: ``"rrclarc"``: penalise the derivative along a ``k``-dimensional artifact subspace (the top paired
-            moves when the registered inserter draws the artifact into the sample's clean images,
-            :func:`lit_xai.correction.paired_basis`; each scaled like the CAV) instead of the one CAV direction.
+        model: what the callback cannot find out about the model (:class:`~lit_xai.contracts.ModelSpec`, as for the
+            monitors): ``module_attr`` (the submodule that returns logits), ``normalization`` / ``input_range`` (for
+            the detector and the inserter; default: the datamodule's ``denormalize``), ``class_names`` (for a named
+            ``cav.within_class``).
         baseline: the uncorrected run to compare with when fit ends (a run folder, or the folder of its
             ``version_*`` runs: the newest one): with a :class:`~lit_xai.callbacks.ShortcutMonitor` in the trainer,
             the callback then prints whether the shortcut is gone (the insertion effect before -> after with its
             interval, the validation accuracy cost) and writes it to ``correction.json``, which the run report
             shows. Without it, only this run's result is printed and written.
 
+    Deprecated (one release, each with a :class:`~lit_xai._moved.LitXaiDeprecationWarning` naming the new spelling):
+    the flat arguments ``layer``, ``pooling``, ``refit_every_n_epochs``, ``cav_class`` (now ``cav=``), ``weight``,
+    ``output`` (``"pred"`` is now ``"predicted"``), ``penalty_scale``, ``subspace`` (now ``penalty=``),
+    ``max_samples``, ``seed`` (now ``budget=``), ``module_attr``, ``normalization`` (now ``model=``); see
+    :data:`FLAT_ARGUMENTS`. The old attribute names still read the settings.
+
     Example:
-        >>> cb = ShortcutCorrection(layer="net.layer3", weight=1.0)
+        >>> from lit_xai.correction import CAVSettings, PenaltySettings
+        >>> cb = ShortcutCorrection(cav=CAVSettings(layer="net.layer3"), penalty=PenaltySettings(weight=1.0))
         >>> cb.state_key
         "ShortcutCorrection{'layer': 'net.layer3', 'method': 'rrclarc', 'artifact': 'ring'}"
+
+    Example (YAML)::
+
+        - class_path: lit_xai.callbacks.ShortcutCorrection
+          init_args: {method: rrclarc, artifact: ring, cav: {layer: net.layer3}, penalty: {weight: 1.0}}
     """
 
     def __init__(
         self,
-        layer: Optional[str] = None,
-        weight: float = 1.0,
         method: Literal["rrclarc", "rrr", "aclarc"] = "rrclarc",
         artifact: str = "ring",
         labels: Union[Literal["field", "detector"], list[int]] = "field",
-        pooling: Literal["flatten", "mean"] = "flatten",
-        output: Literal["all", "true", "pred"] = "all",
-        penalty_scale: Literal["shift", "unit"] = "shift",
-        refit_every_n_epochs: int = 1,
-        max_samples: int = 512,
+        cav: Optional[CAVSettings] = None,
+        penalty: Optional[PenaltySettings] = None,
+        budget: Optional[CorrectionBudget] = None,
+        target_rate: Optional[float] = None,
+        model: Optional[ModelSpec] = None,
+        baseline: Optional[str] = None,
+        *,
+        # deprecated flat spellings (one release): see FLAT_ARGUMENTS
+        layer: Optional[str] = None,
+        weight: Optional[float] = None,
+        pooling: Optional[Literal["flatten", "mean"]] = None,
+        output: Optional[Literal["all", "true", "pred", "predicted"]] = None,
+        penalty_scale: Optional[Literal["shift", "unit"]] = None,
+        refit_every_n_epochs: Optional[int] = None,
+        max_samples: Optional[int] = None,
         cav_class: Optional[int] = None,
         module_attr: Optional[str] = None,
-        seed: int = 0,
+        seed: Optional[int] = None,
         normalization: Optional[tuple[tuple[float, ...], tuple[float, ...]]] = None,
-        target_rate: Optional[float] = None,
-        subspace: int = 1,
-        baseline: Optional[str] = None,
+        subspace: Optional[int] = None,
     ) -> None:
         if method not in ("rrclarc", "rrr", "aclarc"):
-            raise ValueError(f"unknown method {method!r}; choose 'rrclarc', 'rrr' or 'aclarc'")
-        if subspace < 1:
-            raise ValueError(f"subspace must be >= 1, got {subspace}")
+            hint = " (the first argument is the method now; the layer is cav=CAVSettings(layer=...))" if (
+                isinstance(method, str) and "." in method
+            ) else ""  # fmt: skip
+            raise ValueError(f"unknown method {method!r}; choose 'rrclarc', 'rrr' or 'aclarc'{hint}")
         if target_rate is not None and not 0.0 <= target_rate <= 1.0:
             raise ValueError(f"target_rate must be in [0, 1], got {target_rate}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
-        if refit_every_n_epochs < 1 or max_samples < 4:
-            raise ValueError("refit_every_n_epochs must be >= 1 and max_samples >= 4")
-        if output not in ("all", "true", "pred"):
-            raise ValueError(f"unknown output {output!r}; choose 'all', 'true' or 'pred'")
-        if penalty_scale not in ("shift", "unit"):
-            raise ValueError(f"unknown penalty_scale {penalty_scale!r}; choose 'shift' or 'unit'")
-        if pooling not in ("flatten", "mean"):
-            raise ValueError(f"unknown pooling {pooling!r}; choose 'flatten' or 'mean'")
-        self.layer = layer
-        self.weight = float(weight)
+        flat = {
+            "layer": layer, "weight": weight, "pooling": pooling, "output": output, "penalty_scale": penalty_scale,
+            "refit_every_n_epochs": refit_every_n_epochs, "max_samples": max_samples, "cav_class": cav_class,
+            "module_attr": module_attr, "seed": seed, "normalization": normalization, "subspace": subspace,
+        }  # fmt: skip
+        groups = _grouped(
+            {"cav": cav, "penalty": penalty, "budget": budget, "model": model},
+            {k: v for k, v in flat.items() if v is not None},
+        )
         self.method = method
         self.artifact = artifact
         self.labels = labels if isinstance(labels, str) else [int(i) for i in labels]
-        self.pooling = pooling
-        self.output = output
-        self.penalty_scale = penalty_scale
-        self.refit_every_n_epochs = int(refit_every_n_epochs)
-        self.max_samples = int(max_samples)
-        self.cav_class = cav_class
-        self.module_attr = module_attr
-        self.seed = int(seed)
-        self.normalization = normalization
+        self.cav_settings: CAVSettings = groups["cav"]  # ``self.cav`` is the fitted CAV
+        self.penalty: PenaltySettings = groups["penalty"]
+        self.budget: CorrectionBudget = groups["budget"]
+        self.model: ModelSpec = groups["model"]
         self.target_rate = target_rate
-        self.subspace = int(subspace)
         self.baseline = baseline
         self.outcome: Optional[dict[str, Any]] = None  # the correction's result, when fit ends
         self._log_dir: Optional[str] = None
+        self._within: Optional[int] = None  # cav.within_class as an index (resolved at setup)
         self.cav: Optional[CAV] = None
         self.probabilities: Optional[torch.Tensor] = None  # A-ClArC: per-class insertion probability
         self.rates: Optional[torch.Tensor] = None  # A-ClArC: the per-class artifact rates it was computed from
@@ -176,6 +205,30 @@ class ShortcutCorrection(Callback):
         self._captured: dict[str, Any] = {}
         self._penalties: list[torch.Tensor] = []
         self._auc: Optional[float] = None
+
+    # the settings under the names this callback had before they were grouped (read; ``layer`` also written)
+    @property
+    def layer(self) -> Optional[str]:
+        return self.cav_settings.layer
+
+    @layer.setter
+    def layer(self, value: Optional[str]) -> None:
+        self.cav_settings.layer = value
+
+    pooling = property(lambda self: self.cav_settings.pooling)
+    refit_every_n_epochs = property(lambda self: self.cav_settings.every_n_epochs)
+    cav_class = property(lambda self: self.cav_settings.within_class)
+    weight = property(lambda self: self.penalty.weight)
+    output = property(lambda self: penalty_output(self.penalty.targets))
+    penalty_scale = property(lambda self: self.penalty.scale)
+    subspace = property(lambda self: self.penalty.subspace)
+    max_samples = property(lambda self: self.budget.max_samples)
+    seed = property(lambda self: self.budget.seed)
+    module_attr = property(lambda self: self.model.module_attr)
+    normalization = property(lambda self: self.model.normalization)
+
+    def _value_range(self, trainer: Trainer) -> Any:
+        return self.model.value_range(getattr(trainer, "datamodule", None))
 
     @property
     def state_key(self) -> str:
@@ -191,10 +244,27 @@ class ShortcutCorrection(Callback):
             spec_layer = get_spec(pl_module.architecture).gradcam_layer  # type: ignore[arg-type]
         except Exception as err:  # noqa: BLE001 - any failure: no spec to read a default from
             raise ValueError(
-                "ShortcutCorrection needs layer='<dotted name>' for this model (no architecture spec to read a default "
-                f"from: {err})"
+                "ShortcutCorrection needs cav=CAVSettings(layer='<dotted name>') for this model (no architecture "
+                f"spec to read a default from: {err})"
             ) from err
         return f"net.{spec_layer}" if self.module_attr is None else str(spec_layer)
+
+    def _within_index(self, trainer: Trainer, pl_module: LightningModule) -> Optional[int]:
+        """``cav.within_class`` as a class index (a name looked up in the spec's, datamodule's or module's names)."""
+        within = self.cav_settings.within_class
+        if within is None or isinstance(within, int):
+            return within
+        if within.lstrip("-").isdigit():
+            return int(within)
+        owners = [getattr(trainer, "datamodule", None), pl_module]
+        found = self.model.class_names or next((n for o in owners if (n := getattr(o, "class_names", None))), [])
+        names = [str(n) for n in found]
+        if within not in names:
+            raise ValueError(
+                f"CAVSettings(within_class={within!r}) names no class (the classes: {names or 'unnamed'}); give an "
+                "index or one of the names, or name the classes with model=ModelSpec(class_names=[...])"
+            )
+        return names.index(within)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -206,7 +276,9 @@ class ShortcutCorrection(Callback):
                 "add lit_xai.correction.rrclarc_penalty to your loss yourself"
             )
         self.layer = self._resolved_layer(pl_module)
-        resolve_layer(explained_module(pl_module, self.module_attr), self.layer)  # fail early with the valid names
+        self._within = self._within_index(trainer, pl_module)
+        module = explained_module(pl_module, self.module_attr, knob="ModelSpec.module_attr")
+        resolve_layer(module, self.layer)  # fail early with the valid names
 
     # ------------------------------------------------------------------------------------------------ CAV fit
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -230,13 +302,13 @@ class ShortcutCorrection(Callback):
     def _sampling(self, trainer: Trainer) -> tuple[Any, int, Any, torch.Generator]:
         """The training split, the world size, its value range and this rank's and epoch's seeded generator."""
         dataset = split_dataset(getattr(trainer, "datamodule", None), "train", trainer)
-        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+        vr = self._value_range(trainer)
         seed = self.seed * 1_000_003 + trainer.current_epoch * 1009 + trainer.global_rank
         return dataset, max(1, trainer.world_size), vr, torch.Generator().manual_seed(seed)
 
     def fit(self, trainer: Trainer, pl_module: LightningModule) -> CAV:
         """Sample, collect activations, gather across ranks, fit the CAV (the global RNG is restored)."""
-        model = explained_module(pl_module, self.module_attr)
+        model = explained_module(pl_module, self.module_attr, knob="ModelSpec.module_attr")
         dataset, world, vr, generator = self._sampling(trainer)
         with preserve_rng():
             images, labels, _ = sample_labeled(
@@ -246,7 +318,7 @@ class ShortcutCorrection(Callback):
                 artifact=self.artifact,
                 to01=vr.to01 if vr is not None else None,
                 generator=generator,
-                within_class=self.cav_class,
+                within_class=self._within,
             )
             acts = collect_activations(model, self.layer, images, self.pooling)
             shape = _layer_shape(model, self.layer, images[:1])
@@ -270,8 +342,9 @@ class ShortcutCorrection(Callback):
         insert = get_artifact(self.artifact).insert
         if insert is None or vr is None:
             raise ValueError(
-                f"subspace={self.subspace} needs a registered inserter of {self.artifact!r} and a value range (a "
-                "datamodule with normalize/denormalize, or normalization=(mean, std)); or use subspace=1"
+                f"penalty=PenaltySettings(subspace={self.subspace}) needs a registered inserter of "
+                f"{self.artifact!r} and a value range (a datamodule with normalize/denormalize, or "
+                "model=ModelSpec(normalization=(mean, std)) or ModelSpec(input_range=(low, high))); or use subspace=1"
             )
         inserted, _ = insert(vr.to01(clean.float()), generator=generator)
         return (
@@ -305,11 +378,11 @@ class ShortcutCorrection(Callback):
             return
         item = read_item(batch)
         image, targets = item["image"], item["target"]
-        vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+        vr = self._value_range(trainer)
         if vr is None:
             raise ValueError(
                 "method='aclarc' inserts the artifact in [0, 1] image space: use a datamodule with "
-                "normalize/denormalize or give normalization=(mean, std)"
+                "normalize/denormalize or give model=ModelSpec(normalization=(mean, std)) or ModelSpec(input_range=...)"
             )
         k = self.probabilities.numel()
         if targets.ndim != 1 or targets.is_floating_point():
@@ -346,14 +419,14 @@ class ShortcutCorrection(Callback):
             return
         if self.cav is None:
             return
-        model = explained_module(pl_module, self.module_attr)
+        model = explained_module(pl_module, self.module_attr, knob="ModelSpec.module_attr")
         captured = self._captured = {}
         if self.output == "true":
             captured["targets"] = split_batch(batch)[1]
         if self.method == "rrr":
             image, masks = _rrr_inputs(batch)
             if masks is None and self.labels == "detector":
-                vr = value_range(getattr(trainer, "datamodule", None), self.normalization)
+                vr = self._value_range(trainer)
                 if vr is not None:
                     from ..artifacts import get_artifact
 
@@ -502,6 +575,28 @@ class ShortcutCorrection(Callback):
         self.history = list(state_dict.get("history", []))
         probabilities = state_dict.get("probabilities")
         self.probabilities = torch.tensor(probabilities) if probabilities is not None else None
+
+
+def _grouped(given: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """The settings groups (copies: the callback writes the resolved layer into its own) with the deprecated flat
+    arguments folded in, each with a warning naming its new spelling; a flat argument and the same field of a group
+    given together are an error."""
+    groups: dict[str, Any] = {}
+    for name, kind in _GROUPS.items():
+        group = given[name]
+        if group is not None and not isinstance(group, kind):
+            raise TypeError(f"ShortcutCorrection({name}=...) must be a {kind.__name__}, got {type(group).__name__}")
+        fields: dict[str, Any] = {}
+        for old, (where, field) in FLAT_ARGUMENTS.items():
+            if where != name or old not in flat:
+                continue
+            spelling = f"{name}={kind.__name__}({field}=...) (YAML: {name}: {{{field}: ...}})"
+            renamed_argument("ShortcutCorrection", old, spelling, stacklevel=4)
+            if group is not None and getattr(group, field) != getattr(kind(), field):
+                raise ValueError(f"ShortcutCorrection: give {old}= or {name}={kind.__name__}({field}=...), not both")
+            fields[field] = flat[old]
+        groups[name] = dataclasses.replace(group if group is not None else kind(), **fields)
+    return groups
 
 
 def _layer_shape(model: torch.nn.Module, layer: str, image: torch.Tensor) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
+from .._moved import renamed_argument
 from ..artifacts import ARTIFACTS
 from ..contracts import ModelContract, ModelSpec, split_dataset
 from ..explainers import Explainer
@@ -63,7 +64,8 @@ class ShortcutMonitor(MonitorBase):
     fires once per (artifact, class) when the :class:`~lit_xai.shortcuts.AlertRule` says so.
 
     Args:
-        detectors: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter.
+        artifacts: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter (the word of
+            ``ShortcutCorrection(artifact=...)``; ``detectors=`` is its deprecated spelling, one release).
         every_n_epochs: measure reliance every N validation epochs (and at the last epoch).
         alert: the :class:`~lit_xai.shortcuts.AlertRule` (thresholds, patience); None = defaults.
         budget: what is read and measured (:class:`ShortcutBudget`: audit, pool and sample sizes, seed).
@@ -85,7 +87,7 @@ class ShortcutMonitor(MonitorBase):
 
     def __init__(
         self,
-        detectors: Sequence[str] = ("ring",),
+        artifacts: Sequence[str] = ("ring",),
         every_n_epochs: int = 1,
         alert: Optional[AlertRule] = None,
         budget: Optional[ShortcutBudget] = None,
@@ -96,10 +98,17 @@ class ShortcutMonitor(MonitorBase):
         tag: str = "XAI/shortcut",
         verbose: bool = True,
         asynchronous: bool = False,
+        *,
+        detectors: Optional[Sequence[str]] = None,  # deprecated spelling of artifacts (one release)
     ) -> None:
         super().__init__(every_n_epochs, model, tag, verbose, asynchronous)
+        if detectors is not None:
+            renamed_argument("ShortcutMonitor", "detectors", "artifacts=[...] (YAML: artifacts: [...])")
+            if ([artifacts] if isinstance(artifacts, str) else list(artifacts)) != ["ring"]:  # not the default
+                raise ValueError("ShortcutMonitor: give artifacts= or its old spelling detectors=, not both")
+            artifacts = detectors
         # the policy (what to watch, how to measure it) is a pure object; this callback schedules, logs and alerts
-        self.watch = ShortcutWatch(detectors, alert, budget, explainer, discovery, target_class)
+        self.watch = ShortcutWatch(artifacts, alert, budget, explainer, discovery, target_class)
         self.candidates: list[dict[str, Any]] = []
         self._max_epochs: Optional[int] = None
         self.report_name = "shortcut_report.json"
@@ -113,7 +122,8 @@ class ShortcutMonitor(MonitorBase):
         self._layout_written = False  # the CUSTOM SCALARS layout, written once the watched pairs are measured
 
     # the watch's settings and pools under the names this callback always had
-    detectors = property(lambda self: self.watch.detectors)
+    artifacts = property(lambda self: self.watch.detectors)
+    detectors = artifacts  # the old name (one release)
     rule = property(lambda self: self.watch.rule)
     budget = property(lambda self: self.watch.budget)
     explainer = property(lambda self: self.watch.explainer)

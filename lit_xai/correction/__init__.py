@@ -13,12 +13,16 @@ from .labels import LabelSource, artifact_rates, detector_labels, sample_labeled
 from .layers import layer_names, resolve_layer
 from .penalties import PenaltyOutput, directional_derivative, rrclarc_penalty, rrr_penalty
 from .projection import ActivationProjection, ProjectedModel, project, projection_hook
+from .settings import CAVSettings, CorrectionBudget, PenaltySettings, penalty_output
 
 __all__ = [
     "CAV",
     "ActivationProjection",
+    "CAVSettings",
+    "CorrectionBudget",
     "LabelSource",
     "PenaltyOutput",
+    "PenaltySettings",
     "Pooling",
     "ProjectedModel",
     "artifact_rates",
@@ -30,6 +34,7 @@ __all__ = [
     "fit_cav",
     "layer_names",
     "paired_basis",
+    "penalty_output",
     "pool",
     "project",
     "projection_hook",

@@ -212,13 +212,21 @@ def correct_main(argv: list[str]) -> int:
     parser.add_argument("--pooling", default="flatten", choices=["flatten", "mean"])
     parser.add_argument("--target_class", type=int, default=1, help="the class the artifact predicts")
     parser.add_argument("--max_samples", type=int, default=1024, help="training images for the CAV")
-    parser.add_argument("--cav_class", type=int, default=None, help="fit the CAV within this class only")
+    parser.add_argument("--within_class", type=int, default=None, help="fit the CAV within this class only")
+    parser.add_argument("--cav_class", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: --within_class
     parser.add_argument(
         "--subspace", type=int, default=1, help="project a k-dim artifact subspace (paired inserter differences)"
     )
     parser.add_argument("--eval_split", default="test", choices=["val", "test"])
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
+    if opts.cav_class is not None:
+        from .._moved import renamed_argument
+
+        renamed_argument("lit-xai correct", "--cav_class", "--within_class", stacklevel=2)
+        if opts.within_class is not None:
+            parser.error("give --within_class or its old spelling --cav_class, not both")
+        opts.within_class = opts.cav_class
     datamodule = instantiate_datamodule(opts.config)
     module_class = _model_class(opts.config)
     model = module_class.load_from_checkpoint(opts.ckpt, map_location="cpu").eval()
@@ -241,7 +249,7 @@ def correct_main(argv: list[str]) -> int:
         opts.pooling,
         opts.max_samples,
         opts.seed,
-        opts.cav_class,
+        opts.within_class,
         opts.subspace,
         datamodule.normalize,
     )
