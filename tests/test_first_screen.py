@@ -150,17 +150,61 @@ def test_verdict_text_and_series_follow_the_alert():
     assert lead_key([], []) is None
 
 
-def test_verdict_picture_is_landscape_and_coloured_by_the_alert():
+def _ink_rows(image: torch.Tensor, top: int, bottom: int) -> int:
+    """Height in pixels of the dark (text) ink between rows ``top`` and ``bottom`` of a picture."""
+    dark = (image[:, top:bottom].int().amax(0) < 90).any(1).nonzero().flatten()
+    return int(dark.max() - dark.min() + 1) if dark.numel() else 0
+
+
+def test_verdict_picture_text_is_at_least_12_px_as_tensorboard_shows_it_and_colours_the_banner():
+    from lit_xai.visualization.text import _font
+    from lit_xai.visualization.verdict import CARD_WIDTH, MIN_TEXT_PX, verdict_fonts
+
     probe = ProbeStrip(torch.rand(3, 48, 48), [torch.randn(48, 48) for _ in range(8)], list(range(8)))
     effects = {"insertion": [0.0, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]}
     epochs = list(range(8))
     alert = verdict_picture("SHORTCUT since epoch 1", epochs, effects, threshold=0.15, alert_epoch=1, probe=probe)
     clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15)
-    assert alert.shape[2] >= 1.4 * alert.shape[1]  # fits a TensorBoard card (about 370 x 230) without shrinking text
+    # the real criterion: TensorBoard shows the picture CARD_WIDTH wide (measured, see the constant), so every font,
+    # scaled by CARD_WIDTH / the picture's own width, is MIN_TEXT_PX or more; and no part is wider than the picture
+    for picture in (alert, clear, verdict_picture("x", epochs, effects, width=900)):
+        scale = CARD_WIDTH / picture.shape[2]
+        assert verdict_fonts(picture.shape[2]).smallest * scale >= MIN_TEXT_PX
+    # ... and the fonts are what gets drawn: the banner's headline ink is as tall as that font's glyphs
+    font = _font(verdict_fonts(alert.shape[2]).headline)
+    top, bottom = font.getbbox("SHORTCUT")[1], font.getbbox("SHORTCUT")[3]
+    assert _ink_rows(alert, 0, 12 + bottom) >= 0.9 * (bottom - top)
+    assert (bottom - top) * CARD_WIDTH / alert.shape[2] >= 0.7 * MIN_TEXT_PX  # capitals: ~0.73 of the font size
     assert _has_colour(alert[:, :30], (255, 222, 218), tol=0) and _has_colour(clear[:, :30], (222, 244, 224), tol=0)
-    assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart
+    assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart, the alert row of the table
     watch = verdict_picture("WATCH: ...", list(range(8)), effects, threshold=0.15, watch=True)
     assert _has_colour(watch[:, :30], (255, 238, 200), tol=0)
+
+
+def test_verdict_picture_tabulates_every_epoch_and_measures_relevance_in_the_artifact():
+    from lit_xai.visualization import MASK_RGB
+    from lit_xai.visualization.verdict import relevance_share
+
+    mask = torch.zeros(48, 48, dtype=torch.bool)
+    mask[10:20, 10:20] = True
+    inside = torch.zeros(48, 48)
+    inside[12:18, 12:18] = 1.0
+    spread = torch.ones(48, 48)
+    assert relevance_share(inside, mask) == 1.0
+    assert abs(relevance_share(spread, mask) - 100 / 48**2) < 1e-6
+    assert relevance_share(-spread, mask) != relevance_share(-spread, mask)  # NaN: no positive relevance
+    assert relevance_share(inside[::2, ::2], mask) == 1.0  # a coarser map: the mask follows it
+    effects = {"insertion": [0.0, 0.3, 0.4]}
+    intervals = {"insertion": ([-0.1, 0.2, 0.3], [0.1, 0.4, 0.5])}
+    with_probe = verdict_picture(
+        "SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1,
+        probe=ProbeStrip(torch.rand(3, 48, 48), [spread, inside, inside], [0, 1, 2], mask=mask),
+    )
+    without = verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1)
+    one_epoch = verdict_picture("SHORTCUT", [0], {"insertion": [0.0]}, threshold=0.15)
+    # one table row per measured epoch: more epochs, a taller picture (the chart keeps its height)
+    assert without.shape[1] > one_epoch.shape[1]
+    assert with_probe.shape[1] > without.shape[1] and _has_colour(with_probe, MASK_RGB, tol=0)
 
 
 def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():

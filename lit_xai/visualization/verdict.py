@@ -1,9 +1,14 @@
 """The verdict picture: one image that tells the story of a run at a glance, sized for a dashboard thumbnail.
 
 A coloured banner with the verdict sentence, the causal effect per epoch with its interval, the alert threshold and
-the alert epoch, and one artifact probe's explanation across epochs (its input with the artifact outlined). The
-callbacks log it under a tag that sorts first in TensorBoard (``XAI/0_verdict``); every part is drawn with large
-type so it stays readable when the dashboard shrinks the picture to a card about 350 pixels wide.
+the alert epoch, the same evidence as a small table (effect and interval per measured epoch), and one artifact
+probe's explanation across epochs: its input and maps with the artifact region outlined, each map labelled with the
+share of its positive relevance inside that region. The callbacks log it under a tag that sorts first in TensorBoard
+(``XAI/0_verdict``).
+
+TensorBoard shrinks a picture to its card (unless "show actual image size" is ticked), so the type is sized for the
+card, not for the picture: every font is at least :data:`MIN_TEXT_PX` x picture width / :data:`CARD_WIDTH`, which
+shows it at :data:`MIN_TEXT_PX` pixels or more in the card.
 """
 
 from __future__ import annotations
@@ -11,16 +16,73 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import math
+
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 from ._canvas import _GAP, _finish, _hstack, _to_pil, _vstack
 from .charts import line_plot
 from .colors import MASK_RGB, overlay, to_float01
 from .grids import _outline, _paint, _resize_images, _resize_maps, _tile_hw
-from .text import _font, _labels_row, _text_block
+from .text import _font, _line_height, _text_block, _text_width
 
-__all__ = ["ProbeStrip", "verdict_picture"]
+__all__ = ["CARD_WIDTH", "MIN_TEXT_PX", "ProbeStrip", "VerdictFonts", "relevance_share", "verdict_fonts",
+           "verdict_picture"]
+
+#: the width (CSS px) TensorBoard shows a picture at in its cards, at a 1280 px wide window: TIME SERIES cards 319 px
+#: (the settings pane open, its default), IMAGES cards 350 px; the smaller one. Measured with headless Chromium by
+#: ``python scripts/tensorboard_shots.py RUN_DIR`` (the ``shown`` width of the verdict's <img>) on TensorBoard 2.x.
+CARD_WIDTH = 319
+#: the smallest type as shown in that card, in pixels
+MIN_TEXT_PX = 12
+
+
+@dataclass(frozen=True)
+class VerdictFonts:
+    """The font sizes (px, in the picture) of the verdict picture's parts."""
+
+    headline: int
+    body: int
+    chart: int
+
+    @property
+    def smallest(self) -> int:
+        return min(self.headline, self.body, self.chart)
+
+
+def verdict_fonts(width: int, card_width: int = CARD_WIDTH, min_px: int = MIN_TEXT_PX) -> VerdictFonts:
+    """Font sizes for a picture ``width`` pixels wide (its final width, margins included) shown ``card_width`` wide:
+    the smallest type shows at ``min_px`` or more, the headline a quarter larger.
+
+    >>> verdict_fonts(648)
+    VerdictFonts(headline=32, body=25, chart=25)
+    """
+    scale = card_width / width
+    body = math.ceil(min_px / scale)
+    return VerdictFonts(headline=math.ceil(1.25 * body), body=body, chart=body)
+
+
+def relevance_share(heat: torch.Tensor, mask: torch.Tensor) -> float:
+    """The share of a map's positive relevance inside ``mask`` (resized to the map), NaN without positive relevance.
+
+    >>> heat = torch.zeros(4, 4); heat[0, 0] = 3.0; heat[3, 3] = 1.0
+    >>> mask = torch.zeros(4, 4, dtype=torch.bool); mask[0, 0] = True
+    >>> relevance_share(heat, mask)
+    0.75
+    """
+    h = heat.detach().float().cpu()
+    if h.ndim != 2:
+        raise ValueError(f"relevance_share needs one (h, w) map, got shape {tuple(h.shape)}")
+    m = mask.detach().float().cpu()
+    if m.shape != h.shape:
+        m = F.interpolate(m[None, None], size=tuple(h.shape), mode="bilinear", align_corners=False)[0, 0]
+    inside = m >= 0.5
+    positive = h.clamp(min=0)
+    total = float(positive.sum())
+    return float(positive[inside].sum()) / total if total > 0 else math.nan
+
 
 #: banner colours: an alert (light red), a rule met but no alert yet (amber), no alert (light green)
 _ALERT_BG, _WATCH_BG, _CLEAR_BG = (255, 222, 218), (255, 238, 200), (222, 244, 224)
@@ -76,15 +138,19 @@ def verdict_picture(
     title: str = "effect beyond a sham edit, 95 % interval",
     ylabel: str = "effect on P(class)",
     width: int = 640,
-    max_frames: int = 5,
+    max_frames: int = 3,
     watch: bool = False,
+    max_rows: int = 6,
+    region: str = "artifact",
 ) -> torch.Tensor:
-    """The verdict of a run as one landscape uint8 ``(3, H, W)`` picture, readable at dashboard thumbnail size.
+    """The verdict of a run as one uint8 ``(3, H, W)`` picture, readable in a TensorBoard card at its default size.
 
-    Layout: a banner (red with an alert, green without) holding the ``headline`` in large type and the ``detail``
-    under it; below, the effect chart on the left and the probe's maps across epochs on the right. TensorBoard's
-    TIME SERIES cards fit pictures into about 370 x 230 pixels, so the picture is about 1.6 times as wide as high
-    and its smallest type is 14 px at the default ``width``.
+    Layout, top to bottom, each part as wide as the picture: a banner (red with an alert, amber while the rule is met
+    but patience runs, green without) holding the ``headline`` and the ``detail``; the effect chart over epochs done
+    with its interval bands, the threshold and the alert epoch; a table of the same evidence, one row per measured
+    epoch (at most ``max_rows``: first, alert and last always); the probe's input and maps with the artifact region
+    outlined and the share of positive relevance inside it. Type is sized by :func:`verdict_fonts` for the card
+    width TensorBoard shows the picture at (:data:`CARD_WIDTH`).
 
     Args:
         headline: the verdict, e.g. ``"SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"``.
@@ -98,9 +164,11 @@ def verdict_picture(
         probe: one probe's maps across epochs (:class:`ProbeStrip`); at most ``max_frames`` evenly spread epochs,
             always the first, the last and the alert epoch.
         title, ylabel: the chart's title and y label.
-        width: picture width in pixels.
+        width: picture width in pixels (before the 4-pixel margin); the fonts grow with it.
         max_frames: most epochs shown for the probe.
         watch: the rule is met but the alert has not fired yet (patience): an amber banner instead of green.
+        max_rows: most epochs in the evidence table.
+        region: what the mask outlines, for the labels (e.g. ``"ring"``).
 
     Example:
         >>> img = verdict_picture("no alert", [0, 1, 2], {"insertion": [0.0, 0.1, 0.05]}, threshold=0.15)
@@ -109,15 +177,13 @@ def verdict_picture(
     """
     if width < 480:
         raise ValueError(f"verdict_picture needs at least 480 pixels of width, got {width}")
+    fonts = verdict_fonts(width + 2 * 4)  # the final picture has a 4-pixel margin on each side
     alert = alert_epoch is not None
     background = _ALERT_BG if alert else _WATCH_BG if watch else _CLEAR_BG
-    banner = [_text_block(headline, width, _font(24), fill=(0, 0, 0), background=background, pad=6)]
+    banner = [_text_block(headline, width, _font(fonts.headline), fill=(0, 0, 0), background=background, pad=6)]
     if detail:
-        banner.append(_text_block(detail, width, _font(16), fill=(30, 30, 30), background=background, pad=6))
+        banner.append(_text_block(detail, width, _font(fonts.body), fill=(30, 30, 30), background=background, pad=6))
     parts: list[Image.Image] = [_vstack(banner, width=width)]
-    has_probe = probe is not None and len(probe.maps) > 0
-    chart_w = width - (_PANEL_W + 2 * _GAP if has_probe else 0)
-    row: list[Image.Image] = []
     if effects and len(epochs):
         # x = epochs done (epoch e is the model after e + 1 epochs): the step of TensorBoard's slider and charts
         chart = line_plot(
@@ -125,46 +191,131 @@ def verdict_picture(
             x=[e + 1 for e in epochs],
             bands=intervals,
             hlines=[(threshold, f"threshold {threshold:g}")] if threshold is not None else (),
-            vlines=[(alert_epoch + 1, f"alert: epoch {alert_epoch}")] if alert else (),
+            vlines=[(alert_epoch + 1, f"alert (epoch {alert_epoch})")] if alert else (),
             title=title,
-            xlabel="epochs done (= TensorBoard step; epoch e is e + 1 done)",
+            xlabel="x: epochs done (epoch e = e + 1 done)",
             ylabel=ylabel,
-            width=chart_w,
-            height=290,
-            font_size=15,
+            width=width,
+            height=max(300, 16 * fonts.chart),
+            font_size=fonts.chart + 1,
         )
-        row.append(_to_pil(chart))
-    if has_probe:
-        row.append(_panel(probe, alert_epoch, max_frames))
-    if row:
-        parts.append(_hstack(row, gap=2 * _GAP))
-    return _finish(_vstack(parts, gap=_GAP, width=width))
+        parts.append(_to_pil(chart))
+        parts.append(_evidence_table(epochs, effects, intervals or {}, threshold, alert_epoch, width, fonts, max_rows))
+    if probe is not None and len(probe.maps) > 0:
+        parts.append(_panel(probe, alert_epoch, max_frames, width, fonts, region))
+    return _finish(_vstack(parts, gap=3 * _GAP, width=width))
 
 
-#: width of the probe panel beside the chart: 3 tiles of 82 px
-_PANEL_W = 3 * 82 + 2 * _GAP
+def _cell(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{value:.2f}"
 
 
-def _panel(probe: ProbeStrip, alert_epoch: int | None, max_frames: int) -> Image.Image:
-    """The probe panel: its caption, then input (artifact outlined) and its maps over epochs, three per row."""
+def _evidence_table(
+    epochs: Sequence[int],
+    effects: dict[str, Sequence[float]],
+    intervals: dict[str, tuple[Sequence[float], Sequence[float]]],
+    threshold: float | None,
+    alert_epoch: int | None,
+    width: int,
+    fonts: VerdictFonts,
+    max_rows: int,
+) -> Image.Image:
+    """The evidence per measured epoch as a table: epochs done, each test's effect [interval]; the alert row in red,
+    rows whose lower bound clears the threshold marked."""
+    font = _font(fonts.body)
+    lh = _line_height(font)
+    keep = _pick(list(epochs), max_rows, [alert_epoch] if alert_epoch is not None else [])
+    tests = list(effects)
+    header = ["done"] + [f"{t} [CI]" for t in tests] + ([f"CI > {threshold:g}"] if threshold is not None else [])
+    rows = []
+    for i in keep:
+        cells = [str(int(epochs[i]) + 1)]
+        clears = False
+        for t in tests:
+            lo_hi = intervals.get(t)
+            lo = float(lo_hi[0][i]) if lo_hi is not None else math.nan
+            hi = float(lo_hi[1][i]) if lo_hi is not None else math.nan
+            cells.append(_cell(float(effects[t][i]), lo, hi))
+            clears = clears or (threshold is not None and math.isfinite(lo) and lo > threshold)
+        if threshold is not None:
+            cells.append("yes" if clears else "no")
+        rows.append((cells, epochs[i] == alert_epoch))
+    widths = [max(_text_width(r[j], font) for r in [header] + [c for c, _ in rows]) for j in range(len(header))]
+    spare = max(0, width - sum(widths)) // max(1, len(header))
+    col_x = [0]
+    for w in widths[:-1]:
+        col_x.append(col_x[-1] + w + spare)
+    img = Image.new("RGB", (width, (len(rows) + 1) * lh + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for j, text in enumerate(header):
+        draw.text((col_x[j] + 2, 0), text, fill=(60, 60, 60), font=font)
+    draw.line((0, lh, width, lh), fill=(170, 170, 170))
+    for k, (cells, is_alert) in enumerate(rows):
+        y = (k + 1) * lh + 2
+        if is_alert:
+            draw.rectangle((0, y - 1, width - 1, y + lh - 2), fill=_ALERT_BG)
+        for j, text in enumerate(cells):
+            draw.text((col_x[j] + 2, y), text, fill=(200, 0, 0) if is_alert else (20, 20, 20), font=font)
+    return img
+
+
+def _panel(
+    probe: ProbeStrip, alert_epoch: int | None, max_frames: int, width: int, fonts: VerdictFonts, region: str
+) -> Image.Image:
+    """The probe panel: its caption, then input (artifact region outlined) and its maps over epochs, each labelled
+    with the epochs done and the share of its positive relevance inside the region."""
     keep = _pick(list(probe.epochs), max_frames, [alert_epoch] if alert_epoch is not None else [])
+    per_row = min(4, len(keep) + 1)
+    tile = (width - (per_row - 1) * _GAP) // per_row
     image = to_float01(probe.image01)
-    hw = _tile_hw(image.shape[-2], image.shape[-1], 82)
-    hw = (hw[0], min(hw[1], 82))
+    hw = _tile_hw(image.shape[-2], image.shape[-1], tile)
+    hw = (hw[0], min(hw[1], tile))
     img = _resize_images(image, hw)
     maps = torch.stack([_resize_maps(probe.maps[i].detach().float().cpu()[None], hw)[0] for i in keep])
     overs = overlay(img.expand(len(keep), -1, -1, -1), maps)
+    font = _font(fonts.body)
+    shares = [math.nan] * len(keep)
     if probe.mask is not None:
-        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=1)
+        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=max(1, tile // 80))
         img = _paint(img, border, MASK_RGB)
         overs = _paint(overs, border.expand(len(keep), -1, -1), MASK_RGB)
-    font = _font(14)
-    labels = ["input"] + [f"ep {probe.epochs[i]}" + (" alert" if probe.epochs[i] == alert_epoch else "") for i in keep]
+        shares = [relevance_share(probe.maps[i], probe.mask) for i in keep]
+    labels = ["input"]
+    for i, share in zip(keep, shares):
+        done = f"{int(probe.epochs[i]) + 1} {'alert' if probe.epochs[i] == alert_epoch else 'done'}"
+        labels.append(done if math.isnan(share) else f"{done}\n{100 * share:.0f} % in {region}")
     tiles = [_to_pil(img[0]), *[_to_pil(o) for o in overs]]
     parts: list[Image.Image] = []
-    if probe.caption:
-        parts.append(_text_block(probe.caption, _PANEL_W, font, fill=(30, 30, 30), max_lines=3))
-    for k in range(0, len(tiles), 3):
-        parts.append(_labels_row(labels[k : k + 3], [hw[1]] * len(labels[k : k + 3]), font))
-        parts.append(_hstack(tiles[k : k + 3]))
-    return _vstack(parts, width=_PANEL_W)
+    caption = probe.caption
+    if probe.mask is not None:
+        area = float(probe.mask.float().mean())
+        caption += (
+            f"{'. ' if caption else ''}green: the {region} ({100 * area:.0f} % of the image); % = share of the map's "
+            f"positive relevance inside it. Each map on its own scale"
+        )
+    if caption:
+        parts.append(_text_block(caption, width, font, fill=(30, 30, 30), max_lines=4))
+    for k in range(0, len(tiles), per_row):
+        chunk = labels[k : k + per_row]
+        parts.append(_labels_row_multi(chunk, [hw[1]] * len(chunk), font))
+        parts.append(_hstack(tiles[k : k + per_row]))
+    return _vstack(parts, width=width)
+
+
+def _labels_row_multi(labels: Sequence[str], widths: Sequence[int], font: ImageFont.FreeTypeFont) -> Image.Image:
+    """Centred labels, one block per tile, top-aligned; a newline in a label starts its second line."""
+    blocks = [
+        _vstack([_text_block(line, w, font, max_lines=1, center=True) for line in text.split("\n")], width=w)
+        for text, w in zip(labels, widths)
+    ]
+    height = max(b.height for b in blocks)
+    padded = []
+    for b in blocks:
+        canvas = Image.new("RGB", (b.width, height), (255, 255, 255))
+        canvas.paste(b, (0, 0))
+        padded.append(canvas)
+    return _hstack(padded)
