@@ -158,30 +158,36 @@ def _ink_rows(image: torch.Tensor, top: int, bottom: int) -> int:
 
 def test_verdict_picture_text_is_at_least_12_px_as_tensorboard_shows_it_and_colours_the_banner():
     from lit_xai.visualization.text import _font
-    from lit_xai.visualization.verdict import CARD_WIDTH, MIN_TEXT_PX, verdict_fonts
+    from lit_xai.visualization.verdict import CARD_HEIGHT, CARD_WIDTH, MIN_TEXT_PX, displayed_scale, verdict_fonts
 
-    probe = ProbeStrip(torch.rand(3, 48, 48), [torch.randn(48, 48) for _ in range(8)], list(range(8)))
+    mask = torch.zeros(48, 48, dtype=torch.bool)
+    mask[8:20, 8:20] = True
+    probe = ProbeStrip(torch.rand(3, 48, 48), [torch.randn(48, 48) for _ in range(8)], list(range(8)), mask=mask,
+                       caption="val #3 (melanoma, ring): LRP for 'melanoma'")
     effects = {"insertion": [0.0, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]}
     epochs = list(range(8))
-    alert = verdict_picture("SHORTCUT since epoch 1", epochs, effects, threshold=0.15, alert_epoch=1, probe=probe)
-    clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15)
-    # the real criterion: TensorBoard shows the picture CARD_WIDTH wide (measured, see the constant), so every font,
-    # scaled by CARD_WIDTH / the picture's own width, is MIN_TEXT_PX or more; and no part is wider than the picture
-    for picture in (alert, clear, verdict_picture("x", epochs, effects, width=900)):
-        scale = CARD_WIDTH / picture.shape[2]
-        assert verdict_fonts(picture.shape[2]).smallest * scale >= MIN_TEXT_PX
+    long_detail = "inserting the ring raises P(melanoma) by 0.40 beyond a sham edit " * 4
+    alert = verdict_picture("SHORTCUT since epoch 1 " * 6, epochs, effects, threshold=0.15, alert_epoch=1, probe=probe,
+                            detail=long_detail)
+    clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15, detail=long_detail)
+    # the real criterion: TensorBoard shows a picture in TIME SERIES fitted into a CARD_WIDTH x CARD_HEIGHT box and in
+    # IMAGES at the card width (both measured, see the constants); every font, scaled so, is MIN_TEXT_PX or more
+    for picture in (alert, clear, verdict_picture("x", epochs, effects, width=900, probe=probe)):
+        height, width = picture.shape[1:]
+        assert width / height >= CARD_WIDTH / CARD_HEIGHT - 0.01, "taller than the card: TIME SERIES shrinks it"
+        assert verdict_fonts(width).smallest * displayed_scale(width, height) >= MIN_TEXT_PX - 0.05
     # ... and the fonts are what gets drawn: the banner's headline ink is as tall as that font's glyphs
     font = _font(verdict_fonts(alert.shape[2]).headline)
     top, bottom = font.getbbox("SHORTCUT")[1], font.getbbox("SHORTCUT")[3]
     assert _ink_rows(alert, 0, 12 + bottom) >= 0.9 * (bottom - top)
-    assert (bottom - top) * CARD_WIDTH / alert.shape[2] >= 0.7 * MIN_TEXT_PX  # capitals: ~0.73 of the font size
+    assert (bottom - top) * displayed_scale(*alert.shape[:0:-1]) >= 0.7 * MIN_TEXT_PX  # capitals: ~0.73 of the size
     assert _has_colour(alert[:, :30], (255, 222, 218), tol=0) and _has_colour(clear[:, :30], (222, 244, 224), tol=0)
-    assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart, the alert row of the table
+    assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart
     watch = verdict_picture("WATCH: ...", list(range(8)), effects, threshold=0.15, watch=True)
     assert _has_colour(watch[:, :30], (255, 238, 200), tol=0)
 
 
-def test_verdict_picture_tabulates_every_epoch_and_measures_relevance_in_the_artifact():
+def test_verdict_picture_outlines_the_artifact_and_measures_relevance_inside_it():
     from lit_xai.visualization import MASK_RGB
     from lit_xai.visualization.verdict import relevance_share
 
@@ -196,15 +202,19 @@ def test_verdict_picture_tabulates_every_epoch_and_measures_relevance_in_the_art
     assert relevance_share(inside[::2, ::2], mask) == 1.0  # a coarser map: the mask follows it
     effects = {"insertion": [0.0, 0.3, 0.4]}
     intervals = {"insertion": ([-0.1, 0.2, 0.3], [0.1, 0.4, 0.5])}
-    with_probe = verdict_picture(
-        "SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1,
-        probe=ProbeStrip(torch.rand(3, 48, 48), [spread, inside, inside], [0, 1, 2], mask=mask),
-    )
+
+    def picture(newest: torch.Tensor) -> torch.Tensor:
+        strip = ProbeStrip(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0)), [spread, newest],
+                           [0, 2], mask=mask)
+        return verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1,
+                               probe=strip)
+
+    focused, diffuse = picture(inside), picture(spread)
+    assert _has_colour(focused, MASK_RGB, tol=0)
+    # the printed share differs with the map (100 % vs 4 %): the text pixels of the side column differ
+    assert (focused != diffuse).float().mean() > 0.01
     without = verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1)
-    one_epoch = verdict_picture("SHORTCUT", [0], {"insertion": [0.0]}, threshold=0.15)
-    # one table row per measured epoch: more epochs, a taller picture (the chart keeps its height)
-    assert without.shape[1] > one_epoch.shape[1]
-    assert with_probe.shape[1] > without.shape[1] and _has_colour(with_probe, MASK_RGB, tol=0)
+    assert not _has_colour(without, MASK_RGB, tol=0)
 
 
 def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():

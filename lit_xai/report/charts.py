@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Optional
 
-from ..visualization.axes import PALETTE_HEX as PALETTE
 from ..visualization.axes import PALETTE as _RGB
+from ..visualization.axes import PALETTE_HEX as PALETTE
 from ..visualization.axes import axis, epoch_axis, hex_colour, tint
 
 __all__ = ["PALETTE", "is_stepwise", "line_chart"]
@@ -120,7 +120,7 @@ def line_chart(
             f'stroke-dasharray="5 3"/><text x="{_W - _RIGHT - 2}" y="{py(threshold) - 3}" text-anchor="end" '
             f'class="tick">threshold {threshold:g}</text>'
         )
-    for i, (name, pts) in enumerate(clean.items()):
+    for i, pts in enumerate(clean.values()):
         colour = PALETTE[i % len(PALETTE)]
         coords: list[tuple[float, float]] = []
         for j, (s, v) in enumerate(pts):

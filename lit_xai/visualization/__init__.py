@@ -9,8 +9,9 @@ One module per job: :mod:`~lit_xai.visualization.colors` (colour maps, overlays)
 (fonts, caption wrapping), :mod:`~lit_xai.visualization.grids` (explanation, concept and timeline grids with their
 legend), :mod:`~lit_xai.visualization.charts` (line plots), :mod:`~lit_xai.visualization.tables`,
 :mod:`~lit_xai.visualization.verdict` (the shortcut verdict) and :mod:`~lit_xai.visualization.monitor` (the
-ExplanationMonitor's pictures); the white canvas they share is in ``_canvas``; axis ranges, ticks and the palette of every chart (these PNG
-charts and the report's SVG ones) in :mod:`~lit_xai.visualization.axes`. Import from the package:
+ExplanationMonitor's pictures); the white canvas they share is in ``_canvas``;
+axis ranges, ticks and the palette of every chart (these PNG charts and the report's SVG ones) in
+:mod:`~lit_xai.visualization.axes`. Import from the package:
 ``from lit_xai.visualization import explanation_grid``. Imports nothing of lit_xai. The names load on first use
 (PEP 562), so ``lit_xai.visualization.axes`` imports without torch (the report uses it).
 

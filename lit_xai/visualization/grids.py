@@ -21,7 +21,17 @@ from .colors import (
 )
 from .text import _font, _labels_row, _line_height, _text_block, _text_width
 
-__all__ = ["NEAR_BLANK", "NEAR_ZERO", "concept_grid", "magnitude_label", "near_zero_maps", "concept_label", "explanation_grid", "legend_strip", "timeline_grid"]
+__all__ = [
+    "NEAR_BLANK",
+    "NEAR_ZERO",
+    "concept_grid",
+    "concept_label",
+    "explanation_grid",
+    "legend_strip",
+    "magnitude_label",
+    "near_zero_maps",
+    "timeline_grid",
+]
 
 #: a map whose visible pixels (:func:`~lit_xai.visualization.visible_share`) stay below this share is marked
 #: "nearly blank" in the grids, so an empty-looking tile is read as "no relevance found", not as a rendering failure
@@ -502,9 +512,13 @@ def timeline_grid(
     for i in range(n):
         label = _text_block(str(row_labels[i]), label_w, font, min_height=hw[0])
         first = len(tiles) - len(frames)  # the input column, when there is one, is no map
-        cells = _hstack([
-            _mark_blank(_to_pil(t[i]), "map ~0 everywhere") if k >= first and bool(zero[k - first, i]) else _to_pil(t[i])
-            for k, t in enumerate(tiles)
-        ])
+        cells = _hstack(
+            [
+                _mark_blank(_to_pil(t[i]), "map ~0 everywhere")
+                if k >= first and bool(zero[k - first, i])
+                else _to_pil(t[i])
+                for k, t in enumerate(tiles)
+            ]
+        )
         parts.append(_hstack([label, cells]))
     return _finish(_vstack(parts, gap=_GAP, width=width))

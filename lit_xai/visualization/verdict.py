@@ -1,40 +1,45 @@
 """The verdict picture: one image that tells the story of a run at a glance, sized for a dashboard thumbnail.
 
-A coloured banner with the verdict sentence, the causal effect per epoch with its interval, the alert threshold and
-the alert epoch, the same evidence as a small table (effect and interval per measured epoch), and one artifact
-probe's explanation across epochs: its input and maps with the artifact region outlined, each map labelled with the
-share of its positive relevance inside that region. The callbacks log it under a tag that sorts first in TensorBoard
-(``XAI/0_verdict``).
+A coloured banner with the verdict sentence; below it the causal effect over epochs with its interval band, the
+alert threshold and the alert epoch, and beside the chart one artifact probe: its input and newest map with the
+artifact region outlined, the share of the map's positive relevance inside that region, and the evidence in words.
+The chart is the evidence of every measured epoch (the interval as a band, as in CUSTOM SCALARS' Margin charts); the
+report tabulates it. The callbacks log the picture under a tag that sorts first in TensorBoard (``XAI/0_verdict``).
 
-TensorBoard shrinks a picture to its card (unless "show actual image size" is ticked), so the type is sized for the
-card, not for the picture: every font is at least :data:`MIN_TEXT_PX` x picture width / :data:`CARD_WIDTH`, which
-shows it at :data:`MIN_TEXT_PX` pixels or more in the card.
+TensorBoard shrinks a picture to its card unless "show actual image size" is ticked: the IMAGES dashboard to the card
+width (:data:`IMAGES_CARD_WIDTH`), the TIME SERIES dashboard into a :data:`CARD_WIDTH` x :data:`CARD_HEIGHT` box. So
+the picture is as wide as that box for its height (never taller, or TIME SERIES would shrink it further) and its type
+is sized for the box, not for the picture: every font is at least :data:`MIN_TEXT_PX` x picture width /
+:data:`CARD_WIDTH`, which shows it at :data:`MIN_TEXT_PX` pixels or more in both dashboards.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import math
-
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageFont
 
 from ._canvas import _GAP, _finish, _hstack, _to_pil, _vstack
 from .charts import line_plot
 from .colors import MASK_RGB, overlay, to_float01
-from .grids import _outline, _paint, _resize_images, _resize_maps, _tile_hw
-from .text import _font, _line_height, _text_block, _text_width
+from .grids import _outline, _paint, _resize_images, _resize_maps
+from .text import _font, _line_height, _text_block
 
-__all__ = ["CARD_WIDTH", "MIN_TEXT_PX", "ProbeStrip", "VerdictFonts", "relevance_share", "verdict_fonts",
-           "verdict_picture"]
+__all__ = ["CARD_HEIGHT", "CARD_WIDTH", "IMAGES_CARD_WIDTH", "MIN_TEXT_PX", "ProbeStrip", "VerdictFonts",
+           "displayed_scale", "relevance_share", "verdict_fonts", "verdict_picture"]
 
-#: the width (CSS px) TensorBoard shows a picture at in its cards, at a 1280 px wide window: TIME SERIES cards 319 px
-#: (the settings pane open, its default), IMAGES cards 350 px; the smaller one. Measured with headless Chromium by
-#: ``python scripts/tensorboard_shots.py RUN_DIR`` (the ``shown`` width of the verdict's <img>) on TensorBoard 2.x.
+#: the box (CSS px) TensorBoard's TIME SERIES dashboard fits a picture into, at a 1280 px wide window with its
+#: settings pane open (the default): 319 x 215; a taller picture is shrunk to 215 px of height. Measured with headless
+#: Chromium by ``python scripts/tensorboard_shots.py RUN_DIR`` (``shown`` x ``shownH`` of the verdict's <img>:
+#: a 648 x 428 picture showed 319 x 215, a 648 x 1184 one 118 x 215).
 CARD_WIDTH = 319
+CARD_HEIGHT = 215
+#: the IMAGES dashboard's card width at the same window: every picture is scaled to 350 px wide, any height
+IMAGES_CARD_WIDTH = 350
 #: the smallest type as shown in that card, in pixels
 MIN_TEXT_PX = 12
 
@@ -52,16 +57,26 @@ class VerdictFonts:
         return min(self.headline, self.body, self.chart)
 
 
+def displayed_scale(width: int, height: int) -> float:
+    """The factor TensorBoard shows a ``width`` x ``height`` picture at by default: the smaller of the TIME SERIES
+    box's (:data:`CARD_WIDTH` x :data:`CARD_HEIGHT`) and the IMAGES card's (:data:`IMAGES_CARD_WIDTH`).
+
+    >>> round(displayed_scale(648, 428), 3), round(displayed_scale(648, 1184), 3)
+    (0.492, 0.182)
+    """
+    return min(CARD_WIDTH / width, CARD_HEIGHT / height, IMAGES_CARD_WIDTH / width)
+
+
 def verdict_fonts(width: int, card_width: int = CARD_WIDTH, min_px: int = MIN_TEXT_PX) -> VerdictFonts:
     """Font sizes for a picture ``width`` pixels wide (its final width, margins included) shown ``card_width`` wide:
-    the smallest type shows at ``min_px`` or more, the headline a quarter larger.
+    the smallest type shows at ``min_px`` or more, the headline a tenth larger.
 
     >>> verdict_fonts(648)
-    VerdictFonts(headline=32, body=25, chart=25)
+    VerdictFonts(headline=28, body=25, chart=25)
     """
     scale = card_width / width
     body = math.ceil(min_px / scale)
-    return VerdictFonts(headline=math.ceil(1.25 * body), body=body, chart=body)
+    return VerdictFonts(headline=math.ceil(1.1 * body), body=body, chart=body)
 
 
 def relevance_share(heat: torch.Tensor, mask: torch.Tensor) -> float:
@@ -96,7 +111,8 @@ class ProbeStrip:
         image01: ``(C, H, W)`` the probe in ``[0, 1]``.
         maps: one ``(h, w)`` relevance map per entry of ``epochs``.
         epochs: the epoch of each map.
-        mask: optional ``(H, W)`` bool artifact mask, outlined on the input and every overlay.
+        mask: optional ``(H, W)`` bool artifact mask, outlined on the input and the map; the share of the map's
+            positive relevance inside it is printed.
         caption: what the probe is, e.g. ``"val #12 (melanoma) with a ring; LRP for 'melanoma'"``.
     """
 
@@ -109,20 +125,6 @@ class ProbeStrip:
     def __post_init__(self) -> None:
         if len(self.maps) != len(self.epochs):
             raise ValueError(f"ProbeStrip needs one map per epoch: {len(self.maps)} maps, {len(self.epochs)} epochs")
-
-
-def _pick(epochs: Sequence[int], keep: int, must: Sequence[int]) -> list[int]:
-    """Indices of at most ``keep`` epochs, evenly spread, always with the first, the last and ``must``."""
-    n = len(epochs)
-    if n <= keep:
-        return list(range(n))
-    chosen = {0, n - 1} | {i for i, e in enumerate(epochs) if e in set(must)}
-    step = (n - 1) / max(1, keep - 1)
-    for k in range(keep):
-        if len(chosen) >= keep:
-            break
-        chosen.add(round(k * step))
-    return sorted(chosen)[:keep] if len(chosen) > keep else sorted(chosen)
 
 
 def verdict_picture(
@@ -138,19 +140,18 @@ def verdict_picture(
     title: str = "effect beyond a sham edit, 95 % interval",
     ylabel: str = "effect on P(class)",
     width: int = 640,
-    max_frames: int = 3,
     watch: bool = False,
-    max_rows: int = 6,
     region: str = "artifact",
 ) -> torch.Tensor:
     """The verdict of a run as one uint8 ``(3, H, W)`` picture, readable in a TensorBoard card at its default size.
 
-    Layout, top to bottom, each part as wide as the picture: a banner (red with an alert, amber while the rule is met
-    but patience runs, green without) holding the ``headline`` and the ``detail``; the effect chart over epochs done
-    with its interval bands, the threshold and the alert epoch; a table of the same evidence, one row per measured
-    epoch (at most ``max_rows``: first, alert and last always); the probe's input and maps with the artifact region
-    outlined and the share of positive relevance inside it. Type is sized by :func:`verdict_fonts` for the card
-    width TensorBoard shows the picture at (:data:`CARD_WIDTH`).
+    Layout: a banner (red with an alert, amber while the rule is met but patience runs, green without) holding the
+    ``headline``; below it, the effect chart over epochs done (every measured epoch, its interval as a band, the
+    threshold and the alert epoch) and beside it the probe's input and newest map with the artifact region outlined,
+    the share of the map's positive relevance inside it, the strongest newest effect with its interval and the
+    ``detail``, as far as they fit. The picture is as wide as TIME SERIES' card box for its height (landscape,
+    :data:`CARD_WIDTH` : :data:`CARD_HEIGHT`) and its type is sized by :func:`verdict_fonts` so that it shows at
+    :data:`MIN_TEXT_PX` or more in TIME SERIES and IMAGES alike.
 
     Args:
         headline: the verdict, e.g. ``"SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"``.
@@ -161,13 +162,10 @@ def verdict_picture(
         threshold: the alert threshold, drawn as a dashed line.
         alert_epoch: the epoch the alert fired (a red marker on the chart and the probe strip); None = no alert,
             which also turns the banner green instead of red.
-        probe: one probe's maps across epochs (:class:`ProbeStrip`); at most ``max_frames`` evenly spread epochs,
-            always the first, the last and the alert epoch.
+        probe: one probe's maps across epochs (:class:`ProbeStrip`); the newest is shown.
         title, ylabel: the chart's title and y label.
         width: picture width in pixels (before the 4-pixel margin); the fonts grow with it.
-        max_frames: most epochs shown for the probe.
         watch: the rule is met but the alert has not fired yet (patience): an amber banner instead of green.
-        max_rows: most epochs in the evidence table.
         region: what the mask outlines, for the labels (e.g. ``"ring"``).
 
     Example:
@@ -177,13 +175,18 @@ def verdict_picture(
     """
     if width < 480:
         raise ValueError(f"verdict_picture needs at least 480 pixels of width, got {width}")
-    fonts = verdict_fonts(width + 2 * 4)  # the final picture has a 4-pixel margin on each side
+    full_w = width + 2 * 4  # the final picture has a 4-pixel margin on each side
+    fonts = verdict_fonts(full_w)
+    # never taller than TIME SERIES' box for this width: a taller picture would be shrunk below the type's size
+    full_h = int(full_w * CARD_HEIGHT / CARD_WIDTH)
     alert = alert_epoch is not None
     background = _ALERT_BG if alert else _WATCH_BG if watch else _CLEAR_BG
-    banner = [_text_block(headline, width, _font(fonts.headline), fill=(0, 0, 0), background=background, pad=6)]
-    if detail:
-        banner.append(_text_block(detail, width, _font(fonts.body), fill=(30, 30, 30), background=background, pad=6))
-    parts: list[Image.Image] = [_vstack(banner, width=width)]
+    headline_font = _font(fonts.headline)
+    banner = _text_block(headline, width, headline_font, fill=(0, 0, 0), background=background, pad=6, max_lines=2)
+    body_h = full_h - 2 * 4 - banner.height - 3 * _GAP
+    has_probe = probe is not None and len(probe.maps) > 0
+    side_w = int(0.37 * width) if has_probe else 0
+    row: list[Image.Image] = []
     if effects and len(epochs):
         # x = epochs done (epoch e is the model after e + 1 epochs): the step of TensorBoard's slider and charts
         chart = line_plot(
@@ -191,118 +194,86 @@ def verdict_picture(
             x=[e + 1 for e in epochs],
             bands=intervals,
             hlines=[(threshold, f"threshold {threshold:g}")] if threshold is not None else (),
-            vlines=[(alert_epoch + 1, f"alert (epoch {alert_epoch})")] if alert else (),
-            title=title,
-            xlabel="x: epochs done (epoch e = e + 1 done)",
-            ylabel=ylabel,
-            width=width,
-            height=max(300, 16 * fonts.chart),
+            vlines=[(alert_epoch + 1, "alert")] if alert else (),
+            xlabel="epochs done",
+            ylabel=f"{ylabel}, {title.split(', ')[-1].replace('interval', 'CI')}" if ", " in title else ylabel,
+            width=width - side_w - (2 * _GAP if has_probe else 0),
+            height=max(body_h, 8 * fonts.chart),
             font_size=fonts.chart + 1,
         )
-        parts.append(_to_pil(chart))
-        parts.append(_evidence_table(epochs, effects, intervals or {}, threshold, alert_epoch, width, fonts, max_rows))
-    if probe is not None and len(probe.maps) > 0:
-        parts.append(_panel(probe, alert_epoch, max_frames, width, fonts, region))
+        row.append(_to_pil(chart))
+    sure = _strongest(epochs, effects, intervals or {}, title)
+    if has_probe:
+        row.append(_side(probe, sure, detail, side_w, max(body_h, 8 * fonts.chart), fonts, region))
+    elif detail:
+        row.append(_text_block(detail, width - sum(r.width for r in row), _font(fonts.body), fill=(30, 30, 30)))
+    parts: list[Image.Image] = [banner]
+    if row:
+        parts.append(_hstack(row, gap=2 * _GAP))
+    elif detail:
+        parts.append(_text_block(detail, width, _font(fonts.body), fill=(30, 30, 30)))
     return _finish(_vstack(parts, gap=3 * _GAP, width=width))
 
 
-def _cell(value: float, low: float, high: float) -> str:
-    if not math.isfinite(value):
-        return "–"
-    if math.isfinite(low) and math.isfinite(high):
-        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
-    return f"{value:.2f}"
-
-
-def _evidence_table(
-    epochs: Sequence[int],
-    effects: dict[str, Sequence[float]],
-    intervals: dict[str, tuple[Sequence[float], Sequence[float]]],
-    threshold: float | None,
-    alert_epoch: int | None,
-    width: int,
-    fonts: VerdictFonts,
-    max_rows: int,
-) -> Image.Image:
-    """The evidence per measured epoch as a table: epochs done, each test's effect [interval]; the alert row in red,
-    rows whose lower bound clears the threshold marked."""
-    font = _font(fonts.body)
-    lh = _line_height(font)
-    keep = _pick(list(epochs), max_rows, [alert_epoch] if alert_epoch is not None else [])
-    tests = list(effects)
-    header = ["done"] + [f"{t} [CI]" for t in tests] + ([f"CI > {threshold:g}"] if threshold is not None else [])
-    rows = []
-    for i in keep:
-        cells = [str(int(epochs[i]) + 1)]
-        clears = False
-        for t in tests:
-            lo_hi = intervals.get(t)
+def _strongest(
+    epochs: Sequence[int], effects: dict[str, Sequence[float]], intervals: dict[str, tuple[Sequence[float],
+    Sequence[float]]], title: str,
+) -> str:
+    """How sure, in one phrase: the newest measurement of the test whose interval sits highest, e.g.
+    ``"insertion: 0.95 [0.94, 0.96]"`` (the interval of the chart's label); empty without one."""
+    best = None
+    for name, values in effects.items():
+        for i in range(len(values) - 1, -1, -1):
+            value = float(values[i])
+            if not math.isfinite(value):
+                continue
+            lo_hi = intervals.get(name)
             lo = float(lo_hi[0][i]) if lo_hi is not None else math.nan
             hi = float(lo_hi[1][i]) if lo_hi is not None else math.nan
-            cells.append(_cell(float(effects[t][i]), lo, hi))
-            clears = clears or (threshold is not None and math.isfinite(lo) and lo > threshold)
-        if threshold is not None:
-            cells.append("yes" if clears else "no")
-        rows.append((cells, epochs[i] == alert_epoch))
-    widths = [max(_text_width(r[j], font) for r in [header] + [c for c, _ in rows]) for j in range(len(header))]
-    spare = max(0, width - sum(widths)) // max(1, len(header))
-    col_x = [0]
-    for w in widths[:-1]:
-        col_x.append(col_x[-1] + w + spare)
-    img = Image.new("RGB", (width, (len(rows) + 1) * lh + 4), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    for j, text in enumerate(header):
-        draw.text((col_x[j] + 2, 0), text, fill=(60, 60, 60), font=font)
-    draw.line((0, lh, width, lh), fill=(170, 170, 170))
-    for k, (cells, is_alert) in enumerate(rows):
-        y = (k + 1) * lh + 2
-        if is_alert:
-            draw.rectangle((0, y - 1, width - 1, y + lh - 2), fill=_ALERT_BG)
-        for j, text in enumerate(cells):
-            draw.text((col_x[j] + 2, y), text, fill=(200, 0, 0) if is_alert else (20, 20, 20), font=font)
-    return img
+            key = lo if math.isfinite(lo) else value
+            if best is None or key > best[0]:
+                best = (key, name, value, lo, hi, int(epochs[i]) + 1)
+            break
+    if best is None:
+        return ""
+    _, name, value, lo, hi, _ = best
+    ci = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{name}: {value:.2f}{ci}"
 
 
-def _panel(
-    probe: ProbeStrip, alert_epoch: int | None, max_frames: int, width: int, fonts: VerdictFonts, region: str
+def _side(
+    probe: ProbeStrip, sure: str, detail: str, width: int, height: int, fonts: VerdictFonts, region: str
 ) -> Image.Image:
-    """The probe panel: its caption, then input (artifact region outlined) and its maps over epochs, each labelled
-    with the epochs done and the share of its positive relevance inside the region."""
-    keep = _pick(list(probe.epochs), max_frames, [alert_epoch] if alert_epoch is not None else [])
-    per_row = min(4, len(keep) + 1)
-    tile = (width - (per_row - 1) * _GAP) // per_row
-    image = to_float01(probe.image01)
-    hw = _tile_hw(image.shape[-2], image.shape[-1], tile)
-    hw = (hw[0], min(hw[1], tile))
-    img = _resize_images(image, hw)
-    maps = torch.stack([_resize_maps(probe.maps[i].detach().float().cpu()[None], hw)[0] for i in keep])
-    overs = overlay(img.expand(len(keep), -1, -1, -1), maps)
+    """Beside the chart: the probe's input and newest map with the artifact region outlined (green), the share of
+    the map's positive relevance inside the region, the strongest evidence, then the detail, cut to the height."""
     font = _font(fonts.body)
-    shares = [math.nan] * len(keep)
+    tile = (width - _GAP) // 2
+    image = to_float01(probe.image01)
+    hw = (tile, tile)
+    img = _resize_images(image, hw)
+    newest = probe.maps[-1].detach().float().cpu()
+    over = overlay(img, _resize_maps(newest[None], hw))
+    words = f"{int(probe.epochs[-1]) + 1} epochs done, each map on its own scale"
     if probe.mask is not None:
-        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=max(1, tile // 80))
-        img = _paint(img, border, MASK_RGB)
-        overs = _paint(overs, border.expand(len(keep), -1, -1), MASK_RGB)
-        shares = [relevance_share(probe.maps[i], probe.mask) for i in keep]
-    labels = ["input"]
-    for i, share in zip(keep, shares):
-        done = f"{int(probe.epochs[i]) + 1} {'alert' if probe.epochs[i] == alert_epoch else 'done'}"
-        labels.append(done if math.isnan(share) else f"{done}\n{100 * share:.0f} % in {region}")
-    tiles = [_to_pil(img[0]), *[_to_pil(o) for o in overs]]
-    parts: list[Image.Image] = []
-    caption = probe.caption
-    if probe.mask is not None:
+        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=max(1, tile // 60))
+        img, over = _paint(img, border, MASK_RGB), _paint(over, border, MASK_RGB)
+        share = relevance_share(newest, probe.mask)
         area = float(probe.mask.float().mean())
-        caption += (
-            f"{'. ' if caption else ''}green: the {region} ({100 * area:.0f} % of the image); % = share of the map's "
-            f"positive relevance inside it. Each map on its own scale"
+        words = (
+            f"{'no + relevance' if math.isnan(share) else f'{100 * share:.0f} % of + relevance'} in the {region} "
+            f"({100 * area:.0f} % of the image)"
         )
-    if caption:
-        parts.append(_text_block(caption, width, font, fill=(30, 30, 30), max_lines=4))
-    for k in range(0, len(tiles), per_row):
-        chunk = labels[k : k + per_row]
-        parts.append(_labels_row_multi(chunk, [hw[1]] * len(chunk), font))
-        parts.append(_hstack(tiles[k : k + per_row]))
+    labels = _labels_row_multi(["input", f"{int(probe.epochs[-1]) + 1} done"], [tile, tile], font)
+    parts = [labels, _hstack([_to_pil(img[0]), _to_pil(over[0])])]
+    used = sum(p.height for p in parts)
+    lh = _line_height(font)
+    lines_left = max(1, (height - used - 4) // lh)
+    texts = ((words, (0, 0, 0)), (sure, (150, 0, 0)), (detail, (60, 60, 60)), (probe.caption, (90, 90, 90)))
+    for text, fill in texts:
+        if text and lines_left > 0:
+            block = _text_block(text, width, font, fill=fill, max_lines=min(3, lines_left))
+            parts.append(block)
+            lines_left -= max(1, (block.height - 4) // lh)
     return _vstack(parts, width=width)
 
 
