@@ -327,6 +327,25 @@ def _on_epoch_axis(run: RunData, tag: str) -> tuple[list[tuple[float, float]], s
 _DRAWN_ELSEWHERE = re.compile(r"(_lower|_upper|/alert|/threshold)$")
 
 
+def _logged_evidence(
+    run: RunData, members: dict[str, str]
+) -> tuple[dict[str, list[tuple[float, float, float]]], list[float]]:
+    """For logged effect scalars (``.../<test>_effect``): their interval from the ``_lower`` / ``_upper`` tags beside
+    them (drawn as a band, as TensorBoard's Margin charts do) and the epochs the pair's ``alert`` marker fired."""
+    intervals: dict[str, list[tuple[float, float, float]]] = {}
+    marks: set[float] = set()
+    for name, tag in members.items():
+        if not tag.endswith("_effect"):
+            continue
+        low, high = dict(run.scalars.get(f"{tag}_lower", [])), dict(run.scalars.get(f"{tag}_upper", []))
+        rows = [(float(step), float(low[step]), float(high[step])) for step in sorted(set(low) & set(high))]
+        if rows:
+            intervals[name] = rows
+        alert = f"{tag.rsplit('/', 1)[0]}/alert"
+        marks.update(float(step) for step, value in run.scalars.get(alert, []) if value > 0)
+    return intervals, sorted(marks)
+
+
 def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
     figures = []
     for key, members in _chart_groups(t for t in tags if not _DRAWN_ELSEWHERE.search(t)).items():
@@ -336,7 +355,10 @@ def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
             continue
         labels = {label for _, label in axes.values()}
         x_label = labels.pop() if len(labels) == 1 else "step"
-        chart = line_chart(series, threshold=_threshold(key, criteria), title=key, x_label=x_label)
+        intervals, marks = _logged_evidence(run, members)
+        chart = line_chart(
+            series, threshold=_threshold(key, criteria), title=key, x_label=x_label, intervals=intervals, marks=marks
+        )
         figures.append(f"<figure>{chart}<figcaption>{escape(key)}</figcaption></figure>")
     return f'<div class="charts">{"".join(figures)}</div>' if figures else ""
 
@@ -518,6 +540,13 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
         parts.insert(0, f'<div class="charts wide">{"".join(figures)}</div>')
     if report and not alerts:
         parts.insert(0, "<p>No alert fired.</p>")
+    if report and run.correction:
+        method = escape(str(run.correction.get("method", "?")))
+        parts.insert(
+            0,
+            f'<p class="correction-note"><strong>Correction applied:</strong> {method}. These tests measure the '
+            "corrected model.</p>",
+        )
     texts = [tag for kind, tag in claimed.get("alerts", []) if kind == "text"]
     images = [tag for kind, tag in claimed.get("alerts", []) if kind == "image"]
     scalars = [tag for kind, tag in claimed.get("alerts", []) if kind == "scalar"]
