@@ -102,7 +102,13 @@ def main() -> None:
         for name, fragment in VIEWS.items():
             results[name] = shoot(f"http://127.0.0.1:{port}/{fragment}", args.out / f"tb_{name}.png", args.wait)
         if args.report is not None:
-            results["report"] = shoot(args.report.resolve().as_uri(), args.out / "report.png", 3.0, height=2400)
+            url = args.report.resolve().as_uri()
+            results["report"] = shoot(url, args.out / "report.png", 3.0, height=2400)
+            # the shortcut alert timeline and the training metrics, scrolled to
+            for name, heading in (("report_alerts", "Shortcut alert timeline"), ("report_metrics", "Training metrics")):
+                scroll = (f"[...document.querySelectorAll('h2')].find(h => h.textContent.includes('{heading}'))"
+                          "?.scrollIntoView()")
+                results[name] = shoot(url, args.out / f"{name}.png", 3.0, height=1600, script=scroll)
     finally:
         tb.terminate()
         tb.wait(timeout=20)

@@ -114,6 +114,11 @@ def magnitude_label(maps: torch.Tensor, shared: bool = False) -> str:
     return f"{'shared' if shared else 'per-map'} scale, max |R| {peak:.2g}"
 
 
+def _short(value: float) -> str:
+    """A magnitude in at most 6 characters (a tile's label): ``0.034``, ``0.0034``, ``3e-05``, ``12``."""
+    return f"{value:.2g}" if value == 0 or 1e-3 <= abs(value) < 1e3 else f"{value:.0e}"
+
+
 def _pct(share: float) -> str:
     share = 100 * float(share)
     if 0 < abs(share) < 1:
@@ -246,7 +251,9 @@ def explanation_grid(
         raise ValueError(f"groups must count the {n} rows, got {[c for _, c in groups]}")
     hw = _tile_hw(img.shape[-2], img.shape[-1], tile)
     imgs = _resize_images(img, hw)
-    heat = _resize_maps(h, hw)
+    zero = near_zero_maps(h)
+    # a ~0 map is drawn as zero (neutral), not blown up to full colour by its own per-map scale
+    heat = torch.where(zero[:, None, None], torch.zeros((), dtype=h.dtype), _resize_maps(h, hw))
     rgb = heatmap_to_rgb(heat, percentile)
     visible = visible_share(h, percentile)
     over = overlay(imgs, heat, percentile=percentile)
@@ -254,7 +261,6 @@ def explanation_grid(
         border = _outline(masks.detach().cpu(), hw)
         imgs, over = _paint(imgs, border, MASK_RGB), _paint(over, border, MASK_RGB)
     neg = negative_share(h)
-    zero = near_zero_maps(h)
     font = _font(11)
     row_w = 3 * hw[1] + 2 * _GAP
     parts: list[Image.Image] = []
@@ -480,10 +486,13 @@ def timeline_grid(
     font = _font(11)
     widest = max((_text_width(str(lbl), font) for lbl in row_labels), default=0) + 6
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
-    tiles = [heatmap_to_rgb(_resize_maps(f.detach().cpu(), hw), percentile) for f in frames]
-    # ~0 maps judged against every map of the grid (all frames of all probes): per-map scaling would hide them
+    # ~0 maps judged against every map of the grid (all frames of all probes): per-map scaling would blow them up
     zero = near_zero_maps(torch.cat([f.detach().cpu() for f in frames])).reshape(len(frames), n)
-    column_labels = [f"{c} · max\u00a0{float(f.detach().abs().max()):.2g}" for c, f in zip(column_labels, frames)]
+    tiles = [
+        heatmap_to_rgb(torch.where(z[:, None, None], 0.0, _resize_maps(f.detach().float().cpu(), hw)), percentile)
+        for f, z in zip(frames, zero)
+    ]
+    column_labels = [f"{c} · {_short(float(f.detach().abs().max()))}" for c, f in zip(column_labels, frames)]
     if images01 is not None:
         inputs = _resize_images(to_float01(images01), hw)
         if masks is not None:
@@ -494,7 +503,7 @@ def timeline_grid(
     parts: list[Image.Image] = []
     if legend:
         note = "rows: probes; columns: " + ("the input, then " if images01 is not None else "") + "epochs"
-        note += "; per-map scale (each map on its own; a column's largest |R| under its label)"
+        note += "; per-map scale (each map on its own; the number under an epoch: that column's largest |R|)"
         parts.append(
             _to_pil(
                 legend_strip(
