@@ -119,9 +119,6 @@ def line_plot(
     include = [v for lo_hi in band_arrays.values() for v in lo_hi for v in v.tolist()] + [v for v, _ in hlines]
     ys = [float(v) for s in series for v in s[2][np.isfinite(s[1]) & np.isfinite(s[2])]]
     x_axis = epoch_axis(finite_x.tolist(), include=[v for v, _ in vlines], target=max(2, min(8, (width - 80) // 60)))
-    y_axis = value_axis(ys, include=include, ylim=ylim)
-    x_lo, x_hi, y_lo, y_hi = x_axis.lo, x_axis.hi, y_axis.lo, y_axis.hi
-    xt, yt, xt_labels, yt_labels = x_axis.ticks, y_axis.ticks, x_axis.labels, y_axis.labels
 
     # legend entries (swatch + name) flow under the plot, wrapping onto as many lines as needed
     swatch, gap = 18, 14
@@ -131,8 +128,12 @@ def line_plot(
     legend_lines = _wrap_flow(entry_w, width - 20, gap)
 
     top = 6 + (lh + 4 if title else 0) + (slh if ylabel else 0) + slh // 2 + (slh if vlines else 0)
-    left = 8 + max(_text_width(s, small) for s in yt_labels) + 6
     bottom = height - (6 + len(legend_lines) * slh + 4 + (slh if xlabel else 0) + slh + 6)
+    # as many y ticks as the plot's height holds, a line of tick text and some air each (3 to 5)
+    y_axis = value_axis(ys, include=include, ylim=ylim, target=max(3, min(5, int((bottom - top) / (1.5 * slh)))))
+    x_lo, x_hi, y_lo, y_hi = x_axis.lo, x_axis.hi, y_axis.lo, y_axis.hi
+    xt, yt, xt_labels, yt_labels = x_axis.ticks, y_axis.ticks, x_axis.labels, y_axis.labels
+    left = 8 + max(_text_width(s, small) for s in yt_labels) + 6
     right = width - 6 - _text_width(xt_labels[-1], small) // 2
     if bottom - top < 40:
         raise ValueError(f"{len(series)} legend entries leave no room for the plot at height {height}; raise height")
