@@ -180,9 +180,9 @@ def legend_strip(
     parts.append(tick_row)
     meaning = "blue = negative, white = 0, red = positive relevance" if signed else "white = 0, red = high relevance"
     scale = (
-        f"s = per-image symmetric scale, {percentile:g}th percentile of |R|"
+        f"s = per-map scale (symmetric, {percentile:g}th percentile of |R| of each map)"
         if signed
-        else f"s = per-image scale, {percentile:g}th percentile"
+        else f"s = per-map scale ({percentile:g}th percentile of each map)"
     )
     parts.append(_text_block(f"{meaning}; {scale}", width, font, fill=_MUTED))
     if outline_label:
@@ -404,7 +404,7 @@ def concept_grid(
             title = f"{method} concepts" + (f" of layer {layer}" if layer and layer not in method else "")
         note = (
             "columns: input, then the top concepts (channel id and its share of the layer's relevance); "
-            "concept maps smoothed and scaled each on its own, drawn over the greyed input"
+            "concept maps smoothed, per-map scale (each on its own), drawn over the greyed input"
         )
         if references is not None:
             note += "; below: the reference crop that activates each concept most"
