@@ -319,3 +319,20 @@ def test_logged_effect_scalars_are_charted_with_their_interval_band_threshold_an
     assert "<polygon" in chart and 'stroke="#444"' in chart and "threshold 0.15" in chart
     assert chart.count('stroke="#C00000"') == 1  # one alert, at epoch 2 done
     assert "epochs done" in chart
+
+
+def test_test_metrics_after_fit_sit_at_the_epochs_the_model_was_trained_for():
+    from lit_xai.report import RunData
+    from lit_xai.report.render import _on_epoch_axis
+
+    # Lightning after fit(max_epochs=2): epoch 0 at steps 4, 9; epoch 1 at 14, 19; test() logs epoch 2 at step 20
+    epoch = [(4, 0.0), (9, 0.0), (14, 1.0), (19, 1.0), (20, 2.0)]
+    run = RunData(Path("."), "folder", scalars={
+        "epoch": epoch, "train/loss_step": [(4, 0.5), (9, 0.4), (14, 0.3), (19, 0.2)], "val/acc": [(9, 0.6), (19, 0.7)],
+        "test/acc": [(20, 0.69)],
+    })  # fmt: skip
+    assert _on_epoch_axis(run, "test/acc")[0] == [(2.0, 0.69)]
+    assert _on_epoch_axis(run, "val/acc")[0] == [(1.0, 0.6), (2.0, 0.7)]
+    # without train/ metrics to tell, the old rule: every logged epoch number counts as trained
+    del run.scalars["train/loss_step"]
+    assert _on_epoch_axis(run, "test/acc")[0] == [(3.0, 0.69)]

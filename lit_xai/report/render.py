@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime
 import io
 import math
@@ -286,21 +287,36 @@ def _threshold(tag: str, criteria: dict[str, Any]) -> Optional[float]:
 AXIS = "epochs done"
 
 
-def epochs_done(epoch_points: Sequence[tuple[int, float]]) -> Optional[Any]:
+def epochs_done(
+    epoch_points: Sequence[tuple[int, float]], trained_steps: Optional[Iterable[float]] = None
+) -> Optional[Any]:
     """A map from Lightning's global (batch) step to epochs done, from the ``epoch`` scalar Lightning logs beside
     its metrics: the last step logged in epoch ``e`` is ``e + 1`` epochs done, steps between are interpolated
     linearly (step 0 = 0). None without epoch points.
 
+    ``trained_steps`` (the steps of the ``train/`` metrics) tells trained epochs from the epoch number a test or
+    predict run after ``fit`` logs (``current_epoch``, one past the last trained epoch, with no training in it): such
+    an epoch adds no epoch done, so the test metrics sit at the epochs the model was trained for.
+
     >>> to_epochs = epochs_done([(9, 0.0), (19, 0.0), (29, 1.0), (39, 1.0)])
     >>> to_epochs(19), to_epochs(29), to_epochs(39)
     (1.0, 1.5, 2.0)
+    >>> epochs_done([(9, 0.0), (19, 1.0), (20, 2.0)], trained_steps=[9, 19])(20)
+    2.0
     """
     ends: dict[int, int] = {}
     for step, epoch in epoch_points:
         ends[int(epoch)] = max(ends.get(int(epoch), step), step)
     if not ends:
         return None
-    knots = [(0, 0.0)] + sorted((step, epoch + 1.0) for epoch, step in ends.items())
+    trained = sorted(float(t) for t in trained_steps) if trained_steps is not None else None
+    knots = [(0, 0.0)]
+    previous, done = -math.inf, 0.0
+    for step, epoch in sorted((step, epoch) for epoch, step in ends.items()):
+        if not trained or bisect.bisect_right(trained, step) > bisect.bisect_right(trained, previous):
+            done = epoch + 1.0
+        knots.append((step, done))
+        previous = step
 
     def convert(step: float) -> float:
         for (s0, e0), (s1, e1) in zip(knots, knots[1:]):
@@ -317,7 +333,8 @@ def _on_epoch_axis(run: RunData, tag: str) -> tuple[list[tuple[float, float]], s
     points = run.scalars[tag]
     if tag.lower().startswith(("xai", "quality")):
         return [(float(s), v) for s, v in points], AXIS
-    convert = epochs_done(run.scalars.get("epoch", []))
+    trained = [step for tag, pts in run.scalars.items() if tag.lower().startswith("train/") for step, _ in pts]
+    convert = epochs_done(run.scalars.get("epoch", []), trained_steps=trained or None)
     if convert is None:
         return [(float(s), v) for s, v in points], "step (batches)"
     return [(convert(s), v) for s, v in points], AXIS
