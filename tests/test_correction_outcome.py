@@ -58,3 +58,11 @@ def test_the_report_says_which_correction_was_applied(tmp_path: Path) -> None:
     page = render_report(run)
     assert 'id="correction"' in page and "Correction applied:</strong> A-ClArC (the ring drawn in)" in page
     assert "shortcut is GONE" in page
+
+
+def test_the_alert_timeline_says_the_tests_measure_the_corrected_model(tmp_path: Path) -> None:
+    corrected = RunData(tmp_path, "folder", shortcut=_report([-0.02], False),
+                        correction={"method": "P-ClArC", "artifact": "ring"})  # fmt: skip
+    plain = RunData(tmp_path, "folder", shortcut=_report([-0.02], False))
+    note = 'class="correction-note"><strong>Correction applied:</strong> P-ClArC'
+    assert note in render_report(corrected) and "correction-note" not in render_report(plain)

@@ -150,17 +150,71 @@ def test_verdict_text_and_series_follow_the_alert():
     assert lead_key([], []) is None
 
 
-def test_verdict_picture_is_landscape_and_coloured_by_the_alert():
-    probe = ProbeStrip(torch.rand(3, 48, 48), [torch.randn(48, 48) for _ in range(8)], list(range(8)))
+def _ink_rows(image: torch.Tensor, top: int, bottom: int) -> int:
+    """Height in pixels of the dark (text) ink between rows ``top`` and ``bottom`` of a picture."""
+    dark = (image[:, top:bottom].int().amax(0) < 90).any(1).nonzero().flatten()
+    return int(dark.max() - dark.min() + 1) if dark.numel() else 0
+
+
+def test_verdict_picture_text_is_at_least_12_px_as_tensorboard_shows_it_and_colours_the_banner():
+    from lit_xai.visualization.text import _font
+    from lit_xai.visualization.verdict import CARD_HEIGHT, CARD_WIDTH, MIN_TEXT_PX, displayed_scale, verdict_fonts
+
+    mask = torch.zeros(48, 48, dtype=torch.bool)
+    mask[8:20, 8:20] = True
+    probe = ProbeStrip(torch.rand(3, 48, 48), [torch.randn(48, 48) for _ in range(8)], list(range(8)), mask=mask,
+                       caption="val #3 (melanoma, ring): LRP for 'melanoma'")
     effects = {"insertion": [0.0, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]}
     epochs = list(range(8))
-    alert = verdict_picture("SHORTCUT since epoch 1", epochs, effects, threshold=0.15, alert_epoch=1, probe=probe)
-    clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15)
-    assert alert.shape[2] >= 1.4 * alert.shape[1]  # fits a TensorBoard card (about 370 x 230) without shrinking text
+    long_detail = "inserting the ring raises P(melanoma) by 0.40 beyond a sham edit " * 4
+    alert = verdict_picture("SHORTCUT since epoch 1 " * 6, epochs, effects, threshold=0.15, alert_epoch=1, probe=probe,
+                            detail=long_detail)
+    clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15, detail=long_detail)
+    # the real criterion: TensorBoard shows a picture in TIME SERIES fitted into a CARD_WIDTH x CARD_HEIGHT box and in
+    # IMAGES at the card width (both measured, see the constants); every font, scaled so, is MIN_TEXT_PX or more
+    for picture in (alert, clear, verdict_picture("x", epochs, effects, width=900, probe=probe)):
+        height, width = picture.shape[1:]
+        assert width / height >= CARD_WIDTH / CARD_HEIGHT - 0.01, "taller than the card: TIME SERIES shrinks it"
+        assert verdict_fonts(width).smallest * displayed_scale(width, height) >= MIN_TEXT_PX - 0.05
+    # ... and the fonts are what gets drawn: the banner's headline ink is as tall as that font's glyphs
+    font = _font(verdict_fonts(alert.shape[2]).headline)
+    top, bottom = font.getbbox("SHORTCUT")[1], font.getbbox("SHORTCUT")[3]
+    assert _ink_rows(alert, 0, 12 + bottom) >= 0.9 * (bottom - top)
+    assert (bottom - top) * displayed_scale(*alert.shape[:0:-1]) >= 0.7 * MIN_TEXT_PX  # capitals: ~0.73 of the size
     assert _has_colour(alert[:, :30], (255, 222, 218), tol=0) and _has_colour(clear[:, :30], (222, 244, 224), tol=0)
     assert _has_colour(alert, (200, 0, 0), tol=2)  # the alert marker on the chart
     watch = verdict_picture("WATCH: ...", list(range(8)), effects, threshold=0.15, watch=True)
     assert _has_colour(watch[:, :30], (255, 238, 200), tol=0)
+
+
+def test_verdict_picture_outlines_the_artifact_and_measures_relevance_inside_it():
+    from lit_xai.visualization import MASK_RGB
+    from lit_xai.visualization.verdict import relevance_share
+
+    mask = torch.zeros(48, 48, dtype=torch.bool)
+    mask[10:20, 10:20] = True
+    inside = torch.zeros(48, 48)
+    inside[12:18, 12:18] = 1.0
+    spread = torch.ones(48, 48)
+    assert relevance_share(inside, mask) == 1.0
+    assert abs(relevance_share(spread, mask) - 100 / 48**2) < 1e-6
+    assert relevance_share(-spread, mask) != relevance_share(-spread, mask)  # NaN: no positive relevance
+    assert relevance_share(inside[::2, ::2], mask) == 1.0  # a coarser map: the mask follows it
+    effects = {"insertion": [0.0, 0.3, 0.4]}
+    intervals = {"insertion": ([-0.1, 0.2, 0.3], [0.1, 0.4, 0.5])}
+
+    def picture(newest: torch.Tensor) -> torch.Tensor:
+        strip = ProbeStrip(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0)), [spread, newest],
+                           [0, 2], mask=mask)
+        return verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1,
+                               probe=strip)
+
+    focused, diffuse = picture(inside), picture(spread)
+    assert _has_colour(focused, MASK_RGB, tol=0)
+    # the printed share differs with the map (100 % vs 4 %): the text pixels of the side column differ
+    assert (focused != diffuse).float().mean() > 0.01
+    without = verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1)
+    assert not _has_colour(without, MASK_RGB, tol=0)
 
 
 def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():

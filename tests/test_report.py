@@ -226,6 +226,13 @@ def test_sections_and_charts():
     y_threshold = float(re.search(r'y1="([\d.]+)" y2="[\d.]+" stroke="#444"', both).group(1))
     ys = sorted(float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', both))
     assert ys[0] < y_threshold < ys[-1]
+    # intervals are a band around their series (a Margin chart's shading): a polygon spanning every point's bounds
+    banded = line_chart({"m": [(1, 0.2), (2, 0.5), (3, 0.6)]}, intervals={"m": [(1, 0.1, 0.3), (2, 0.4, 0.6),
+                                                                                (3, 0.5, 0.7)]})
+    band = [tuple(map(float, p.split(","))) for p in re.search(r'<polygon points="([^"]+)"', banded).group(1).split()]
+    line_ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', banded)]
+    assert len(band) == 6 and min(y for _, y in band) < min(line_ys) and max(y for _, y in band) > max(line_ys)
+    assert banded.index("<polygon") < banded.index("<polyline")  # under the line
 
 
 chromium = pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")
@@ -290,3 +297,42 @@ def test_audit_table_folds_the_annotations_a_detector_matches_exactly(tmp_path):
         cells = [unescape(c) for c in re.findall(r"<tr><td>([^<]*)</td>", html) if c.startswith(("ring", "annotated"))]
         assert len(cells) == rows, cells
         assert (cells == ["ring (= the dataset's annotations)"]) == (rows == 1)
+
+
+def test_logged_effect_scalars_are_charted_with_their_interval_band_threshold_and_alert():
+    from lit_xai.report import RunData, render_report
+
+    prefix = "XAI_shortcut/ring/melanoma"
+    effect = [(1, 0.1), (2, 0.5), (3, 0.6)]
+    run = RunData(
+        Path("."), "folder",
+        scalars={
+            f"{prefix}/insertion_effect": effect,
+            f"{prefix}/insertion_effect_lower": [(s, v - 0.1) for s, v in effect],
+            f"{prefix}/insertion_effect_upper": [(s, v + 0.1) for s, v in effect],
+            f"{prefix}/alert": [(1, 0.0), (2, 0.15), (3, 0.0)],
+        },
+        shortcut={"criteria": {"min_effect": 0.15}, "history": [], "alerts": []},
+    )
+    page = render_report(run)
+    chart = re.search(r"<svg[^>]*>(?:(?!</svg>).)*insertion_effect(?:(?!</svg>).)*</svg>", page, re.S).group(0)
+    assert "<polygon" in chart and 'stroke="#444"' in chart and "threshold 0.15" in chart
+    assert chart.count('stroke="#C00000"') == 1  # one alert, at epoch 2 done
+    assert "epochs done" in chart
+
+
+def test_test_metrics_after_fit_sit_at_the_epochs_the_model_was_trained_for():
+    from lit_xai.report import RunData
+    from lit_xai.report.render import _on_epoch_axis
+
+    # Lightning after fit(max_epochs=2): epoch 0 at steps 4, 9; epoch 1 at 14, 19; test() logs epoch 2 at step 20
+    epoch = [(4, 0.0), (9, 0.0), (14, 1.0), (19, 1.0), (20, 2.0)]
+    run = RunData(Path("."), "folder", scalars={
+        "epoch": epoch, "train/loss_step": [(4, 0.5), (9, 0.4), (14, 0.3), (19, 0.2)], "val/acc": [(9, 0.6), (19, 0.7)],
+        "test/acc": [(20, 0.69)],
+    })  # fmt: skip
+    assert _on_epoch_axis(run, "test/acc")[0] == [(2.0, 0.69)]
+    assert _on_epoch_axis(run, "val/acc")[0] == [(1.0, 0.6), (2.0, 0.7)]
+    # without train/ metrics to tell, the old rule: every logged epoch number counts as trained
+    del run.scalars["train/loss_step"]
+    assert _on_epoch_axis(run, "test/acc")[0] == [(3.0, 0.69)]

@@ -390,3 +390,23 @@ def test_timeline_grid_rows_columns_and_wrapped_labels():
     assert grid.shape[1] - short.shape[1] > legend_strip(grid.shape[2] - 2 * MARGIN, "LRP").shape[1]
     with pytest.raises(ValueError, match="one column label per frame"):
         timeline_grid(frames, ["e0"], labels)
+
+
+def test_grids_say_how_each_map_is_scaled_and_name_a_map_that_is_zero_everywhere():
+    from lit_xai.visualization.grids import magnitude_label, near_zero_maps
+
+    real = torch.randn(16, 16)
+    tiny = real * 1e-9  # per-map scaling alone would draw it exactly like `real`
+    maps = torch.stack([real, tiny, torch.zeros(16, 16)])
+    assert near_zero_maps(maps).tolist() == [False, True, True]
+    assert near_zero_maps(maps[1:2]).tolist() == [False]  # alone, a tiny map is its own reference: not ~0
+    assert magnitude_label(maps[:1]).startswith("per-map scale, max |R| ")
+    assert magnitude_label(maps[:1], shared=True).startswith("shared scale")
+    images = torch.rand(3, 3, 16, 16)
+    grid = explanation_grid(images, maps, ["a", "b", "c"], tile=64)
+    same = explanation_grid(images, torch.stack([real, real, real]), ["a", "b", "c"], tile=64)
+    # the ~0 rows are labelled on the tile (an orange label box), the real one is not
+    label_bg = (255, 236, 200)
+    assert _colour_count(grid, label_bg, tol=0) > 0 and _colour_count(same, label_bg, tol=0) == 0
+    timeline = timeline_grid([maps, maps], ["epoch 1", "epoch 2"], ["p0", "p1", "p2"], tile=48)
+    assert _colour_count(timeline, label_bg, tol=0) > 0

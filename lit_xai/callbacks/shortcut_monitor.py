@@ -473,6 +473,7 @@ class ShortcutMonitor(MonitorBase):
             probe=probe,
             ylabel=f"effect on P({cls})",
             watch=headline.startswith("WATCH"),
+            region=str(artifact),
         )
         return Picture(image, caption)
 

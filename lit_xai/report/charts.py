@@ -1,5 +1,9 @@
 """Line charts of logged scalars as inline SVG: no smoothing, no outlier clipping, 0/1 flags and counts drawn as
-steps, one colour per series with a legend, thresholds and marked steps drawn where a chart has them.
+steps, one colour per series with a legend, thresholds and marked steps drawn where a chart has them, intervals as
+a shaded band around their series (TensorBoard's Margin charts draw them so).
+
+Axis ranges, ticks, tick labels and colours come from the chart core every lit_xai chart shares
+(:mod:`lit_xai.visualization.axes`, torch-free), so these charts match the PNG charts logged to TensorBoard.
 
 Example:
     >>> svg = line_chart({"LRP": [(1, 0.2), (2, 0.5)], "Grad-CAM": [(1, 0.3), (2, 0.4)]}, threshold=0.45,
@@ -15,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Optional
 
-__all__ = ["PALETTE", "is_stepwise", "line_chart"]
+from ..visualization.axes import PALETTE as _RGB
+from ..visualization.axes import PALETTE_HEX as PALETTE
+from ..visualization.axes import axis, epoch_axis, hex_colour, tint
 
-#: series colours (Okabe-Ito, colour-blind safe), in order
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+__all__ = ["PALETTE", "is_stepwise", "line_chart"]
 
 _W, _H = 360, 190
 _LEFT, _RIGHT, _TOP, _BOTTOM = 46, 10, 10, 26
@@ -31,20 +36,6 @@ def is_stepwise(points: Sequence[tuple[int, float]]) -> bool:
     (True, False)
     """
     return bool(points) and all(float(v).is_integer() for _, v in points)
-
-
-def _ticks(low: float, high: float, count: int = 4) -> list[float]:
-    if high <= low:
-        return [low]
-    raw = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    return [round(first + i * step, 12) for i in range(int((high - first) / step + 1e-9) + 1)]
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.2e}"
 
 
 def line_chart(
@@ -63,7 +54,7 @@ def line_chart(
         marks: steps marked with a vertical line (e.g. the step an alert fired).
         title: the accessible name (``<title>``) of the chart.
         x_label: the name of the x axis.
-        intervals: name -> ``(step, low, high)`` whiskers drawn in the colour of the series of that name.
+        intervals: name -> ``(step, low, high)``: a band in a light tint of that series' colour, under the lines.
 
     Returns:
         The SVG markup, followed by a legend when there is more than one series.
@@ -85,15 +76,9 @@ def line_chart(
     if not clean:
         parts.append(f'<text x="{_W / 2}" y="{_H / 2}" text-anchor="middle" class="muted">no values</text></svg>')
         return "".join(parts)
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-12:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    else:
-        pad = 0.06 * (y1 - y0)
-        y0, y1 = y0 - pad, y1 + pad
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
+    y_axis = axis(ys, pad=0.06, target=4)
+    x_axis = epoch_axis(xs)
+    x0, x1, y0, y1 = x_axis.lo, x_axis.hi, y_axis.lo, y_axis.hi
     pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
 
     def px(x: float) -> float:
@@ -102,17 +87,28 @@ def line_chart(
     def py(y: float) -> float:
         return round(_TOP + (y1 - y) / (y1 - y0) * ph, 1)
 
-    for t in _ticks(y0, y1):
+    for t, label in zip(y_axis.ticks, y_axis.labels):
         parts.append(f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(t)}" y2="{py(t)}" class="grid"/>')
-        parts.append(f'<text x="{_LEFT - 4}" y="{py(t) + 3}" text-anchor="end" class="tick">{_fmt(t)}</text>')
-    x_ticks = sorted(set(xs)) if len(set(xs)) <= 10 else [int(t) for t in _ticks(x0, x1, 6)]
-    for t in x_ticks:
-        parts.append(f'<text x="{px(t)}" y="{_H - _BOTTOM + 13}" text-anchor="middle" class="tick">{_fmt(t)}</text>')
+        parts.append(f'<text x="{_LEFT - 4}" y="{py(t) + 3}" text-anchor="end" class="tick">{label}</text>')
+    for t, label in zip(x_axis.ticks, x_axis.labels):
+        parts.append(f'<text x="{px(t)}" y="{_H - _BOTTOM + 13}" text-anchor="middle" class="tick">{label}</text>')
     parts.append(
         f'<text x="{_W - _RIGHT}" y="{_H - 3}" text-anchor="end" class="tick">{escape(x_label)}</text>'
         f'<line x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_H - _BOTTOM}" class="axis"/>'
         f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{_H - _BOTTOM}" y2="{_H - _BOTTOM}" class="axis"/>'
     )
+    for i, name in enumerate(clean):
+        # the interval as a band (a Margin chart's shading), under every line; a lone point keeps a whisker
+        rows = sorted(whiskers.get(name, []))
+        band = hex_colour(tint(_RGB[i % len(_RGB)]))
+        if len(rows) > 1:
+            outline = [(px(s), py(hi)) for s, _, hi in rows] + [(px(s), py(lo)) for s, lo, _ in reversed(rows)]
+            path = " ".join(f"{x},{y}" for x, y in outline)
+            parts.append(f'<polygon points="{path}" fill="{band}" stroke="none" class="band"/>')
+        parts += [
+            f'<line x1="{px(s)}" x2="{px(s)}" y1="{py(lo)}" y2="{py(hi)}" stroke="{band}" stroke-width="5"/>'
+            for s, lo, hi in rows
+        ]
     for m in marks:
         parts.append(
             f'<line x1="{px(m)}" x2="{px(m)}" y1="{_TOP}" y2="{_H - _BOTTOM}" stroke="#C00000" stroke-width="1.5"/>'
@@ -122,9 +118,9 @@ def line_chart(
         parts.append(
             f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{py(threshold)}" y2="{py(threshold)}" stroke="#444" '
             f'stroke-dasharray="5 3"/><text x="{_W - _RIGHT - 2}" y="{py(threshold) - 3}" text-anchor="end" '
-            f'class="tick">threshold {_fmt(threshold)}</text>'
+            f'class="tick">threshold {threshold:g}</text>'
         )
-    for i, (name, pts) in enumerate(clean.items()):
+    for i, pts in enumerate(clean.values()):
         colour = PALETTE[i % len(PALETTE)]
         coords: list[tuple[float, float]] = []
         for j, (s, v) in enumerate(pts):
@@ -134,10 +130,6 @@ def line_chart(
         path = " ".join(f"{x},{y}" for x, y in coords)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
         parts += [f'<circle cx="{px(s)}" cy="{py(v)}" r="2.6" fill="{colour}"/>' for s, v in pts]
-        parts += [
-            f'<line x1="{px(s)}" x2="{px(s)}" y1="{py(lo)}" y2="{py(hi)}" stroke="{colour}" stroke-width="1.2"/>'
-            for s, lo, hi in whiskers.get(name, [])
-        ]
     parts.append("</svg>")
     if len(clean) > 1:
         legend = "".join(

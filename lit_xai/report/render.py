@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime
 import io
 import math
@@ -286,21 +287,36 @@ def _threshold(tag: str, criteria: dict[str, Any]) -> Optional[float]:
 AXIS = "epochs done"
 
 
-def epochs_done(epoch_points: Sequence[tuple[int, float]]) -> Optional[Any]:
+def epochs_done(
+    epoch_points: Sequence[tuple[int, float]], trained_steps: Optional[Iterable[float]] = None
+) -> Optional[Any]:
     """A map from Lightning's global (batch) step to epochs done, from the ``epoch`` scalar Lightning logs beside
     its metrics: the last step logged in epoch ``e`` is ``e + 1`` epochs done, steps between are interpolated
     linearly (step 0 = 0). None without epoch points.
 
+    ``trained_steps`` (the steps of the ``train/`` metrics) tells trained epochs from the epoch number a test or
+    predict run after ``fit`` logs (``current_epoch``, one past the last trained epoch, with no training in it): such
+    an epoch adds no epoch done, so the test metrics sit at the epochs the model was trained for.
+
     >>> to_epochs = epochs_done([(9, 0.0), (19, 0.0), (29, 1.0), (39, 1.0)])
     >>> to_epochs(19), to_epochs(29), to_epochs(39)
     (1.0, 1.5, 2.0)
+    >>> epochs_done([(9, 0.0), (19, 1.0), (20, 2.0)], trained_steps=[9, 19])(20)
+    2.0
     """
     ends: dict[int, int] = {}
     for step, epoch in epoch_points:
         ends[int(epoch)] = max(ends.get(int(epoch), step), step)
     if not ends:
         return None
-    knots = [(0, 0.0)] + sorted((step, epoch + 1.0) for epoch, step in ends.items())
+    trained = sorted(float(t) for t in trained_steps) if trained_steps is not None else None
+    knots = [(0, 0.0)]
+    previous, done = -math.inf, 0.0
+    for step, epoch in sorted((step, epoch) for epoch, step in ends.items()):
+        if not trained or bisect.bisect_right(trained, step) > bisect.bisect_right(trained, previous):
+            done = epoch + 1.0
+        knots.append((step, done))
+        previous = step
 
     def convert(step: float) -> float:
         for (s0, e0), (s1, e1) in zip(knots, knots[1:]):
@@ -317,7 +333,8 @@ def _on_epoch_axis(run: RunData, tag: str) -> tuple[list[tuple[float, float]], s
     points = run.scalars[tag]
     if tag.lower().startswith(("xai", "quality")):
         return [(float(s), v) for s, v in points], AXIS
-    convert = epochs_done(run.scalars.get("epoch", []))
+    trained = [step for tag, pts in run.scalars.items() if tag.lower().startswith("train/") for step, _ in pts]
+    convert = epochs_done(run.scalars.get("epoch", []), trained_steps=trained or None)
     if convert is None:
         return [(float(s), v) for s, v in points], "step (batches)"
     return [(convert(s), v) for s, v in points], AXIS
@@ -325,6 +342,25 @@ def _on_epoch_axis(run: RunData, tag: str) -> tuple[list[tuple[float, float]], s
 
 #: scalars the shortcut charts draw already (interval bounds, the rule's threshold, the alert marker)
 _DRAWN_ELSEWHERE = re.compile(r"(_lower|_upper|/alert|/threshold)$")
+
+
+def _logged_evidence(
+    run: RunData, members: dict[str, str]
+) -> tuple[dict[str, list[tuple[float, float, float]]], list[float]]:
+    """For logged effect scalars (``.../<test>_effect``): their interval from the ``_lower`` / ``_upper`` tags beside
+    them (drawn as a band, as TensorBoard's Margin charts do) and the epochs the pair's ``alert`` marker fired."""
+    intervals: dict[str, list[tuple[float, float, float]]] = {}
+    marks: set[float] = set()
+    for name, tag in members.items():
+        if not tag.endswith("_effect"):
+            continue
+        low, high = dict(run.scalars.get(f"{tag}_lower", [])), dict(run.scalars.get(f"{tag}_upper", []))
+        rows = [(float(step), float(low[step]), float(high[step])) for step in sorted(set(low) & set(high))]
+        if rows:
+            intervals[name] = rows
+        alert = f"{tag.rsplit('/', 1)[0]}/alert"
+        marks.update(float(step) for step, value in run.scalars.get(alert, []) if value > 0)
+    return intervals, sorted(marks)
 
 
 def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
@@ -336,7 +372,10 @@ def _charts(run: RunData, tags: Sequence[str], criteria: dict[str, Any]) -> str:
             continue
         labels = {label for _, label in axes.values()}
         x_label = labels.pop() if len(labels) == 1 else "step"
-        chart = line_chart(series, threshold=_threshold(key, criteria), title=key, x_label=x_label)
+        intervals, marks = _logged_evidence(run, members)
+        chart = line_chart(
+            series, threshold=_threshold(key, criteria), title=key, x_label=x_label, intervals=intervals, marks=marks
+        )
         figures.append(f"<figure>{chart}<figcaption>{escape(key)}</figcaption></figure>")
     return f'<div class="charts">{"".join(figures)}</div>' if figures else ""
 
@@ -518,6 +557,13 @@ def _alerts_section(run: RunData, claimed: dict[str, list[tuple[str, str]]], los
         parts.insert(0, f'<div class="charts wide">{"".join(figures)}</div>')
     if report and not alerts:
         parts.insert(0, "<p>No alert fired.</p>")
+    if report and run.correction:
+        method = escape(str(run.correction.get("method", "?")))
+        parts.insert(
+            0,
+            f'<p class="correction-note"><strong>Correction applied:</strong> {method}. These tests measure the '
+            "corrected model.</p>",
+        )
     texts = [tag for kind, tag in claimed.get("alerts", []) if kind == "text"]
     images = [tag for kind, tag in claimed.get("alerts", []) if kind == "image"]
     scalars = [tag for kind, tag in claimed.get("alerts", []) if kind == "scalar"]

@@ -93,8 +93,8 @@ def render_candidates(
     width = cols * tile + (cols - 1) * _GAP
     note = (
         "rows: candidate groups (explanations of one class clustered without labels); tiles: member image above its "
-        "relevance; last tiles: the group's mean |R| (16x16 cells, each map summing to 1) vs the rest of the "
-        "class's, on one scale"
+        "relevance (per-map scale); last tiles: the group's mean |R| (16x16 cells, each map summing to 1) vs the "
+        "rest of the class's, shared scale"
     ) + (f"; {channel_note(int(images01.shape[1]))}" if channel_note(int(images01.shape[1])) else "")
     parts: list[Image.Image] = [Image.fromarray(legend_strip(width, method, note=note).permute(1, 2, 0).numpy())]
     for cand in candidates:

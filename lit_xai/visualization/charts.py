@@ -9,45 +9,21 @@ import torch
 from PIL import Image, ImageDraw
 
 from ._canvas import _from_pil
-from .colors import PALETTE
+from .axes import ALERT_RGB, PALETTE, REFERENCE_RGB, epoch_axis, nice_ticks, tint
+from .axes import axis as value_axis
 from .text import _ellipsize, _font, _line_height, _text_width
 
 __all__ = ["line_plot"]
 
-def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
-    """Round tick positions (1, 2, 2.5, 5 x 10^k steps) covering ``[lo, hi]``."""
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        return [0.0]
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / max(1, target)
-    mag = 10 ** np.floor(np.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = np.ceil(lo / step - 1e-9) * step
-    ticks = []
-    t = first
-    while t <= hi + 1e-9 * step:
-        ticks.append(0.0 if abs(t) < step * 1e-9 else float(t))
-        t += step
-    return ticks
-
-
-def _tick_label(value: float, ticks: Sequence[float]) -> str:
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
-    if max(abs(t) for t in ticks) >= 1e5 or step < 1e-3:
-        return f"{value:.2g}"
-    decimals = max(0, int(-np.floor(np.log10(step) + 1e-9)))
-    if decimals == 0 and not float(step).is_integer():
-        decimals = 1
-    return f"{value:.{decimals + (1 if step * 10**decimals % 1 else 0)}f}"
+#: the shared tick rule, under its old name (tests and notebooks import it from here)
+_nice_ticks = nice_ticks
 
 
 def _floats(values: Sequence[float]) -> np.ndarray:
     return np.asarray([float(v) for v in values], dtype=np.float64)
 
 
-#: colours of reference lines (thresholds): greys, apart from every curve colour
-_REFERENCE_RGB = ((70, 70, 70), (150, 150, 150))
+_REFERENCE_RGB = REFERENCE_RGB
 
 
 def _dashed(
@@ -140,39 +116,9 @@ def line_plot(
 
     band_arrays = {name: (_floats(lo), _floats(hi)) for name, (lo, hi) in bands.items()}
     finite_x = np.concatenate([s[1][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series])
-    finite_y = np.concatenate(
-        [s[2][np.isfinite(s[1]) & np.isfinite(s[2])] for s in series]
-        + [v[np.isfinite(v)] for lo_hi in band_arrays.values() for v in lo_hi]
-        + [np.asarray([v for v, _ in hlines], dtype=np.float64)]
-    )
-    finite_y = finite_y[np.isfinite(finite_y)]
-    if ylim is not None and finite_y.size:
-        finite_y = np.concatenate([finite_y, np.asarray(ylim, dtype=np.float64)])
-    if vlines:
-        finite_x = np.concatenate([finite_x, np.asarray([v for v, _ in vlines], dtype=np.float64)])
-    if finite_y.size == 0:
-        x_lo, x_hi, y_lo, y_hi = 0.0, 1.0, 0.0, 1.0
-    else:
-        x_lo, x_hi = float(finite_x.min()), float(finite_x.max())
-        y_lo, y_hi = float(finite_y.min()), float(finite_y.max())
-    if x_hi <= x_lo:
-        x_lo, x_hi = x_lo - 0.5, x_hi + 0.5
-    if y_hi <= y_lo:  # constant curves: a band around the value
-        pad = abs(y_lo) * 0.1 or 0.5
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-    elif ylim is not None:
-        y_lo, y_hi = min(y_lo, ylim[0]), max(y_hi, ylim[1])
-    else:
-        pad = (y_hi - y_lo) * 0.05
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-    xt, yt = _nice_ticks(x_lo, x_hi), _nice_ticks(y_lo, y_hi)
-    if finite_x.size and np.all(finite_x == np.round(finite_x)):  # whole x values (epochs): whole ticks only
-        whole = [t for t in xt if float(t).is_integer()]
-        xt = whole if len(whole) >= 2 else [float(v) for v in range(int(np.ceil(x_lo)), int(np.floor(x_hi)) + 1)] or xt
-    # extend the axes to the outer ticks so the grid lines frame the data
-    y_lo, y_hi = min(y_lo, yt[0]), max(y_hi, yt[-1])
-    yt_labels = [_tick_label(t, yt) for t in yt]
-    xt_labels = [_tick_label(t, xt) for t in xt]
+    include = [v for lo_hi in band_arrays.values() for v in lo_hi for v in v.tolist()] + [v for v, _ in hlines]
+    ys = [float(v) for s in series for v in s[2][np.isfinite(s[1]) & np.isfinite(s[2])]]
+    x_axis = epoch_axis(finite_x.tolist(), include=[v for v, _ in vlines], target=max(2, min(8, (width - 80) // 60)))
 
     # legend entries (swatch + name) flow under the plot, wrapping onto as many lines as needed
     swatch, gap = 18, 14
@@ -182,8 +128,12 @@ def line_plot(
     legend_lines = _wrap_flow(entry_w, width - 20, gap)
 
     top = 6 + (lh + 4 if title else 0) + (slh if ylabel else 0) + slh // 2 + (slh if vlines else 0)
-    left = 8 + max(_text_width(s, small) for s in yt_labels) + 6
     bottom = height - (6 + len(legend_lines) * slh + 4 + (slh if xlabel else 0) + slh + 6)
+    # as many y ticks as the plot's height holds, a line of tick text and some air each (3 to 5)
+    y_axis = value_axis(ys, include=include, ylim=ylim, target=max(3, min(5, int((bottom - top) / (1.5 * slh)))))
+    x_lo, x_hi, y_lo, y_hi = x_axis.lo, x_axis.hi, y_axis.lo, y_axis.hi
+    xt, yt, xt_labels, yt_labels = x_axis.ticks, y_axis.ticks, x_axis.labels, y_axis.labels
+    left = 8 + max(_text_width(s, small) for s in yt_labels) + 6
     right = width - 6 - _text_width(xt_labels[-1], small) // 2
     if bottom - top < 40:
         raise ValueError(f"{len(series)} legend entries leave no room for the plot at height {height}; raise height")
@@ -221,16 +171,16 @@ def line_plot(
         if name not in band_arrays:
             continue
         lo, hi = band_arrays[name]
-        tint = tuple(int(0.72 * 255 + 0.28 * c) for c in PALETTE[k % len(PALETTE)])
+        band_rgb = tint(PALETTE[k % len(PALETTE)])
         ok = np.isfinite(xs) & np.isfinite(lo) & np.isfinite(hi)
         for j in range(len(xs)):  # a bar per point, joined into a band between neighbours
             if ok[j]:
-                draw.rectangle((px(xs[j]) - 2, py(hi[j]), px(xs[j]) + 2, py(lo[j])), fill=tint)
+                draw.rectangle((px(xs[j]) - 2, py(hi[j]), px(xs[j]) + 2, py(lo[j])), fill=band_rgb)
             if j + 1 < len(xs) and ok[j] and ok[j + 1]:
                 a, b = j, j + 1
                 draw.polygon(
                     [(px(xs[a]), py(hi[a])), (px(xs[b]), py(hi[b])), (px(xs[b]), py(lo[b])), (px(xs[a]), py(lo[a]))],
-                    fill=tint,
+                    fill=band_rgb,
                 )
     n_curves = len(series)
     for j, (value, _) in enumerate(hlines):
@@ -238,10 +188,10 @@ def line_plot(
         _dashed(draw, (left, py(value)), (right, py(value)), colour)
     for value, label in vlines:
         x0 = px(value)
-        _dashed(draw, (x0, top), (x0, bottom), (200, 0, 0))
+        _dashed(draw, (x0, top), (x0, bottom), ALERT_RGB)
         label = _ellipsize(label, width - 8, small)
         tx = min(max(2, x0 - _text_width(label, small) / 2), width - _text_width(label, small) - 3)
-        draw.text((tx, top - slh - 1), label, fill=(200, 0, 0), font=small)
+        draw.text((tx, top - slh - 1), label, fill=ALERT_RGB, font=small)
     for k, (_, xs, ys) in enumerate(series):
         colour = PALETTE[k % len(PALETTE)]
         ok = np.isfinite(xs) & np.isfinite(ys)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .axes import PALETTE  # the series colours live with the chart core (one palette for PNG and SVG)
+
 __all__ = [
     "COLORMAPS",
     "MASK_RGB",
@@ -236,18 +238,3 @@ def negative_share(maps: torch.Tensor) -> torch.Tensor:
     total = h.abs().flatten(1).sum(1)
     neg = (-h).clamp(min=0).flatten(1).sum(1)
     return torch.where(total > 0, neg / total.clamp(min=1e-300), torch.zeros_like(total)).float()
-
-
-#: distinct, colour-blind friendly line colours (Tableau 10)
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-)

@@ -21,7 +21,17 @@ from .colors import (
 )
 from .text import _font, _labels_row, _line_height, _text_block, _text_width
 
-__all__ = ["NEAR_BLANK", "concept_grid", "concept_label", "explanation_grid", "legend_strip", "timeline_grid"]
+__all__ = [
+    "NEAR_BLANK",
+    "NEAR_ZERO",
+    "concept_grid",
+    "concept_label",
+    "explanation_grid",
+    "legend_strip",
+    "magnitude_label",
+    "near_zero_maps",
+    "timeline_grid",
+]
 
 #: a map whose visible pixels (:func:`~lit_xai.visualization.visible_share`) stay below this share is marked
 #: "nearly blank" in the grids, so an empty-looking tile is read as "no relevance found", not as a rendering failure
@@ -75,6 +85,38 @@ def _paint(tiles: torch.Tensor, where: torch.Tensor, rgb: tuple[int, int, int]) 
     for i in range(len(out)):
         out[i][:, where[i]] = colour
     return out
+
+
+#: a map whose largest |R| is below this share of the largest |R| of the maps shown beside it (or exactly 0) is
+#: "~0 everywhere": a per-map scale would blow its noise up into a picture that looks like a real map
+NEAR_ZERO = 1e-6
+
+
+def near_zero_maps(maps: torch.Tensor, rel: float = NEAR_ZERO) -> torch.Tensor:
+    """Bool ``(N,)``: which of the ``(N, h, w)`` maps are ~0 everywhere (max |R| exactly 0, or at most ``rel`` of
+    the largest max |R| of all ``N`` maps).
+
+    >>> near_zero_maps(torch.stack([torch.ones(2, 2), torch.full((2, 2), 1e-9), torch.zeros(2, 2)])).tolist()
+    [False, True, True]
+    """
+    peak = maps.detach().float().abs().flatten(1).amax(1)
+    top = float(peak.max()) if peak.numel() else 0.0
+    return (peak == 0) | (peak <= rel * top)
+
+
+def magnitude_label(maps: torch.Tensor, shared: bool = False) -> str:
+    """How a panel's maps are scaled, for its label: ``"per-map scale, max |R| 0.031"`` or ``"shared scale, ..."``.
+
+    >>> magnitude_label(torch.full((1, 2, 2), 0.5))
+    'per-map scale, max |R| 0.5'
+    """
+    peak = float(maps.detach().float().abs().max()) if maps.numel() else 0.0
+    return f"{'shared' if shared else 'per-map'} scale, max |R| {peak:.2g}"
+
+
+def _short(value: float) -> str:
+    """A magnitude in at most 6 characters (a tile's label): ``0.034``, ``0.0034``, ``3e-05``, ``12``."""
+    return f"{value:.2g}" if value == 0 or 1e-3 <= abs(value) < 1e3 else f"{value:.0e}"
 
 
 def _pct(share: float) -> str:
@@ -138,9 +180,9 @@ def legend_strip(
     parts.append(tick_row)
     meaning = "blue = negative, white = 0, red = positive relevance" if signed else "white = 0, red = high relevance"
     scale = (
-        f"s = per-image symmetric scale, {percentile:g}th percentile of |R|"
+        f"s = per-map scale (symmetric, {percentile:g}th percentile of |R| of each map)"
         if signed
-        else f"s = per-image scale, {percentile:g}th percentile"
+        else f"s = per-map scale ({percentile:g}th percentile of each map)"
     )
     parts.append(_text_block(f"{meaning}; {scale}", width, font, fill=_MUTED))
     if outline_label:
@@ -209,7 +251,9 @@ def explanation_grid(
         raise ValueError(f"groups must count the {n} rows, got {[c for _, c in groups]}")
     hw = _tile_hw(img.shape[-2], img.shape[-1], tile)
     imgs = _resize_images(img, hw)
-    heat = _resize_maps(h, hw)
+    zero = near_zero_maps(h)
+    # a ~0 map is drawn as zero (neutral), not blown up to full colour by its own per-map scale
+    heat = torch.where(zero[:, None, None], torch.zeros((), dtype=h.dtype), _resize_maps(h, hw))
     rgb = heatmap_to_rgb(heat, percentile)
     visible = visible_share(h, percentile)
     over = overlay(imgs, heat, percentile=percentile)
@@ -246,14 +290,21 @@ def explanation_grid(
         if i == n:
             break
         text = str(captions[i] or "")
-        blank = float(visible[i]) < NEAR_BLANK
-        if blank:
+        blank = float(visible[i]) < NEAR_BLANK and not bool(zero[i])
+        if bool(zero[i]):
+            text = f"{text} | map ~0 everywhere" if text else "map ~0 everywhere"
+        elif blank:
             text = f"{text} | nearly blank map ({_pct(visible[i])} of pixels visible)" if text else "nearly blank map"
-        if signed and report_negative:
+        if signed and report_negative and not bool(zero[i]):
             share = f"neg.\u00a0relevance\u00a0{_pct(neg[i])}"
             text = f"{text} | {share}" if text else share
+        text = f"{text} | {magnitude_label(h[i:i + 1])}" if text else magnitude_label(h[i : i + 1])
         parts.append(_text_block(text, row_w, font, max_lines=4))
-        heat_tile = _mark_blank(_to_pil(rgb[i])) if blank else _to_pil(rgb[i])
+        heat_tile = _to_pil(rgb[i])
+        if bool(zero[i]):
+            heat_tile = _mark_blank(heat_tile, "map ~0 everywhere")
+        elif blank:
+            heat_tile = _mark_blank(heat_tile)
         parts.append(_hstack([_to_pil(imgs[i]), heat_tile, _to_pil(over[i])]))
         if i < n - 1:
             parts.append(_separator(row_w))
@@ -270,11 +321,12 @@ def _group_starts(groups: Sequence[tuple[str, int]] | None, n: int) -> dict[int,
     return starts
 
 
-def _mark_blank(tile: Image.Image) -> Image.Image:
-    """The tile with a "nearly blank" label across its middle (an empty-looking tile is a finding, not a bug)."""
+def _mark_blank(tile: Image.Image, text: str = "nearly blank") -> Image.Image:
+    """The tile with a label (``"nearly blank"``, ``"map ~0 everywhere"``) across its middle: an empty-looking tile is
+    a finding, not a bug."""
     out = tile.copy()
     font = _font(11 if tile.width >= 64 else 9)
-    block = _text_block("nearly blank", tile.width, font, fill=(120, 0, 0), background=(255, 236, 200), center=True)
+    block = _text_block(text, tile.width, font, fill=(120, 0, 0), background=(255, 236, 200), center=True)
     out.paste(block, (0, max(0, (tile.height - block.height) // 2)))
     return out
 
@@ -352,7 +404,7 @@ def concept_grid(
             title = f"{method} concepts" + (f" of layer {layer}" if layer and layer not in method else "")
         note = (
             "columns: input, then the top concepts (channel id and its share of the layer's relevance); "
-            "concept maps smoothed and scaled each on its own, drawn over the greyed input"
+            "concept maps smoothed, per-map scale (each on its own), drawn over the greyed input"
         )
         if references is not None:
             note += "; below: the reference crop that activates each concept most"
@@ -434,8 +486,13 @@ def timeline_grid(
     font = _font(11)
     widest = max((_text_width(str(lbl), font) for lbl in row_labels), default=0) + 6
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
-    tiles = [heatmap_to_rgb(_resize_maps(f.detach().cpu(), hw), percentile) for f in frames]
-    column_labels = [str(c) for c in column_labels]
+    # ~0 maps judged against every map of the grid (all frames of all probes): per-map scaling would blow them up
+    zero = near_zero_maps(torch.cat([f.detach().cpu() for f in frames])).reshape(len(frames), n)
+    tiles = [
+        heatmap_to_rgb(torch.where(z[:, None, None], 0.0, _resize_maps(f.detach().float().cpu(), hw)), percentile)
+        for f, z in zip(frames, zero)
+    ]
+    column_labels = [f"{c} · {_short(float(f.detach().abs().max()))}" for c, f in zip(column_labels, frames)]
     if images01 is not None:
         inputs = _resize_images(to_float01(images01), hw)
         if masks is not None:
@@ -446,7 +503,7 @@ def timeline_grid(
     parts: list[Image.Image] = []
     if legend:
         note = "rows: probes; columns: " + ("the input, then " if images01 is not None else "") + "epochs"
-        note += "; each map scaled on its own"
+        note += "; per-map scale (each map on its own; the number under an epoch: that column's largest |R|)"
         parts.append(
             _to_pil(
                 legend_strip(
@@ -463,6 +520,14 @@ def timeline_grid(
     parts.append(_hstack([Image.new("RGB", (label_w, head.height), _BG), head]))
     for i in range(n):
         label = _text_block(str(row_labels[i]), label_w, font, min_height=hw[0])
-        cells = _hstack([_to_pil(t[i]) for t in tiles])
+        first = len(tiles) - len(frames)  # the input column, when there is one, is no map
+        cells = _hstack(
+            [
+                _mark_blank(_to_pil(t[i]), "map ~0 everywhere")
+                if k >= first and bool(zero[k - first, i])
+                else _to_pil(t[i])
+                for k, t in enumerate(tiles)
+            ]
+        )
         parts.append(_hstack([label, cells]))
     return _finish(_vstack(parts, gap=_GAP, width=width))

@@ -1,26 +1,103 @@
 """The verdict picture: one image that tells the story of a run at a glance, sized for a dashboard thumbnail.
 
-A coloured banner with the verdict sentence, the causal effect per epoch with its interval, the alert threshold and
-the alert epoch, and one artifact probe's explanation across epochs (its input with the artifact outlined). The
-callbacks log it under a tag that sorts first in TensorBoard (``XAI/0_verdict``); every part is drawn with large
-type so it stays readable when the dashboard shrinks the picture to a card about 350 pixels wide.
+A coloured banner with the verdict sentence; below it the causal effect over epochs with its interval band, the
+alert threshold and the alert epoch, and beside the chart one artifact probe: its input and newest map with the
+artifact region outlined, the share of the map's positive relevance inside that region, and the evidence in words.
+The chart is the evidence of every measured epoch (the interval as a band, as in CUSTOM SCALARS' Margin charts); the
+report tabulates it. The callbacks log the picture under a tag that sorts first in TensorBoard (``XAI/0_verdict``).
+
+TensorBoard shrinks a picture to its card unless "show actual image size" is ticked: the IMAGES dashboard to the card
+width (:data:`IMAGES_CARD_WIDTH`), the TIME SERIES dashboard into a :data:`CARD_WIDTH` x :data:`CARD_HEIGHT` box. So
+the picture is as wide as that box for its height (never taller, or TIME SERIES would shrink it further) and its type
+is sized for the box, not for the picture: every font is at least :data:`MIN_TEXT_PX` x picture width /
+:data:`CARD_WIDTH`, which shows it at :data:`MIN_TEXT_PX` pixels or more in both dashboards.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageFont
 
 from ._canvas import _GAP, _finish, _hstack, _to_pil, _vstack
 from .charts import line_plot
 from .colors import MASK_RGB, overlay, to_float01
-from .grids import _outline, _paint, _resize_images, _resize_maps, _tile_hw
-from .text import _font, _labels_row, _text_block
+from .grids import _outline, _paint, _resize_images, _resize_maps
+from .text import _font, _line_height, _text_block
 
-__all__ = ["ProbeStrip", "verdict_picture"]
+__all__ = ["CARD_HEIGHT", "CARD_WIDTH", "IMAGES_CARD_WIDTH", "MIN_TEXT_PX", "ProbeStrip", "VerdictFonts",
+           "displayed_scale", "relevance_share", "verdict_fonts", "verdict_picture"]
+
+#: the box (CSS px) TensorBoard's TIME SERIES dashboard fits a picture into, at a 1280 px wide window with its
+#: settings pane open (the default): 319 x 215; a taller picture is shrunk to 215 px of height. Measured with headless
+#: Chromium by ``python scripts/tensorboard_shots.py RUN_DIR`` (``shown`` x ``shownH`` of the verdict's <img>:
+#: a 648 x 428 picture showed 319 x 215, a 648 x 1184 one 118 x 215).
+CARD_WIDTH = 319
+CARD_HEIGHT = 215
+#: the IMAGES dashboard's card width at the same window: every picture is scaled to 350 px wide, any height
+IMAGES_CARD_WIDTH = 350
+#: the smallest type as shown in that card, in pixels
+MIN_TEXT_PX = 12
+
+
+@dataclass(frozen=True)
+class VerdictFonts:
+    """The font sizes (px, in the picture) of the verdict picture's parts."""
+
+    headline: int
+    body: int
+    chart: int
+
+    @property
+    def smallest(self) -> int:
+        return min(self.headline, self.body, self.chart)
+
+
+def displayed_scale(width: int, height: int) -> float:
+    """The factor TensorBoard shows a ``width`` x ``height`` picture at by default: the smaller of the TIME SERIES
+    box's (:data:`CARD_WIDTH` x :data:`CARD_HEIGHT`) and the IMAGES card's (:data:`IMAGES_CARD_WIDTH`).
+
+    >>> round(displayed_scale(648, 428), 3), round(displayed_scale(648, 1184), 3)
+    (0.492, 0.182)
+    """
+    return min(CARD_WIDTH / width, CARD_HEIGHT / height, IMAGES_CARD_WIDTH / width)
+
+
+def verdict_fonts(width: int, card_width: int = CARD_WIDTH, min_px: int = MIN_TEXT_PX) -> VerdictFonts:
+    """Font sizes for a picture ``width`` pixels wide (its final width, margins included) shown ``card_width`` wide:
+    the smallest type shows at ``min_px`` or more, the headline a tenth larger.
+
+    >>> verdict_fonts(648)
+    VerdictFonts(headline=28, body=25, chart=25)
+    """
+    scale = card_width / width
+    body = math.ceil(min_px / scale)
+    return VerdictFonts(headline=math.ceil(1.1 * body), body=body, chart=body)
+
+
+def relevance_share(heat: torch.Tensor, mask: torch.Tensor) -> float:
+    """The share of a map's positive relevance inside ``mask`` (resized to the map), NaN without positive relevance.
+
+    >>> heat = torch.zeros(4, 4); heat[0, 0] = 3.0; heat[3, 3] = 1.0
+    >>> mask = torch.zeros(4, 4, dtype=torch.bool); mask[0, 0] = True
+    >>> relevance_share(heat, mask)
+    0.75
+    """
+    h = heat.detach().float().cpu()
+    if h.ndim != 2:
+        raise ValueError(f"relevance_share needs one (h, w) map, got shape {tuple(h.shape)}")
+    m = mask.detach().float().cpu()
+    if m.shape != h.shape:
+        m = F.interpolate(m[None, None], size=tuple(h.shape), mode="bilinear", align_corners=False)[0, 0]
+    inside = m >= 0.5
+    positive = h.clamp(min=0)
+    total = float(positive.sum())
+    return float(positive[inside].sum()) / total if total > 0 else math.nan
+
 
 #: banner colours: an alert (light red), a rule met but no alert yet (amber), no alert (light green)
 _ALERT_BG, _WATCH_BG, _CLEAR_BG = (255, 222, 218), (255, 238, 200), (222, 244, 224)
@@ -34,7 +111,8 @@ class ProbeStrip:
         image01: ``(C, H, W)`` the probe in ``[0, 1]``.
         maps: one ``(h, w)`` relevance map per entry of ``epochs``.
         epochs: the epoch of each map.
-        mask: optional ``(H, W)`` bool artifact mask, outlined on the input and every overlay.
+        mask: optional ``(H, W)`` bool artifact mask, outlined on the input and the map; the share of the map's
+            positive relevance inside it is printed.
         caption: what the probe is, e.g. ``"val #12 (melanoma) with a ring; LRP for 'melanoma'"``.
     """
 
@@ -47,20 +125,6 @@ class ProbeStrip:
     def __post_init__(self) -> None:
         if len(self.maps) != len(self.epochs):
             raise ValueError(f"ProbeStrip needs one map per epoch: {len(self.maps)} maps, {len(self.epochs)} epochs")
-
-
-def _pick(epochs: Sequence[int], keep: int, must: Sequence[int]) -> list[int]:
-    """Indices of at most ``keep`` epochs, evenly spread, always with the first, the last and ``must``."""
-    n = len(epochs)
-    if n <= keep:
-        return list(range(n))
-    chosen = {0, n - 1} | {i for i, e in enumerate(epochs) if e in set(must)}
-    step = (n - 1) / max(1, keep - 1)
-    for k in range(keep):
-        if len(chosen) >= keep:
-            break
-        chosen.add(round(k * step))
-    return sorted(chosen)[:keep] if len(chosen) > keep else sorted(chosen)
 
 
 def verdict_picture(
@@ -76,15 +140,18 @@ def verdict_picture(
     title: str = "effect beyond a sham edit, 95 % interval",
     ylabel: str = "effect on P(class)",
     width: int = 640,
-    max_frames: int = 5,
     watch: bool = False,
+    region: str = "artifact",
 ) -> torch.Tensor:
-    """The verdict of a run as one landscape uint8 ``(3, H, W)`` picture, readable at dashboard thumbnail size.
+    """The verdict of a run as one uint8 ``(3, H, W)`` picture, readable in a TensorBoard card at its default size.
 
-    Layout: a banner (red with an alert, green without) holding the ``headline`` in large type and the ``detail``
-    under it; below, the effect chart on the left and the probe's maps across epochs on the right. TensorBoard's
-    TIME SERIES cards fit pictures into about 370 x 230 pixels, so the picture is about 1.6 times as wide as high
-    and its smallest type is 14 px at the default ``width``.
+    Layout: a banner (red with an alert, amber while the rule is met but patience runs, green without) holding the
+    ``headline``; below it, the effect chart over epochs done (every measured epoch, its interval as a band, the
+    threshold and the alert epoch) and beside it the probe's input and newest map with the artifact region outlined,
+    the share of the map's positive relevance inside it, the strongest newest effect with its interval and the
+    ``detail``, as far as they fit. The picture is as wide as TIME SERIES' card box for its height (landscape,
+    :data:`CARD_WIDTH` : :data:`CARD_HEIGHT`) and its type is sized by :func:`verdict_fonts` so that it shows at
+    :data:`MIN_TEXT_PX` or more in TIME SERIES and IMAGES alike.
 
     Args:
         headline: the verdict, e.g. ``"SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"``.
@@ -95,12 +162,11 @@ def verdict_picture(
         threshold: the alert threshold, drawn as a dashed line.
         alert_epoch: the epoch the alert fired (a red marker on the chart and the probe strip); None = no alert,
             which also turns the banner green instead of red.
-        probe: one probe's maps across epochs (:class:`ProbeStrip`); at most ``max_frames`` evenly spread epochs,
-            always the first, the last and the alert epoch.
+        probe: one probe's maps across epochs (:class:`ProbeStrip`); the newest is shown.
         title, ylabel: the chart's title and y label.
-        width: picture width in pixels.
-        max_frames: most epochs shown for the probe.
+        width: picture width in pixels (before the 4-pixel margin); the fonts grow with it.
         watch: the rule is met but the alert has not fired yet (patience): an amber banner instead of green.
+        region: what the mask outlines, for the labels (e.g. ``"ring"``).
 
     Example:
         >>> img = verdict_picture("no alert", [0, 1, 2], {"insertion": [0.0, 0.1, 0.05]}, threshold=0.15)
@@ -109,14 +175,17 @@ def verdict_picture(
     """
     if width < 480:
         raise ValueError(f"verdict_picture needs at least 480 pixels of width, got {width}")
+    full_w = width + 2 * 4  # the final picture has a 4-pixel margin on each side
+    fonts = verdict_fonts(full_w)
+    # never taller than TIME SERIES' box for this width: a taller picture would be shrunk below the type's size
+    full_h = int(full_w * CARD_HEIGHT / CARD_WIDTH)
     alert = alert_epoch is not None
     background = _ALERT_BG if alert else _WATCH_BG if watch else _CLEAR_BG
-    banner = [_text_block(headline, width, _font(24), fill=(0, 0, 0), background=background, pad=6)]
-    if detail:
-        banner.append(_text_block(detail, width, _font(16), fill=(30, 30, 30), background=background, pad=6))
-    parts: list[Image.Image] = [_vstack(banner, width=width)]
+    headline_font = _font(fonts.headline)
+    banner = _text_block(headline, width, headline_font, fill=(0, 0, 0), background=background, pad=6, max_lines=2)
+    body_h = full_h - 2 * 4 - banner.height - 3 * _GAP
     has_probe = probe is not None and len(probe.maps) > 0
-    chart_w = width - (_PANEL_W + 2 * _GAP if has_probe else 0)
+    side_w = int(0.37 * width) if has_probe else 0
     row: list[Image.Image] = []
     if effects and len(epochs):
         # x = epochs done (epoch e is the model after e + 1 epochs): the step of TensorBoard's slider and charts
@@ -125,46 +194,99 @@ def verdict_picture(
             x=[e + 1 for e in epochs],
             bands=intervals,
             hlines=[(threshold, f"threshold {threshold:g}")] if threshold is not None else (),
-            vlines=[(alert_epoch + 1, f"alert: epoch {alert_epoch}")] if alert else (),
-            title=title,
-            xlabel="epochs done (= TensorBoard step; epoch e is e + 1 done)",
-            ylabel=ylabel,
-            width=chart_w,
-            height=290,
-            font_size=15,
+            vlines=[(alert_epoch + 1, "alert")] if alert else (),
+            xlabel="epochs done",
+            ylabel=f"{ylabel}, {title.split(', ')[-1].replace('interval', 'CI')}" if ", " in title else ylabel,
+            width=width - side_w - (2 * _GAP if has_probe else 0),
+            height=max(body_h, 8 * fonts.chart),
+            font_size=fonts.chart + 1,
         )
         row.append(_to_pil(chart))
+    sure = _strongest(epochs, effects, intervals or {}, title)
     if has_probe:
-        row.append(_panel(probe, alert_epoch, max_frames))
+        row.append(_side(probe, sure, detail, side_w, max(body_h, 8 * fonts.chart), fonts, region))
+    elif detail:
+        row.append(_text_block(detail, width - sum(r.width for r in row), _font(fonts.body), fill=(30, 30, 30)))
+    parts: list[Image.Image] = [banner]
     if row:
         parts.append(_hstack(row, gap=2 * _GAP))
-    return _finish(_vstack(parts, gap=_GAP, width=width))
+    elif detail:
+        parts.append(_text_block(detail, width, _font(fonts.body), fill=(30, 30, 30)))
+    return _finish(_vstack(parts, gap=3 * _GAP, width=width))
 
 
-#: width of the probe panel beside the chart: 3 tiles of 82 px
-_PANEL_W = 3 * 82 + 2 * _GAP
+def _strongest(
+    epochs: Sequence[int], effects: dict[str, Sequence[float]], intervals: dict[str, tuple[Sequence[float],
+    Sequence[float]]], title: str,
+) -> str:
+    """How sure, in one phrase: the newest measurement of the test whose interval sits highest, e.g.
+    ``"insertion: 0.95 [0.94, 0.96]"`` (the interval of the chart's label); empty without one."""
+    best = None
+    for name, values in effects.items():
+        for i in range(len(values) - 1, -1, -1):
+            value = float(values[i])
+            if not math.isfinite(value):
+                continue
+            lo_hi = intervals.get(name)
+            lo = float(lo_hi[0][i]) if lo_hi is not None else math.nan
+            hi = float(lo_hi[1][i]) if lo_hi is not None else math.nan
+            key = lo if math.isfinite(lo) else value
+            if best is None or key > best[0]:
+                best = (key, name, value, lo, hi, int(epochs[i]) + 1)
+            break
+    if best is None:
+        return ""
+    _, name, value, lo, hi, _ = best
+    ci = f" [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{name}: {value:.2f}{ci}"
 
 
-def _panel(probe: ProbeStrip, alert_epoch: int | None, max_frames: int) -> Image.Image:
-    """The probe panel: its caption, then input (artifact outlined) and its maps over epochs, three per row."""
-    keep = _pick(list(probe.epochs), max_frames, [alert_epoch] if alert_epoch is not None else [])
+def _side(
+    probe: ProbeStrip, sure: str, detail: str, width: int, height: int, fonts: VerdictFonts, region: str
+) -> Image.Image:
+    """Beside the chart: the probe's input and newest map with the artifact region outlined (green), the share of
+    the map's positive relevance inside the region, the strongest evidence, then the detail, cut to the height."""
+    font = _font(fonts.body)
+    tile = (width - _GAP) // 2
     image = to_float01(probe.image01)
-    hw = _tile_hw(image.shape[-2], image.shape[-1], 82)
-    hw = (hw[0], min(hw[1], 82))
+    hw = (tile, tile)
     img = _resize_images(image, hw)
-    maps = torch.stack([_resize_maps(probe.maps[i].detach().float().cpu()[None], hw)[0] for i in keep])
-    overs = overlay(img.expand(len(keep), -1, -1, -1), maps)
+    newest = probe.maps[-1].detach().float().cpu()
+    over = overlay(img, _resize_maps(newest[None], hw))
+    words = f"{int(probe.epochs[-1]) + 1} epochs done, each map on its own scale"
     if probe.mask is not None:
-        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=1)
-        img = _paint(img, border, MASK_RGB)
-        overs = _paint(overs, border.expand(len(keep), -1, -1), MASK_RGB)
-    font = _font(14)
-    labels = ["input"] + [f"ep {probe.epochs[i]}" + (" alert" if probe.epochs[i] == alert_epoch else "") for i in keep]
-    tiles = [_to_pil(img[0]), *[_to_pil(o) for o in overs]]
-    parts: list[Image.Image] = []
-    if probe.caption:
-        parts.append(_text_block(probe.caption, _PANEL_W, font, fill=(30, 30, 30), max_lines=3))
-    for k in range(0, len(tiles), 3):
-        parts.append(_labels_row(labels[k : k + 3], [hw[1]] * len(labels[k : k + 3]), font))
-        parts.append(_hstack(tiles[k : k + 3]))
-    return _vstack(parts, width=_PANEL_W)
+        border = _outline(probe.mask.detach().cpu()[None], hw, thickness=max(1, tile // 60))
+        img, over = _paint(img, border, MASK_RGB), _paint(over, border, MASK_RGB)
+        share = relevance_share(newest, probe.mask)
+        area = float(probe.mask.float().mean())
+        words = (
+            f"{'no + relevance' if math.isnan(share) else f'{100 * share:.0f} % of + relevance'} in the {region} "
+            f"({100 * area:.0f} % of the image)"
+        )
+    labels = _labels_row_multi(["input", f"{int(probe.epochs[-1]) + 1} done"], [tile, tile], font)
+    parts = [labels, _hstack([_to_pil(img[0]), _to_pil(over[0])])]
+    used = sum(p.height for p in parts)
+    lh = _line_height(font)
+    lines_left = max(1, (height - used - 4) // lh)
+    texts = ((words, (0, 0, 0)), (sure, (150, 0, 0)), (detail, (60, 60, 60)), (probe.caption, (90, 90, 90)))
+    for text, fill in texts:
+        if text and lines_left > 0:
+            block = _text_block(text, width, font, fill=fill, max_lines=min(3, lines_left))
+            parts.append(block)
+            lines_left -= max(1, (block.height - 4) // lh)
+    return _vstack(parts, width=width)
+
+
+def _labels_row_multi(labels: Sequence[str], widths: Sequence[int], font: ImageFont.FreeTypeFont) -> Image.Image:
+    """Centred labels, one block per tile, top-aligned; a newline in a label starts its second line."""
+    blocks = [
+        _vstack([_text_block(line, w, font, max_lines=1, center=True) for line in text.split("\n")], width=w)
+        for text, w in zip(labels, widths)
+    ]
+    height = max(b.height for b in blocks)
+    padded = []
+    for b in blocks:
+        canvas = Image.new("RGB", (b.width, height), (255, 255, 255))
+        canvas.paste(b, (0, 0))
+        padded.append(canvas)
+    return _hstack(padded)
