@@ -94,6 +94,13 @@ def fast_rules(enabled: bool) -> Iterator[None]:
 #: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
 _NONNEG = "_lit_xai_nonneg_version"
 
+#: marks on relevance tensors handed down the backward pass (see :func:`_mark_zero_where`): ``_ZERO_AT`` says "zero
+#: wherever the input ``x`` of the rule layer that returned it is zero", ``_ZERO_AT_NONPOS`` (set by a fast ReLU passing
+#: such a tensor through) "zero wherever the ReLU's input is <= 0". Each holds the tensor's ``_version`` when marked:
+#: autograd sums the gradients of a tensor with several consumers *in place* into one of them, which bumps it
+_ZERO_AT = "_lit_xai_zero_at"
+_ZERO_AT_NONPOS = "_lit_xai_zero_at_nonpos"
+
 
 @dataclass(frozen=True)
 class _Rule:
@@ -235,6 +242,15 @@ class _Layer:
             self._derived = self._derive()
         return self._derived
 
+    def gamma_pos(self) -> torch.Tensor:
+        """``(1 + g/2) W + g/2 |W| = W + g W+``: the Gamma backward weight where only ``z > 0`` carries relevance."""
+        derived = self.derived()
+        if derived.get("gamma_pos") is None:
+            stacked = derived["stacked"]
+            out = stacked.shape[0] // 2
+            derived["gamma_pos"] = torch.add(stacked[:out], stacked[out:])
+        return derived["gamma_pos"]
+
     def _derive(self) -> dict[str, torch.Tensor | None]:
         module = self.module
         weight = module.weight.detach()
@@ -269,7 +285,11 @@ class _Layer:
             return {"half_abs": half_abs, "half_abs_b_eps": b_eps, "stacked": stacked}
         w_pos = weight.clamp(min=0)
         if rule.kind == "zplus":
-            return {"w_pos": w_pos, "b_pos": b_pos}
+            # the stabiliser's + eps inside the convolution's bias (D >= 0, so s(D) = D + eps): no extra pass
+            b_pos_eps = torch.full((weight.shape[0],), rule.eps, dtype=weight.dtype, device=weight.device)
+            if b_pos is not None:
+                b_pos_eps.add_(b_pos)
+            return {"w_pos": w_pos, "b_pos": b_pos, "b_pos_eps": b_pos_eps}
         # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
         w_neg = weight.clamp(max=0)
         return {
@@ -315,6 +335,8 @@ class _RuleLayer(torch.autograd.Function):
         _save_input(ctx, x)
         # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
         ctx.save_for_backward(out)
+        # and its identity (weakly: no cycle), to recognise a gradient that a fast ReLU vouches for (_zero_at_nonpos)
+        ctx.out_ref, ctx.out_version = weakref.ref(out), out._version
         return out
 
     @staticmethod
@@ -328,27 +350,37 @@ class _RuleLayer(torch.autograd.Function):
             # one backward only: divide the gradient directly (fewer passes than forming 1 / s(d) first)
             z = _saved_output(ctx, layer, x)
             if rule.kind == "zplus":
-                scaled = grad / _zplus_denominator(layer, x)
-                return _transposed(module, scaled, x, derived["w_pos"]).mul_(x), None
+                denom = _zplus_denominator(layer, x)
+                scaled = torch.div(grad, denom, out=denom)
+                return _mark_zero_at(_transposed(module, scaled, x, derived["w_pos"]).mul_(x), x), None
+            relu_out = _zero_at_nonpos(ctx, grad)
+            if relu_out is not None:
+                # R vanishes wherever z <= 0 (a fast ReLU follows and the layer above zeroes what it zeroed): b = 0,
+                # a - b = a + b = R / |s(d)| with |z| = relu(z), and the two backward terms are one transposed
+                # convolution with W + g W+ (half the backward, three fewer elementwise passes)
+                denom = _forward(module, x, derived["half_abs"], derived["half_abs_b_eps"])
+                denom.add_(relu_out, alpha=1.0 + rule.gamma / 2)
+                torch.div(grad, denom, out=denom)
+                return _mark_zero_at(_transposed(module, denom, x, layer.gamma_pos()).mul_(x), x), None
             sign, denom = _gamma_denominator(layer, x, z)
             stacked, top, bottom = _stacked_gradient(grad)
             torch.mul(grad, sign, out=top).div_(denom)  # a + b = R sign(z) / |s(d)| = R / s(d)
             torch.mul(top, sign, out=bottom)  # a - b = R [z != 0] / |s(d)|
-            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+            return _mark_zero_at(_transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), x), None
         if factors is None:
             factors = _factors(layer, x, _saved_output(ctx, layer, x))
             if layer.cache:  # kept on the node: freed with the graph
                 ctx.factors = factors
         if rule.kind == "epsilon":
-            return _transposed(module, grad * factors[0], x, derived["w"]).mul_(x), None
+            return _mark_zero_at(_transposed(module, grad * factors[0], x, derived["w"]).mul_(x), x), None
         if rule.kind == "zplus":
-            return _transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), None
+            return _mark_zero_at(_transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), x), None
         if rule.kind == "gamma":
             inv, inv_abs = factors
             stacked, top, bottom = _stacked_gradient(grad)
             torch.mul(grad, inv, out=top)  # a + b
             torch.mul(grad, inv_abs, out=bottom)  # a - b
-            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+            return _mark_zero_at(_transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), x), None
         # zbox: x * W^T g - (l * W+^T g + h * W-^T g), the three terms from one call
         (inv,) = factors
         c = x.shape[1]
@@ -357,6 +389,28 @@ class _RuleLayer(torch.autograd.Function):
         neg = back[:, c : 2 * c] * low
         neg.addcmul_(back[:, 2 * c :], high)
         return (back[:, :c] * x).sub_(neg), None
+
+
+def _mark_zero_at(relevance: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mark ``relevance = x * (finite)`` as zero wherever ``x`` is (read by the fast ReLU below ``x``)."""
+    setattr(relevance, _ZERO_AT, (x, relevance._version))
+    return relevance
+
+
+def _zero_at_nonpos(ctx: Any, grad: torch.Tensor) -> torch.Tensor | None:
+    """The ReLU output ``relu(z)`` if ``grad`` is vouched zero wherever this rule node's output ``z`` is ``<= 0``.
+
+    True when a fast ReLU took exactly this node's unchanged output and handed down, unchanged and not summed with
+    any other gradient, a relevance marked zero wherever the ReLU's output is zero (:func:`_mark_zero_at`); else
+    ``None`` and the caller takes the general path.
+    """
+    mark = getattr(grad, _ZERO_AT_NONPOS, None)
+    if mark is None:
+        return None
+    relu_in, relu_in_version, relu_out, version = mark
+    if version != grad._version or relu_in() is not ctx.out_ref() or relu_in_version != ctx.out_version:
+        return None
+    return relu_out
 
 
 def _bound_images(rule: _Rule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +436,7 @@ def _stacked_gradient(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 def _zplus_denominator(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
     # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
     derived = layer.derived()
-    return _forward(layer.module, x, derived["w_pos"], derived["b_pos"]).add_(layer.rule.eps)
+    return _forward(layer.module, x, derived["w_pos"], derived["b_pos_eps"])
 
 
 def _gamma_denominator(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -528,12 +582,23 @@ class _PassLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        if isinstance(module, nn.ReLU):
-            return torch.relu(x)  # never in place: x belongs to the caller's graph
+        ctx.relu = isinstance(module, nn.ReLU)
+        if ctx.relu:
+            out = torch.relu(x)  # never in place: x belongs to the caller's graph
+            # weak references (no cycle): a relevance zero wherever out is zero is zero wherever x <= 0
+            ctx.in_ref, ctx.in_version, ctx.out_ref, ctx.out_version = (
+                weakref.ref(x), x._version, weakref.ref(out), out._version
+            )
+            return out
         return type(module).forward(module, x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        mark = getattr(grad, _ZERO_AT, None) if ctx.relu else None
+        if mark is not None and mark[1] == grad._version:
+            out = ctx.out_ref()
+            if out is not None and mark[0] is out and out._version == ctx.out_version:
+                setattr(grad, _ZERO_AT_NONPOS, (ctx.in_ref, ctx.in_version, out, grad._version))
         return grad, None
 
 
