@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def growth(arch: str, side: int, batch: int, calls: int) -> dict[str, list]:
         call()
         if i in marks:
             gc.collect()
-            tensors = sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+            with warnings.catch_warnings():  # isinstance on every object wakes deprecated module attributes
+                warnings.simplefilter("ignore")
+                tensors = sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
             rows.append([i, _status("VmRSS"), tensors])
     return {"calls_rss_tensors": rows}
 

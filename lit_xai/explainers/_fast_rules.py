@@ -235,68 +235,98 @@ class _Layer:
         # per-output-channel factor (> 0) of an emptied batch norm folded into this layer's forward (see
         # FastRules._fold_batch_norms); None: no fold
         self.scale: torch.Tensor | None = None
-        self._derived: dict[str, torch.Tensor | None] | None = None
+        self._derived: _Derived | None = None
 
-    def derived(self) -> dict[str, torch.Tensor | None]:
+    def derived(self) -> _Derived:
+        """The layer's derived weights, each computed on first access (only those its path needs)."""
         if self._derived is None:
-            self._derived = self._derive()
+            self._derived = _Derived(self)
         return self._derived
+
+    def release(self) -> None:
+        """Drop the derived weights (after the one backward of a non-caching registration): at most one layer's
+        copies live at a time during the backward, instead of all of them (ResNet-50: about 4x its weights)."""
+        if not self.cache:
+            self._derived = None
 
     def gamma_pos(self) -> torch.Tensor:
         """``(1 + g/2) W + g/2 |W| = W + g W+``: the Gamma backward weight where only ``z > 0`` carries relevance."""
-        derived = self.derived()
-        if derived.get("gamma_pos") is None:
-            stacked = derived["stacked"]
-            out = stacked.shape[0] // 2
-            derived["gamma_pos"] = torch.add(stacked[:out], stacked[out:])
-        return derived["gamma_pos"]
+        return self.derived()["gamma_pos"]
 
-    def _derive(self) -> dict[str, torch.Tensor | None]:
+    def rule_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias the rules see: the layer's own, times the folded batch norm's factor if any."""
         module = self.module
         weight = module.weight.detach()
         bias = None if module.bias is None else module.bias.detach()
-        # the forward runs the layer's own weights, then multiplies by the folded batch norm's factor in place: the
-        # same operations as layer + batch norm, so the activations are bit-identical to zennit's (the rules are
-        # discontinuous at z = 0, where any rounding difference in the forward would flip a term)
-        fwd = {"w_fwd": weight, "b_fwd": bias}
         if self.scale is not None:
             # the rules see the scaled output c z, so they use c W, c b: every rule here is invariant to a positive
             # per-channel scale of its output (numerator and denominator scale alike; only the absolute epsilon does
             # not, a relative change of eps (1 - c) / d)
             weight = weight * self.scale.reshape(-1, *([1] * (weight.ndim - 1)))
             bias = None if bias is None else bias * self.scale
-        return fwd | self._derive_rule(weight, bias)
+        return weight, bias
 
-    def _derive_rule(self, weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-        rule = self.rule
-        if rule.kind == "epsilon":
-            return {"w": weight}
-        b_pos = None if bias is None else bias.clamp(min=0)
-        if rule.kind == "gamma":
-            g, out = rule.gamma, weight.shape[0]
-            # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
-            stacked = weight.new_empty(2 * out, *weight.shape[1:])
-            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
-            half_abs = torch.abs(weight, out=stacked[out:]).mul_(g / 2)
-            # the extra forward with g/2 |W| and g/2 |b| + eps gives g P - g/2 z + eps directly (_gamma_denominator)
+
+class _Derived(dict):
+    """A layer's derived weights by name, each computed on first access from :meth:`_Layer.rule_weights`.
+
+    The forward runs the layer's own weights (``w_fwd``, ``b_fwd``: no copy), then multiplies by the folded batch
+    norm's factor in place: the same operations as layer + batch norm, so the activations are bit-identical to
+    zennit's (the rules are discontinuous at z = 0, where any rounding difference in the forward would flip a term).
+    """
+
+    def __init__(self, layer: _Layer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def __missing__(self, key: str) -> torch.Tensor | None:
+        module, rule = self.layer.module, self.layer.rule
+        if key in ("w_fwd", "b_fwd"):
+            self["w_fwd"] = module.weight.detach()
+            self["b_fwd"] = None if module.bias is None else module.bias.detach()
+            return self[key]
+        if "_rule_w" not in self:
+            self["_rule_w"], self["_rule_b"] = self.layer.rule_weights()
+        weight, bias = self["_rule_w"], self["_rule_b"]
+        value = self._compute(key, rule, weight, bias)
+        self[key] = value
+        return value
+
+    def _compute(self, key: str, rule: _Rule, weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+        g, out = rule.gamma, weight.shape[0]
+        if key == "w":  # epsilon
+            return weight
+        if key == "b_pos":
+            return None if bias is None else bias.clamp(min=0)
+        if key == "half_abs":  # gamma: g/2 |W|, the extra forward's weight (_gamma_denominator)
+            return torch.abs(weight).mul_(g / 2)
+        if key == "half_abs_b_eps":  # gamma: g/2 |b| + eps, so the extra forward gives g P - g/2 z + eps directly
             b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
             if bias is not None:
                 b_eps.add_(bias.abs(), alpha=g / 2)
-            return {"half_abs": half_abs, "half_abs_b_eps": b_eps, "stacked": stacked}
-        w_pos = weight.clamp(min=0)
-        if rule.kind == "zplus":
-            # the stabiliser's + eps inside the convolution's bias (D >= 0, so s(D) = D + eps): no extra pass
-            b_pos_eps = torch.full((weight.shape[0],), rule.eps, dtype=weight.dtype, device=weight.device)
-            if b_pos is not None:
-                b_pos_eps.add_(b_pos)
-            return {"w_pos": w_pos, "b_pos": b_pos, "b_pos_eps": b_pos_eps}
+            return b_eps
+        if key == "stacked":  # gamma: [(1 + g/2) W; g/2 |W|] along output channels (gradients [a + b; a - b])
+            stacked = weight.new_empty(2 * out, *weight.shape[1:])
+            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
+            stacked[out:] = self["half_abs"]
+            return stacked
+        if key == "gamma_pos":  # gamma, one-convolution path: (1 + g/2) W + g/2 |W|
+            return torch.mul(weight, 1.0 + g / 2).add_(self["half_abs"])
+        if key == "w_pos":
+            return weight.clamp(min=0)
+        if key == "b_pos_eps":  # zplus: the stabiliser's + eps inside the bias (D >= 0, so s(D) = D + eps)
+            b_pos_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
+            if bias is not None:
+                b_pos_eps.add_(self["b_pos"])
+            return b_pos_eps
         # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
-        w_neg = weight.clamp(max=0)
-        return {
-            "bounds_w": torch.cat([w_pos, w_neg], dim=1),
-            "bias": bias,  # b+ + b- = b exactly
-            "back_w": torch.cat([weight, w_pos, w_neg], dim=1),
-        }
+        if key == "bounds_w":
+            return torch.cat([self["w_pos"], weight.clamp(max=0)], dim=1)
+        if key == "bias":
+            return bias  # b+ + b- = b exactly
+        if key == "back_w":
+            return torch.cat([weight, self["w_pos"], weight.clamp(max=0)], dim=1)
+        raise KeyError(key)
 
 
 def _save_input(ctx: Any, x: torch.Tensor) -> None:
@@ -341,6 +371,13 @@ class _RuleLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        try:
+            return _RuleLayer._backward(ctx, grad)
+        finally:
+            ctx.layer.release()  # a non-caching registration runs one backward per layer: its copies are done
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         layer = ctx.layer
         module, rule = layer.module, layer.rule
         x = _saved_input(ctx)
