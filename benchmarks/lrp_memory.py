@@ -9,8 +9,8 @@ that freed activations go back to the system instead of staying in glibc's heap 
 memory would hide the measured call's peak). On CUDA (``--device cuda``) the figure is
 ``torch.cuda.max_memory_allocated()`` minus the memory allocated before the call.
 
-**Growth** (``--growth N``): one process calls the public ``LRP()`` ``N`` times on the same batch and reports
-``VmRSS`` and the number of live tensors (``gc``) after the 1st, 10th and last call; a leak shows as growth between
+**Growth** (``--growth N``): one worker process (same allocator setting) calls the public ``LRP()`` ``N`` times on the same batch and reports
+``VmRSS`` and the number of live tensors (``gc``) after the 1st, 10th, 50th and last call; a leak shows as growth between
 the 10th and the last.
 
 Run:
@@ -111,7 +111,7 @@ def growth(arch: str, side: int, batch: int, calls: int) -> dict[str, list]:
     """``VmRSS`` (bytes) and live tensors after the 1st, 10th and last of ``calls`` public ``LRP()`` calls."""
     net, images, targets, composite = _setup(arch, side, batch, "cpu")
     call = _call("LRP()", net, images, targets, composite)
-    marks = sorted({1, min(10, calls), calls})
+    marks = sorted({1, min(10, calls), min(50, calls), calls})
     rows = []
     for i in range(1, calls + 1):
         call()
@@ -135,10 +135,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--growth-side", type=int, default=64)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--worker", choices=CALLS, help=argparse.SUPPRESS)
+    parser.add_argument("--growth-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(_worker(args.worker, args.arch, args.side, args.batch, args.device)))
+        return
+    if args.growth_worker:
+        print(json.dumps(growth(args.arch, args.growth_side, args.batch, args.growth)))
         return
     results: dict = {"args": vars(args), "peak": peak(args.arch, args.side, args.batch, args.threads, args.device)}
     base = results["peak"]["gradient"]["peak_bytes"]
@@ -148,7 +152,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         row["over_gradient"] = row["peak_bytes"] / base
         print(f"  {name:14s} {row['peak_bytes'] / 2**20:9.1f} MiB   x{row['over_gradient']:.2f} the gradient")
     if args.growth:
-        results["growth"] = growth(args.arch, args.growth_side, args.batch, args.growth)
+        # in a worker with the same allocator setting as the peaks, so that RSS follows live memory
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(args.threads))
+        cmd = [sys.executable, __file__, "--growth-worker", "--growth", str(args.growth), "--arch", args.arch]
+        cmd += ["--growth-side", str(args.growth_side), "--batch", str(args.batch), "--threads", str(args.threads)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        results["growth"] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"growth over {args.growth} LRP() calls ({args.arch}, {args.growth_side} px, batch {args.batch}):")
         for i, rss, tensors in results["growth"]["calls_rss_tensors"]:
             print(f"  after call {i:4d}: VmRSS {rss / 2**20:8.1f} MiB, live tensors {tensors}")

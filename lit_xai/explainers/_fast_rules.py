@@ -277,16 +277,20 @@ class _Derived(dict):
 
     def __init__(self, layer: _Layer) -> None:
         super().__init__()
-        self.layer = layer
+        # weakly: the layer holds this dict, and a cycle would keep the explained copy alive until a collection
+        self.layer_ref = weakref.ref(layer)
 
     def __missing__(self, key: str) -> torch.Tensor | None:
-        module, rule = self.layer.module, self.layer.rule
+        layer = self.layer_ref()
+        if layer is None:
+            raise KeyError(key)
+        module, rule = layer.module, layer.rule
         if key in ("w_fwd", "b_fwd"):
             self["w_fwd"] = module.weight.detach()
             self["b_fwd"] = None if module.bias is None else module.bias.detach()
             return self[key]
         if "_rule_w" not in self:
-            self["_rule_w"], self["_rule_b"] = self.layer.rule_weights()
+            self["_rule_w"], self["_rule_b"] = layer.rule_weights()
         weight, bias = self["_rule_w"], self["_rule_b"]
         value = self._compute(key, rule, weight, bias)
         self[key] = value
