@@ -12,13 +12,15 @@ shared machine hits them alike); the figure is the ratio of the minima, the medi
 * with ``--zennit``: ``lrp_relevance(fast_rules=False)``, zennit 0.5.1's own hooks (slow: 3-4x the fast path).
 
 Agreement (once, same inputs): max |fast - zennit| / max |zennit| of the maps, and the conservation ratios of the
-public call. ``--profile`` adds a torch.profiler breakdown of one gradient and one ``lrp_relevance`` call by operator
+public call. ``--macs`` counts the multiply-accumulates both calls execute (convolutions and matrix products, from
+the dispatched aten operators' shapes: the floor a faster kernel cannot beat). ``--profile`` adds a torch.profiler breakdown of one gradient and one ``lrp_relevance`` call by operator
 class (forward convolutions, transposed convolutions, element-wise, pooling, the rest).
 
 Run:
     python -m benchmarks lrp_floor                                   # resnet50 + vgg16, 224 px, batch 8, 2 threads
     python -m benchmarks lrp_floor --arch resnet50 --profile --json floor.json
     python -m benchmarks lrp_floor --side 64 --repeats 2 --zennit   # quick
+    python -m benchmarks lrp_floor --repeats 1 --macs                # + multiply-accumulate counts
 """
 
 from __future__ import annotations
@@ -84,7 +86,43 @@ def profile_breakdown(call: Callable[[], object]) -> dict[str, float]:
     return dict(seconds)
 
 
-def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profile: bool) -> dict:
+def count_macs(call: Callable[[], object]) -> dict[str, float]:
+    """Multiply-accumulates (billions) one ``call`` executes in convolutions (forward / input-gradient / weight-
+    gradient) and matrix products, counted from the shapes of the aten operators it dispatches."""
+    import math
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.macs: dict[str, float] = defaultdict(float)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            out = func(*args, **(kwargs or {}))
+            if func is aten.convolution.default:
+                self.macs["conv forward"] += out.numel() * math.prod(args[1].shape[1:]) / 1e9
+            elif func is aten.convolution_backward.default:
+                per = args[0].numel() * math.prod(args[2].shape[1:]) / 1e9
+                mask = args[-1]
+                self.macs["conv input-gradient"] += per if mask[0] else 0.0
+                self.macs["conv weight-gradient"] += per if mask[1] else 0.0
+            elif func is aten.mm.default:
+                self.macs["matmul"] += args[0].shape[0] * args[0].shape[1] * args[1].shape[1] / 1e9
+            elif func is aten.addmm.default:
+                self.macs["matmul"] += args[1].shape[0] * args[1].shape[1] * args[2].shape[1] / 1e9
+            return out
+
+    with Count() as counter:
+        call()
+    macs = dict(counter.macs)
+    macs["total"] = sum(macs.values())
+    return macs
+
+
+def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profile: bool, macs: bool = False) -> dict:
     """Times, ratios, agreement and (optionally) the profile of one architecture; also printed."""
     torch.manual_seed(0)
     net = build_architecture(arch, num_classes=10).eval().requires_grad_(False)
@@ -118,6 +156,13 @@ def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profil
         print(f"  {name:14s} {s['min']:8.3f} {s['median']:8.3f}   x{r['min']:5.2f}  x{r['median']:5.2f}", flush=True)
     print(f"  max rel. diff to zennit's hooks {result['rel_diff_vs_zennit']:.2e}; conservation Σ R / logit "
           f"{result['conservation_ratio']} (all in band: {result['conservation_all_ok']})")  # fmt: skip
+    if macs:
+        grad_macs, lrp_macs = count_macs(calls["gradient"]), count_macs(calls["lrp_relevance"])
+        result["gmacs.gradient"], result["gmacs.lrp_relevance"] = grad_macs, lrp_macs
+        print(f"  multiply-accumulates (G)     {'gradient':>9s} {'lrp':>9s}")
+        for key in sorted(set(grad_macs) | set(lrp_macs)):
+            print(f"    {key:26s} {grad_macs.get(key, 0.0):9.2f} {lrp_macs.get(key, 0.0):9.2f}")
+        print(f"    LRP / gradient in multiply-accumulates: {lrp_macs['total'] / grad_macs['total']:.3f}")
     if profile:
         grad_prof = profile_breakdown(calls["gradient"])
         lrp_prof = profile_breakdown(calls["lrp_relevance"])
@@ -137,12 +182,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zennit", action="store_true", help="also time zennit's own hooks (slow)")
     parser.add_argument("--profile", action="store_true", help="torch.profiler breakdown by operator class")
+    parser.add_argument("--macs", action="store_true", help="count the multiply-accumulates of both calls")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads={args.threads} batch={args.batch} side={args.side} repeats={args.repeats} (after 1 warm-up)")
     results = {
-        arch: measure(arch, args.side, args.batch, args.repeats, args.zennit, args.profile) for arch in args.arch
+        arch: measure(arch, args.side, args.batch, args.repeats, args.zennit, args.profile, args.macs)
+        for arch in args.arch
     }
     if args.json:
         write_json(args.json, {"args": vars(args), **results}, suite="lrp_floor")
