@@ -83,10 +83,10 @@ def conservation_table(n: int = 4, side: int = 32) -> list[dict]:
     return rows
 
 
-def _timm(name: str) -> nn.Module:
+def _timm(name: str, **kwargs) -> nn.Module:
     import timm
 
-    return timm.create_model(name, pretrained=False, num_classes=1000).eval()
+    return timm.create_model(name, pretrained=False, num_classes=1000, **kwargs).eval()
 
 
 def _torchvision(name: str) -> nn.Module:
@@ -101,13 +101,13 @@ def _monai_densenet121() -> nn.Module:
     return DenseNet121(spatial_dims=2, in_channels=3, out_channels=10).eval()
 
 
-#: the full-size backbones of the speed table (issue 35), random weights, nothing downloaded
+#: the full-size backbones of the speed table (issue 35), random weights, nothing downloaded; built for an input side
 SPEED_BACKBONES = {
-    "vit_small_patch16_224": lambda: _timm("vit_small_patch16_224"),
-    "convnext_tiny": lambda: _timm("convnext_tiny"),
-    "efficientnet_v2_s": lambda: _torchvision("efficientnet_v2_s"),
-    "mobilenet_v3_small": lambda: _torchvision("mobilenet_v3_small"),
-    "monai_densenet121": _monai_densenet121,
+    "vit_small_patch16_224": lambda side: _timm("vit_small_patch16_224", img_size=side),
+    "convnext_tiny": lambda side: _timm("convnext_tiny"),
+    "efficientnet_v2_s": lambda side: _torchvision("efficientnet_v2_s"),
+    "mobilenet_v3_small": lambda side: _torchvision("mobilenet_v3_small"),
+    "monai_densenet121": lambda side: _monai_densenet121(),
 }
 
 
@@ -115,7 +115,7 @@ def speed_table(repeats: int = 5, batch: int = 8, side: int = 224, names: list[s
     rows = []
     for name in names or list(SPEED_BACKBONES):
         torch.manual_seed(0)
-        model = SPEED_BACKBONES[name]()
+        model = SPEED_BACKBONES[name](side)
         x = torch.randn(batch, 3, side, side)
         with explanation_model(model, True, share_tensors=True) as net:
             t = net(x).argmax(1)
