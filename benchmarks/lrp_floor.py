@@ -20,7 +20,7 @@ Run:
     python -m benchmarks lrp_floor                                   # resnet50 + vgg16, 224 px, batch 8, 2 threads
     python -m benchmarks lrp_floor --arch resnet50 --profile --json floor.json
     python -m benchmarks lrp_floor --side 64 --repeats 2 --zennit   # quick
-    python -m benchmarks lrp_floor --repeats 1 --macs                # + multiply-accumulate counts
+    python -m benchmarks lrp_floor --repeats 0 --macs                # multiply-accumulate counts only
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profil
     }
     if zennit:
         calls["zennit hooks"] = lambda: lrp_relevance(net, images, targets, composite=composite, fast_rules=False)
-    times = time_interleaved(calls, repeats=repeats)
+    times = time_interleaved(calls, repeats=repeats) if repeats > 0 else {}  # --repeats 0: no timing
     print(f"{arch} {side} px batch {batch} ({composite}), min / median seconds, ratio to the gradient (min / median)")
     for name, values in times.items():
         s, r = summary(values), ratio(values, times["gradient"])
