@@ -21,6 +21,8 @@ Run:
     python -m benchmarks lrp_floor --arch resnet50 --profile --json floor.json
     python -m benchmarks lrp_floor --side 64 --repeats 2 --zennit   # quick
     python -m benchmarks lrp_floor --repeats 0 --macs                # multiply-accumulate counts only
+    python -m benchmarks lrp_floor --repeats 0 --save-maps old.pt     # on one checkout, then on another:
+    python -m benchmarks lrp_floor --repeats 0 --compare-maps old.pt  # the maps' max relative difference
 """
 
 from __future__ import annotations
@@ -122,7 +124,9 @@ def count_macs(call: Callable[[], object]) -> dict[str, float]:
     return macs
 
 
-def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profile: bool, macs: bool = False) -> dict:
+def measure(
+    arch: str, side: int, batch: int, repeats: int, zennit: bool, profile: bool, macs: bool = False, maps: dict | None = None
+) -> dict:
     """Times, ratios, agreement and (optionally) the profile of one architecture; also printed."""
     torch.manual_seed(0)
     net = build_architecture(arch, num_classes=10).eval().requires_grad_(False)
@@ -131,6 +135,8 @@ def measure(arch: str, side: int, batch: int, repeats: int, zennit: bool, profil
     targets = torch.randint(0, 10, (batch,))
     explainer = LRP(composite, batch_size=batch)
     fast = lrp_relevance(net, images, targets, composite=composite)
+    if maps is not None:
+        maps[arch] = fast
     reference = lrp_relevance(net, images, targets, composite=composite, fast_rules=False)
     explainer(net, images, targets)
     check = explainer.last_check
@@ -183,14 +189,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--zennit", action="store_true", help="also time zennit's own hooks (slow)")
     parser.add_argument("--profile", action="store_true", help="torch.profiler breakdown by operator class")
     parser.add_argument("--macs", action="store_true", help="count the multiply-accumulates of both calls")
+    parser.add_argument("--save-maps", help="save each architecture's lrp_relevance map here (torch.save)")
+    parser.add_argument("--compare-maps", help="max relative difference of the maps to those saved by --save-maps")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads={args.threads} batch={args.batch} side={args.side} repeats={args.repeats} (after 1 warm-up)")
+    maps: dict[str, torch.Tensor] = {}
     results = {
-        arch: measure(arch, args.side, args.batch, args.repeats, args.zennit, args.profile, args.macs)
+        arch: measure(arch, args.side, args.batch, args.repeats, args.zennit, args.profile, args.macs, maps)
         for arch in args.arch
     }
+    if args.save_maps:
+        torch.save(maps, args.save_maps)
+    if args.compare_maps:
+        saved = torch.load(args.compare_maps)
+        for arch, new in maps.items():
+            old = saved[arch]
+            diff = float((new - old).abs().max() / old.abs().max())
+            results[arch]["rel_diff_vs_saved_maps"] = diff
+            print(f"{arch}: max |map - saved map| / max |saved map| = {diff:.2e} ({args.compare_maps})")
     if args.json:
         write_json(args.json, {"args": vars(args), **results}, suite="lrp_floor")
 
