@@ -13,8 +13,9 @@ shared machine hits them alike); the figure is the ratio of the minima, the medi
 
 Agreement (once, same inputs): max |fast - zennit| / max |zennit| of the maps, and the conservation ratios of the
 public call. ``--macs`` counts the multiply-accumulates both calls execute (convolutions and matrix products, from
-the dispatched aten operators' shapes: the floor a faster kernel cannot beat). ``--profile`` adds a torch.profiler breakdown of one gradient and one ``lrp_relevance`` call by operator
-class (forward convolutions, transposed convolutions, element-wise, pooling, the rest).
+the dispatched aten operators' shapes: the floor a faster kernel cannot beat). ``--profile`` adds a torch.profiler
+breakdown of one gradient and one ``lrp_relevance`` call by operator class (forward convolutions, transposed
+convolutions, element-wise, pooling, the rest).
 
 Run:
     python -m benchmarks lrp_floor                                   # resnet50 + vgg16, 224 px, batch 8, 2 threads
@@ -125,7 +126,14 @@ def count_macs(call: Callable[[], object]) -> dict[str, float]:
 
 
 def measure(
-    arch: str, side: int, batch: int, repeats: int, zennit: bool, profile: bool, macs: bool = False, maps: dict | None = None
+    arch: str,
+    side: int,
+    batch: int,
+    repeats: int,
+    zennit: bool,
+    profile: bool,
+    macs: bool = False,
+    maps: dict | None = None,
 ) -> dict:
     """Times, ratios, agreement and (optionally) the profile of one architecture; also printed."""
     torch.manual_seed(0)

@@ -9,9 +9,9 @@ that freed activations go back to the system instead of staying in glibc's heap 
 memory would hide the measured call's peak). On CUDA (``--device cuda``) the figure is
 ``torch.cuda.max_memory_allocated()`` minus the memory allocated before the call.
 
-**Growth** (``--growth N``): one worker process (same allocator setting) calls the public ``LRP()`` ``N`` times on the same batch and reports
-``VmRSS`` and the number of live tensors (``gc``) after the 1st, 10th, 50th and last call; a leak shows as growth between
-the 10th and the last.
+**Growth** (``--growth N``): one worker process (same allocator setting) calls the public ``LRP()`` ``N`` times on
+the same batch and reports ``VmRSS`` and the number of live tensors (``gc``) after the 1st, 10th, 50th and last
+call; a leak shows as growth between the 10th and the last.
 
 Run:
     python -m benchmarks lrp_memory                               # resnet50, 224 px, batch 8, 2 threads

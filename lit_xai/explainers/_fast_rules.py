@@ -14,7 +14,11 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
   and the denominator is ``conv(x, γ/2 |W|, γ/2 |b| + ε) + (1 + γ/2) |z|``: no masks, no cancellation. The
   backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed
   convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``, ``a + b = R / s(d)``,
-  ``a - b = R |1 / s(d)|``);
+  ``a - b = R |1 / s(d)|``). Where the relevance reaching ``z`` is known to vanish wherever ``z <= 0`` (a fast ReLU
+  follows and the rule layer above returned ``x * (...)``, zero where the ReLU output is: the marks ``_ZERO_AT`` /
+  ``_ZERO_AT_NONPOS``, version-checked because autograd sums a tensor's gradients from several consumers in place),
+  ``b = 0`` and the backward is one transposed convolution with ``W + γ W+`` over ``R / |s(d)|`` (ResNet bottlenecks'
+  ``conv1``/``conv2``: half their backward);
 * ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
   single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
   is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
@@ -34,7 +38,8 @@ Repeated backward passes through one retained graph (CRP: one per concept) can r
 on the incoming gradient: with ``FastRules(composite, cache=True)`` each rule node keeps its ``1 / s(d)`` factors
 after its first backward (on the autograd node, so they die with the graph), and every further pass costs one
 transposed convolution and two elementwise products per layer. Derived weights (``W+``, the stacked Gamma and ZBox
-weights) are computed once per registration in either mode.
+weights) are computed per key on first use, once per registration; without ``cache`` a layer drops them after its one
+backward, so the backward holds one layer's copies at a time (not about four copies of all weights, as on ResNet-50).
 
 **Switching them off.** Any map can be checked against zennit's own hooks: ``LRP(fast_rules=False)`` for one
 explainer, ``with fast_rules(False):`` for everything explained inside the block on this thread (LRP, CRP, the
@@ -89,6 +94,7 @@ def fast_rules(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _SWITCH.reset(token)
+
 
 #: attribute marking a tensor produced by a fast ReLU: its value is the tensor's ``_version`` at creation (an
 #: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
@@ -628,7 +634,10 @@ class _PassLayer(torch.autograd.Function):
             out = torch.relu(x)  # never in place: x belongs to the caller's graph
             # weak references (no cycle): a relevance zero wherever out is zero is zero wherever x <= 0
             ctx.in_ref, ctx.in_version, ctx.out_ref, ctx.out_version = (
-                weakref.ref(x), x._version, weakref.ref(out), out._version
+                weakref.ref(x),
+                x._version,
+                weakref.ref(out),
+                out._version,
             )
             return out
         return type(module).forward(module, x)
