@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 SUITES: dict[str, str] = {
     "speed": "run.py",  # all speed ratios of issue 11 in one run (LRP, CRP, zennit-crp, monitors, loader, scaling)
     "lrp_timing": "lrp_timing.py",
+    "lrp_floor": "lrp_floor.py",  # issue 35: LRP / gradient at 224 px, agreement, profile by operator class
+    "lrp_memory": "lrp_memory.py",  # issue 35: peak memory of LRP vs gradient, growth over repeated calls
     "lrp_conservation": "lrp_conservation.py",
     "checkerboard": "checkerboard.py",
     "lattice": "lattice.py",  # issue 31: the lattice index of ResNet-50 LRP maps per candidate composite

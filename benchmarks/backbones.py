@@ -7,13 +7,16 @@ Two parts:
   random biases). Per family: ``Σ R / logit`` with biases (the profile's default composite, as explained), the same
   on the network with every additive constant removed (float64: the exact check), and the conservation guard's
   verdict (:func:`lit_xai.explainers.check_conservation`).
-* ``--speed``: full-size ViT-S/16 and ConvNeXt-T from timm (``pretrained=False``, nothing is downloaded), batch 8 at
-  224 px: LRP (profile defaults, on the prepared network, as the explainers run it) and a plain input gradient of
-  the same logits, interleaved, ``--repeats`` times each; min and median seconds and the ratio of the minima.
+* ``--speed``: full-size backbones with random weights (nothing is downloaded): timm ViT-S/16 and ConvNeXt-T,
+  torchvision EfficientNetV2-S and MobileNetV3-small, MONAI DenseNet121 (``--backbones`` picks), batch 8 at 224 px
+  (``--batch``, ``--side``): LRP (profile defaults, on the prepared network, as the explainers run it) and a plain
+  input gradient of the same logits on the same frozen copy, interleaved after a warm-up round, ``--repeats`` times
+  each; min and median seconds, the ratio of the minima, the median of per-round ratios and the conservation ratios.
 
 Run:
     OMP_NUM_THREADS=2 python -m benchmarks backbones --conservation
     OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 5
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 3 --side 160 --backbones convnext_tiny
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch  # noqa: E402
 from _backbones import BACKBONES, trained_like, zero_biases  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.timing import summary, time_interleaved  # noqa: E402
+from benchmarks.timing import ratio, summary, time_interleaved, write_json  # noqa: E402
 from lit_xai.explainers import LRP, ConservationWarning, check_conservation, find_profile, lrp_relevance  # noqa: E402
 from lit_xai.explainers._core import explanation_model  # noqa: E402
 
@@ -80,17 +83,39 @@ def conservation_table(n: int = 4, side: int = 32) -> list[dict]:
     return rows
 
 
-def _timm(name: str) -> nn.Module:
+def _timm(name: str, **kwargs) -> nn.Module:
     import timm
 
-    return timm.create_model(name, pretrained=False, num_classes=1000).eval()
+    return timm.create_model(name, pretrained=False, num_classes=1000, **kwargs).eval()
 
 
-def speed_table(repeats: int = 5, batch: int = 8, side: int = 224) -> list[dict]:
+def _torchvision(name: str) -> nn.Module:
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def _monai_densenet121() -> nn.Module:
+    from monai.networks.nets import DenseNet121
+
+    return DenseNet121(spatial_dims=2, in_channels=3, out_channels=10).eval()
+
+
+#: the full-size backbones of the speed table (issue 35), random weights, nothing downloaded; built for an input side
+SPEED_BACKBONES = {
+    "vit_small_patch16_224": lambda side: _timm("vit_small_patch16_224", img_size=side),
+    "convnext_tiny": lambda side: _timm("convnext_tiny"),
+    "efficientnet_v2_s": lambda side: _torchvision("efficientnet_v2_s"),
+    "mobilenet_v3_small": lambda side: _torchvision("mobilenet_v3_small"),
+    "monai_densenet121": lambda side: _monai_densenet121(),
+}
+
+
+def speed_table(repeats: int = 5, batch: int = 8, side: int = 224, names: list[str] | None = None) -> list[dict]:
     rows = []
-    for name in ("vit_small_patch16_224", "convnext_tiny"):
+    for name in names or list(SPEED_BACKBONES):
         torch.manual_seed(0)
-        model = _timm(name)
+        model = SPEED_BACKBONES[name](side)
         x = torch.randn(batch, 3, side, side)
         with explanation_model(model, True, share_tensors=True) as net:
             t = net(x).argmax(1)
@@ -105,21 +130,27 @@ def speed_table(repeats: int = 5, batch: int = 8, side: int = 224) -> list[dict]
                 lrp.relevance_on(net, x, t)
 
             times = time_interleaved({"gradient": gradient, "lrp": relevance}, repeats, warmup=1)
+            check = lrp.last_check
         grad_s, lrp_s = summary(times["gradient"]), summary(times["lrp"])
         row = {
             "backbone": name,
+            "side": side,
+            "batch": batch,
             "gradient_min_s": grad_s["min"],
             "gradient_median_s": grad_s["median"],
             "lrp_min_s": lrp_s["min"],
             "lrp_median_s": lrp_s["median"],
+            "conservation": [round(float(v), 4) for v in check.ratios.aminmax()] if check is not None else None,
+            "conservation_ok": bool(check.all_ok) if check is not None else None,
         }
         row["ratio_min"] = row["lrp_min_s"] / row["gradient_min_s"]
-        row["ratio_median"] = row["lrp_median_s"] / row["gradient_median_s"]
+        row["ratio_median"] = ratio(times["lrp"], times["gradient"])["median"]
         rows.append(row)
         print(
-            f"{name:24s} gradient {row['gradient_min_s']:.3f}/{row['gradient_median_s']:.3f} s  "
+            f"{name:24s} {side} px  gradient {row['gradient_min_s']:.3f}/{row['gradient_median_s']:.3f} s  "
             f"LRP {row['lrp_min_s']:.3f}/{row['lrp_median_s']:.3f} s (min/median)  "
-            f"LRP/gradient {row['ratio_min']:.2f} (min) {row['ratio_median']:.2f} (median)",
+            f"LRP/gradient {row['ratio_min']:.2f} (min) {row['ratio_median']:.2f} (median)  "
+            f"Σ R / logit {row['conservation']} ({'ok' if row['conservation_ok'] else 'FLAGGED'})",
             flush=True,
         )
     return rows
@@ -130,11 +161,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--conservation", action="store_true")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--side", type=int, default=224, help="--speed: input side")
+    parser.add_argument("--batch", type=int, default=8, help="--speed: batch size")
+    parser.add_argument("--backbones", nargs="+", default=None, help=f"--speed: any of {', '.join(SPEED_BACKBONES)}")
+    parser.add_argument("--json", help="--speed: write the rows here")
     args = parser.parse_args(argv)
     if args.conservation or not args.speed:
         conservation_table()
     if args.speed or not args.conservation:
-        speed_table(args.repeats)
+        rows = speed_table(args.repeats, args.batch, args.side, args.backbones)
+        if args.json:
+            write_json(args.json, {"args": vars(args), "rows": rows}, suite="backbones")
 
 
 if __name__ == "__main__":

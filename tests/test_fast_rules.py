@@ -390,3 +390,73 @@ def test_no_trace_after_explaining_with_zennits_hooks() -> None:
     }
     assert before == after
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+def _count_gamma_single_conv(monkeypatch) -> list[int]:
+    """Count the Gamma layers whose backward takes the one-convolution path (it asks for ``W + g W+``)."""
+    from lit_xai.explainers import _fast_rules
+
+    calls = [0]
+    original = _fast_rules._Layer.gamma_pos
+
+    def spy(self):
+        calls[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(_fast_rules._Layer, "gamma_pos", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["tiny_resnet", "tiny_vgg"])
+def test_gamma_behind_a_fast_relu_takes_one_convolution_and_matches_zennit(name: str, monkeypatch) -> None:
+    net = _net(name)
+    calls = _count_gamma_single_conv(monkeypatch)
+    g = torch.Generator().manual_seed(5)
+    x, targets = torch.randn(3, 3, 32, 32, generator=g), torch.tensor([1, 0, 3])
+    ours = lrp_relevance(net, x, targets, composite="epsilon_gamma_box")
+    # every Gamma conv whose output only feeds a ReLU into another rule layer: tiny_resnet's first conv of each of
+    # its 4 blocks, tiny_vgg's one conv followed by a conv (not those before max pooling, whose gradient is no rule's)
+    assert calls[0] == {"tiny_resnet": 4, "tiny_vgg": 1}[name]
+    _assert_same(ours, _zennit(net, x, targets, make_composite("epsilon_gamma_box", resolve_canonizers(net, None))))
+
+
+class _TwoConsumers(nn.Module):
+    """A ReLU output read by a conv (rule: zero relevance where the ReLU is zero) and by a mean (plain gradient:
+    non-zero everywhere), summed in either order: the summed relevance no longer vanishes where the ReLU is zero."""
+
+    def __init__(self, mean_first: bool) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv1, self.relu1 = nn.Conv2d(3, 6, 3, padding=1), nn.ReLU()
+        self.conv2, self.relu2 = nn.Conv2d(6, 6, 3, padding=1), nn.ReLU()
+        self.head = nn.Linear(6, 3)
+        self.mean_first = mean_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu1(self.conv1(x))
+        a, b = h.mean((2, 3)), self.relu2(self.conv2(h)).mean((2, 3))
+        return self.head(a + b if self.mean_first else b + a)
+
+
+@pytest.mark.parametrize("mean_first", [True, False])
+def test_gamma_keeps_both_terms_when_the_relu_output_has_another_consumer(mean_first: bool, monkeypatch) -> None:
+    net = _TwoConsumers(mean_first).eval().requires_grad_(False)
+    calls = _count_gamma_single_conv(monkeypatch)
+    x, targets = torch.rand(2, 3, 12, 12), torch.tensor([0, 2])  # non-negative: conv1 runs the fast Gamma too
+
+    def composite() -> LayerMapComposite:
+        return LayerMapComposite([(nn.ReLU, Pass()), ((nn.Conv2d, nn.Linear), Gamma(0.25))])
+
+    rules = FastRules(composite())
+    rules.register(net)
+    try:
+        assert rules.fast_layers == 3
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        init = torch.zeros_like(out)
+        init[torch.arange(2), targets] = out[torch.arange(2), targets].detach()
+        (ours,) = torch.autograd.grad(out, xi, init)
+    finally:
+        rules.remove()
+    assert calls[0] == 0  # conv2 feeds a mean (no mark), conv1's ReLU output has two consumers (mark rejected)
+    _assert_same(ours, _zennit(net, x, targets, composite()))

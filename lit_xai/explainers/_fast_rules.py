@@ -14,7 +14,11 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
   and the denominator is ``conv(x, γ/2 |W|, γ/2 |b| + ε) + (1 + γ/2) |z|``: no masks, no cancellation. The
   backward ``x * [Wγ+^T a + Wγ-^T b] = x * [(1 + γ/2) W^T (a + b) + γ/2 |W|^T (a - b)]`` is one transposed
   convolution over the stacked gradients (``Wγ± = W + γ W±``, ``W± = (W ± |W|) / 2``, ``a + b = R / s(d)``,
-  ``a - b = R |1 / s(d)|``);
+  ``a - b = R |1 / s(d)|``). Where the relevance reaching ``z`` is known to vanish wherever ``z <= 0`` (a fast ReLU
+  follows and the rule layer above returned ``x * (...)``, zero where the ReLU output is: the marks ``_ZERO_AT`` /
+  ``_ZERO_AT_NONPOS``, version-checked because autograd sums a tensor's gradients from several consumers in place),
+  ``b = 0`` and the backward is one transposed convolution with ``W + γ W+`` over ``R / |s(d)|`` (ResNet bottlenecks'
+  ``conv1``/``conv2``: half their backward);
 * ``ZBox`` (first layer): the bound terms ``W+ l + W- h + b`` are the same for every image, so one convolution of a
   single bound image ``[l; h]`` with ``[W+, W-]`` gives them; the backward ``x * W^T g - (l * W+^T g + h * W-^T g)``
   is one transposed convolution with ``[W, W+, W-]`` stacked along input channels;
@@ -34,7 +38,8 @@ Repeated backward passes through one retained graph (CRP: one per concept) can r
 on the incoming gradient: with ``FastRules(composite, cache=True)`` each rule node keeps its ``1 / s(d)`` factors
 after its first backward (on the autograd node, so they die with the graph), and every further pass costs one
 transposed convolution and two elementwise products per layer. Derived weights (``W+``, the stacked Gamma and ZBox
-weights) are computed once per registration in either mode.
+weights) are computed per key on first use, once per registration; without ``cache`` a layer drops them after its one
+backward, so the backward holds one layer's copies at a time (not about four copies of all weights, as on ResNet-50).
 
 **Switching them off.** Any map can be checked against zennit's own hooks: ``LRP(fast_rules=False)`` for one
 explainer, ``with fast_rules(False):`` for everything explained inside the block on this thread (LRP, CRP, the
@@ -90,9 +95,17 @@ def fast_rules(enabled: bool) -> Iterator[None]:
     finally:
         _SWITCH.reset(token)
 
+
 #: attribute marking a tensor produced by a fast ReLU: its value is the tensor's ``_version`` at creation (an
 #: in-place change afterwards bumps the version, and the mark no longer vouches for non-negativity)
 _NONNEG = "_lit_xai_nonneg_version"
+
+#: marks on relevance tensors handed down the backward pass (see :func:`_mark_zero_where`): ``_ZERO_AT`` says "zero
+#: wherever the input ``x`` of the rule layer that returned it is zero", ``_ZERO_AT_NONPOS`` (set by a fast ReLU passing
+#: such a tensor through) "zero wherever the ReLU's input is <= 0". Each holds the tensor's ``_version`` when marked:
+#: autograd sums the gradients of a tensor with several consumers *in place* into one of them, which bumps it
+_ZERO_AT = "_lit_xai_zero_at"
+_ZERO_AT_NONPOS = "_lit_xai_zero_at_nonpos"
 
 
 @dataclass(frozen=True)
@@ -228,55 +241,102 @@ class _Layer:
         # per-output-channel factor (> 0) of an emptied batch norm folded into this layer's forward (see
         # FastRules._fold_batch_norms); None: no fold
         self.scale: torch.Tensor | None = None
-        self._derived: dict[str, torch.Tensor | None] | None = None
+        self._derived: _Derived | None = None
 
-    def derived(self) -> dict[str, torch.Tensor | None]:
+    def derived(self) -> _Derived:
+        """The layer's derived weights, each computed on first access (only those its path needs)."""
         if self._derived is None:
-            self._derived = self._derive()
+            self._derived = _Derived(self)
         return self._derived
 
-    def _derive(self) -> dict[str, torch.Tensor | None]:
+    def release(self) -> None:
+        """Drop the derived weights (after the one backward of a non-caching registration): at most one layer's
+        copies live at a time during the backward, instead of all of them (ResNet-50: about 4x its weights)."""
+        if not self.cache:
+            self._derived = None
+
+    def gamma_pos(self) -> torch.Tensor:
+        """``(1 + g/2) W + g/2 |W| = W + g W+``: the Gamma backward weight where only ``z > 0`` carries relevance."""
+        return self.derived()["gamma_pos"]
+
+    def rule_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The weight and bias the rules see: the layer's own, times the folded batch norm's factor if any."""
         module = self.module
         weight = module.weight.detach()
         bias = None if module.bias is None else module.bias.detach()
-        # the forward runs the layer's own weights, then multiplies by the folded batch norm's factor in place: the
-        # same operations as layer + batch norm, so the activations are bit-identical to zennit's (the rules are
-        # discontinuous at z = 0, where any rounding difference in the forward would flip a term)
-        fwd = {"w_fwd": weight, "b_fwd": bias}
         if self.scale is not None:
             # the rules see the scaled output c z, so they use c W, c b: every rule here is invariant to a positive
             # per-channel scale of its output (numerator and denominator scale alike; only the absolute epsilon does
             # not, a relative change of eps (1 - c) / d)
             weight = weight * self.scale.reshape(-1, *([1] * (weight.ndim - 1)))
             bias = None if bias is None else bias * self.scale
-        return fwd | self._derive_rule(weight, bias)
+        return weight, bias
 
-    def _derive_rule(self, weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-        rule = self.rule
-        if rule.kind == "epsilon":
-            return {"w": weight}
-        b_pos = None if bias is None else bias.clamp(min=0)
-        if rule.kind == "gamma":
-            g, out = rule.gamma, weight.shape[0]
-            # [(1 + g/2) W; g/2 |W|] stacked along output channels (gradients [a + b; a - b] along theirs)
-            stacked = weight.new_empty(2 * out, *weight.shape[1:])
-            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
-            half_abs = torch.abs(weight, out=stacked[out:]).mul_(g / 2)
-            # the extra forward with g/2 |W| and g/2 |b| + eps gives g P - g/2 z + eps directly (_gamma_denominator)
+
+class _Derived(dict):
+    """A layer's derived weights by name, each computed on first access from :meth:`_Layer.rule_weights`.
+
+    The forward runs the layer's own weights (``w_fwd``, ``b_fwd``: no copy), then multiplies by the folded batch
+    norm's factor in place: the same operations as layer + batch norm, so the activations are bit-identical to
+    zennit's (the rules are discontinuous at z = 0, where any rounding difference in the forward would flip a term).
+    """
+
+    def __init__(self, layer: _Layer) -> None:
+        super().__init__()
+        # weakly: the layer holds this dict, and a cycle would keep the explained copy alive until a collection
+        self.layer_ref = weakref.ref(layer)
+
+    def __missing__(self, key: str) -> torch.Tensor | None:
+        layer = self.layer_ref()
+        if layer is None:
+            raise KeyError(key)
+        module, rule = layer.module, layer.rule
+        if key in ("w_fwd", "b_fwd"):
+            self["w_fwd"] = module.weight.detach()
+            self["b_fwd"] = None if module.bias is None else module.bias.detach()
+            return self[key]
+        if "_rule_w" not in self:
+            self["_rule_w"], self["_rule_b"] = layer.rule_weights()
+        weight, bias = self["_rule_w"], self["_rule_b"]
+        value = self._compute(key, rule, weight, bias)
+        self[key] = value
+        return value
+
+    def _compute(self, key: str, rule: _Rule, weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+        g, out = rule.gamma, weight.shape[0]
+        if key == "w":  # epsilon
+            return weight
+        if key == "b_pos":
+            return None if bias is None else bias.clamp(min=0)
+        if key == "half_abs":  # gamma: g/2 |W|, the extra forward's weight (_gamma_denominator)
+            return torch.abs(weight).mul_(g / 2)
+        if key == "half_abs_b_eps":  # gamma: g/2 |b| + eps, so the extra forward gives g P - g/2 z + eps directly
             b_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
             if bias is not None:
                 b_eps.add_(bias.abs(), alpha=g / 2)
-            return {"half_abs": half_abs, "half_abs_b_eps": b_eps, "stacked": stacked}
-        w_pos = weight.clamp(min=0)
-        if rule.kind == "zplus":
-            return {"w_pos": w_pos, "b_pos": b_pos}
+            return b_eps
+        if key == "stacked":  # gamma: [(1 + g/2) W; g/2 |W|] along output channels (gradients [a + b; a - b])
+            stacked = weight.new_empty(2 * out, *weight.shape[1:])
+            torch.mul(weight, 1.0 + g / 2, out=stacked[:out])
+            stacked[out:] = self["half_abs"]
+            return stacked
+        if key == "gamma_pos":  # gamma, one-convolution path: (1 + g/2) W + g/2 |W|
+            return torch.mul(weight, 1.0 + g / 2).add_(self["half_abs"])
+        if key == "w_pos":
+            return weight.clamp(min=0)
+        if key == "b_pos_eps":  # zplus: the stabiliser's + eps inside the bias (D >= 0, so s(D) = D + eps)
+            b_pos_eps = torch.full((out,), rule.eps, dtype=weight.dtype, device=weight.device)
+            if bias is not None:
+                b_pos_eps.add_(self["b_pos"])
+            return b_pos_eps
         # zbox: [W+, W-] along input channels for the bound image [l; h]; [W, W+, W-] for the three backward terms
-        w_neg = weight.clamp(max=0)
-        return {
-            "bounds_w": torch.cat([w_pos, w_neg], dim=1),
-            "bias": bias,  # b+ + b- = b exactly
-            "back_w": torch.cat([weight, w_pos, w_neg], dim=1),
-        }
+        if key == "bounds_w":
+            return torch.cat([self["w_pos"], weight.clamp(max=0)], dim=1)
+        if key == "bias":
+            return bias  # b+ + b- = b exactly
+        if key == "back_w":
+            return torch.cat([weight, self["w_pos"], weight.clamp(max=0)], dim=1)
+        raise KeyError(key)
 
 
 def _save_input(ctx: Any, x: torch.Tensor) -> None:
@@ -315,10 +375,19 @@ class _RuleLayer(torch.autograd.Function):
         _save_input(ctx, x)
         # the output itself (no clone): autograd's version check tells if a downstream in-place op changed it
         ctx.save_for_backward(out)
+        # and its identity (weakly: no cycle), to recognise a gradient that a fast ReLU vouches for (_zero_at_nonpos)
+        ctx.out_ref, ctx.out_version = weakref.ref(out), out._version
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        try:
+            return _RuleLayer._backward(ctx, grad)
+        finally:
+            ctx.layer.release()  # a non-caching registration runs one backward per layer: its copies are done
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         layer = ctx.layer
         module, rule = layer.module, layer.rule
         x = _saved_input(ctx)
@@ -328,27 +397,37 @@ class _RuleLayer(torch.autograd.Function):
             # one backward only: divide the gradient directly (fewer passes than forming 1 / s(d) first)
             z = _saved_output(ctx, layer, x)
             if rule.kind == "zplus":
-                scaled = grad / _zplus_denominator(layer, x)
-                return _transposed(module, scaled, x, derived["w_pos"]).mul_(x), None
+                denom = _zplus_denominator(layer, x)
+                scaled = torch.div(grad, denom, out=denom)
+                return _mark_zero_at(_transposed(module, scaled, x, derived["w_pos"]).mul_(x), x), None
+            relu_out = _zero_at_nonpos(ctx, grad)
+            if relu_out is not None:
+                # R vanishes wherever z <= 0 (a fast ReLU follows and the layer above zeroes what it zeroed): b = 0,
+                # a - b = a + b = R / |s(d)| with |z| = relu(z), and the two backward terms are one transposed
+                # convolution with W + g W+ (half the backward, three fewer elementwise passes)
+                denom = _forward(module, x, derived["half_abs"], derived["half_abs_b_eps"])
+                denom.add_(relu_out, alpha=1.0 + rule.gamma / 2)
+                torch.div(grad, denom, out=denom)
+                return _mark_zero_at(_transposed(module, denom, x, layer.gamma_pos()).mul_(x), x), None
             sign, denom = _gamma_denominator(layer, x, z)
             stacked, top, bottom = _stacked_gradient(grad)
             torch.mul(grad, sign, out=top).div_(denom)  # a + b = R sign(z) / |s(d)| = R / s(d)
             torch.mul(top, sign, out=bottom)  # a - b = R [z != 0] / |s(d)|
-            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+            return _mark_zero_at(_transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), x), None
         if factors is None:
             factors = _factors(layer, x, _saved_output(ctx, layer, x))
             if layer.cache:  # kept on the node: freed with the graph
                 ctx.factors = factors
         if rule.kind == "epsilon":
-            return _transposed(module, grad * factors[0], x, derived["w"]).mul_(x), None
+            return _mark_zero_at(_transposed(module, grad * factors[0], x, derived["w"]).mul_(x), x), None
         if rule.kind == "zplus":
-            return _transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), None
+            return _mark_zero_at(_transposed(module, grad * factors[0], x, derived["w_pos"]).mul_(x), x), None
         if rule.kind == "gamma":
             inv, inv_abs = factors
             stacked, top, bottom = _stacked_gradient(grad)
             torch.mul(grad, inv, out=top)  # a + b
             torch.mul(grad, inv_abs, out=bottom)  # a - b
-            return _transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), None
+            return _mark_zero_at(_transposed_stacked(module, stacked, x, derived["stacked"]).mul_(x), x), None
         # zbox: x * W^T g - (l * W+^T g + h * W-^T g), the three terms from one call
         (inv,) = factors
         c = x.shape[1]
@@ -357,6 +436,28 @@ class _RuleLayer(torch.autograd.Function):
         neg = back[:, c : 2 * c] * low
         neg.addcmul_(back[:, 2 * c :], high)
         return (back[:, :c] * x).sub_(neg), None
+
+
+def _mark_zero_at(relevance: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mark ``relevance = x * (finite)`` as zero wherever ``x`` is (read by the fast ReLU below ``x``)."""
+    setattr(relevance, _ZERO_AT, (x, relevance._version))
+    return relevance
+
+
+def _zero_at_nonpos(ctx: Any, grad: torch.Tensor) -> torch.Tensor | None:
+    """The ReLU output ``relu(z)`` if ``grad`` is vouched zero wherever this rule node's output ``z`` is ``<= 0``.
+
+    True when a fast ReLU took exactly this node's unchanged output and handed down, unchanged and not summed with
+    any other gradient, a relevance marked zero wherever the ReLU's output is zero (:func:`_mark_zero_at`); else
+    ``None`` and the caller takes the general path.
+    """
+    mark = getattr(grad, _ZERO_AT_NONPOS, None)
+    if mark is None:
+        return None
+    relu_in, relu_in_version, relu_out, version = mark
+    if version != grad._version or relu_in() is not ctx.out_ref() or relu_in_version != ctx.out_version:
+        return None
+    return relu_out
 
 
 def _bound_images(rule: _Rule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -382,7 +483,7 @@ def _stacked_gradient(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 def _zplus_denominator(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
     # D = W+ x + b+ >= 0, so zennit's s(D) is D + eps
     derived = layer.derived()
-    return _forward(layer.module, x, derived["w_pos"], derived["b_pos"]).add_(layer.rule.eps)
+    return _forward(layer.module, x, derived["w_pos"], derived["b_pos_eps"])
 
 
 def _gamma_denominator(layer: _Layer, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -528,12 +629,26 @@ class _PassLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, module: nn.Module) -> torch.Tensor:
-        if isinstance(module, nn.ReLU):
-            return torch.relu(x)  # never in place: x belongs to the caller's graph
+        ctx.relu = isinstance(module, nn.ReLU)
+        if ctx.relu:
+            out = torch.relu(x)  # never in place: x belongs to the caller's graph
+            # weak references (no cycle): a relevance zero wherever out is zero is zero wherever x <= 0
+            ctx.in_ref, ctx.in_version, ctx.out_ref, ctx.out_version = (
+                weakref.ref(x),
+                x._version,
+                weakref.ref(out),
+                out._version,
+            )
+            return out
         return type(module).forward(module, x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        mark = getattr(grad, _ZERO_AT, None) if ctx.relu else None
+        if mark is not None and mark[1] == grad._version:
+            out = ctx.out_ref()
+            if out is not None and mark[0] is out and out._version == ctx.out_version:
+                setattr(grad, _ZERO_AT_NONPOS, (ctx.in_ref, ctx.in_version, out, grad._version))
         return grad, None
 
 

@@ -66,6 +66,9 @@ class Explainer:
     kind: ClassVar[str] = "map"
     signed: bool = True
     copy_model: bool = True
+    #: the copy shares parameter / buffer storage with the model (:func:`explanation_model`'s ``share_tensors``):
+    #: only for explainers that never write weights in place (canonizers rebinding ``.data`` are fine)
+    share_tensors: ClassVar[bool] = False
 
     @property
     def label(self) -> str:
@@ -86,7 +89,7 @@ class Explainer:
     def __call__(self, model: nn.Module, images: torch.Tensor, targets: torch.Tensor | int) -> Any:
         check_images(images, type(self).__name__)
         targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-        with explanation_model(model, self.copy_model) as net:
+        with explanation_model(model, self.copy_model, share_tensors=self.share_tensors) as net:
             out = self.explain(net, images, targets)
         return out.to(images.device)
 

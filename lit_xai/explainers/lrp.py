@@ -74,6 +74,10 @@ class LRP(Explainer):
         self.fast_rules = fast_rules
         self.last_check: ConservationCheck | None = None
 
+    #: canonizers and the conservation guard rebind ``.data``, nothing writes weights in place: the explained copy
+    #: shares the model's weight storage (no copy of the weights per call: ResNet-50 94 MB, VGG-16 0.5 GB)
+    share_tensors = True
+
     @property
     def label(self) -> str:
         return "lrp" if self.composite is None else f"lrp_{self.composite}"
