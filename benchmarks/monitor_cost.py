@@ -140,12 +140,14 @@ def main(argv: list[str] | None = None) -> int:
 
             def run(name: str) -> None:
                 save = out / f"logs_{name}_{next(counter)}"
+                start = time.perf_counter()
                 proc = subprocess.run(
                     _command(configs[name], save), cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                     text=True, env=dict(os.environ),
                 )  # fmt: skip
                 if proc.returncode != 0:
                     raise RuntimeError(f"the demo ({name}) failed:\n{proc.stdout[-3000:]}")
+                print(f"  ({name}: {time.perf_counter() - start:.1f} s)", flush=True)  # a long run shows progress
                 if name in progress:
                     progress[name].append(parse_progress(proc.stdout))
                     try:  # what the run concluded: alert epoch, effects, discovery (scripts/readme_figures.py)
