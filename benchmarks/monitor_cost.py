@@ -150,15 +150,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  ({name}: {time.perf_counter() - start:.1f} s)", flush=True)  # a long run shows progress
                 if name in progress:
                     progress[name].append(parse_progress(proc.stdout))
-                    try:  # what the run concluded: alert epoch, effects, discovery (scripts/readme_figures.py)
-                        found = figures._evidence(save / "demo" / "version_0")
-                        evidence[name].append({k: v for k, v in found.items() if k != "discovery"})
-                    except (OSError, KeyError, ValueError) as err:
-                        evidence[name].append({"error": f"{type(err).__name__}: {err}"})
+                    run_dirs[name].append(save / "demo" / "version_0")  # its verdict is read after the timing
                     note = next((ln for ln in proc.stdout.splitlines() if ln.startswith("lit_xai: training on")), "")
                     results["threads_note"] = note or "torch's default threads"
 
+            run_dirs: dict[str, list[Path]] = {name: [] for name in progress}
             times = time_interleaved({name: (lambda name=name: run(name)) for name in configs}, args.repeats, warmup=0)
+            for name, dirs in run_dirs.items():
+                for run_dir in dirs:
+                    try:  # what the run concluded: alert epoch, effects, discovery (scripts/readme_figures.py)
+                        found = figures._evidence(run_dir)
+                        evidence[name].append({k: v for k, v in found.items() if k != "discovery"})
+                    except (OSError, KeyError, ValueError) as err:
+                        evidence[name].append({"error": f"{type(err).__name__}: {err}"})
             if args.profile:
                 prof = out / "monitors.prof"
                 subprocess.run(
