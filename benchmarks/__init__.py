@@ -34,6 +34,8 @@ SUITES: dict[str, str] = {
     "discovery": "discovery.py",
     "correction": "correction.py",
     "quality_demo": "quality_demo.py",
+    "quality_vs_quantus": "quality_vs_quantus.py",  # issue 35: AOPC, max-sensitivity, infidelity vs Quantus 0.6
+    "monitor_cost": "monitor_cost.py",  # issue 35: the demo with / without the monitors, one core kept busy
     "gpu_check": "gpu_check.py",
 }
 

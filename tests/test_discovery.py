@@ -141,6 +141,25 @@ def test_candidate_becomes_a_testable_artifact(shapes) -> None:
     assert name not in ARTIFACTS  # the registry is left as it was
 
 
+def test_candidate_detector_reuses_its_last_search_on_the_same_images(shapes, monkeypatch) -> None:
+    # the monitor detects on the same pool twice (the threshold, then pool.detect): the second call is the first's
+    # result, not a second search; other images are searched afresh; a copy never aliases the cache
+    net, x, y, flags, true_masks, heat = shapes["square"]
+    cand = next(c for c in discover_candidates(heat, y, list(range(len(y)))) if c.class_index == TAGGED_CLASS)
+    art = candidate_artifact(cand, x, heat, labels=y)  # searched once here, for the threshold
+    searches = []
+    search = art._search
+    monkeypatch.setattr(art, "_search", lambda images: searches.append(len(images)) or search(images))
+    scores, masks = art.detect(x.clone())
+    assert searches == []
+    fresh_scores, fresh_masks = search(x.detach().float())
+    assert torch.equal(scores, fresh_scores) and torch.equal(masks, fresh_masks)
+    scores[:] = -1.0  # the caller's copy
+    assert torch.equal(art.detect(x)[0], fresh_scores)
+    part = art.detect(x[:10])[0]
+    assert searches == [10] and torch.equal(part, fresh_scores[:10])
+
+
 def lrp_maps_explainer(module: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     from lit_xai.explainers import LRP
 

@@ -580,6 +580,19 @@ def test_asynchronous_error_surfaces_in_fit_and_leaves_no_thread(tmp_path):
     assert _xai_threads() == []
 
 
+def test_doubling_schedule_explains_epochs_1_2_4_and_the_last(tmp_path):
+    from lit_xai.schedule import Schedule
+
+    mon = monitor(explainers=("lrp",), every_n_epochs=Schedule(1, "doubling"))
+    assert mon.every_n_epochs == 1 and mon.spacing == "doubling"
+    trainer_for(tmp_path, [mon], max_epochs=6).fit(tiny_model(), tiny_dm())
+    # the initial model, after the 1st, 2nd and 4th epoch, and after the last (6th)
+    assert [h["epoch"] for h in mon.history] == [-1, 0, 1, 3, 5]
+    acc = events(tmp_path)
+    assert [e.step for e in acc.Images("XAI/lrp/true")] == [0, 1, 2, 4, 6]
+    assert [e.step for e in acc.Scalars("XAI_drift/lrp/ssim_prev")] == [1, 2, 4, 6]
+
+
 def test_images_every_n_epochs_thins_pictures_not_drift(tmp_path):
     mon = monitor(explainers=("lrp",), pictures=Pictures(every_n_epochs=2))
     trainer_for(tmp_path, [mon], max_epochs=5).fit(tiny_model(), tiny_dm())

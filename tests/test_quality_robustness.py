@@ -105,6 +105,40 @@ def test_infidelity_matches_captum_on_channel_resolved_relevance(normalize):
     torch.testing.assert_close(ours, ref.float(), rtol=2e-4, atol=1e-7)
 
 
+def test_infidelity_matches_quantus():
+    # Quantus' Infidelity perturbs square patches with a baseline by default; one patch covering the image and a
+    # perturb_func handing it x - I for our Gaussian noise (sample by sample) make it Yeh et al.'s Gaussian
+    # infidelity, unnormalised: mean_s (sum(Phi * I_s) - (f(x) - f(x - I_s)))^2
+    quantus = pytest.importorskip("quantus")
+    net = tiny_resnet(seed=8, size=16)
+    x = torch.randn(3, 3, 16, 16)
+    t = torch.tensor([0, 1, 1])
+    relevance = LRP().relevance(net, x, t)  # Quantus gets every channel, we get the channel sum
+    samples, std = 4, 0.2
+    ours = infidelity(net, x, t, relevance.sum(1), samples=samples, noise_std=std, normalize=False, seed=3)
+    noise = infidelity_noise(tuple(x.shape), samples, std, seed=3).expand(-1, -1, 3, -1, -1).numpy()
+    calls = iter(range(samples))
+
+    def perturb(arr, indices, **kwargs):  # called once per sample: one patch, the whole image
+        return arr - noise[:, next(calls)].reshape(arr.shape)
+
+    metric = quantus.Infidelity(
+        perturb_patch_sizes=[16],
+        n_perturb_samples=samples,
+        perturb_func=perturb,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
+    )
+    ref = metric(
+        model=net, x_batch=x.numpy(), y_batch=t.numpy(), a_batch=relevance.numpy(), device="cpu", softmax=False
+    )
+    assert next(calls, None) is None  # Quantus used every one of our samples, once each
+    # tolerance: the same forwards and products in float32 (Quantus sums the dot product in float32 numpy)
+    np.testing.assert_allclose(ours.numpy(), np.asarray(ref), rtol=2e-4, atol=1e-7)
+    assert ours.min() > 0
+
+
 def test_infidelity_zero_for_exact_linear_explanation_and_scale_invariant():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)).eval()
     x = torch.rand(4, 3, 8, 8)

@@ -21,7 +21,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
-from ..schedule import due  # the one schedule rule, below the callbacks (the shortcut policy uses it too)
+from ..schedule import Schedule, Spacing, due  # the one schedule rule, below the callbacks (the shortcut policy too)
 from ._background import Background, snapshot
 from ._checks import warn_resume_into_same_version
 from .epoch_metrics import log_epoch_metrics
@@ -73,11 +73,13 @@ def skip_reason(
     fast_dev_run: bool = False,
     last_epoch: Optional[int] = None,
     on_eval: bool = False,
+    spacing: Spacing = "even",
 ) -> Optional[str]:
     """The schedule of every monitor as a pure decision: ``None`` = measure now, else why not.
 
-    Every ``every_n_epochs``-th epoch and the last one (always under ``fast_dev_run``); never during the sanity
-    check; under ``validate``/``test`` only with ``on_eval``; never twice for one epoch (a resumed run).
+    Every ``every_n_epochs``-th epoch (``spacing``: see :func:`~lit_xai.schedule.due`) and the last one (always
+    under ``fast_dev_run``); never during the sanity check; under ``validate``/``test`` only with ``on_eval``; never
+    twice for one epoch (a resumed run).
 
     Example:
         >>> skip_reason(epoch=1, every_n_epochs=2) is None, skip_reason(epoch=0, every_n_epochs=2, max_epochs=5)
@@ -89,8 +91,8 @@ def skip_reason(
         return "sanity check"
     if fn != "fit":
         return None if on_eval else f"trainer.{fn}"
-    if not fast_dev_run and not due(epoch, every_n_epochs, max_epochs):
-        return f"not due (every_n_epochs={every_n_epochs})"
+    if not fast_dev_run and not due(epoch, every_n_epochs, max_epochs, spacing):
+        return f"not due (every_n_epochs={every_n_epochs}" + (", doubling)" if spacing == "doubling" else ")")
     if last_epoch is not None and epoch <= last_epoch:
         return f"epoch {epoch} already measured (resumed run)"
     return None
@@ -100,7 +102,10 @@ class MonitorBase(Callback):
     """The shared lifecycle of the lit_xai monitors (subclass it for a monitor of your own).
 
     Args:
-        every_n_epochs: measure at the end of every N-th validation epoch (and at the last epoch).
+        every_n_epochs: measure at the end of every N-th validation epoch (and at the last epoch); a
+            :class:`~lit_xai.schedule.Schedule` spaces them otherwise: ``Schedule(1, "doubling")`` measures the 1st,
+            2nd, 4th, 8th, ... epoch and the last (dense early, when explanations and shortcuts change fast, sparse
+            later: on 8 epochs 4 measurements instead of 8, on 100 epochs 8 instead of 100).
         model: what the monitor cannot find out about the model by itself (:class:`~lit_xai.contracts.ModelSpec`:
             ``module_attr``, ``task``, ``class_names``, ``normalization`` / ``input_range``); resolved once at fit
             start into :attr:`contract`.
@@ -121,12 +126,15 @@ class MonitorBase(Callback):
 
     def __init__(
         self,
-        every_n_epochs: int = 1,
+        every_n_epochs: Union[int, Schedule] = 1,
         model: Optional[ModelSpec] = None,
         tag: str = "XAI",
         verbose: bool = True,
         asynchronous: bool = False,
     ) -> None:
+        spacing: Spacing = "even"
+        if isinstance(every_n_epochs, Schedule):
+            every_n_epochs, spacing = every_n_epochs.every_n_epochs, every_n_epochs.spacing
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if model is not None and not isinstance(model, ModelSpec):
@@ -136,6 +144,7 @@ class MonitorBase(Callback):
         self.tag = tag
         self.verbose = verbose
         self.asynchronous = asynchronous
+        self.spacing = spacing
         self.contract: Optional[ModelContract] = None
         self._background = Background(tag)
         # checkpointed state
@@ -190,6 +199,7 @@ class MonitorBase(Callback):
             fast_dev_run=bool(trainer.fast_dev_run),
             last_epoch=self.last_epoch,
             on_eval=self.on_eval,
+            spacing=self.spacing,
         )
 
     def resolve(

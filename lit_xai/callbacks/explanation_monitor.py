@@ -30,6 +30,7 @@ from ..explainers import (
 )
 from ..metrics.drift import DriftTracker
 from ..probes import Probes, ProbeSelector, outcome_indices, validation_dataset
+from ..schedule import Schedule
 from ..visualization import channel_note
 from ..visualization.monitor import LATTICE_NOTE, drift_chart, outcome_grid, probe_grids, timeline_grids
 from ._checks import check_probes, warn_missing_classes
@@ -72,7 +73,9 @@ class ExplanationMonitor(MonitorBase):
         explainers: names (``"lrp"``, ``"crp"``, ``"gradcam"``, ``"attention_gradcam"``, ``"lrp_gradcam"``) or
             configured explainer objects (YAML: ``{class_path: lit_xai.explainers.CRP, init_args: {top_k: 6}}``);
             several LRP composites side by side are ``LRP(composite=...)`` objects.
-        every_n_epochs: explain at the end of every N-th validation epoch (and at the last epoch).
+        every_n_epochs: explain at the end of every N-th validation epoch (and at the last epoch); a
+            :class:`~lit_xai.schedule.Schedule` spaces them otherwise (``Schedule(1, "doubling")``: the 1st, 2nd,
+            4th, 8th, ... epoch).
         probes: how probes are chosen: a :class:`~lit_xai.probes.ProbeSelector`, a number of probes, or (from Python)
             a :class:`~lit_xai.probes.Probes` built with :func:`~lit_xai.probes.probes_from_tensors`.
         targets: explain the ``"true"`` class, the ``"predicted"`` one, or ``"both"``. Multi-label: every positive
@@ -110,7 +113,7 @@ class ExplanationMonitor(MonitorBase):
     def __init__(
         self,
         explainers: Sequence[Union[str, Explainer]] = ("lrp", "crp", "gradcam"),
-        every_n_epochs: int = 1,
+        every_n_epochs: Union[int, Schedule] = 1,
         probes: Union[ProbeSelector, int, Any] = 8,
         targets: Literal["true", "predicted", "both"] = "true",
         drift: Optional[DriftTracker] = None,
@@ -269,7 +272,7 @@ class ExplanationMonitor(MonitorBase):
 
     def _pictures_due(self, epoch: int, max_epochs: Optional[int]) -> bool:
         every = self.pictures.every_n_epochs
-        return epoch < 0 or every == 1 or due(epoch, self.every_n_epochs * every, max_epochs)
+        return epoch < 0 or every == 1 or due(epoch, self.every_n_epochs * every, max_epochs, self.spacing)
 
     def run(self, trainer: Trainer, pl_module: LightningModule, epoch: int, everywhere: bool = True) -> None:
         fit = str(getattr(trainer.state.fn, "value", trainer.state.fn)) == "fit"

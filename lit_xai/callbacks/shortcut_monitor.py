@@ -25,6 +25,7 @@ from .._moved import renamed_argument
 from ..artifacts import ARTIFACTS
 from ..contracts import ModelContract, ModelSpec, split_dataset
 from ..explainers import Explainer
+from ..schedule import Schedule
 from ..shortcuts import AlertRule, ReliancePool, render_candidates
 from ..shortcuts.audit import (
     add_skipped,
@@ -66,7 +67,9 @@ class ShortcutMonitor(MonitorBase):
     Args:
         artifacts: watched artifacts, names in :data:`lit_xai.artifacts.ARTIFACTS` with an inserter (the word of
             ``ShortcutCorrection(artifact=...)``; ``detectors=`` is its deprecated spelling, one release).
-        every_n_epochs: measure reliance every N validation epochs (and at the last epoch).
+        every_n_epochs: measure reliance every N validation epochs (and at the last epoch); a
+            :class:`~lit_xai.schedule.Schedule` spaces them otherwise (``Schedule(1, "doubling")``: the 1st, 2nd,
+            4th, 8th, ... epoch; discovery runs at those of them it is due at).
         alert: the :class:`~lit_xai.shortcuts.AlertRule` (thresholds, patience); None = defaults.
         budget: what is read and measured (:class:`ShortcutBudget`: audit, pool and sample sizes, seed).
         target_class: class name (or index) to watch; None = the classes the audit finds the artifact predictive of,
@@ -88,7 +91,7 @@ class ShortcutMonitor(MonitorBase):
     def __init__(
         self,
         artifacts: Sequence[str] = ("ring",),
-        every_n_epochs: int = 1,
+        every_n_epochs: Union[int, Schedule] = 1,
         alert: Optional[AlertRule] = None,
         budget: Optional[ShortcutBudget] = None,
         target_class: Optional[Union[str, int]] = None,

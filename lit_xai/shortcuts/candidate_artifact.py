@@ -42,8 +42,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -144,16 +144,31 @@ class CandidateArtifact:
     template: torch.Tensor
     threshold: float
     shift: int = 0
+    #: the images, scores and masks of the last :meth:`detect` call: the monitor detects on the same pool images
+    #: twice (the threshold in :func:`candidate_artifact`, then ``pool.detect``), a search over (2 shift + 1)^2
+    #: template positions each time
+    _last: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def detect(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Template scores ``(N,)`` and masks ``(N, H, W)`` (the region, at the best shift).
 
         The score is ``1 - mean |image - template|`` in the region, the best over shifts of up to ``shift`` pixels
-        (an artifact's position jitters a little from image to image).
+        (an artifact's position jitters a little from image to image). The same images as the last call give that
+        call's result again (copies), without the search.
         """
         x = images01.detach().float().cpu()
         if x.shape[1:] != self.template.shape:
             raise ValueError(f"images {tuple(x.shape[1:])} differ from the candidate's {tuple(self.template.shape)}")
+        last = self._last
+        if last is not None and last[0].shape == x.shape and torch.equal(last[0], x):
+            return last[1].clone(), last[2].clone()
+        scores, masks = self._search(x)
+        self._last = (x.clone(), scores.clone(), masks.clone())
+        return scores, masks
+
+    def _search(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         t = self.shift
         padded = F.pad(x, (t, t, t, t), mode="replicate") if t > 0 else x
