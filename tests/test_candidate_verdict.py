@@ -77,6 +77,17 @@ def test_an_unregistered_tag_is_verified_and_the_clean_control_is_not(tmp_path: 
     report = json.loads((Path(mon._log_dir) / "shortcut_report.json").read_text())
     tested = [c["tested"] for c in report["candidates"] if "tested" in c]
     assert any(t["rule_met"] for t in tested) and all("counterfactual" in t for t in tested)
+    # the verdict picture names the unnamed artifact and shows its members (with their mask) and its evidence chart
+    key = (alert["artifact"], alert["class"])
+    strip = mon._candidate_strip(key)
+    assert strip is not None and strip.ids is not None and set(strip.ids) <= set(alert["candidate"]["members"])
+    share = float(strip.mask.float().mean())
+    assert share == pytest.approx(alert["candidate"]["mask_share"]) and 0.0 < share < 0.5
+    rows = [mon._pool.ids.index(i) for i in strip.ids]
+    assert torch.equal(strip.images01, mon._pool.images01[rows])
+    picture = mon._verdict("LRP")
+    assert picture is not None and picture.caption.startswith("SHORTCUT since epoch")
+    assert "unnamed artifact 1" in picture.caption and "95 % CI" in picture.caption  # the series was found
 
     control = fit(tmp_path / "clean", None)
     assert control.alerts == [], [a["message"] for a in control.alerts]

@@ -42,7 +42,7 @@ from .grids import NEAR_BLANK, concept_grid, concept_label, explanation_grid, le
 from .monitor import drift_chart, outcome_grid, probe_grids, timeline_grids
 from .tables import table_image
 from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401  (_font, _text_width: used by tests)
-from .verdict import ProbeStrip, verdict_picture
+from .verdict import CandidateStrip, ProbeStrip, candidate_strip, verdict_picture
 
 __all__ = [
     "COLORMAPS",
@@ -51,7 +51,9 @@ __all__ = [
     "NEGATIVE_RGB",
     "PALETTE",
     "POSITIVE_RGB",
+    "CandidateStrip",
     "ProbeStrip",
+    "candidate_strip",
     "caption_lines",
     "channel_note",
     "concept_grid",
