@@ -256,7 +256,8 @@ class ShortcutWatch:
         intervals). Returns per candidate ``key`` (stable name for the rule's streak: class and rank), ``label``
         ("unnamed artifact k of class 'c'"), ``class``, ``twin`` (a watched detector flagging at least half of the
         members, else None), ``twin_share``, ``members`` (ids), ``mask_share`` (the template region's share of the
-        image) and ``evidence``; candidates whose artifact cannot be built are left out, and so is a candidate whose
+        image), ``region`` (that ``(H, W)`` bool mask), ``member_rows`` (the members' rows in the pool: their
+        thumbnails) and ``evidence``; candidates whose artifact cannot be built are left out, and so is a candidate whose
         template region overlaps (IoU >= 0.5) that of a better-ranked candidate of its class (one artifact split over
         two clusters is tested and named once)."""
         pool, budget, names = self.pool, self.budget, contract.class_names
@@ -284,7 +285,11 @@ class ShortcutWatch:
             pools = [p for p in (pool, self.train_pool) if p is not None]
             with art.registered(name):
                 try:
-                    pool.detect(name)
+                    if art.built_detection is not None and torch.equal(found["rows"], torch.arange(len(pool))):
+                        scores, masks = art.built_detection  # built from these very images: scored once
+                        pool.flags[name], pool.masks[name] = scores >= art.threshold, masks
+                    else:
+                        pool.detect(name)
                     art.flag_pool(pool, name)
                     evidence = measure_reliance(
                         module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,
@@ -303,6 +308,7 @@ class ShortcutWatch:
                     "rank": cand.rank,
                     "twin": twin, "twin_share": twin_share, "members": [int(m) for m in cand.members],
                     "mask_share": float(art.region.float().mean()), "score": float(cand.score), "evidence": evidence,
+                    "region": art.region.clone(), "member_rows": rows.tolist(),
                 }  # fmt: skip
             )
         return out
