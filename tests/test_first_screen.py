@@ -172,7 +172,9 @@ def test_verdict_picture_shows_an_unnamed_artifacts_members_and_its_mask():
     strip = CandidateStrip(images, mask, "members of unnamed artifact 1 of class 'melanoma'", ids=list(range(10)))
     effects = {"insertion": [0.0, 0.3, 0.4]}
     plain = verdict_picture("SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1)
-    shown = verdict_picture("SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1, candidate=strip)
+    shown = verdict_picture(
+        "SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1, candidate=strip
+    )
     assert shown.shape[2] == plain.shape[2] and shown.shape[1] > plain.shape[1]
     assert torch.equal(shown[:, : plain.shape[1] - 10], plain[:, : plain.shape[1] - 10])  # added under, nothing moved
     below = shown[:, plain.shape[1] :]

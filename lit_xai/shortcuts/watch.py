@@ -257,9 +257,9 @@ class ShortcutWatch:
         ("unnamed artifact k of class 'c'"), ``class``, ``twin`` (a watched detector flagging at least half of the
         members, else None), ``twin_share``, ``members`` (ids), ``mask_share`` (the template region's share of the
         image), ``region`` (that ``(H, W)`` bool mask), ``member_rows`` (the members' rows in the pool: their
-        thumbnails) and ``evidence``; candidates whose artifact cannot be built are left out, and so is a candidate whose
-        template region overlaps (IoU >= 0.5) that of a better-ranked candidate of its class (one artifact split over
-        two clusters is tested and named once)."""
+        thumbnails) and ``evidence``; candidates whose artifact cannot be built are left out, and so is a candidate
+        whose template region overlaps (IoU >= 0.5) that of a better-ranked candidate of its class (one artifact split
+        over two clusters is tested and named once)."""
         pool, budget, names = self.pool, self.budget, contract.class_names
         out: list[dict[str, Any]] = []
         tested: list[tuple[int, int, torch.Tensor]] = []
