@@ -30,6 +30,8 @@ SUITES: dict[str, str] = {
     "calibration": "calibration.py",
     "saturation": "saturation.py",
     "discovery": "discovery.py",
+    "discovery_cost": "discovery_cost.py",  # issue 32 item 4: discovery + candidate tests / an epoch
+    "discovery_recall": "discovery_recall.py",  # issue 32 item 2: weak planted artifacts, verified, clean control
     "correction": "correction.py",
     "quality_demo": "quality_demo.py",
     "gpu_check": "gpu_check.py",
