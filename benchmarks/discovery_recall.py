@@ -11,10 +11,13 @@ share of the class in the validation set:
 * ``text``: burnt-in white text ("L", "R", "AP", "PA") near the bottom-left corner;
 * ``ruler``: a dark ruler-like line with tick marks every 4 px near the bottom edge.
 
-The last four go to class 2. Per seed a tiny CNN is trained on each planted set and on the *clean control* (the very
-same images, nothing planted); then the monitor's policy with its defaults (:class:`lit_xai.shortcuts.ShortcutWatch`:
-``Discovery()``, ``AlertRule()``, ``ShortcutBudget()``: a 256-image validation pool) runs ``discover`` and ``verify``
-once, as the callback does at a discovery epoch. The planted flags are used only to score what came back:
+The last four go to class 2. The artifact's images are hard cases (their object faded to a tenth of its contrast,
+in the clean control too): on the shapes the object alone decides the class, and a model would otherwise have no
+reason to use an artifact at 3 % prevalence. Per seed a tiny CNN is trained on each planted set and on the *clean
+control* (the very same images, nothing planted); then the monitor's policy with its defaults
+(:class:`lit_xai.shortcuts.ShortcutWatch`: ``Discovery()``, ``AlertRule()``, ``ShortcutBudget()``: a 256-image
+validation pool) runs ``discover`` and ``verify`` once, as the callback does at a discovery epoch. The planted
+flags are used only to score what came back:
 
 * **found**: a candidate of the planted class among its top-3 with purity >= 0.5 and recall >= 0.5 of the pool's
   planted images, scoring above the discovery threshold;
@@ -103,6 +106,10 @@ def _data(kind: str | None, seed: int, prevalence: float, split: str) -> tuple[t
     x, y, flags, _ = shapes_dataset(
         size=SIZE, tag=None, tagged_class=cls, fraction=share, seed=seed + offset, class_sizes=CLASS_SIZES
     )
+    # the artifact's images are hard cases: their object is faded to FADE of its contrast (in both the planted and
+    # the clean sets, so the control differs only by the artifact); the artifact is then the easier cue for them,
+    # as a ruler or a marker on a suspicious lesion is for a dermatologist's hard cases
+    x[flags] = _fade(x[flags])
     if kind is not None:
         g = torch.Generator().manual_seed(seed + offset + 7)
         x[flags] = PLANT[kind](x[flags], g)[0].clamp(0, 1)
@@ -111,16 +118,29 @@ def _data(kind: str | None, seed: int, prevalence: float, split: str) -> tuple[t
     return x, y, flags
 
 
-def run_one(kind: str | None, seed: int, prevalence: float, epochs: int) -> dict:
+#: contrast of the object kept in the artifact's images (1 = unchanged)
+FADE = 0.1
+
+
+def _fade(images: torch.Tensor) -> torch.Tensor:
+    """The dark object (max channel < 0.3: the shapes are drawn at 0.05-0.25 on a 0.35-0.65 background) pulled
+    towards the image's background colour, to ``FADE`` of its contrast."""
+    obj = images.amax(1, keepdim=True) < 0.3
+    background = torch.stack([im[:, ~o[0]].median(1).values for im, o in zip(images, obj)])[:, :, None, None]
+    return torch.where(obj, background + FADE * (images - background), images)
+
+
+def run_one(kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None) -> dict:
     """One trained model and one discovery + verification of its validation pool."""
     from lit_xai.contracts import ModelSpec, Probes, resolve_contract
-    from lit_xai.shortcuts import ShortcutWatch
+    from lit_xai.shortcuts import Discovery, ShortcutWatch
 
     t0 = time.perf_counter()
     x, y, _ = _data(kind, seed, prevalence, "train")
     net = train_tiny(x, y, epochs=epochs, seed=seed)
     xv, yv, fv = _data(kind, seed, prevalence, "val")
-    watch = ShortcutWatch(("ring",))  # the monitor's defaults; the ring detector knows none of these artifacts
+    # the monitor's defaults (the ring detector knows none of these artifacts); ``threshold`` overrides discovery's
+    watch = ShortcutWatch(("ring",), discovery=Discovery(threshold=threshold))
     g = torch.Generator().manual_seed(watch.budget.seed)
     rows = torch.randperm(len(yv), generator=g)[: watch.budget.pool_size].sort().values
     spec = ModelSpec(input_range=(-0.5, 0.5))
@@ -154,8 +174,12 @@ def run_one(kind: str | None, seed: int, prevalence: float, epochs: int) -> dict
     def on_target(d: dict) -> bool:
         return cls is not None and d["class"] == cls and d["purity"] >= 0.5 and d["recall"] >= 0.5
 
+    target = [c for c in cands if cls is not None and c["class"] == cls]
+    best = max(target, key=lambda c: c["purity"] * c["recall"], default=None)
     return {
-        "kind": kind or "clean", "seed": seed, "planted_in_pool": len(planted),
+        "kind": kind or "clean", "seed": seed, "planted_in_pool": len(planted), "threshold": found["threshold"],
+        "view": found["view"],
+        "best": None if best is None else {k: round(best[k], 2) for k in ("rank", "score", "purity", "recall")},
         "found": any(on_target(c) and c["suspicious"] for c in cands),
         "listed": any(on_target(c) for c in cands),
         "verified": any(on_target(t) and t["met"] for t in tests),
@@ -199,19 +223,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prevalence", type=float, default=0.03)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="one seed, the tag and the text, 8 epochs")
+    parser.add_argument("--threshold", type=float, default=None, help="discovery threshold (default: the view's)")
+    parser.add_argument("--quick", action="store_true", help="one seed, the tag and the text, 12 epochs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.kinds, args.epochs = args.seeds[:1], ["tag", "text"], 8
+        args.seeds, args.kinds, args.epochs = args.seeds[:1], ["tag", "text"], 12
     torch.set_num_threads(args.threads)
     results = []
     for seed in args.seeds:
         for kind in [*args.kinds, None]:
-            r = run_one(kind, seed, args.prevalence, args.epochs)
+            r = run_one(kind, seed, args.prevalence, args.epochs, args.threshold)
             results.append(r)
             print(f"seed {seed} {r['kind']:6s} planted {r['planted_in_pool']:3d} listed {r['listed']} found "
                   f"{r['found']} verified {r['verified']} other verified {r['false_alarms']} "
+                  f"best {r['best']} threshold {r['threshold']:g} "
                   f"tests {[(t['class'], t['rank'], t['met'], round(t['purity'], 2)) for t in r['tests']]} "
                   f"({r['seconds']:.0f} s)", flush=True)  # fmt: skip
             if args.json is not None:

@@ -488,11 +488,10 @@ class ShortcutMonitor(MonitorBase):
         size = len(alert["candidate"]["members"]) if alert is not None else len(rows)
         twin = alert["candidate"].get("twin") if alert is not None else None
         caption = (
-            f"{label}: {size} validation images of '{cls}' whose explanations cluster (no detector used); "
-            f"outlined: where their relevance concentrates ({100 * float(region.float().mean()):.0f} % of the image), "
-            "the region pasted in the insertion test and inpainted in the removal test"
-            + (f"; the {twin} detector flags most members" if twin else "")
-        )
+            f"{label}: {size} validation images of '{cls}' whose explanations cluster (no detector); outlined: where "
+            f"their relevance concentrates ({100 * float(region.float().mean()):.0f} % of the image), pasted by the "
+            "insertion test, inpainted by the removal test"
+        ) + (f"; the {twin} detector flags most of them" if twin else "")
         return CandidateStrip(pool.images01[rows], region, caption, ids=[int(pool.ids[r]) for r in rows])
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:

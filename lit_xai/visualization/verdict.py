@@ -1,7 +1,8 @@
 """The verdict picture: one image that tells the story of a run at a glance, sized for a dashboard thumbnail.
 
 A coloured banner with the verdict sentence, the causal effect per epoch with its interval, the alert threshold and
-the alert epoch, and one artifact probe's explanation across epochs (its input with the artifact outlined). The
+the alert epoch, and one artifact probe's explanation across epochs (its input with the artifact outlined); for a
+discovered ("unnamed") artifact, a strip of its member thumbnails with its mask outlined, and the mask alone. The
 callbacks log it under a tag that sorts first in TensorBoard (``XAI/0_verdict``); every part is drawn with large
 type so it stays readable when the dashboard shrinks the picture to a card about 350 pixels wide.
 """
@@ -80,7 +81,7 @@ def candidate_strip(strip: CandidateStrip, width: int, tile: int = 82) -> Image.
     tiles = [_to_pil(m) for m in members] + [_to_pil(mask_tile)]
     parts: list[Image.Image] = []
     if strip.caption:
-        parts.append(_text_block(strip.caption, width, font, fill=(30, 30, 30), max_lines=2))
+        parts.append(_text_block(strip.caption, width, font, fill=(30, 30, 30), max_lines=3))
     parts.append(_labels_row(labels, [hw[1]] * len(labels), font))
     parts.append(_hstack(tiles))
     return _vstack(parts, width=width)
