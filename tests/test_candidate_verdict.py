@@ -93,6 +93,31 @@ def test_an_unregistered_tag_is_verified_and_the_clean_control_is_not(tmp_path: 
     assert control.alerts == [], [a["message"] for a in control.alerts]
 
 
+def test_a_group_that_comes_back_below_the_threshold_is_tested_and_a_new_one_is_not() -> None:
+    """Discovery.persist: the score of a real artifact group hovers around the threshold (the demo's ring at epoch 3:
+    1.95 on one thread, 1.749 on two against 1.75); the same group at two discoveries is tested either way."""
+    from lit_xai.shortcuts import ShortcutWatch
+    from lit_xai.shortcuts.discovery import Candidate
+
+    def cand(members: range, score: float, cls: int = 1) -> Candidate:
+        m = list(members)
+        return Candidate(class_index=cls, members=m, score=score, size=len(m), fraction=0.2, rows=m)
+
+    watch = ShortcutWatch()
+    first = cand(range(0, 28), 1.12)
+    assert not watch.persists(first, 1.75)  # nothing before it
+    watch._previous = {1: [(frozenset(first.members), first.score)]}
+    assert watch.persists(cand(range(4, 34), 1.749), 1.75)  # Jaccard 24 / 34 with the last group
+    assert not watch.persists(cand(range(20, 50), 1.749), 1.75)  # another group (Jaccard 8 / 50)
+    assert not watch.persists(cand(range(4, 34), 0.8), 1.75)  # too weak now (< 0.5 x threshold)
+    assert not watch.persists(cand(range(4, 34), 1.749, cls=0), 1.75)  # another class
+    watch._previous = {1: [(frozenset(first.members), 0.7)]}
+    assert not watch.persists(cand(range(4, 34), 1.749), 1.75)  # too weak then
+    assert not ShortcutWatch(discovery=Discovery(persist=None)).persists(cand(range(4, 34), 1.749), 1.75)
+    with pytest.raises(ValueError, match="persist"):
+        Discovery(persist=0.0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_demo_ring_is_verified_by_epoch_3_in_three_seeds_and_nothing_else_is(tmp_path: Path, threads: int) -> None:
