@@ -198,7 +198,7 @@ def remove_ring(
         # replicate padding: the image border is not a source of darkness (at a box edge inside the image the
         # padded pixels are never read: no hole lies on it)
         padded = F.pad(box, (1, 1, 1, 1), mode="replicate")
-        rows = padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]  # the 3x3 mean as two 3-sums: 2.7x faster
+        rows = padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]  # the 3x3 mean as two 3-sums: faster
         smooth = (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9.0  # than avg_pool2d on one thread
         box = torch.where(box_holes, smooth, box)
     img[..., y0:y1, x0:x1] = box
