@@ -130,14 +130,34 @@ def _fade(images: torch.Tensor) -> torch.Tensor:
     return torch.where(obj, background + FADE * (images - background), images)
 
 
-def run_one(kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None) -> dict:
-    """One trained model and one discovery + verification of its validation pool."""
+def _train_more(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> torch.nn.Module:
+    """``epochs`` more epochs of :func:`train_tiny`'s loop (a fresh Adam: the benchmark's second discovery epoch)."""
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(seed + 99)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 32):
+            idx = perm[i : i + 32]
+            loss = torch.nn.functional.cross_entropy(net(x[idx] - 0.5), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def run_one(
+    kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None, discoveries: int = 1
+) -> dict:
+    """One trained model and one discovery + verification of its validation pool (``discoveries=2``: a first one
+    2 epochs earlier, as the monitor's previous discovery epoch, so ``Discovery.persist`` can act)."""
     from lit_xai.contracts import ModelSpec, Probes, resolve_contract
     from lit_xai.shortcuts import Discovery, ShortcutWatch
 
     t0 = time.perf_counter()
     x, y, _ = _data(kind, seed, prevalence, "train")
-    net = train_tiny(x, y, epochs=epochs, seed=seed)
+    gap = 2 if discoveries > 1 else 0
+    net = train_tiny(x, y, epochs=epochs - gap, seed=seed)
     xv, yv, fv = _data(kind, seed, prevalence, "val")
     # the monitor's defaults (the ring detector knows none of these artifacts); ``threshold`` overrides discovery's
     watch = ShortcutWatch(("ring",), discovery=Discovery(threshold=threshold))
@@ -149,6 +169,10 @@ def run_one(kind: str | None, seed: int, prevalence: float, epochs: int, thresho
     watch.pool = watch.read_pool(probes, rows.tolist(), contract.to01, "val")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if gap:  # the previous discovery epoch: its candidates are what a group must come back from
+            first = watch.discover(net)
+            watch.verify(contract, net, first)
+            net = _train_more(net, x, y, gap, seed)
         found = watch.discover(net)
         verified = watch.verify(contract, net, found)
     planted = {int(i) for i, f in zip(rows.tolist(), fv[rows].tolist()) if f}
@@ -183,6 +207,7 @@ def run_one(kind: str | None, seed: int, prevalence: float, epochs: int, thresho
         "found": any(on_target(c) and c["suspicious"] for c in cands),
         "listed": any(on_target(c) for c in cands),
         "verified": any(on_target(t) and t["met"] for t in tests),
+        "screens": [v.get("screen") for v in verified],
         "false_alarms": sum(t["met"] and not on_target(t) for t in tests),
         "candidates": cands, "tests": tests, "seconds": time.perf_counter() - t0,
     }  # fmt: skip
@@ -224,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--threshold", type=float, default=None, help="discovery threshold (default: the view's)")
+    parser.add_argument("--discoveries", type=int, default=1, choices=[1, 2], help="2: one more, 2 epochs before")
     parser.add_argument("--quick", action="store_true", help="one seed, the tag and the text, 12 epochs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -233,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for seed in args.seeds:
         for kind in [*args.kinds, None]:
-            r = run_one(kind, seed, args.prevalence, args.epochs, args.threshold)
+            r = run_one(kind, seed, args.prevalence, args.epochs, args.threshold, args.discoveries)
             results.append(r)
             print(f"seed {seed} {r['kind']:6s} planted {r['planted_in_pool']:3d} listed {r['listed']} found "
                   f"{r['found']} verified {r['verified']} other verified {r['false_alarms']} "
