@@ -109,7 +109,7 @@ def test_a_group_that_comes_back_below_the_threshold_is_tested_and_a_new_one_is_
     watch._previous = {1: [(frozenset(first.members), first.score)]}
     assert watch.persists(cand(range(4, 34), 1.749), 1.75)  # Jaccard 24 / 34 with the last group
     assert not watch.persists(cand(range(20, 50), 1.749), 1.75)  # another group (Jaccard 8 / 50)
-    assert not watch.persists(cand(range(4, 34), 0.8), 1.75)  # too weak now (< 0.5 x threshold)
+    assert not watch.persists(cand(range(4, 34), 1.25), 1.75)  # too weak now (< 0.75 x threshold)
     assert not watch.persists(cand(range(4, 34), 1.749, cls=0), 1.75)  # another class
     watch._previous = {1: [(frozenset(first.members), 0.7)]}
     assert not watch.persists(cand(range(4, 34), 1.749), 1.75)  # too weak then
