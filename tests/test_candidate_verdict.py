@@ -124,9 +124,10 @@ def test_demo_ring_is_verified_by_epoch_3_in_three_seeds_and_nothing_else_is(tmp
     """Issue 32 item 3: the demo's monitor (configs/demo.yaml's data, model and ShortcutMonitor; default discovery
     and verification) verifies the ring, found without its detector, as a melanoma shortcut by epoch 3 in each of 3
     seeds, and verifies no other candidate; on 1 and on 2 torch threads (their rounding differs, and the demo's
-    training with it). Measured (1 thread, 2026-12-06): the ring's candidate meets the rule at epoch 3 (seed 42; score
-    1.95, purity 0.97) and at epochs 1 and 3 (seeds 7 and 2026; purity 0.78-0.97), the ring detector's twin each time;
-    no other candidate scored above the threshold."""
+    training with it). Measured (2026-12-06, ``python -m benchmarks discovery --demo-seeds --threads 1|2``): the ring's
+    candidate meets the rule at epoch 3 (seed 42; score 1.95 on 1 thread, 1.749 on 2: tested there because it
+    persists, Discovery.persist) and at epochs 1 and 3 (seeds 7 and 2026; purity 0.78-1.00), the ring detector's twin
+    each time; no other candidate was tested. 70 s on 1 thread, 415 s on 2 (a busy machine)."""
     from _discovery_data import demo_discovery
 
     previous = torch.get_num_threads()
