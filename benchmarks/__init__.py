@@ -32,6 +32,8 @@ SUITES: dict[str, str] = {
     "calibration": "calibration.py",
     "saturation": "saturation.py",
     "discovery": "discovery.py",
+    "discovery_cost": "discovery_cost.py",  # issue 32 item 4: discovery + candidate tests / an epoch
+    "discovery_recall": "discovery_recall.py",  # issue 32 item 2: weak planted artifacts, verified, clean control
     "correction": "correction.py",
     "quality_demo": "quality_demo.py",
     "quality_vs_quantus": "quality_vs_quantus.py",  # issue 35: AOPC, max-sensitivity, infidelity vs Quantus 0.6

@@ -20,6 +20,7 @@ Run:
     python -m benchmarks discovery --seeds 0 1     # quicker
     python -m benchmarks discovery --cache /tmp/d  # keep the explanations; a second run only re-scores
     python -m benchmarks discovery --demo          # the demo's monitor with and without the ring (slow)
+    python -m benchmarks discovery --demo-seeds --threads 2   # seeds 42, 7, 2026, 4 epochs: verified by epoch 3?
 """
 
 from __future__ import annotations
@@ -209,6 +210,29 @@ def demo(root: str) -> None:
         print(f"  discovery seconds per measurement: {', '.join(f'{s:.1f}' for s in res['seconds'])}", flush=True)
 
 
+def demo_seeds(root: str, seeds: list[int], epochs: int = 4) -> None:
+    """Issue 32 item 3: the demo's monitor per seed (``epochs`` epochs): every melanoma candidate's score, purity and
+    recall of the pool's ring melanomas, and whether it was tested (``screen``: above the threshold or persisting)
+    and met the rule; the slow test ``test_demo_ring_is_verified_by_epoch_3_in_three_seeds_and_nothing_else_is``
+    asserts the outcome."""
+    for seed in seeds:
+        t0 = time.perf_counter()
+        res = demo_discovery(0.3, f"{root}/{seed}", max_epochs=epochs, seed=seed)
+        ring = set(res["ring_ids"])
+        print(f"seed {seed} ({torch.get_num_threads()} threads, {time.perf_counter() - t0:.0f} s):", flush=True)
+        for c in res["candidates"]:
+            hits = sum(m in ring for m in c["members"])
+            tested = c.get("tested")
+            verdict = "not tested" if tested is None else (
+                f"tested ({tested.get('screen')}): rule {'met' if tested['rule_met'] else 'not met'}, twin "
+                f"{tested.get('twin')}"
+            )
+            if c["class"] == "melanoma" or tested is not None:
+                print(f"  epoch {c['epoch']} {c['class']} #{c['rank'] + 1}: score {c['score']:.3f} (threshold "
+                      f"{c['threshold']:g}), purity {hits / c['size']:.2f}, recall {hits / max(1, len(ring)):.2f}; "
+                      f"{verdict}", flush=True)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -216,10 +240,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--demo", action="store_true", help="only the demo's monitor, with and without the ring")
     parser.add_argument("--cache", type=Path, default=None, help="keep the explanations here; a rerun re-scores")
+    parser.add_argument("--demo-seeds", type=int, nargs="*", default=None, help="issue 32 item 3: these demo seeds")
     args = parser.parse_args(argv)
     global CACHE
     CACHE = args.cache
     torch.set_num_threads(args.threads)
+    if args.demo_seeds is not None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as root:
+            demo_seeds(root, args.demo_seeds or [42, 7, 2026])
+        return
     if args.demo:
         import tempfile
 

@@ -124,8 +124,8 @@ def accuracy(net: nn.Module, images01: torch.Tensor, labels: torch.Tensor) -> fl
         return float((net(images01 - 0.5).argmax(1) == labels).float().mean())
 
 
-def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8) -> dict:
-    """The demo (``configs/demo.yaml``: ``tiny_resnet`` on the 96 px synthetic data, seed 42) with its
+def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8, seed: int = 42) -> dict:
+    """The demo (``configs/demo.yaml``: ``tiny_resnet`` on the 96 px synthetic data, ``seed``) with its
     ``ShortcutMonitor`` and default discovery, the ring in ``ring_fraction_melanoma`` of the melanomas; then the
     monitor's candidates scored with the ground-truth ring flags (used only here).
 
@@ -141,7 +141,7 @@ def demo_discovery(ring_fraction_melanoma: float, root: str, max_epochs: int = 8
     from lit_xai.explainers import LRP
     from lit_xai.models import ImageClassifier
 
-    seed_everything(42)
+    seed_everything(seed)
     dm = SyntheticShortcutDataModule(
         num_train=1600, num_val=400, num_test=400, image_size=96, batch_size=64, ring_fraction_benign=0.0,
         ring_fraction_melanoma=ring_fraction_melanoma,

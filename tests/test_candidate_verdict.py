@@ -77,6 +77,75 @@ def test_an_unregistered_tag_is_verified_and_the_clean_control_is_not(tmp_path: 
     report = json.loads((Path(mon._log_dir) / "shortcut_report.json").read_text())
     tested = [c["tested"] for c in report["candidates"] if "tested" in c]
     assert any(t["rule_met"] for t in tested) and all("counterfactual" in t for t in tested)
+    # the verdict picture names the unnamed artifact and shows its members (with their mask) and its evidence chart
+    key = (alert["artifact"], alert["class"])
+    strip = mon._candidate_strip(key)
+    assert strip is not None and strip.ids is not None and set(strip.ids) <= set(alert["candidate"]["members"])
+    share = float(strip.mask.float().mean())
+    assert share == pytest.approx(alert["candidate"]["mask_share"]) and 0.0 < share < 0.5
+    rows = [mon._pool.ids.index(i) for i in strip.ids]
+    assert torch.equal(strip.images01, mon._pool.images01[rows])
+    picture = mon._verdict("LRP")
+    assert picture is not None and picture.caption.startswith("SHORTCUT since epoch")
+    assert "unnamed artifact 1" in picture.caption and "95 % CI" in picture.caption  # the series was found
 
     control = fit(tmp_path / "clean", None)
     assert control.alerts == [], [a["message"] for a in control.alerts]
+
+
+def test_a_group_that_comes_back_below_the_threshold_is_tested_and_a_new_one_is_not() -> None:
+    """Discovery.persist: the score of a real artifact group hovers around the threshold (the demo's ring at epoch 3:
+    1.95 on one thread, 1.749 on two against 1.75); the same group at two discoveries is tested either way."""
+    from lit_xai.shortcuts import ShortcutWatch
+    from lit_xai.shortcuts.discovery import Candidate
+
+    def cand(members: range, score: float, cls: int = 1) -> Candidate:
+        m = list(members)
+        return Candidate(class_index=cls, members=m, score=score, size=len(m), fraction=0.2, rows=m)
+
+    watch = ShortcutWatch()
+    first = cand(range(0, 28), 1.12)
+    assert not watch.persists(first, 1.75)  # nothing before it
+    watch._previous = {1: [(frozenset(first.members), first.score)]}
+    assert watch.persists(cand(range(4, 34), 1.749), 1.75)  # Jaccard 24 / 34 with the last group
+    assert not watch.persists(cand(range(20, 50), 1.749), 1.75)  # another group (Jaccard 8 / 50)
+    assert not watch.persists(cand(range(4, 34), 1.25), 1.75)  # too weak now (< 0.75 x threshold)
+    assert not watch.persists(cand(range(4, 34), 1.749, cls=0), 1.75)  # another class
+    watch._previous = {1: [(frozenset(first.members), 0.7)]}
+    assert not watch.persists(cand(range(4, 34), 1.749), 1.75)  # too weak then
+    assert not ShortcutWatch(discovery=Discovery(persist=None)).persists(cand(range(4, 34), 1.749), 1.75)
+    with pytest.raises(ValueError, match="persist"):
+        Discovery(persist=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
+def test_demo_ring_is_verified_by_epoch_3_in_three_seeds_and_nothing_else_is(tmp_path: Path, threads: int) -> None:
+    """Issue 32 item 3: the demo's monitor (configs/demo.yaml's data, model and ShortcutMonitor; default discovery
+    and verification) verifies the ring, found without its detector, as a melanoma shortcut by epoch 3 in each of 3
+    seeds, and verifies no other candidate; on 1 and on 2 torch threads (their rounding differs, and the demo's
+    training with it). Measured (2026-12-06, ``python -m benchmarks discovery --demo-seeds --threads 1|2``): the ring's
+    candidate meets the rule at epoch 3 (seed 42; score 1.95 on 1 thread, 1.749 on 2: tested there because it
+    persists, Discovery.persist) and at epochs 1 and 3 (seeds 7 and 2026; purity 0.78-1.00), the ring detector's twin
+    each time; no other candidate was tested. 70 s on 1 thread, 415 s on 2 (a busy machine)."""
+    from _discovery_data import demo_discovery
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for seed in (42, 7, 2026):
+            run = demo_discovery(0.3, str(tmp_path / str(seed)), max_epochs=4, seed=seed)
+            ring = set(run["ring_ids"])
+
+            def ring_share(c: dict, ring: set = ring) -> float:
+                return sum(m in ring for m in c["members"]) / c["size"]
+
+            tested = [c for c in run["candidates"] if "tested" in c]
+            verified = [c for c in tested if c["tested"]["rule_met"]]
+            early = [c for c in verified if c["epoch"] <= 3 and c["class"] == "melanoma" and ring_share(c) >= 0.8]
+            assert early, (seed, [(c["epoch"], c["class"], c["score"], c["tested"]["rule_reason"]) for c in tested])
+            assert all(c["tested"]["twin"] == "ring" for c in early)
+            others = [(c["epoch"], c["class"], c["score"]) for c in verified if ring_share(c) < 0.5]
+            assert others == [], (seed, others)
+    finally:
+        torch.set_num_threads(previous)

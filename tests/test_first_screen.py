@@ -23,7 +23,9 @@ from lit_xai.models import ImageClassifier
 from lit_xai.visualization import (
     MASK_RGB,
     PALETTE,
+    CandidateStrip,
     ProbeStrip,
+    candidate_strip,
     concept_grid,
     explanation_grid,
     line_plot,
@@ -215,6 +217,30 @@ def test_verdict_picture_outlines_the_artifact_and_measures_relevance_inside_it(
     assert (focused != diffuse).float().mean() > 0.01
     without = verdict_picture("SHORTCUT", [0, 1, 2], effects, intervals=intervals, threshold=0.15, alert_epoch=1)
     assert not _has_colour(without, MASK_RGB, tol=0)
+
+
+def test_verdict_picture_shows_an_unnamed_artifacts_members_and_its_mask():
+    images = torch.full((10, 3, 48, 48), 0.5)
+    mask = torch.zeros(48, 48, dtype=torch.bool)
+    mask[4:20, 4:28] = True
+    strip = CandidateStrip(images, mask, "members of unnamed artifact 1 of class 'melanoma'", ids=list(range(10)))
+    effects = {"insertion": [0.0, 0.3, 0.4]}
+    plain = verdict_picture("SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1)
+    shown = verdict_picture(
+        "SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1, candidate=strip
+    )
+    assert shown.shape[2] == plain.shape[2] and shown.shape[1] > plain.shape[1]
+    assert torch.equal(shown[:, : plain.shape[1] - 10], plain[:, : plain.shape[1] - 10])  # added under, nothing moved
+    below = shown[:, plain.shape[1] :]
+    assert _has_colour(below, MASK_RGB, tol=0)  # the outline on every member
+    tinted = tuple(round(0.5 * 127.5 + 0.5 * c) for c in MASK_RGB)  # the mask tile: the median image tinted
+    assert _has_colour(below, tinted, tol=2) and not _has_colour(plain, tinted, tol=2)
+    strip_alone = candidate_strip(strip, 480)
+    assert strip_alone.width == 480
+    with pytest.raises(ValueError, match="must match"):
+        CandidateStrip(images, mask[:10])
+    with pytest.raises(ValueError, match="ids"):
+        CandidateStrip(images, mask, ids=[1, 2])
 
 
 def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():

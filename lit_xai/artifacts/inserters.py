@@ -188,10 +188,20 @@ def remove_ring(
     for j in range(len(todo)):
         fill = img[j][:, edge[j, 0]].median(dim=1).values
         img[j] = torch.where(holes[j], fill[:, None, None], img[j])
+    # diffusion changes hole pixels only and reads one pixel around them: running it on the holes' bounding box
+    # (plus that pixel) gives the same fill, and a small tag costs a small box instead of the whole image
+    ys, xs = holes.any(0)[0].nonzero(as_tuple=True)
+    y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, h)
+    x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, w)
+    box, box_holes = img[..., y0:y1, x0:x1], holes[..., y0:y1, x0:x1]
     for _ in range(iterations):
-        # replicate padding: the image border is not a source of darkness
-        smooth = F.avg_pool2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), 3, 1)
-        img = torch.where(holes, smooth, img)
+        # replicate padding: the image border is not a source of darkness (at a box edge inside the image the
+        # padded pixels are never read: no hole lies on it)
+        padded = F.pad(box, (1, 1, 1, 1), mode="replicate")
+        rows = padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]  # the 3x3 mean as two 3-sums: faster
+        smooth = (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9.0  # than avg_pool2d on one thread
+        box = torch.where(box_holes, smooth, box)
+    img[..., y0:y1, x0:x1] = box
     out[todo] = img
     return out, masks
 

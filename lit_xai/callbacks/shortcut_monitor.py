@@ -37,7 +37,7 @@ from ..shortcuts.audit import (
 )
 from ..shortcuts.verdict import effect_series, lead_key, verdict_text
 from ..shortcuts.watch import Discovery, ShortcutBudget, ShortcutWatch
-from ..visualization import ProbeStrip, explanation_grid, verdict_picture
+from ..visualization import CandidateStrip, ProbeStrip, explanation_grid, verdict_picture
 from ..visualization.console import alert_block, fit_summary
 from ._shards import read_shared
 from .base import MonitorBase
@@ -122,6 +122,8 @@ class ShortcutMonitor(MonitorBase):
         self._val_data: Any = None
         # the verdict picture's probe: per (artifact, class) the first flagged probe's map at each measured epoch
         self._probe_frames: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
+        # per verified candidate (label, class): its latest members' pool rows and mask, for the verdict picture
+        self._candidate_views: dict[tuple[str, str], tuple[list[int], torch.Tensor]] = {}
         self._layout_written = False  # the CUSTOM SCALARS layout, written once the watched pairs are measured
 
     # the watch's settings and pools under the names this callback always had
@@ -317,12 +319,14 @@ class ShortcutMonitor(MonitorBase):
         for v in (found or {}).get("verified", []):  # discovered candidates, tested like a watched artifact
             decision, reason = self.rule.decide(v["evidence"])
             plain = {k: x for k, x in v["evidence"].items() if k != "heatmaps"}
-            about = {k: v[k] for k in ("label", "twin", "twin_share", "mask_share")}
+            about = {k: v[k] for k in ("label", "twin", "twin_share", "mask_share", "screen") if k in v}
             keep = ("counterfactual", "removal", "exposure", "tests", "removal_skipped")
             tested[(v["class_index"], v["rank"])] = {
                 **to_jsonable(about), "rule_met": bool(decision), "informative": decision is not None,
                 "rule_reason": reason, **to_jsonable({k: plain[k] for k in keep if k in plain}),
             }  # fmt: skip
+            if mode == "fit" and "region" in v:
+                self._candidate_views[(v["label"], v["class"])] = (v["member_rows"][:_STRIP_MEMBERS], v["region"])
             fires = self.rule.update(f"{v['key']}/{v['class']}", decision)
             if fires and (v["twin"], v["class"]) not in watched:  # a watched detector's twin alerts under its name
                 share = f"{100 * v['twin_share']:.0f} %"
@@ -440,6 +444,11 @@ class ShortcutMonitor(MonitorBase):
             return None
         artifact, cls = key
         series = effect_series(history, artifact, cls)
+        strip = self._candidate_strip(key)
+        if strip is not None and not series.epochs:  # an unnamed artifact: its tests are in the candidate records
+            with self._background.lock:
+                tested = [_tested_entry(c) for c in self.candidates if "tested" in c]
+            series = effect_series(tested, artifact, cls)
         fired = [a for a in alerts if (a["artifact"], a["class"]) == key]
         alert_epoch = int(fired[0]["epoch"]) if fired else None
         others = [f"{a['artifact']} for '{a['class']}' (epoch {a['epoch']})" for a in alerts if a not in fired]
@@ -477,8 +486,27 @@ class ShortcutMonitor(MonitorBase):
             ylabel=f"effect on P({cls})",
             watch=headline.startswith("WATCH"),
             region=str(artifact),
+            candidate=strip,
         )
         return Picture(image, caption)
+
+    def _candidate_strip(self, key: tuple[str, str]) -> Optional[CandidateStrip]:
+        """Member thumbnails and mask of the verified candidate ``key`` (label, class), or None for a watched one."""
+        view = self._candidate_views.get(key)
+        if view is None or self._pool is None:
+            return None
+        rows, region = view
+        pool = self._pool
+        label, cls = key
+        alert = next((a for a in self.alerts if (a["artifact"], a["class"]) == key and "candidate" in a), None)
+        size = len(alert["candidate"]["members"]) if alert is not None else len(rows)
+        twin = alert["candidate"].get("twin") if alert is not None else None
+        caption = (
+            f"{label}: {size} validation images of '{cls}' whose explanations cluster (no detector); outlined: where "
+            f"their relevance concentrates ({100 * float(region.float().mean()):.0f} % of the image), pasted by the "
+            "insertion test, inpainted by the removal test"
+        ) + (f"; the {twin} detector flags most of them" if twin else "")
+        return CandidateStrip(pool.images01[rows], region, caption, ids=[int(pool.ids[r]) for r in rows])
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
         self._write_layout(trainer, result)
@@ -574,3 +602,14 @@ def _probe_caption(index: int, names: Sequence[str], label: int, probs: Optional
         k = int(probs.argmax())
         text += f" | pred {names[k] if k < len(names) else k} (p={float(probs[k]):.2f})"
     return text
+
+
+#: member thumbnails kept per verified candidate for the verdict picture
+_STRIP_MEMBERS = 8
+
+
+def _tested_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """A candidate record's reliance tests as a history entry (artifact = its label), for :func:`effect_series`."""
+    tested = record["tested"]
+    entry = {"epoch": record["epoch"], "artifact": tested.get("label"), "class": record["class"]}
+    return entry | {k: tested[k] for k in ("counterfactual", "removal") if k in tested}

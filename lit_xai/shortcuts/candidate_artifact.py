@@ -135,6 +135,8 @@ class CandidateArtifact:
         template: ``(C, H, W)`` members' per-pixel median (used inside ``region``).
         threshold: template score from which an image is flagged.
         shift: largest shift (pixels) of the template the detector tries.
+        built_detection: :meth:`detect` of the images given to :func:`candidate_artifact` (the threshold is fitted on
+            them), kept so the same images need not be scored twice.
     """
 
     candidate: Candidate
@@ -150,6 +152,8 @@ class CandidateArtifact:
     _last: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
         default=None, init=False, repr=False, compare=False
     )
+    #: ``detect`` of the images the artifact was built from (scores, masks): a pool of the same rows reuses it
+    built_detection: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     def detect(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Template scores ``(N,)`` and masks ``(N, H, W)`` (the region, at the best shift).
@@ -174,17 +178,30 @@ class CandidateArtifact:
         padded = F.pad(x, (t, t, t, t), mode="replicate") if t > 0 else x
         best = torch.full((n,), -math.inf)
         best_shift = torch.zeros(n, 2, dtype=torch.long)
-        # only the region's bounding box is compared (the same pixels in the same order: the same scores, and a
-        # small tag costs a small box instead of the whole image at every shift)
+        # only the region's bounding box is compared; where the region fills under half of it (a ring, a line) only
+        # its own pixels, gathered pixel-major (one contiguous row of every image's channels per pixel), at each
+        # shift; both give the masked mean of the region (the gather up to float rounding)
         ys, xs = self.region.nonzero(as_tuple=True)
-        y0, y1, x0, x1 = (0, h, 0, w)
-        if len(ys):
-            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-        template, region = self.template[:, y0:y1, x0:x1], self.region[y0:y1, x0:x1]
+        if len(ys) == 0:
+            ys, xs = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        sparse = len(ys) < 0.5 * (y1 - y0) * (x1 - x0)
+        if sparse:
+            box = padded[:, :, y0 : y1 + 2 * t, x0 : x1 + 2 * t]  # the box grown by the shift, padded coordinates
+            width = box.shape[-1]
+            pixels = box.flatten(2).permute(2, 0, 1).contiguous()  # (box pixels, N, C)
+            base = (ys - y0 + t) * width + (xs - x0 + t)
+            template = self.template[:, ys, xs].T[:, None, :]  # (R, 1, C)
+        else:
+            template, region = self.template[:, y0:y1, x0:x1], self.region[y0:y1, x0:x1]
         for dy in range(-t, t + 1):
             for dx in range(-t, t + 1):
-                window = padded[:, :, t + dy + y0 : t + dy + y1, t + dx + x0 : t + dx + x1]
-                score = 1.0 - (window - template).abs().mean(1)[:, region].mean(1)
+                if sparse:
+                    window = pixels[base + dy * width + dx]  # (R, N, C)
+                    score = 1.0 - (window - template).abs().mean(2).mean(0)
+                else:
+                    window = padded[:, :, t + dy + y0 : t + dy + y1, t + dx + x0 : t + dx + x1]
+                    score = 1.0 - (window - template).abs().mean(1)[:, region].mean(1)
                 better = score > best
                 best = torch.where(better, score, best)
                 best_shift[better] = torch.tensor([dy, dx])
@@ -296,7 +313,8 @@ def candidate_artifact(
     template = x[rows].median(0).values
     shift = round(shift_fraction * min(x.shape[-2:]))
     art = CandidateArtifact(candidate, masks, x[rows].clone(), region, template, threshold=1.0, shift=shift)
-    scores = art.detect(x)[0]
+    art.built_detection = art.detect(x)
+    scores = art.built_detection[0]
     negatives = ~member if lab is None else (lab != candidate.class_index)
     art.threshold = _youden_threshold(scores[member], scores[negatives])
     return art

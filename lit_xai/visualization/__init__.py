@@ -60,7 +60,9 @@ _HOME = {
     "_text_width": "text",  # used by tests
     "caption_lines": "text",
     "draw_text": "text",
+    "CandidateStrip": "verdict",
     "ProbeStrip": "verdict",
+    "candidate_strip": "verdict",
     "verdict_picture": "verdict",
 }
 
@@ -85,7 +87,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .monitor import drift_chart, outcome_grid, probe_grids, timeline_grids
     from .tables import table_image
     from .text import _font, _text_width, caption_lines, draw_text  # noqa: F401
-    from .verdict import ProbeStrip, verdict_picture
+    from .verdict import CandidateStrip, ProbeStrip, candidate_strip, verdict_picture
 
 
 def __getattr__(name: str) -> Any:
@@ -108,7 +110,9 @@ __all__ = [
     "NEGATIVE_RGB",
     "PALETTE",
     "POSITIVE_RGB",
+    "CandidateStrip",
     "ProbeStrip",
+    "candidate_strip",
     "caption_lines",
     "channel_note",
     "concept_grid",

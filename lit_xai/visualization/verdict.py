@@ -11,6 +11,8 @@ width (:data:`IMAGES_CARD_WIDTH`), the TIME SERIES dashboard into a :data:`CARD_
 the picture is as wide as that box for its height (never taller, or TIME SERIES would shrink it further) and its type
 is sized for the box, not for the picture: every font is at least :data:`MIN_TEXT_PX` x picture width /
 :data:`CARD_WIDTH`, which shows it at :data:`MIN_TEXT_PX` pixels or more in both dashboards.
+For a discovered ("unnamed") artifact a strip of its member thumbnails with its mask outlined, and the
+mask alone, follows under the chart (:func:`candidate_strip`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from PIL import Image, ImageFont
 from ._canvas import _GAP, _finish, _hstack, _to_pil, _vstack
 from .charts import line_plot
 from .colors import MASK_RGB, overlay, to_float01
-from .grids import _outline, _paint, _resize_images, _resize_maps
-from .text import _font, _line_height, _text_block
+from .grids import _outline, _paint, _resize_images, _resize_maps, _tile_hw
+from .text import _font, _labels_row, _line_height, _text_block
 
-__all__ = ["CARD_HEIGHT", "CARD_WIDTH", "IMAGES_CARD_WIDTH", "MIN_TEXT_PX", "ProbeStrip", "VerdictFonts",
+__all__ = ["CARD_HEIGHT", "CARD_WIDTH", "IMAGES_CARD_WIDTH", "MIN_TEXT_PX", "CandidateStrip", "ProbeStrip",
+           "VerdictFonts", "candidate_strip",
            "displayed_scale", "relevance_share", "verdict_fonts", "verdict_picture"]
 
 #: the box (CSS px) TensorBoard's TIME SERIES dashboard fits a picture into, at a 1280 px wide window with its
@@ -104,6 +107,65 @@ _ALERT_BG, _WATCH_BG, _CLEAR_BG = (255, 222, 218), (255, 238, 200), (222, 244, 2
 
 
 @dataclass
+class CandidateStrip:
+    """A discovered artifact's members and its mask, for :func:`verdict_picture` (an "unnamed artifact" verdict).
+
+    Args:
+        images01: ``(M, C, H, W)`` member images in ``[0, 1]`` (the first few members; all are in the report).
+        mask: ``(H, W)`` bool: where the members' relevance concentrates (the template region the detector,
+            the inserter and the remover use), outlined on every member and shown alone on the members' median.
+        caption: what the strip is, e.g. ``"members of unnamed artifact 1 of class 'melanoma' (12 images)"``.
+        ids: optional dataset id of each member, written under its thumbnail.
+    """
+
+    images01: torch.Tensor
+    mask: torch.Tensor
+    caption: str = ""
+    ids: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images01.ndim != 4 or len(self.images01) == 0:
+            raise ValueError(f"CandidateStrip needs (M, C, H, W) member images, got {tuple(self.images01.shape)}")
+        if tuple(self.mask.shape) != tuple(self.images01.shape[-2:]):
+            raise ValueError(
+                f"CandidateStrip mask {tuple(self.mask.shape)} must match the images {tuple(self.images01.shape[-2:])}"
+            )
+        if self.ids is not None and len(self.ids) != len(self.images01):
+            raise ValueError(f"CandidateStrip: {len(self.ids)} ids for {len(self.images01)} member images")
+
+
+def candidate_strip(strip: CandidateStrip, width: int, tile: int = 82, font_size: int = 14) -> Image.Image:
+    """One row: the caption, then as many member thumbnails as fit (mask outlined) and, last, the mask alone
+    (tinted on the members' median image, i.e. the template the detector compares with).
+
+    Example:
+        >>> images = torch.rand(4, 3, 32, 32); mask = torch.zeros(32, 32, dtype=torch.bool); mask[:8, :8] = True
+        >>> candidate_strip(CandidateStrip(images, mask, "members"), 480).width
+        480
+    """
+    image = to_float01(strip.images01)
+    hw = _tile_hw(image.shape[-2], image.shape[-1], tile)
+    fit = max(1, (width + _GAP) // (hw[1] + _GAP) - 1)  # the last tile is the mask
+    members = _resize_images(image[:fit], hw)
+    border = _outline(strip.mask.detach().cpu()[None], hw, thickness=1)
+    members = _paint(members, border.expand(len(members), -1, -1), MASK_RGB)
+    median = _resize_images(image.median(0).values[None], hw)
+    inside = F.interpolate(strip.mask.detach().float().cpu()[None, None], size=hw, mode="nearest")[0, 0] > 0
+    tint = torch.tensor(MASK_RGB, dtype=torch.float32)[:, None, None] / 255
+    mask_tile = torch.where(inside[None], 0.5 * median[0] + 0.5 * tint, 0.35 * median[0] + 0.65)
+    font = _font(font_size)
+    ids = list(strip.ids)[:fit] if strip.ids is not None else [None] * len(members)
+    labels = [f"#{i}" if i is not None else f"member {k + 1}" for k, i in enumerate(ids)] + ["mask"]
+    tiles = [_to_pil(m) for m in members] + [_to_pil(mask_tile)]
+    parts: list[Image.Image] = []
+    if strip.caption:
+        parts.append(_text_block(strip.caption, width, font, fill=(30, 30, 30), max_lines=3))
+    parts.append(_labels_row(labels, [hw[1]] * len(labels), font))
+    parts.append(_hstack(tiles))
+    return _vstack(parts, width=width)
+
+
+@dataclass
 class ProbeStrip:
     """One probe's explanation across epochs, for :func:`verdict_picture`.
 
@@ -142,6 +204,7 @@ def verdict_picture(
     width: int = 640,
     watch: bool = False,
     region: str = "artifact",
+    candidate: CandidateStrip | None = None,
 ) -> torch.Tensor:
     """The verdict of a run as one uint8 ``(3, H, W)`` picture, readable in a TensorBoard card at its default size.
 
@@ -167,6 +230,8 @@ def verdict_picture(
         width: picture width in pixels (before the 4-pixel margin); the fonts grow with it.
         watch: the rule is met but the alert has not fired yet (patience): an amber banner instead of green.
         region: what the mask outlines, for the labels (e.g. ``"ring"``).
+        candidate: for a discovered ("unnamed") artifact, its member thumbnails and mask (:class:`CandidateStrip`),
+            drawn in a row under the chart (:func:`candidate_strip`).
 
     Example:
         >>> img = verdict_picture("no alert", [0, 1, 2], {"insertion": [0.0, 0.1, 0.05]}, threshold=0.15)
@@ -212,6 +277,9 @@ def verdict_picture(
         parts.append(_hstack(row, gap=2 * _GAP))
     elif detail:
         parts.append(_text_block(detail, width, _font(fonts.body), fill=(30, 30, 30)))
+    if candidate is not None:
+        # the verdict's type and thumbnails as large as its probe tiles, so the strip reads at card size too
+        parts.append(candidate_strip(candidate, width, tile=2 * fonts.body * 3, font_size=fonts.body))
     return _finish(_vstack(parts, gap=3 * _GAP, width=width))
 
 
