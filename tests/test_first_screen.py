@@ -143,7 +143,7 @@ def test_verdict_text_and_series_follow_the_alert():
     assert series.epochs == [0, 1, 2] and set(series.effects) == {"insertion", "removal"}
     assert series.intervals["insertion"][0][1] == pytest.approx(0.35)
     headline, detail = verdict_text(series, "ring", "melanoma", alert_epoch=1, threshold=0.15)
-    assert headline.startswith("SHORTCUT since epoch 1") and "by 0.45" in detail and "epoch 2" in detail
+    assert headline.startswith("SHORTCUT after 2 epochs") and "by 0.45" in detail and "after 3 epochs" in detail
     quiet, _ = verdict_text(effect_series(_history([0.0, 0.05]), "ring", "melanoma"), "ring", "melanoma", None, 0.15)
     assert quiet.startswith("No shortcut alert")
     watch, _ = verdict_text(effect_series(_history([0.0, 0.5]), "ring", "melanoma"), "ring", "melanoma", None, 0.15)
@@ -169,7 +169,7 @@ def test_verdict_picture_text_is_at_least_12_px_as_tensorboard_shows_it_and_colo
     effects = {"insertion": [0.0, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]}
     epochs = list(range(8))
     long_detail = "inserting the ring raises P(melanoma) by 0.40 beyond a sham edit " * 4
-    alert = verdict_picture("SHORTCUT since epoch 1 " * 6, epochs, effects, threshold=0.15, alert_epoch=1, probe=probe,
+    alert = verdict_picture("SHORTCUT after 2 epochs " * 6, epochs, effects, threshold=0.15, alert_epoch=1, probe=probe,
                             detail=long_detail)
     clear = verdict_picture("No shortcut alert", list(range(8)), effects, threshold=0.15, detail=long_detail)
     # the real criterion: TensorBoard shows a picture in TIME SERIES fitted into a CARD_WIDTH x CARD_HEIGHT box and in
@@ -225,9 +225,9 @@ def test_verdict_picture_shows_an_unnamed_artifacts_members_and_its_mask():
     mask[4:20, 4:28] = True
     strip = CandidateStrip(images, mask, "members of unnamed artifact 1 of class 'melanoma'", ids=list(range(10)))
     effects = {"insertion": [0.0, 0.3, 0.4]}
-    plain = verdict_picture("SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1)
+    plain = verdict_picture("SHORTCUT after 2 epochs", [0, 1, 2], effects, threshold=0.15, alert_epoch=1)
     shown = verdict_picture(
-        "SHORTCUT since epoch 1", [0, 1, 2], effects, threshold=0.15, alert_epoch=1, candidate=strip
+        "SHORTCUT after 2 epochs", [0, 1, 2], effects, threshold=0.15, alert_epoch=1, candidate=strip
     )
     assert shown.shape[2] == plain.shape[2] and shown.shape[1] > plain.shape[1]
     assert torch.equal(shown[:, : plain.shape[1] - 10], plain[:, : plain.shape[1] - 10])  # added under, nothing moved
@@ -249,7 +249,7 @@ def test_shortcut_monitor_verdict_from_its_history_names_the_alert_epoch():
     mon.alerts = [{"artifact": "ring", "class": "melanoma", "epoch": 1, "message": "..."}]
     picture = mon._verdict("LRP (epsilon_gamma_box)")
     assert mon.verdict_tag == "XAI/0_verdict"
-    assert picture is not None and "since epoch 1" in picture.caption
+    assert picture is not None and "after 2 epochs" in picture.caption
     assert _has_colour(picture.image[:, :30], (255, 222, 218), tol=0)
     assert ShortcutMonitor(verbose=False)._verdict("LRP") is None  # nothing measured yet: no empty picture
 

@@ -13,7 +13,10 @@ Example:
     >>> series.epochs, series.effects["insertion"]
     ([0, 1], [0.1, 0.4])
     >>> verdict_text(series, "ring", "melanoma", alert_epoch=1, threshold=0.15)[0]
-    "SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"
+    "SHORTCUT after 2 epochs: the model relies on the ring for 'melanoma'"
+
+Epochs are counted as *epochs done* (Lightning's epoch ``e`` is ``e + 1`` done), the x axis of the verdict's
+chart and of every lit_xai chart, so the words and the chart's alert marker name the same number.
 """
 
 from __future__ import annotations
@@ -97,14 +100,14 @@ def verdict_text(
     patience: int = 2,
     others: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """The verdict as ``(headline, detail)``: a shortcut since epoch ``alert_epoch``, a rule met but not yet
+    """The verdict as ``(headline, detail)``: a shortcut after ``alert_epoch + 1`` epochs done, a rule met but not yet
     ``patience`` times (``WATCH``), or no alert; the detail gives the latest strongest causal evidence.
     """
     strongest = _strongest(series)
     if alert_epoch is not None:
-        headline = f"SHORTCUT since epoch {alert_epoch}: the model relies on the {artifact} for '{cls}'"
+        headline = f"SHORTCUT after {_done(alert_epoch)}: the model relies on the {artifact} for '{cls}'"
     elif strongest is not None and strongest[3] > threshold:
-        headline = f"WATCH: the {artifact} drives '{cls}' at epoch {strongest[1]}"
+        headline = f"WATCH: the {artifact} drives '{cls}' after {_done(strongest[1])}"
     else:
         headline = f"No shortcut alert for the {artifact} and '{cls}'"
     if strongest is None:
@@ -112,10 +115,19 @@ def verdict_text(
     else:
         name, epoch, effect, low, high = strongest
         edit = f"inserting the {artifact} raises" if name == "insertion" else f"removing the {artifact} lowers"
-        detail = f"{edit} P({cls}) by {effect:.2f} beyond a sham edit (epoch {epoch}, 95 % CI {low:.2f} to {high:.2f})"
+        detail = (
+            f"{edit} P({cls}) by {effect:.2f} beyond a sham edit (after {_done(epoch)}, "
+            f"95 % CI {low:.2f} to {high:.2f})"
+        )
     if others:
         detail += "; also alerted: " + "; ".join(others)
     return headline, detail
+
+
+def _done(epoch: int) -> str:
+    """Lightning's 0-based ``epoch`` as epochs done: ``"1 epoch"``, ``"2 epochs"``."""
+    done = int(epoch) + 1
+    return f"{done} epoch" + ("" if done == 1 else "s")
 
 
 def _strongest(series: EffectSeries) -> Optional[tuple[str, int, float, float, float]]:

@@ -217,7 +217,7 @@ def verdict_picture(
     :data:`MIN_TEXT_PX` or more in TIME SERIES and IMAGES alike.
 
     Args:
-        headline: the verdict, e.g. ``"SHORTCUT since epoch 1: the model relies on the ring for 'melanoma'"``.
+        headline: the verdict, e.g. ``"SHORTCUT after 2 epochs: the model relies on the ring for 'melanoma'"``.
         epochs: x values of ``effects`` (measured epochs).
         effects: ``{test name: effect per epoch}`` (NaN where a test did not run).
         detail: the evidence behind the headline, in smaller type.
