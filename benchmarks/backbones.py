@@ -2,7 +2,7 @@
 
 Two parts:
 
-* ``--conservation``: the tiny configurations of ``tests/_backbones.py`` (every supported family), random and
+* ``--conservation``: the tiny configurations of ``tests/helpers/_backbones.py`` (every supported family), random and
   "trained-like" weights (random norm affine parameters, calibrated batch-norm statistics, layer scales 0.1-1,
   random biases). Per family: ``Σ R / logit`` with biases (the profile's default composite, as explained), the same
   on the network with every additive constant removed (float64: the exact check), and the conservation guard's
@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lit_xai, not whichever is installed
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 
 import torch  # noqa: E402
 from _backbones import BACKBONES, trained_like, zero_biases  # noqa: E402

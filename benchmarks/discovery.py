@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 
 from _discovery_data import concept_relevances, demo_discovery, lrp_maps, shapes_dataset, train_tiny  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""2-process CPU DDP (gloo) run of the tiny demo with both monitors; used by tests/test_ddp.py.
+"""2-process CPU DDP (gloo) run of the tiny demo with both monitors; used by tests/callbacks/test_ddp.py.
 
     python scripts/ddp_smoke.py OUT_DIR
 

@@ -1,10 +1,10 @@
 """Screenshots of a run in a real TensorBoard and the size its image cards show a picture at.
 
 Starts ``tensorboard --logdir RUN`` on a free port, opens each view (IMAGES, TIME SERIES, CUSTOM SCALARS) in headless
-Chromium at 1280 x 900 CSS pixels (the DevTools protocol helper of ``tests/_browser.py``), waits for the frontend to
-render, saves a PNG per view and prints, for every picture on the page, its natural and displayed width (TensorBoard's
-image cards scale a picture down to the card unless "show actual image size" is ticked). The report, when given, is
-shot the same way.
+Chromium at 1280 x 900 CSS pixels (the DevTools protocol helper of ``tests/helpers/_browser.py``), waits for the
+frontend to render, saves a PNG per view and prints, for every picture on the page, its natural and displayed width
+(TensorBoard's image cards scale a picture down to the card unless "show actual image size" is ticked). The report,
+when given, is shot the same way.
 
     python scripts/tensorboard_shots.py RUN_DIR --out /tmp/shots [--report RUN_DIR/report.html]
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from _browser import _Pipe, find_chromium  # noqa: E402
 
 #: every <img> of the page, shadow roots included (TensorBoard's Polymer dashboards hide theirs there)

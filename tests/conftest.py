@@ -7,10 +7,16 @@ import inspect
 import os
 import random
 import re
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
+
+# tests/ mirrors the package (tests/explainers/, tests/shortcuts/, ...); the modules they share (fixture trees,
+# tolerances, tiny models) live in tests/helpers/ and are imported by name (``from _tolerance import ...``)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
 # the audit cache of a test session lives in a fresh folder, never in the user's ~/.cache
 os.environ.setdefault("LIT_XAI_CACHE", tempfile.mkdtemp(prefix="lit_xai_cache_"))

@@ -131,3 +131,35 @@ def test_monitor_constructors_stay_small():
     for monitor in (ExplanationMonitor, ShortcutMonitor, ExplanationQualityMonitor):
         params = [p for p in inspect.signature(monitor.__init__).parameters if p != "self"]
         assert len(params) <= 12, (monitor.__name__, params)
+
+
+#: test modules that check the project as a whole (not one package), so they sit at the top of tests/
+CROSS_CUTTING = {
+    "test_bad_input.py": "bad input across explainers, monitors, audit, discovery and the CLI",
+    "test_bad_input_extra.py": "the second probe of bad input, across layers",
+    "test_cuda.py": "every layer on a CUDA device",
+    "test_gpu_check.py": "benchmarks/gpu_check.py's CPU smoke run",
+    "test_readme_figures.py": "README's figure blocks against docs/figures/",
+    "test_schedule.py": "lit_xai/schedule.py, a top-level module",
+    "test_structure.py": "this file: the import graph and the layout of tests/",
+    "test_vocabulary.py": "one word per concept across callbacks, commands and configs",
+}
+
+
+def test_tests_mirror_the_package():
+    """tests/<package>/ holds the tests of lit_xai/<package>/ (tests/cli/ those of the command line); tests/helpers/
+    the modules they share; only the cross-cutting checks above sit at the top; no two test files share a name
+    (pytest's default import mode puts each test folder on sys.path, so a second ``test_x.py`` would shadow the first).
+    """
+    tests = Path(__file__).parent
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders - packages <= {"helpers", "cli"}, f"test folders naming no lit_xai package: {folders - packages}"
+    top = {p.name for p in tests.glob("test_*.py")}
+    assert top <= set(CROSS_CUTTING), (
+        f"{sorted(top - set(CROSS_CUTTING))} at the top of tests/: move each into the folder of the package it tests "
+        "(tests/<package>/), or list it in CROSS_CUTTING with why it checks the project as a whole"
+    )
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert not list(tests.glob("_*.py")), "shared test modules live in tests/helpers/"

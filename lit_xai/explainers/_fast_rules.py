@@ -28,10 +28,11 @@ runs as one :class:`torch.autograd.Function` whose backward *is* the rule, writt
   is applied in place to the convolution's output, the rule uses the equally scaled weights (it is invariant to a
   positive per-channel output scale up to epsilon).
 
-These are algebraic identities of zennit's formulas; results agree with zennit to rounding (``tests/test_lrp.py``,
-``tests/test_fast_rules.py`` check 1e-5 relative). Anything not recognised exactly — other rules, rule parameters
-that cannot be read, a stabiliser with ``clip``/``norm_scale``, ``zero_params``, a layer whose input has negative
-entries (ZPlus/Gamma on a first layer), per-image ZBox bounds, non-zero padding modes — keeps zennit's own hook, so
+These are algebraic identities of zennit's formulas; results agree with zennit to rounding
+(``tests/explainers/test_lrp.py``, ``tests/explainers/test_fast_rules.py`` check 1e-5 relative). Anything not
+recognised exactly — other rules, rule parameters that cannot be read, a stabiliser with ``clip``/``norm_scale``,
+``zero_params``, a layer whose input has negative entries (ZPlus/Gamma on a first layer), per-image ZBox bounds,
+non-zero padding modes — keeps zennit's own hook, so
 coverage never changes, only speed.
 
 Repeated backward passes through one retained graph (CRP: one per concept) can reuse everything that does not depend
@@ -781,7 +782,7 @@ class _FallbackHook:
         # must be the layer's own (else it would re-enter this hook without end)
         self.in_backward = False
         # no reference cycles (hook -> closure -> self -> hook): the explained copy must be freed by reference
-        # counting alone (tests/test_explainer_contract.py), so the closure holds weak references only
+        # counting alone (tests/explainers/test_explainer_contract.py), so the closure holds weak references only
         hook_ref, self_ref = weakref.ref(hook), weakref.ref(self)
 
         def backward(module: nn.Module, grad_input: Any, grad_output: Any) -> Any:

@@ -59,8 +59,9 @@ def explanation_model(model: nn.Module, copy_model: bool = True, share_tensors: 
                         target.float()  # LRP's epsilon underflows in half precision; float64 stays float64
                     yield target
                 finally:
-                    # no gc.collect(): the copy is freed by reference counting (tests/test_explainer_contract.py
-                    # checks it); a full collection cost 0.2-1 s per call with torchvision imported
+                    # no gc.collect(): the copy is freed by reference counting
+                    # (tests/explainers/test_explainer_contract.py checks it); a full collection cost 0.2-1 s per call
+                    # with torchvision imported
                     del target
                 return
         modes = {n: m.training for n, m in model.named_modules()}

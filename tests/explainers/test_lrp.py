@@ -22,7 +22,7 @@ RESIDUAL_FAMILIES = {"resnet", "resnet_attention", "efficientnet"}
 
 def _bench_module(name: str):
     """A script of ``benchmarks/`` as a module (the benchmarks are not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"lit_xai_bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -24,7 +24,7 @@ from lit_xai.datamodules.files import FileDataModule
 from lit_xai.models import ImageClassifier
 
 COMMON = {"image_size": 16, "batch_size": 4}
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(autouse=True)

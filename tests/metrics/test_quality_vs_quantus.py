@@ -14,7 +14,7 @@ pytest.importorskip("quantus")
 
 
 def _suite():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_vs_quantus.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quality_vs_quantus.py"
     spec = importlib.util.spec_from_file_location("lit_xai_bench_quality_vs_quantus", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -21,7 +21,7 @@ from lit_xai.correction import CAVSettings, CorrectionBudget, PenaltySettings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: one value per deprecated flat argument, none of them the default
 FLAT_VALUES = {

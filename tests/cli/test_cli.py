@@ -11,7 +11,7 @@ import yaml
 from lit_xai.cli import build_cli, main, tool_main
 from lit_xai.models.architectures import ARCHITECTURES
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+CONFIGS = sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml"))
 FAST = [
     "--trainer.max_epochs=1",
     "--trainer.logger.init_args.save_dir=logs",
@@ -36,7 +36,7 @@ def test_there_are_configs_for_every_experiment():
     } <= names
 
 
-# the fixture tree (tests/_dataset_trees.py) that stands in for each real dataset a config reads
+# the fixture tree (tests/helpers/_dataset_trees.py) that stands in for each real dataset a config reads
 FIXTURES = {
     "ISICDataModule": lambda tmp, cfg: (
         trees.isic2020(tmp, kaggle=True) if "siim" in cfg["data"]["init_args"]["root"] else trees.isic2019(tmp)

@@ -13,7 +13,7 @@ import pytest
 from lit_xai.commands import COMMANDS
 from lit_xai.threads import choose_threads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lit_xai_help_lists_every_command_without_importing_torch() -> None:

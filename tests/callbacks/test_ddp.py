@@ -12,7 +12,7 @@ from lit_xai.artifacts.audit import eval_dataset
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.probes import select_probes
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ddp_smoke.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ddp_smoke.py"
 
 
 def test_ddp_two_processes(tmp_path):
