@@ -7,10 +7,10 @@ import copy
 
 import pytest
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
-from test_correction import SmallNet, accuracy, planted, reliance
+from _correction_data import CORNER_NORMALIZATION, DictData, Foreign, accuracy, fit, loader, planted, reliance
+from lightning.pytorch import Callback, LightningModule
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lit_xai.callbacks import ShortcutCorrection
 from lit_xai.correction import rrclarc_penalty
@@ -18,62 +18,10 @@ from lit_xai.correction import rrclarc_penalty
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-class DictData(Dataset):
-    def __init__(self, data: dict[str, torch.Tensor]) -> None:
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data["target"])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[i] for k, v in self.data.items()}
-
-
-class Foreign(LightningModule):
-    """Not an ImageClassifier: the network sits in ``self.model``."""
-
-    def __init__(self, lr: float = 3e-3, optimizer: str = "adam") -> None:
-        super().__init__()
-        self.model = SmallNet()
-        self.lr, self.optimizer = lr, optimizer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self.model(batch["image"]), batch["target"])
-
-    def configure_optimizers(self):
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(self.parameters(), lr=self.lr)
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     """These fits run without a logger: the scalars' CSV fallback (xai_images/) goes to the test's own folder."""
     monkeypatch.chdir(tmp_path)
-
-
-def loader(n: int = 256, batch_size: int = 32) -> DataLoader:
-    return DataLoader(DictData(planted(n, seed=1)), batch_size=batch_size, shuffle=False)
-
-
-def fit(module: LightningModule, callbacks: list, data: DataLoader, **kw) -> Trainer:
-    args = dict(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-    )
-    args.update(kw)
-    trainer = Trainer(callbacks=callbacks, **args)
-    trainer.fit(module, data)
-    return trainer
 
 
 def correction(**kw) -> ShortcutCorrection:
@@ -216,7 +164,6 @@ def test_state_round_trip():
 
 # ----------------------------------------------------------------------------------------- A-ClArC
 #: model inputs x <-> images y in [0, 1]: x = (y - 0.25) / 0.25, so the planted data (about -0.1 ... 1.5) is not clipped
-CORNER_NORMALIZATION = ((0.25, 0.25, 0.25), (0.25, 0.25, 0.25))
 
 
 def _insert_corner01(images01: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:

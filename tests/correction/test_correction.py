@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _correction_data import SIZE, SmallNet, accuracy, planted, reliance
 from _tolerance import reduction_atol
 from torch import nn
 
@@ -20,56 +21,6 @@ from lit_xai.correction import (
     rrclarc_penalty,
     rrr_penalty,
 )
-
-SIZE = 16
-
-
-# ----------------------------------------------------------------------------------------- planted-artifact data
-def planted(n: int, seed: int, artifact_rate: float = 1.0) -> dict[str, torch.Tensor]:
-    """Class 1 has a vertical bar, class 0 a horizontal one (faint, noisy); ``artifact_rate`` of class 1 also carry
-    a bright corner square (the shortcut, never in class 0)."""
-    g = torch.Generator().manual_seed(seed)
-    targets = torch.arange(n) % 2
-    images = 0.5 + 0.15 * torch.randn(n, 3, SIZE, SIZE, generator=g)
-    c = SIZE // 2
-    images[targets == 1, :, c - 4 : c + 4, c - 1 : c + 1] += 0.5
-    images[targets == 0, :, c - 1 : c + 1, c - 4 : c + 4] += 0.5
-    artifact = (targets == 1) & (torch.rand(n, generator=g) < artifact_rate)
-    images[artifact] = add_corner(images[artifact])
-    masks = torch.zeros(n, SIZE, SIZE, dtype=torch.bool)
-    masks[artifact, :4, :4] = True
-    return {"image": images, "target": targets, "artifact": artifact, "artifact_mask": masks}
-
-
-def add_corner(images: torch.Tensor) -> torch.Tensor:
-    out = images.clone()
-    out[:, :, :4, :4] = 1.5
-    return out
-
-
-class SmallNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.feat = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU())
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * (SIZE // 2) ** 2, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.feat(torch.relu(self.conv1(x))))
-
-
-def reliance(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
-    """Mean rise of P(class 1) when the corner is added to class-0 images."""
-    clean = data["image"][data["target"] == 0]
-    with torch.no_grad():
-        before = model.eval()(clean).softmax(1)[:, 1]
-        after = model(add_corner(clean)).softmax(1)[:, 1]
-    return float((after - before).mean())
-
-
-def accuracy(model: nn.Module, data: dict[str, torch.Tensor]) -> float:
-    with torch.no_grad():
-        return float((model.eval()(data["image"]).argmax(1) == data["target"]).float().mean())
 
 
 # ----------------------------------------------------------------------------------------- CAV

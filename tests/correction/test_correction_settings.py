@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_correction import planted
-from test_correction_callback import CORNER_NORMALIZATION, DictData, Foreign, fit, loader
+from _correction_data import CORNER_NORMALIZATION, DictData, Foreign, fit, loader, planted
 from torch.utils.data import DataLoader
 
 from lit_xai._moved import LitXaiDeprecationWarning
