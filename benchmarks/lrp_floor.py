@@ -37,21 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lit_xai, not whichever is installed
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
+from benchmarks.lrp_timing import input_gradient  # noqa: E402  (the one plain-gradient baseline)
 from benchmarks.timing import ratio, summary, time_interleaved, write_json  # noqa: E402
 from lit_xai.explainers import LRP, lrp_relevance  # noqa: E402
 from lit_xai.models.architectures import build_architecture, get_spec  # noqa: E402
 
 __all__ = ["input_gradient", "measure", "profile_breakdown"]
-
-
-def input_gradient(net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Gradient of the target logits w.r.t. the input (the plain-gradient baseline)."""
-    x = images.detach().clone().requires_grad_(True)
-    out = net(x)
-    (grad,) = torch.autograd.grad(out[torch.arange(len(targets)), targets].sum(), x)
-    return grad
 
 
 #: operator name fragments -> class, first match wins (torch.profiler's CPU operator names)
