@@ -88,6 +88,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/tb_shots"))
     parser.add_argument("--report", type=Path, default=None)
     parser.add_argument("--wait", type=float, default=12.0)
+    parser.add_argument(
+        "--view", action="append", default=[], metavar="NAME=FRAGMENT",
+        help="shoot this view instead of the defaults (repeatable), e.g. lrp='#images&tagFilter=XAI%%2Flrp'",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -99,7 +103,8 @@ def main() -> None:
     results = {}
     try:
         time.sleep(8)
-        for name, fragment in VIEWS.items():
+        views = dict(v.split("=", 1) for v in args.view) if args.view else VIEWS
+        for name, fragment in views.items():
             results[name] = shoot(f"http://127.0.0.1:{port}/{fragment}", args.out / f"tb_{name}.png", args.wait)
         if args.report is not None:
             url = args.report.resolve().as_uri()

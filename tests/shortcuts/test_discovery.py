@@ -329,18 +329,24 @@ def test_distinct_is_measured_on_the_maps_where_the_group_exceeds_the_rest() -> 
 def test_demo_ring_is_the_top_melanoma_candidate_of_the_monitor(tmp_path) -> None:
     # the demo (configs/demo.yaml's data, model and ShortcutMonitor, default discovery: maps beside concepts, every
     # 2nd epoch) with the ring in 30 % of melanomas, then the same without the ring; the ring flags score the result
+    from lit_xai.shortcuts import Discovery
+
     ring = demo_discovery(0.3, str(tmp_path / "ring"))
     clean = demo_discovery(0.0, str(tmp_path / "clean"))
     assert sorted(ring["epochs"]) == [1, 3, 5, 7] and "CRP" in ring["clustered"]
     for epoch, e in ring["epochs"].items():
         top = e["melanoma"][0]  # (rank, purity, recall, score)
         assert top[1] >= 0.8, (epoch, e)  # the first melanoma candidate is made of ring images at every epoch
-        # measured (train.py --config configs/demo.yaml, 2026-12-03): purity 0.85-0.97 at every epoch; recall 0.58,
-        # 0.68, 0.79, 0.87 and score 1.02, 1.66, 2.01, 2.56 at epochs 1, 3, 5, 7
+        # measured (train.py --config configs/demo.yaml, 2026-12-03, 1 torch thread): purity 0.85-0.97 at every
+        # epoch; recall 0.58, 0.68, 0.79, 0.87 and score 1.02, 1.66, 2.01, 2.56 at epochs 1, 3, 5, 7. The score
+        # depends on the thread count (2026-12-06, 2 threads: 1.66 at epoch 5), so from epoch 5 the group must score
+        # inside the band where Discovery.persist has it tested (a candidate is judged by the sham-controlled
+        # tests, tests/shortcuts/test_candidate_verdict.py), and above the threshold itself by the last epoch
         if epoch >= 3:
             assert top[2] >= 0.6, (epoch, e)
         if epoch >= 5:
-            assert top[3] >= SUSPICIOUS_THRESHOLD_CONCEPTS, (epoch, e)
+            assert top[3] >= Discovery().persist * SUSPICIOUS_THRESHOLD_CONCEPTS, (epoch, e)
+    assert ring["epochs"][7]["melanoma"][0][3] >= SUSPICIOUS_THRESHOLD_CONCEPTS, ring["epochs"][7]
     assert clean["max_score"] < SUSPICIOUS_THRESHOLD_CONCEPTS, clean["epochs"]  # measured max 0.75
 
 
