@@ -107,7 +107,7 @@ def test_subspace_projection_removes_every_component_exactly(pooling):
     outside = delta - (delta @ V.T) @ V
     assert comp.abs().max() < 1e-5 and outside.abs().max() < 1e-5 and delta.abs().max() > 0.1
     one = project(h, basis[0], m, pooling)  # k = 1 as a (D,) vector and as a (1, D) basis agree
-    assert torch.allclose(one, project(h, basis[:1], m, pooling), atol=1e-6)
+    assert torch.allclose(one, project(h, basis[:1], m, pooling), atol=reduction_atol(h, terms=basis.shape[1]))
 
 
 def test_paired_basis_spans_the_artifact_moves_and_projects_them_out():
@@ -189,7 +189,7 @@ def test_rrclarc_penalty_matches_finite_differences(pooling):
     assert float(penalty.detach()) == pytest.approx(float(fd.pow(2).mean(0).mean()), rel=1e-6)  # float64 model
     targets = torch.tensor([0, 1, 1, 0])
     true = rrclarc_penalty(hv, model.head(hv), v, pooling, output="true", targets=targets)
-    assert float(true) == pytest.approx(float(fd.gather(1, targets[:, None]).pow(2).mean()), rel=1e-6)
+    assert float(true) == pytest.approx(float(fd.gather(1, targets[:, None]).pow(2).mean()), rel=1e-6)  # float64
 
 
 def test_rrr_penalty_is_the_masked_input_gradient():
@@ -200,7 +200,8 @@ def test_rrr_penalty_is_the_masked_input_gradient():
     masks[:, 0, 0] = True
     penalty = rrr_penalty(x, lin(x), masks)
     (grad,) = torch.autograd.grad(torch.log_softmax(lin(x), 1).sum(), x)
-    assert float(penalty) == pytest.approx(float((grad * masks[:, None]).pow(2).flatten(1).sum(1).mean()), rel=1e-6)
+    rel = x.numel() * torch.finfo(x.dtype).eps  # a float32 sum of squares over every entry, in another order
+    assert float(penalty) == pytest.approx(float((grad * masks[:, None]).pow(2).flatten(1).sum(1).mean()), rel=rel)
     assert float(rrr_penalty(x, lin(x), torch.zeros_like(masks))) == 0.0
     with pytest.raises(ValueError, match="requires_grad"):
         rrr_penalty(x.detach(), lin(x), masks)

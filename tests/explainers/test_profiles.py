@@ -80,8 +80,8 @@ def test_timm_resnet_canonizer_conserves_relevance(name):
     assert _ratio(model, [ResNetCanonizer()]) > 100
     # explained in float64 (the model's dtype): conserved but for the epsilon = stabilizer = 1e-12 terms and float64
     # rounding over ~1e6-term reductions (measured 2e-11 to 6e-11 over three inits); float32 would give ~1e-5
-    assert _ratio(model, [TimmResNetCanonizer()]) == pytest.approx(1.0, abs=1e-9)
-    assert _ratio(model, None) == pytest.approx(1.0, abs=1e-9)  # the profile picks the same canonizer
+    assert _ratio(model, [TimmResNetCanonizer()]) == pytest.approx(1.0, abs=1e-9)  # float64 model and input
+    assert _ratio(model, None) == pytest.approx(1.0, abs=1e-9)  # the same canonizer is picked; float64
 
 
 def test_timm_efficientnet_canonizer_conserves_relevance():

@@ -27,7 +27,7 @@ def test_the_mask_is_the_lattice_rows_and_columns_with_their_neighbours():
     lines = [55, 56, 57, 111, 112, 113, 167, 168, 169]
     assert mask[lines, 5].all() and mask[5, lines].all() and not mask[5, 5] and not mask[0, 0]
     assert mask.sum().item() == 2 * 9 * 224 - 81
-    assert lattice_share(224, 224) == pytest.approx((2 * 9 * 224 - 81) / (224**2 - 1), rel=1e-12)
+    assert lattice_share(224, 224) == pytest.approx((2 * 9 * 224 - 81) / (224**2 - 1), rel=1e-12)  # float64
 
 
 @pytest.mark.parametrize("period", [2, 4])

@@ -26,10 +26,10 @@ def test_nice_ticks_are_evenly_stepped_round_and_inside_the_range(lo, hi):
     ticks = nice_ticks(lo, hi)
     assert len(ticks) >= 2 and lo - 1e-12 <= ticks[0] and ticks[-1] <= hi + 1e-12
     steps = [b - a for a, b in zip(ticks, ticks[1:])]
-    step = steps[0]
-    assert all(math.isclose(s, step, rel_tol=1e-9) for s in steps)
+    step = steps[0]  # ticks are Python floats (float64): 1e-9 is far above their rounding
+    assert all(math.isclose(s, step, rel_tol=1e-9) for s in steps)  # float64
     mantissa = step / 10 ** math.floor(math.log10(step) + 1e-9)
-    assert any(math.isclose(mantissa, m, rel_tol=1e-9) for m in (1, 2, 2.5, 5))
+    assert any(math.isclose(mantissa, m, rel_tol=1e-9) for m in (1, 2, 2.5, 5))  # float64
     # every label distinct and no float dust (0.30000000000000004) in any of them
     labels = tick_labels(ticks)
     assert len(set(labels)) == len(labels) and all(len(x) <= 8 for x in labels)
