@@ -9,13 +9,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tolerance import float64_twin, rounding_atol
 from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_xai.callbacks import ExplanationMonitor, Pictures
 from lit_xai.explainers import CRP, LRP, GradCAM
 from lit_xai.models.architectures import build_architecture
-from _tolerance import float64_twin, rounding_atol
 
 
 @pytest.fixture(scope="module")

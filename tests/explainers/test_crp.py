@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _tolerance import float64_twin, rounding_atol
 from torch import nn
 
 from lit_xai.explainers import CRP, LRP, concept_references
@@ -17,7 +18,6 @@ from lit_xai.explainers._core import (
 )
 from lit_xai.explainers.concept_references import peak_box
 from lit_xai.models.architectures import build_architecture
-from _tolerance import float64_twin, rounding_atol
 
 TOL = 1e-5  # relative to the largest |relevance| of the full heatmap
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _tolerance import float64_twin, rounding_atol
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.composites import LayerMapComposite
@@ -14,7 +15,6 @@ from lit_xai.explainers._core import resolve_canonizers
 from lit_xai.explainers._fast_rules import FastRules
 from lit_xai.models.architectures import build_architecture
 from lit_xai.models.batchnorm import calibrate_batch_norm
-from _tolerance import float64_twin, rounding_atol
 
 
 def _zennit(net: nn.Module, x: torch.Tensor, targets: torch.Tensor, composite) -> torch.Tensor:
@@ -176,7 +176,8 @@ def test_cached_factors_give_identical_repeated_backwards(composite: str) -> Non
     cached = _relevance(net, x, targets, rules(True), passes=3)
     fresh = _relevance(net, x, targets, rules(False), passes=3)
     net64 = float64_twin(net)
-    exact = _relevance(net64, x.double(), targets, FastRules(make_composite(composite, resolve_canonizers(net64, None))), 3)
+    rules64 = FastRules(make_composite(composite, resolve_canonizers(net64, None)))
+    exact = _relevance(net64, x.double(), targets, rules64, passes=3)
     for a, b, ref in zip(cached, fresh, exact):  # multiplying by a stored reciprocal vs dividing: rounding apart
         torch.testing.assert_close(a, b, rtol=0, atol=rounding_atol(b, ref))
     # the pass scaled by 2 gives twice the relevance (the cached factors do not depend on the incoming gradient):

@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+from _tolerance import float64_twin, rounding_atol
 from torch import nn
 
 from lit_xai.explainers import LRP, lrp_relevance, make_composite, resolve_layer_name
@@ -17,7 +18,6 @@ from lit_xai.explainers._core import explanation_model
 from lit_xai.explainers.profiles import VGG_PROFILE
 from lit_xai.models.architectures import ARCHITECTURES, build_architecture, get_spec, register_architecture
 from lit_xai.models.batchnorm import calibrate_batch_norm
-from _tolerance import float64_twin, rounding_atol
 
 TASKS = {"binary": 2, "multiclass": 5, "multilabel": 3}
 #: families canonized with zennit's own (inexact) batch-norm merge
