@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ._canvas import _BG, _GAP, _MUTED, _finish, _from_pil, _hstack, _separator, _to_pil, _vstack
+from ._canvas import _BG, _GAP, _MARGIN, _MUTED, _finish, _from_pil, _hstack, _separator, _to_pil, _vstack
 from .colors import (
     MASK_RGB,
     _apply_colormap,
@@ -36,6 +37,7 @@ __all__ = [
 #: a map whose visible pixels (:func:`~lit_xai.visualization.visible_share`) stay below this share is marked
 #: "nearly blank" in the grids, so an empty-looking tile is read as "no relevance found", not as a rendering failure
 NEAR_BLANK = 0.02
+
 
 def _tile_hw(height: int, width: int, tile: int) -> tuple[int, int]:
     """Tile size with the image's aspect ratio: ``tile`` pixels high, width scaled (within 1/4..4 x ``tile``)."""
@@ -134,6 +136,32 @@ def concept_label(channel: int, share: float | None = None) -> str:
     return f"ch\u00a0{int(channel)}" + ("" if share is None else f" · {_pct(share)}")
 
 
+#: tiles narrower than this are not made to fit a card: the grid's type grows instead (:func:`fit_text_px`)
+MIN_FIT_TILE = 40
+
+
+def fit_text_px(width: int, fit_width: int | None, text_px: int = 11) -> int:
+    """Font size (px, in the picture) at which ``text_px`` type still shows at ``text_px`` when a grid ``width`` pixels
+    wide (plus its margins) is scaled to ``fit_width`` (TensorBoard's IMAGES card scales every picture to its width).
+
+    >>> fit_text_px(342, 350), fit_text_px(692, 350)  # 4 px margins each side
+    (11, 22)
+    """
+    if fit_width is None or width + 2 * _MARGIN <= fit_width:
+        return text_px
+    return math.ceil(text_px * (width + 2 * _MARGIN) / fit_width)
+
+
+def _fit_tile(hw: tuple[int, int], columns: int, avail: int) -> tuple[int, int]:
+    """``hw`` narrowed (aspect kept, not below :data:`MIN_FIT_TILE`) so ``columns`` tiles and their gaps fit
+    ``avail`` pixels."""
+    tile_w = (avail - 2 * _MARGIN - (columns - 1) * _GAP) // columns
+    if tile_w >= hw[1]:
+        return hw
+    tile_w = max(MIN_FIT_TILE, tile_w)
+    return max(1, round(tile_w * hw[0] / hw[1])), tile_w
+
+
 def legend_strip(
     width: int,
     method: str,
@@ -142,6 +170,7 @@ def legend_strip(
     note: str = "",
     percentile: float = 99.5,
     outline_label: str | None = None,
+    text_px: int = 11,
 ) -> torch.Tensor:
     """The legend every grid starts with, uint8 ``(3, H, width)``: method, a colour bar and how maps are scaled.
 
@@ -152,6 +181,8 @@ def legend_strip(
         note: one more sentence, e.g. ``"explained class: predicted"`` or the columns' meaning.
         percentile: the scaling percentile stated in the legend.
         outline_label: if given, a swatch in the mask-outline colour with this text (e.g. ``"artifact mask"``).
+        text_px: font size of its text (the title one larger): a grid wider than the dashboard's card is shown
+            shrunk, so its type is drawn larger (:func:`fit_text_px`).
 
     Example:
         >>> strip = legend_strip(344, "LRP", note="explained class: predicted")
@@ -160,7 +191,7 @@ def legend_strip(
     """
     if width < 40:
         raise ValueError(f"a legend strip needs at least 40 pixels of width, got {width}")
-    font, title_font = _font(11), _font(12)
+    font, title_font = _font(text_px), _font(text_px + 1)
     inner = width - 4
     parts = [_text_block(method or "relevance", width, title_font, fill=(0, 0, 0))]
     # colour bar: the heatmap colour map itself, sampled left to right
@@ -298,7 +329,7 @@ def explanation_grid(
         if signed and report_negative and not bool(zero[i]):
             share = f"neg.\u00a0relevance\u00a0{_pct(neg[i])}"
             text = f"{text} | {share}" if text else share
-        text = f"{text} | {magnitude_label(h[i:i + 1])}" if text else magnitude_label(h[i : i + 1])
+        text = f"{text} | {magnitude_label(h[i : i + 1])}" if text else magnitude_label(h[i : i + 1])
         parts.append(_text_block(text, row_w, font, max_lines=4))
         heat_tile = _to_pil(rgb[i])
         if bool(zero[i]):
@@ -355,6 +386,7 @@ def concept_grid(
     method: str = "CRP",
     legend: bool = True,
     percentile: float = 99.5,
+    fit_width: int | None = None,
 ) -> torch.Tensor:
     """Per probe a row ``input | concept 1..K`` (each column labelled ``ch <id> · <share>``), then the concepts'
     reference crops labelled with their channel; uint8 ``(3, H, W)``.
@@ -375,6 +407,8 @@ def concept_grid(
         method: legend title.
         legend: draw the legend strip on top.
         percentile: per-map symmetric scaling.
+        fit_width: the width (px) the picture is shown at (e.g. TensorBoard's IMAGES card): tiles narrow to fit it,
+            down to :data:`MIN_FIT_TILE`, beyond which the type grows (:func:`fit_text_px`) so it stays readable.
 
     Example:
         >>> grid = concept_grid(torch.rand(1, 3, 32, 32), torch.randn(1, 2, 32, 32), torch.tensor([[3, 7]]), ["a"])
@@ -393,9 +427,12 @@ def concept_grid(
     if len(captions) != n:
         raise ValueError(f"need one caption per probe ({n}), got {len(captions)}")
     hw = _tile_hw(img.shape[-2], img.shape[-1], tile)
+    if fit_width is not None:
+        hw = _fit_tile(hw, k + 1, fit_width)
     imgs = _resize_images(img, hw)
-    font = _font(11)
     row_w = (k + 1) * hw[1] + k * _GAP
+    text_px = fit_text_px(row_w, fit_width)
+    font = _font(text_px)
     parts: list[Image.Image] = []
     if legend:
         if layer and f" at {layer}" in method:  # "CRP top-4 at net.layer3" -> "CRP top-4 concepts at net.layer3"
@@ -408,7 +445,7 @@ def concept_grid(
         )
         if references is not None:
             note += "; below: the reference crop that activates each concept most"
-        parts.append(_to_pil(legend_strip(row_w, title, note=note, percentile=percentile)))
+        parts.append(_to_pil(legend_strip(row_w, title, note=note, percentile=percentile, text_px=text_px)))
     for i in range(n):
         heat = _resize_maps(concept_maps[i].detach().cpu(), hw, smooth=max(1.0, hw[0] / 48))
         overs = overlay(imgs[i : i + 1].expand(k, -1, -1, -1), heat, percentile=percentile)
@@ -447,6 +484,7 @@ def timeline_grid(
     percentile: float = 99.5,
     images01: torch.Tensor | None = None,
     masks: torch.Tensor | None = None,
+    fit_width: int | None = None,
 ) -> torch.Tensor:
     """Heatmaps over training: probes as rows, epochs as columns (after an input column); uint8 ``(3, H, W)``.
 
@@ -462,6 +500,9 @@ def timeline_grid(
         percentile: per-map symmetric scaling.
         images01: ``(N, 1|3, H, W)`` probe images in ``[0, 1]``: drawn as a first column ``input``.
         masks: ``(N, H, W)`` bool artifact masks outlined on the input column (needs ``images01``).
+        fit_width: the width (px) the picture is shown at (e.g. TensorBoard's IMAGES card): the label column and
+            the tiles narrow to fit it (tiles down to :data:`MIN_FIT_TILE`), beyond which the type grows
+            (:func:`fit_text_px`) so it stays readable.
 
     Example:
         >>> frames = [torch.randn(2, 16, 16) for _ in range(3)]
@@ -483,9 +524,28 @@ def timeline_grid(
     if masks is not None and (images01 is None or masks.ndim != 3 or masks.shape[0] != n):
         raise ValueError(f"masks must be (N, H, W) bool with N = {n} and come with images01")
     hw = _tile_hw(frames[0].shape[-2], frames[0].shape[-1], tile)
+    columns = len(frames) + (images01 is not None)
     font = _font(11)
     widest = max((_text_width(str(lbl), font) for lbl in row_labels), default=0) + 6
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
+    text_px = 11
+    if fit_width is not None and label_w + _GAP + columns * (hw[1] + _GAP) - _GAP + 2 * _MARGIN > fit_width:
+
+        def longest_word(size: int) -> int:  # a label wraps at spaces: its longest word must fit the column
+            words = (w for label in row_labels for w in str(label).split())
+            return max((_text_width(w, _font(size)) for w in words), default=0) + 6
+
+        # the probes' labels wrap onto more lines
+        label_w = min(label_w, max(60, longest_word(11), fit_width * 2 // 7))
+        hw = _fit_tile(hw, columns, fit_width - label_w - _GAP)
+        text_px = fit_text_px(label_w + _GAP + columns * (hw[1] + _GAP) - _GAP, fit_width)
+        # still wider than the card (many epochs): larger type, as large as the columns' own labels still fit
+        heads = [w for c in [*column_labels, "input"] for w in f"{c} · 0.000".split()]
+        while text_px > 11 and max(_text_width(w, _font(text_px)) for w in heads) > hw[1] - 4:
+            text_px -= 1
+        if text_px != 11:
+            label_w = max(round(label_w * text_px / 11), longest_word(text_px))
+            font = _font(text_px)
     # ~0 maps judged against every map of the grid (all frames of all probes): per-map scaling would blow them up
     zero = near_zero_maps(torch.cat([f.detach().cpu() for f in frames])).reshape(len(frames), n)
     tiles = [
@@ -513,6 +573,7 @@ def timeline_grid(
                     note=note,
                     percentile=percentile,
                     outline_label="artifact mask" if masks is not None else None,
+                    text_px=text_px,
                 )
             )
         )

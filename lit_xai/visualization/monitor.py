@@ -16,6 +16,7 @@ import torch
 from .charts import line_plot
 from .grids import concept_grid, explanation_grid, timeline_grid
 from .tables import table_image
+from .verdict import IMAGES_CARD_WIDTH
 
 __all__ = ["LATTICE_NOTE", "OUTCOMES", "drift_chart", "outcome_grid", "probe_grids", "timeline_grids"]
 
@@ -89,6 +90,7 @@ def probe_grids(
                     tile=max(64, tile * 3 // 4),
                     layer=concepts.layer,
                     method=result.descriptions.get(label, label),
+                    fit_width=IMAGES_CARD_WIDTH,
                 )
     return out
 
@@ -148,6 +150,7 @@ def timeline_grids(
             signed=signed.get(label, True),
             images01=images01,
             masks=masks,
+            fit_width=IMAGES_CARD_WIDTH,
         )
     return out
 

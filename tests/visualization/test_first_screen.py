@@ -119,6 +119,39 @@ def test_timeline_has_an_input_column_with_the_artifact_outline():
         timeline_grid(frames, ["e0", "e1", "e2"], ["a", "b"], masks=masks)
 
 
+def test_concept_grid_and_timeline_are_drawn_for_the_images_card_width(monkeypatch):
+    """TensorBoard's IMAGES card scales every picture to IMAGES_CARD_WIDTH: a wider grid showed the concept grid's
+    11 px type at 8.8 px and the timeline's at 7.8 px. Fitted, the tiles narrow instead (the card shows them no
+    smaller than it did) and, where they cannot, the type grows."""
+    from lit_xai.visualization.verdict import IMAGES_CARD_WIDTH as card
+
+    sizes = []
+    original = grids._font
+    monkeypatch.setattr(grids, "_font", lambda size=11: sizes.append(size) or original(size))
+    images, k = torch.rand(2, 3, 96, 96), 4
+    args = (images, torch.randn(2, k, 96, 96), torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]]), ["a", "b"])
+    wide = concept_grid(*args, tile=84)
+    fitted = concept_grid(*args, tile=84, fit_width=card)
+    assert wide.shape[2] > card >= fitted.shape[2]  # shown at native size: 11 px type at 11 px
+    # the demo's timeline (input, init and 4 measured epochs), long probe labels
+    frames = [torch.randn(2, 96, 96) for _ in range(5)]
+    labels = ["#55 benign→benign", "#204 melanoma→melanoma [artifact]"]
+    columns = ["init", "ep0", "ep1", "ep3", "ep7"]
+    before = timeline_grid(frames, columns, labels, tile=56, images01=images)
+    sizes.clear()
+    after = timeline_grid(frames, columns, labels, tile=56, images01=images, fit_width=card)
+    shown = lambda grid: card / grid.shape[2]  # noqa: E731  (the card's scale)
+    assert shown(after) >= 1.2 * shown(before)  # type (and tiles with it) shown 20 % larger or more
+    tile_shown = lambda grid, tile: tile * shown(grid)  # noqa: E731
+    assert tile_shown(after, grids.MIN_FIT_TILE) >= 0.85 * tile_shown(before, 56)  # maps shown barely smaller
+    assert min(sizes) == 11
+    # many epochs: never wider than unfitted
+    many = [f"ep{e}" for e in range(10)]
+    assert timeline_grid(frames * 2, many, labels, images01=images, fit_width=card).shape[2] <= timeline_grid(
+        frames * 2, many, labels, images01=images
+    ).shape[2]
+
+
 def test_concept_grid_title_names_the_layer_once(monkeypatch):
     titles = []
     original = grids.legend_strip
