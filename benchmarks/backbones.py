@@ -17,6 +17,8 @@ Run:
     OMP_NUM_THREADS=2 python -m benchmarks backbones --conservation
     OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 5
     OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --repeats 3 --side 160 --backbones convnext_tiny
+    OMP_NUM_THREADS=2 python -m benchmarks backbones --speed --side 128 --calibrate \
+        --composite efficientnet_v2_s=epsilon_alpha2_beta1       # BN statistics of the batch; another composite
 """
 
 from __future__ import annotations
@@ -111,15 +113,30 @@ SPEED_BACKBONES = {
 }
 
 
-def speed_table(repeats: int = 5, batch: int = 8, side: int = 224, names: list[str] | None = None) -> list[dict]:
+def speed_table(
+    repeats: int = 5,
+    batch: int = 8,
+    side: int = 224,
+    names: list[str] | None = None,
+    calibrate: bool = False,
+    composites: dict[str, str] | None = None,
+) -> list[dict]:
+    """One row per backbone; ``calibrate``: batch-norm statistics of the measured batch first (random-init
+    torchvision mobile nets otherwise shrink their activations to logits of about 1e-9, below the rules' epsilon, and
+    conservation cannot be read); ``composites``: ``{backbone: composite}`` instead of the profile default."""
     rows = []
     for name in names or list(SPEED_BACKBONES):
         torch.manual_seed(0)
         model = SPEED_BACKBONES[name](side)
         x = torch.randn(batch, 3, side, side)
+        if calibrate:
+            from lit_xai.models.batchnorm import calibrate_batch_norm
+
+            calibrate_batch_norm(model, x).eval()
         with explanation_model(model, True, share_tensors=True) as net:
             t = net(x).argmax(1)
-            lrp = LRP()
+            lrp = LRP(composite=(composites or {}).get(name))
+            composite = lrp.composite_for(net)
 
             def gradient(net: nn.Module = net, x: torch.Tensor = x, t: torch.Tensor = t) -> None:
                 xi = x.clone().requires_grad_(True)
@@ -134,6 +151,8 @@ def speed_table(repeats: int = 5, batch: int = 8, side: int = 224, names: list[s
         grad_s, lrp_s = summary(times["gradient"]), summary(times["lrp"])
         row = {
             "backbone": name,
+            "composite": composite,
+            "calibrated": calibrate,
             "side": side,
             "batch": batch,
             "gradient_min_s": grad_s["min"],
@@ -147,7 +166,8 @@ def speed_table(repeats: int = 5, batch: int = 8, side: int = 224, names: list[s
         row["ratio_median"] = ratio(times["lrp"], times["gradient"])["median"]
         rows.append(row)
         print(
-            f"{name:24s} {side} px  gradient {row['gradient_min_s']:.3f}/{row['gradient_median_s']:.3f} s  "
+            f"{name:24s} {composite:22s} {side} px  "
+            f"gradient {row['gradient_min_s']:.3f}/{row['gradient_median_s']:.3f} s  "
             f"LRP {row['lrp_min_s']:.3f}/{row['lrp_median_s']:.3f} s (min/median)  "
             f"LRP/gradient {row['ratio_min']:.2f} (min) {row['ratio_median']:.2f} (median)  "
             f"Σ R / logit {row['conservation']} ({'ok' if row['conservation_ok'] else 'FLAGGED'})",
@@ -165,11 +185,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8, help="--speed: batch size")
     parser.add_argument("--backbones", nargs="+", default=None, help=f"--speed: any of {', '.join(SPEED_BACKBONES)}")
     parser.add_argument("--json", help="--speed: write the rows here")
+    parser.add_argument("--calibrate", action="store_true", help="--speed: batch-norm statistics of the batch first")
+    parser.add_argument(
+        "--composite", nargs="+", default=[], metavar="BACKBONE=COMPOSITE", help="--speed: instead of the default"
+    )
     args = parser.parse_args(argv)
     if args.conservation or not args.speed:
         conservation_table()
     if args.speed or not args.conservation:
-        rows = speed_table(args.repeats, args.batch, args.side, args.backbones)
+        chosen = dict(item.split("=", 1) for item in args.composite)
+        rows = speed_table(args.repeats, args.batch, args.side, args.backbones, args.calibrate, chosen)
         if args.json:
             write_json(args.json, {"args": vars(args), "rows": rows}, suite="backbones")
 
