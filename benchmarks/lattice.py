@@ -17,6 +17,7 @@ validation images (96 px) instead.
 Run:
     OMP_NUM_THREADS=1 python -m benchmarks lattice --n 16                # ResNet-50, 224 px (about 2 min on one core)
     OMP_NUM_THREADS=1 python -m benchmarks lattice --n 2 --side 112 --json lattice.json
+    OMP_NUM_THREADS=1 python -m benchmarks lattice --arch efficientnet_v2_s --side 128 --n 8 --composites epsilon_plus
     OMP_NUM_THREADS=1 python -m benchmarks lattice --checkpoint lightning_logs/demo/version_0/checkpoints/last.ckpt
 """
 
@@ -33,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from benchmarks.checkerboard import smooth_images  # noqa: E402
+from benchmarks.checkerboard import smooth_images, stride_peak_contrast  # noqa: E402
 from benchmarks.timing import machine_info, write_json  # noqa: E402
 from lit_xai.explainers import LRP  # noqa: E402
 from lit_xai.explainers.profiles import find_profile  # noqa: E402
@@ -52,13 +53,15 @@ def gradient_x_input(net: nn.Module, images: torch.Tensor, targets: torch.Tensor
     return (grad * images).sum(1).detach()
 
 
-def candidates(net: nn.Module) -> dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]]:
+def candidates(
+    net: nn.Module, extra: Sequence[str] = ()
+) -> dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]]:
     """The network's default composite (its profile's), the torchvision ResNet default and the composites the issue
-    names, and gradient x input."""
+    names, any ``extra`` composites, and gradient x input."""
     default = find_profile(net).profile.default_composite
     # the torchvision ResNet family's default (epsilon_gamma_box) always, so the trained tiny ResNet is compared too
-    others = ("epsilon_gamma_box", "epsilon_plus_flat", "epsilon_alpha2_beta1_flat")
-    names = [default] + [c for c in others if c != default]
+    others = ("epsilon_gamma_box", "epsilon_plus_flat", "epsilon_alpha2_beta1_flat", *extra)
+    names = list(dict.fromkeys([default] + [c for c in others if c != default]))
     found: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]] = {
         f"{name}{' (default)' if name == default else ''}": LRP(composite=name, batch_size=2) for name in names
     }
@@ -69,7 +72,7 @@ def candidates(net: nn.Module) -> dict[str, Callable[[nn.Module, torch.Tensor, t
 def score(
     net: nn.Module, images: torch.Tensor, targets: torch.Tensor, explain: Callable, patch: int = 16, steps: int = 14
 ) -> dict[str, float]:
-    """Lattice index, median conservation ratio, AOPC and seconds of one candidate."""
+    """Lattice index, checkerboard peak contrast, median conservation ratio, AOPC and seconds of one candidate."""
     start = time.perf_counter()
     heat = explain(net, images, targets)
     seconds = time.perf_counter() - start
@@ -79,6 +82,7 @@ def score(
     _, aopc = pixel_flipping(net, images, targets, heat, patch=patch, steps=steps, batch_size=8)
     return {
         "lattice": lattice_index(heat).mean().item(),
+        "contrast": stride_peak_contrast(heat),
         "conservation": ratios.median().item(),
         "aopc": aopc.mean().item(),
         "seconds": seconds,
@@ -106,16 +110,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the table and the machine here")
     parser.add_argument("--checkpoint", help="a trained ImageClassifier (the demo's) on the demo's validation images")
+    parser.add_argument(
+        "--arch", default="resnet50", help="a torchvision model name (random init), e.g. efficientnet_v2_s"
+    )
+    parser.add_argument("--composites", nargs="*", default=(), help="further composites to compare")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     if args.checkpoint:
         net, images = _trained(args.checkpoint, args.n)
         args.side, what = images.shape[-1], f"{Path(args.checkpoint).name} ({type(net).__name__})"
     else:
-        from torchvision.models import resnet50
+        import torchvision
 
-        net = calibrate_batch_norm(resnet50(weights=None), smooth_images(8, args.side, args.seed + 1)).eval()
-        images, what = smooth_images(args.n, args.side, args.seed + 2), "ResNet-50 (random init)"
+        model = getattr(torchvision.models, args.arch)(weights=None)
+        net = calibrate_batch_norm(model, smooth_images(8, args.side, args.seed + 1)).eval()
+        images, what = smooth_images(args.n, args.side, args.seed + 2), f"{args.arch} (random init)"
     with torch.no_grad():
         targets = net(images).argmax(1)
     noise = torch.randn(64, args.side, args.side, generator=torch.Generator().manual_seed(args.seed))
@@ -125,15 +134,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"own {lattice_index(images.sum(1)).mean().item():.3f}"
     )
     rows: dict[str, dict[str, float]] = {}
-    for name, explain in candidates(net).items():
+    for name, explain in candidates(net, args.composites).items():
         rows[name] = score(net, images, targets, explain)
     baseline = next(r["aopc"] for n, r in rows.items() if n.endswith("(default)"))
-    print("| candidate | lattice index | conservation (median sum R / logit) | AOPC | AOPC vs default |")
-    print("|---|---|---|---|---|")
+    print(
+        "| candidate | lattice index | checkerboard contrast | conservation (median sum R / logit) | AOPC | AOPC vs ",
+        end="",
+    )
+    print("default |")
+    print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         change = 100 * (r["aopc"] - baseline) / abs(baseline)
         r["aopc_change_percent"] = change
-        print(f"| {name} | {r['lattice']:.3f} | {r['conservation']:.2f} | {r['aopc']:.3g} | {change:+.1f} % |")
+        print(
+            f"| {name} | {r['lattice']:.3f} | {r['contrast']:.1f} | {r['conservation']:.2f} | {r['aopc']:.3g} | "
+            f"{change:+.1f} % |"
+        )
     if args.json:
         write_json(args.json, {"machine": machine_info(), "n": args.n, "side": args.side, "rows": rows})
 

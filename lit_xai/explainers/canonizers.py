@@ -371,7 +371,9 @@ class DenseNetCanonizer(SafeCompositeCanonizer):
 
 # -------------------------------------------------------------------------------------------------- EfficientNet
 def _squeeze_excitation_forward(self: SqueezeExcitation, input: torch.Tensor) -> torch.Tensor:
-    return signal_only_gate(self._scale(input), input)
+    # the gate receives no relevance (signal_only_gate), so its branch is computed from a detached input: the backward
+    # pass skips it instead of pushing zeros through its pooling and two convolutions (same map, bit for bit)
+    return signal_only_gate(self._scale(input.detach()), input)
 
 
 def _mbconv_forward(self: nn.Module, input: torch.Tensor) -> torch.Tensor:

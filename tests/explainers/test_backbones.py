@@ -88,3 +88,27 @@ def test_efficientnet_v2_and_mobilenet_v3_need_their_rules():
         net = build(name, "trained", x.double()).float()
         check = check_conservation(net, LRP(canonizers=[]), x, 0)
         assert check is not None and not check.all_ok, (name, check.exact_ratios)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_v2", "mobilenet_v3"])
+def test_squeeze_excitation_gate_branch_is_left_out_of_the_backward(name: str, monkeypatch) -> None:
+    """The gate gets no relevance, so its branch runs on a detached input: the same map as pushing zeros through it."""
+    from lit_xai.explainers import canonizers, transformer_canonizers
+
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    net = build(name, "trained", x.double()).float()
+    t = net(x).argmax(1)
+    composite = find_profile(net).profile.default_composite
+    detached = lrp_relevance(net, x, t, composite)
+
+    calls = []
+
+    def attached(self, input):  # the forward before the change: the gate branch in the graph, receiving zeros
+        calls.append(1)
+        return canonizers.signal_only_gate(self._scale(input), input)
+
+    for module in (canonizers, transformer_canonizers):
+        monkeypatch.setattr(module, "_squeeze_excitation_forward", attached)
+    assert torch.equal(lrp_relevance(net, x, t, composite), detached)
+    assert calls  # the attached forward ran

@@ -465,3 +465,70 @@ def test_gamma_keeps_both_terms_when_the_relu_output_has_another_consumer(mean_f
         rules.remove()
     assert calls[0] == 0  # conv2 feeds a mean (no mark), conv1's ReLU output has two consumers (mark rejected)
     _assert_same(ours, _zennit(net, x, targets, composite()))
+
+
+class _Tokens(nn.Module):
+    """(N, C, H, W) -> (N, H W, C): a linear layer on tokens (three dimensions) sees signed features."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)
+
+
+class _MeanTokens(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(1)
+
+
+def _signed_net() -> nn.Module:
+    # every rule layer sees inputs with negative entries: the image, in-place SiLU / Hardswish outputs, a grouped conv
+    # fed by a conv, linear layers on 2-d and 3-d inputs; random biases
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.SiLU(inplace=True),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2),
+        nn.Conv2d(8, 8, 1),
+        nn.Hardswish(inplace=True),
+        _Tokens(),
+        nn.Linear(8, 6),
+        _MeanTokens(),
+        nn.Hardswish(),
+        nn.Linear(6, 4),
+    ).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.bias.normal_(0, 0.1)
+    return net.requires_grad_(False)
+
+
+@pytest.mark.parametrize("rule", [Gamma(0.25), ZPlus(), Gamma(1.0, stabilizer=1e-3)])
+def test_signed_inputs_take_the_fast_rule_and_match_zennit(rule, monkeypatch) -> None:
+    from lit_xai.explainers import _fast_rules
+
+    net = _signed_net()
+    x, targets = torch.randn(3, 3, 16, 16), torch.tensor([0, 3, 1])
+
+    def composite() -> LayerMapComposite:
+        return LayerMapComposite([((nn.SiLU, nn.Hardswish), Pass()), ((nn.Conv2d, nn.Linear), rule)])
+
+    fallbacks = []
+    original = _fast_rules._FallbackHook.__call__
+    monkeypatch.setattr(_fast_rules._FallbackHook, "__call__", lambda self, x: fallbacks.append(1) or original(self, x))
+    rules = FastRules(composite())
+    rules.register(net)
+    try:
+        assert rules.fast_layers == 5
+        xi = x.clone().requires_grad_(True)
+        out = net(xi)
+        init = torch.zeros_like(out)
+        init[torch.arange(3), targets] = out[torch.arange(3), targets].detach()
+        (ours,) = torch.autograd.grad(out, xi, init)
+    finally:
+        rules.remove()
+    assert not fallbacks  # no zennit hook ran: signed inputs and in-place activations are on the fast path
+    assert all("forward" not in m.__dict__ for m in net.modules())
+    # zennit's hooks in float64 are the oracle; ours may be off by a few times zennit's own float32 rounding
+    reference = _zennit(net, x, targets, composite())
+    reference64 = _zennit(float64_twin(net), x.double(), targets, composite())
+    assert (ours.double() - reference64).abs().max() <= rounding_atol(reference, reference64)

@@ -29,6 +29,20 @@ def test_profiles_of_registry_and_torchvision_networks_and_prefixes():
         resolve_profile(nn.Sequential(nn.Conv2d(3, 4, 3)))
 
 
+def test_silu_efficientnets_default_to_gamma_and_keep_alpha_beta_by_name():
+    # torchvision's own (SiLU) EfficientNets: epsilon_gamma_box (issue 35 item 2); the registry's ReLU variants
+    # declare their profile and keep epsilon_alpha2_beta1, which any EfficientNet still gets by name
+    for build in (torchvision.models.efficientnet_b0, torchvision.models.efficientnet_v2_s):
+        found = resolve_profile(build())
+        assert (found.profile.family, found.profile.default_composite) == ("efficientnet", "epsilon_gamma_box")
+    for name in ("tiny_efficientnet_relu", "efficientnet_b0_relu"):
+        assert resolve_profile(build_architecture(name, 2)).profile.default_composite == "epsilon_alpha2_beta1"
+    net = torchvision.models.efficientnet_b0(num_classes=3).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert LRP().composite_for(net) == "epsilon_gamma_box"
+    assert LRP(composite="epsilon_alpha2_beta1")(net, x, 0).shape == (1, 32, 32)
+
+
 def test_a_network_can_declare_its_own_profile():
     class Mine(nn.Module):
         def __init__(self):
