@@ -163,7 +163,7 @@ def measure_reliance(
         explained: ``(rows, targets, maps)``: maps of ``pool`` rows that ``explainer`` already made of this
             ``module`` (e.g. the discovery pass of the same measurement); a relevance measure needing the map of such
             a row for the same target reads it there instead of explaining the image again (an image's map does
-            not depend on the other images of its batch).
+            not depend on the other images of its batch, up to float rounding; the maps only support the verdict).
 
     Returns:
         ``tests`` (which tests ran); ``counterfactual`` (insertion) and ``removal``, each

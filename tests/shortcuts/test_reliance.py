@@ -224,6 +224,7 @@ def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, cl
         ARTIFACTS.pop("counted_ring", None)
 
 
+@pytest.mark.usefixtures("single_thread")
 def test_measure_reliance_reads_maps_already_made(models, clean) -> None:
     """Maps given in ``explained`` (rows, targets, maps) are read, not explained again: the same evidence as a run
     that explains every image (the reference, same run), and only the rows missing there, or explained for another
@@ -255,7 +256,10 @@ def test_measure_reliance_reads_maps_already_made(models, clean) -> None:
     probes_missing = len({2, 5, 7} & set(reference["probe_rows"]))
     assert probes_missing > 0  # the test reaches the mixed case
     assert seen == [probes_missing, 3]  # the probes, then the 16 SpRAy images (rows 0-15), that are missing
-    assert torch.equal(reused["heatmaps"], reference["heatmaps"])
-    assert reused["relevance_ratio"] == reference["relevance_ratio"]
+    # an image's map is the same in any batch up to float32 rounding of the linear layer's sums (2304 inputs)
+    ref = reference["heatmaps"]
+    tol = torch.finfo(torch.float32).eps * SIZE * SIZE * float(ref.abs().max())
+    assert (reused["heatmaps"] - ref).abs().max() <= tol
+    assert reused["relevance_ratio"] == pytest.approx(reference["relevance_ratio"], rel=1e-4)
     assert reused["spray"] == reference["spray"]
     assert reused["counterfactual"] == reference["counterfactual"] and reused["removal"] == reference["removal"]
