@@ -308,11 +308,7 @@ class ShortcutWatch:
             pools = [p for p in (pool, self.train_pool) if p is not None]
             with art.registered(name):
                 try:
-                    if art.built_detection is not None and torch.equal(found["rows"], torch.arange(len(pool))):
-                        scores, masks = art.built_detection  # built from these very images: scored once
-                        pool.flags[name], pool.masks[name] = scores >= art.threshold, masks
-                    else:
-                        pool.detect(name)
+                    pool.detect(name)  # the images the artifact was built from are scored once (its detect cache)
                     art.flag_pool(pool, name)
                     evidence = measure_reliance(
                         module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,
