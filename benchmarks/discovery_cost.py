@@ -33,6 +33,7 @@ checkout's, which must be the same.
 Run:
     python -m benchmarks discovery_cost                       # the demo, 3 repeats (about 3 min, 1 thread)
     python -m benchmarks discovery_cost --before /tmp/before  # + the same work by an earlier checkout
+    python -m benchmarks discovery_cost --profile             # + one discover + verify under cProfile
     python -m benchmarks discovery_cost --setting isic --repeats 2
     python -m benchmarks discovery_cost --json out.json
 """
@@ -220,8 +221,44 @@ def _before_call(before: Path, model, watch, root: str, threads: int) -> tuple:
     return run, results
 
 
+#: what --profile reports: (label, a function's file suffix, its name)
+PARTS: list[tuple[str, str, str]] = [
+    ("discover (all)", "shortcuts/watch.py", "discover"),
+    ("  LRP maps of the pool (explainer call)", "explainers/base.py", "__call__"),
+    ("    of it: conservation guard's bias-free pass (confirm)", "explainers/conservation.py", "confirm"),
+    ("  CRP concept relevances (concepts)", "shortcuts/watch.py", "concepts"),
+    ("  clustering (discover_candidates)", "shortcuts/discovery.py", "discover_candidates"),
+    ("verify (all)", "shortcuts/watch.py", "verify"),
+    ("  artifact from the members (candidate_artifact)", "shortcuts/candidate_artifact.py", "candidate_artifact"),
+    ("  causal tests (measure_reliance)", "shortcuts/monitoring.py", "measure_reliance"),
+    ("    of it: harmonic fill (remove_ring)", "artifacts/inserters.py", "remove_ring"),
+    ("    of it: forward passes (paired_shift)", "shortcuts/reliance.py", "paired_shift"),
+]
+
+
+def _profile(discover, verify) -> dict[str, float]:
+    """Cumulative seconds of :data:`PARTS` in one more ``discover(); verify()`` under cProfile."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.runcall(lambda: (discover(), verify()))
+    stats = pstats.Stats(profiler).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    return {
+        label: sum(v[3] for (f, _, n), v in stats.items() if f.endswith(file) and n == name)
+        for label, file, name in PARTS
+    }
+
+
 def measure(
-    setting: str, repeats: int, epochs: int, steps: int, train_images: int, pool: int, before: Path | None = None
+    setting: str,
+    repeats: int,
+    epochs: int,
+    steps: int,
+    train_images: int,
+    pool: int,
+    before: Path | None = None,
+    profile: bool = False,
 ) -> dict:
     with tempfile.TemporaryDirectory() as root:
         if setting == "demo":
@@ -247,6 +284,7 @@ def measure(
             found["verified"] = watch.verify(contract, model, found)
 
         times = time_interleaved({"epoch": epoch, "discover": discover, "verify": verify, **calls}, repeats=repeats)
+        parts = _profile(discover, verify) if profile else {}
     if before is not None:  # the subprocess's own seconds of its timed round (warm-up dropped) replace its wall time
         del times["before"]
         kept = before_results[-repeats:]
@@ -270,6 +308,8 @@ def measure(
         "kept_per_image": _kept(found),
         "threads": torch.get_num_threads(),
     }
+    if profile:
+        out["profile_cumulative_s"] = parts
     if before is not None:
         before_both = [d + v for d, v in zip(times["before_discover"], times["before_verify"])]
         out["before"] = str(before)
@@ -310,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--isic-train-images", type=int, default=25000)
     parser.add_argument("--isic-pool", type=int, default=64)
     parser.add_argument("--before", type=Path, default=None, help="demo: another checkout, timed on the same work")
+    parser.add_argument("--profile", action="store_true", help="one more discover + verify under cProfile")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.before is not None and (args.setting != "demo" or not (args.before / "lit_xai").is_dir()):
@@ -318,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     out = measure(
         args.setting, args.repeats, args.epochs, args.isic_steps, args.isic_train_images, args.isic_pool,
-        None if args.before is None else args.before.resolve(),
+        None if args.before is None else args.before.resolve(), args.profile,
     )  # fmt: skip
     s, r = out["seconds"], out["ratio_discovery_to_epoch"]
     print(f"setting {out['setting']} ({args.threads} thread, {args.repeats} interleaved repeats after a warm-up; "
@@ -329,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
           f"discover alone {out['ratio_discover_to_epoch']['min']:.3f}, verify alone "
           f"{out['ratio_verify_to_epoch']['min']:.3f}; {out['candidates_tested']} candidates tested")  # fmt: skip
     print(f"  kept per image: {out['kept_per_image']}")
+    for label, secs in out.get("profile_cumulative_s", {}).items():
+        print(f"  profile {label:58s} {secs:6.2f} s")
     if "before" in out:
         b, rb = out["seconds"]["before_discover+verify"], out["ratio_before_discovery_to_epoch"]
         r2 = out["ratio_discovery_to_before"]
