@@ -1,6 +1,7 @@
 """The demo with / without both monitors while another process keeps one core busy: the monitors' overhead ratio.
 
-    python -m benchmarks monitor_cost [--repeats 3] [--idle] [--quick] [--profile] [--json OUT.json]
+    python -m benchmarks monitor_cost [--repeats 3] [--idle] [--quick] [--profile] [--before DIR] [--no-every-epoch]
+                                      [--json OUT.json]
 
 Issue 35, item 4. ``python train.py --config configs/demo.yaml`` as a user types it (the command picks its torch
 threads, :mod:`lit_xai.threads`) three ways: with the demo's callbacks as shipped (``monitors``), with both
@@ -18,6 +19,11 @@ Besides the ratio it prints where the monitored runs' time goes, per epoch, from
 repeats. ``--profile`` adds one monitored run under cProfile (the same busy core) and prints the cumulative seconds
 of the monitors' parts (explanations, causal tests, discovery, candidate verification, pictures, report).
 ``--quick`` (2 epochs) only checks the code path: the figure to quote is the full demo's.
+
+``--before DIR`` adds a fourth command, ``before``: the shipped demo run by another checkout of the package (``DIR``,
+e.g. ``git worktree add /tmp/before HEAD~3`` or an extracted ``git archive``: its ``train.py`` with ``DIR`` first on
+``PYTHONPATH``), interleaved with the others, so a change's before -> after ratio comes from one session under one
+load. ``--no-every-epoch`` leaves out the every-epoch variant (the longest run).
 """
 
 from __future__ import annotations
@@ -99,10 +105,17 @@ def _configs(out: Path, quick: bool) -> dict[str, Path]:
     return paths
 
 
-def _command(config: Path, save_dir: Path, profile: Path | None = None) -> list[str]:
+def _command(config: Path, save_dir: Path, profile: Path | None = None, root: Path = ROOT) -> list[str]:
     head = [sys.executable] + (["-m", "cProfile", "-o", str(profile)] if profile else [])
-    train = [str(ROOT / "train.py"), "--config", str(config)]
+    train = [str(root / "train.py"), "--config", str(config)]
     return [*head, *train, "--trainer.logger.init_args.save_dir", str(save_dir)]
+
+
+def _env(root: Path) -> dict[str, str]:
+    """The environment of a demo run by the checkout ``root``: ``root`` first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    return env
 
 
 def _profile_parts(path: Path) -> dict[str, float]:
@@ -123,15 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", action="store_true", help="no busy core")
     parser.add_argument("--quick", action="store_true", help="2 epochs: checks the code path only")
     parser.add_argument("--profile", action="store_true", help="one more monitored run under cProfile")
+    parser.add_argument("--before", type=Path, help="another checkout: its shipped demo as a 4th command")
+    parser.add_argument("--no-every-epoch", action="store_true", help="leave out the every-epoch variant")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "train.py").is_file():
+        parser.error(f"--before {args.before}: no train.py there (give the root of another checkout)")
     figures = _readme_figures()
     results: dict[str, Any] = {"busy_core": not args.idle, "quick": args.quick, "repeats": args.repeats}
-    progress: dict[str, list[dict[str, dict[int, float]]]] = {"monitors": [], "every_epoch": []}
-    evidence: dict[str, list[dict[str, Any]]] = {"monitors": [], "every_epoch": []}
+    monitored = ["monitors"] + ([] if args.no_every_epoch else ["every_epoch"]) + (["before"] if args.before else [])
+    progress: dict[str, list[dict[str, dict[int, float]]]] = {name: [] for name in monitored}
+    evidence: dict[str, list[dict[str, Any]]] = {name: [] for name in monitored}
+    roots = {"before": args.before.resolve()} if args.before is not None else {}
+    if args.before is not None:
+        results["before"] = str(args.before.resolve())
     with tempfile.TemporaryDirectory(prefix="lit_xai_monitor_cost_") as tmp:
         out = Path(tmp)
         configs = _configs(out, args.quick)
+        if args.no_every_epoch:
+            del configs["every_epoch"]
+        if args.before is not None:
+            configs["before"] = configs["monitors"]  # the same demo config, run by the other checkout
         burner = None if args.idle else figures._burner()
         try:
             if burner is not None:
@@ -141,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             def run(name: str) -> None:
                 save = out / f"logs_{name}_{next(counter)}"
                 start = time.perf_counter()
+                root = roots.get(name, ROOT)
                 proc = subprocess.run(
-                    _command(configs[name], save), cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    text=True, env=dict(os.environ),
+                    _command(configs[name], save, root=root), cwd=out, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, text=True, env=_env(root),
                 )  # fmt: skip
                 if proc.returncode != 0:
                     raise RuntimeError(f"the demo ({name}) failed:\n{proc.stdout[-3000:]}")
@@ -177,7 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     where = "one core kept busy by another process" if not args.idle else "no busy core"
     print(f"demo{' (--quick: 2 epochs)' if args.quick else ''}, {where}; {results.get('threads_note', '')}")
     print("wall s: " + "; ".join(f"{k} {[round(t, 1) for t in v]}" for k, v in times.items()))
-    for name, label in (("monitors", "as shipped (doubling schedule)"), ("every_epoch", "every epoch (before)")):
+    labels = {
+        "monitors": "as shipped (doubling schedule)",
+        "every_epoch": "every epoch (before issue 35)",
+        "before": f"as shipped, run by {args.before}",
+    }
+    for name in monitored:
+        label = labels[name]
         r = ratio(times[name], times["plain"])
         results |= {f"{name}_over_plain": r["min"], f"{name}_over_plain.median": r["median"]}
         extra = statistics.median(times[name]) - statistics.median(times["plain"])
@@ -194,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{name}.evidence"] = evidence[name]
         for found in evidence[name]:
             print(f"  evidence: {found}")
+    if args.before is not None:
+        r = ratio(times["monitors"], times["before"])
+        results |= {"monitors_over_before": r["min"], "monitors_over_before.median": r["median"]}
+        print(f"this checkout / --before, both as shipped: {r['min']:.3f} (median {r['median']:.3f})")
     for name, values in times.items():
         results[f"secs.{name}"], results[f"secs.{name}.all"] = summary(values), values
     for label, secs in results.get("profile_cumulative_s", {}).items():

@@ -70,6 +70,10 @@ class RunReport(Callback):
         if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         self.write(trainer)
+        if stage == "test" or not self.after_test:  # no later report reads the re-encoded pictures
+            from ..report.render import clear_image_cache
+
+            clear_image_cache()
 
     def write(self, trainer: Trainer) -> Optional[Path]:
         """Build the report now (rank 0); returns its path, or None (with a warning) when it could not be built."""

@@ -307,12 +307,23 @@ def channel_relevances(
     normalisation) equals the total of that channel's conditional heatmap when the rules below are conservative.
     """
     targets = as_targets(targets, images.shape[0], torch.device("cpu"))
+    module = dict(net.named_modules())[resolve_layer_name(net, layer)]
+    comp = build_composite(composite, net, canonizers, composite_kwargs)
     chunks = []
-    for i in range(0, images.shape[0], batch_size):
-        rel, _ = layer_relevance(
-            net, images[i : i + batch_size], targets[i : i + batch_size], layer, composite, canonizers
-        )
-        chunks.append(rel.reshape(rel.shape[0], rel.shape[1], -1).sum(2) if rel.ndim > 2 else rel)
+    # one composite context for all chunks (canonizing once), and the backward stops at the layer: the part below it
+    # (the high-resolution layers, most of an LRP backward) is not run for relevances that are never read there. The
+    # same rule arithmetic above the layer as :func:`layer_relevance`, so the same numbers
+    with _rules_context(comp, net) as modified, capture_output(module) as state:
+        for i in range(0, images.shape[0], batch_size):
+            x = prepare_input(images[i : i + batch_size], net)
+            try:
+                out = modified(x)
+                init = target_init(out, as_targets(targets[i : i + batch_size], x.shape[0], out.device), "CRP")
+                (rel,) = torch.autograd.grad(out, state["out"], grad_outputs=init)
+            finally:
+                state.clear()  # the captured output holds this chunk's graph
+            rel = rel.detach()
+            chunks.append(rel.reshape(rel.shape[0], rel.shape[1], -1).sum(2) if rel.ndim > 2 else rel)
     return torch.cat(chunks)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import bisect
 import datetime
+import functools
 import io
 import math
 import re
@@ -31,7 +32,17 @@ from .charts import line_chart
 from .outcome import outcome_text
 from .run_data import ImageEntry, RunData, TextEntry
 
-__all__ = ["AXIS", "CSP", "compact_image", "epochs_done", "markdown_html", "render_report", "section_of", "spread"]
+__all__ = [
+    "AXIS",
+    "CSP",
+    "clear_image_cache",
+    "compact_image",
+    "epochs_done",
+    "markdown_html",
+    "render_report",
+    "section_of",
+    "spread",
+]
 
 #: the page's Content-Security-Policy: embedded pictures and inline CSS only; no script, no request of any kind
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'none'; base-uri 'none'"
@@ -180,10 +191,18 @@ def compact_image(entry: ImageEntry, max_width: Optional[int] = None, lossless: 
     """
     if lossless:
         return entry.mime, entry.data
+    return _compact(entry.mime, entry.data, max_width)
+
+
+@functools.lru_cache(maxsize=64)
+def _compact(mime: str, data: bytes, max_width: Optional[int]) -> tuple[str, bytes]:
+    """:func:`compact_image` of the logged bytes, kept for the next report of the run: RunReport writes it at fit end
+    and again after the test, and the pictures logged before fit end are re-encoded once (bounded: 64 pictures;
+    :class:`~lit_xai.callbacks.RunReport` empties it after its last report)."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(entry.data)) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
             if max_width and img.width > max_width:
                 img = img.resize((max_width, max(1, round(img.height * max_width / img.width))), Image.LANCZOS)
@@ -193,11 +212,16 @@ def compact_image(entry: ImageEntry, max_width: Optional[int] = None, lossless: 
             buffer = io.BytesIO()
             img.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     except (OSError, ValueError):
-        return entry.mime, entry.data  # not an image PIL reads: embed as logged
+        return mime, data  # not an image PIL reads: embed as logged
     jpeg = buffer.getvalue()
-    if narrowed or len(jpeg) <= JPEG_GAIN * len(entry.data):
+    if narrowed or len(jpeg) <= JPEG_GAIN * len(data):
         return "image/jpeg", jpeg
-    return entry.mime, entry.data
+    return mime, data
+
+
+def clear_image_cache() -> None:
+    """Drop the pictures :func:`compact_image` keeps for a run's next report."""
+    _compact.cache_clear()
 
 
 def _data_uri(entry: ImageEntry, max_width: Optional[int], lossless: bool) -> str:

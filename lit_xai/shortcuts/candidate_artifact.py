@@ -135,8 +135,6 @@ class CandidateArtifact:
         template: ``(C, H, W)`` members' per-pixel median (used inside ``region``).
         threshold: template score from which an image is flagged.
         shift: largest shift (pixels) of the template the detector tries.
-        built_detection: :meth:`detect` of the images given to :func:`candidate_artifact` (the threshold is fitted on
-            them), kept so the same images need not be scored twice.
     """
 
     candidate: Candidate
@@ -146,14 +144,12 @@ class CandidateArtifact:
     template: torch.Tensor
     threshold: float
     shift: int = 0
-    #: the images, scores and masks of the last :meth:`detect` call: the monitor detects on the same pool images
-    #: twice (the threshold in :func:`candidate_artifact`, then ``pool.detect``), a search over (2 shift + 1)^2
-    #: template positions each time
+    #: the images, scores and masks of the last :meth:`detect` call, the one cache of the detector: the monitor
+    #: detects on the same pool images twice (the threshold in :func:`candidate_artifact`, then ``pool.detect``,
+    #: which scores the whole pool in one call), a search over (2 shift + 1)^2 template positions each time
     _last: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
         default=None, init=False, repr=False, compare=False
     )
-    #: ``detect`` of the images the artifact was built from (scores, masks): a pool of the same rows reuses it
-    built_detection: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     def detect(self, images01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Template scores ``(N,)`` and masks ``(N, H, W)`` (the region, at the best shift).
@@ -313,8 +309,7 @@ def candidate_artifact(
     template = x[rows].median(0).values
     shift = round(shift_fraction * min(x.shape[-2:]))
     art = CandidateArtifact(candidate, masks, x[rows].clone(), region, template, threshold=1.0, shift=shift)
-    art.built_detection = art.detect(x)
-    scores = art.built_detection[0]
+    scores, _ = art.detect(x)  # kept in art._last: pool.detect on these images reads it
     negatives = ~member if lab is None else (lab != candidate.class_index)
     art.threshold = _youden_threshold(scores[member], scores[negatives])
     return art

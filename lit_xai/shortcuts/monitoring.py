@@ -123,6 +123,7 @@ def measure_reliance(
     sham: Literal["mean", "shuffle"] = "mean",
     confidence: float = 0.95,
     resamples: int = 2000,
+    explained: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Reliance of ``module`` on ``artifact`` as evidence for ``target_class`` (pure; no Lightning).
 
@@ -159,6 +160,10 @@ def measure_reliance(
             artifact's pixel changes, patches permuted over the image).
         confidence: level of the bootstrap intervals.
         resamples: bootstrap resamples.
+        explained: ``(rows, targets, maps)``: maps of ``pool`` rows that ``explainer`` already made of this
+            ``module`` (e.g. the discovery pass of the same measurement); a relevance measure needing the map of such
+            a row for the same target reads it there instead of explaining the image again (an image's map does
+            not depend on the other images of its batch, up to float rounding; the maps only support the verdict).
 
     Returns:
         ``tests`` (which tests ran); ``counterfactual`` (insertion) and ``removal``, each
@@ -184,12 +189,12 @@ def measure_reliance(
     flagged = flags.nonzero().flatten()[:num_probes]
     out["probe_rows"] = flagged.tolist()
     out["relevance_ratio"] = math.nan
-    if len(flagged):
-        if explainer is None:
-            from ..explainers import LRP
+    if explainer is None:
+        from ..explainers import LRP
 
-            explainer = LRP()
-        heat = explainer(module, pool.inputs[flagged], torch.full((len(flagged),), target_class))
+        explainer = LRP()
+    if len(flagged):
+        heat = _maps(explainer, module, pool, flagged, target_class, explained)
         out["heatmaps"] = heat
         ratio = relevance_in_mask(heat, masks[flagged])
         out["relevance_ratio"] = float(torch.nanmean(ratio)) if not torch.isnan(ratio).all() else math.nan
@@ -230,11 +235,7 @@ def measure_reliance(
     if spray_samples > 0:
         members = (labels == target_class).nonzero().flatten()[:spray_samples]
         if len(members) >= 12:
-            if explainer is None:
-                from ..explainers import LRP
-
-                explainer = LRP()
-            heat = explainer(module, pool.inputs[members], torch.full((len(members),), target_class))
+            heat = _maps(explainer, module, pool, members, target_class, explained)
             result = spray(heat, n_neighbors=min(10, len(members) - 1))
             found = artifact_cluster(result, heat, masks[members])
             cluster_flags = flags[members]
@@ -249,6 +250,34 @@ def measure_reliance(
             out["spray"] = entry
             out["tests"].append("spray")
     return out
+
+
+def _maps(
+    explainer: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    module: nn.Module,
+    pool: ReliancePool,
+    rows: torch.Tensor,
+    target: int,
+    explained: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    """Maps of ``pool`` rows ``rows`` for class ``target``: read from ``explained`` where it has them, else made."""
+    targets = torch.full((len(rows),), target)
+    if explained is None:
+        return explainer(module, pool.inputs[rows], targets)
+    known_rows, known_targets, known_maps = explained
+    where = torch.full((len(pool),), -1, dtype=torch.long)
+    where[known_rows.long().cpu()] = torch.arange(len(known_rows))
+    at = where[rows.cpu()]
+    hit = torch.zeros(len(rows), dtype=torch.bool)
+    hit[at >= 0] = known_targets.long().cpu()[at[at >= 0]] == target
+    if not hit.any():
+        return explainer(module, pool.inputs[rows], targets)
+    maps = known_maps.new_empty((len(rows), *known_maps.shape[1:]))
+    maps[hit.to(maps.device)] = known_maps[at[hit].to(known_maps.device)]
+    if not hit.all():
+        missing = (~hit).nonzero().flatten()
+        maps[missing.to(maps.device)] = explainer(module, pool.inputs[rows[missing]], targets[missing]).to(maps)
+    return maps
 
 
 def _removal(

@@ -233,10 +233,14 @@ class ShortcutWatch:
         """The reliance evidence of every watched (artifact, class), the relevance outside the ROI and, with
         ``discover``, the discovered candidates."""
         budget, names = self.budget, contract.class_names
+        # discovery first: its maps of the pool (each image for its own class) are the maps the relevance measures
+        # (probes, SpRAy) need of the watched class's images, so they are read there instead of explained again
+        found = self.discover(module) if discover else None
+        explained = None if found is None else (found["rows"], found["labels"], found["heat"])
         evidence: list[tuple[str, str, dict[str, Any]]] = []
         for artifact in self.detectors:
             for cls in self.targets_for(artifact, names):
-                found = measure_reliance(
+                measured = measure_reliance(
                     module,
                     self.pool,
                     artifact,
@@ -251,16 +255,16 @@ class ShortcutWatch:
                     removal_pool=self.train_pool,
                     min_removal_images=MIN_REMOVAL_IMAGES,
                     confidence=self.rule.confidence,
+                    explained=explained,
                 )
-                evidence.append((artifact, names[cls], found))
-        found = self.discover(module) if discover else None
+                evidence.append((artifact, names[cls], measured))
         if found is not None and self.discovery.verify:
             start = time.perf_counter()
             found["verified"] = self.verify(contract, module, found)
             found["verify_seconds"] = time.perf_counter() - start
         return {
             "evidence": evidence,
-            "predictions": [self.predict(module, found, contract.task) for _, _, found in evidence],
+            "predictions": [self.predict(module, measured, contract.task) for _, _, measured in evidence],
             "method": self.explainer.describe(module),
             "roi": self.measure_roi(contract, module),
             "discovery": found,
@@ -304,11 +308,7 @@ class ShortcutWatch:
             pools = [p for p in (pool, self.train_pool) if p is not None]
             with art.registered(name):
                 try:
-                    if art.built_detection is not None and torch.equal(found["rows"], torch.arange(len(pool))):
-                        scores, masks = art.built_detection  # built from these very images: scored once
-                        pool.flags[name], pool.masks[name] = scores >= art.threshold, masks
-                    else:
-                        pool.detect(name)
+                    pool.detect(name)  # the images the artifact was built from are scored once (its detect cache)
                     art.flag_pool(pool, name)
                     evidence = measure_reliance(
                         module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from _tolerance import float64_twin, rounding_atol
 from torch import nn
 
-from lit_xai.explainers import CRP, LRP, concept_references
+from lit_xai.explainers import CRP, LRP, channel_relevances, concept_references
 from lit_xai.explainers._core import (
     explanation_model,
     make_composite,
@@ -17,6 +17,7 @@ from lit_xai.explainers._core import (
     resolve_module,
 )
 from lit_xai.explainers.concept_references import peak_box
+from lit_xai.explainers.crp import layer_relevance
 from lit_xai.models.architectures import build_architecture
 
 TOL = 1e-5  # relative to the largest |relevance| of the full heatmap
@@ -120,6 +121,25 @@ def test_heatmap_totals_equal_channel_relevance_and_rank_top_k(tiny, layer):
     assert (chosen[:, :-1] >= chosen[:, 1:]).all()
     err = (heat.sum((2, 3)) - chosen).abs().max() / rel.abs().max()
     assert err < TOL, f"heatmap totals differ from channel relevances by {err:.2e}"
+
+
+@pytest.mark.parametrize("layer", ["layer3", "layer4.0.conv2"])
+def test_channel_relevances_stop_at_the_layer_and_equal_the_full_pass(tiny, layer):
+    # channel_relevances runs the backward only down to the layer; the full pass (layer_relevance, down to the input)
+    # computed in the same run is the reference: the same rule arithmetic above the layer, so the same numbers
+    net, x, t = tiny
+    x = torch.cat([x, torch.randn(20, 3, 32, 32)])
+    t = torch.cat([t, torch.randint(0, 3, (20,))])
+    got = {}
+    for name, kwargs in (("plain", {}), ("no bias", {"zero_params": "bias"})):
+        with explanation_model(net, True, share_tensors=True) as m:
+            got[name] = channel_relevances(m, x, t, layer, batch_size=8, composite_kwargs=kwargs)
+            ref = torch.cat([
+                layer_relevance(m, x[i : i + 8], t[i : i + 8], layer, composite_kwargs=kwargs)[0].sum((2, 3))
+                for i in range(0, len(x), 8)
+            ])  # fmt: skip
+        assert torch.equal(got[name], ref)
+    assert not torch.equal(got["plain"], got["no bias"])  # composite_kwargs reach the rules
 
 
 def test_channels_argument_is_honoured(tiny):

@@ -336,3 +336,25 @@ def test_test_metrics_after_fit_sit_at_the_epochs_the_model_was_trained_for():
     # without train/ metrics to tell, the old rule: every logged epoch number counts as trained
     del run.scalars["train/loss_step"]
     assert _on_epoch_axis(run, "test/acc")[0] == [(3.0, 0.69)]
+
+
+def test_compact_image_re_encodes_a_logged_picture_once_until_cleared(monkeypatch):
+    """RunReport writes the report at fit end and again after the test: a picture logged before fit end is
+    re-encoded once (the same bytes both times), and the cache is emptied after the last report."""
+    from lit_xai.report import render
+    from lit_xai.report.run_data import ImageEntry
+
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 300, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    entry = ImageEntry(step=1, data=buffer.getvalue())
+    render.clear_image_cache()
+    saves = []
+    real_save = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", lambda self, *a, **k: saves.append(1) or real_save(self, *a, **k))
+    first = render.compact_image(entry, max_width=260)
+    again = render.compact_image(ImageEntry(step=1, data=bytes(entry.data)), max_width=260)  # equal bytes, new entry
+    assert first == again and first[0] == "image/jpeg" and len(saves) == 1
+    assert render.compact_image(entry, max_width=None) != first and len(saves) == 2  # another width: encoded
+    render.clear_image_cache()
+    assert render.compact_image(entry, max_width=260) == first and len(saves) == 3

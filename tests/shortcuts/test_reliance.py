@@ -222,3 +222,44 @@ def test_measure_reliance_edits_once_and_agrees_with_the_public_tests(models, cl
         assert first["counterfactual"]["mean_shift"] != pytest.approx(second["counterfactual"]["mean_shift"])
     finally:
         ARTIFACTS.pop("counted_ring", None)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_measure_reliance_reads_maps_already_made(models, clean) -> None:
+    """Maps given in ``explained`` (rows, targets, maps) are read, not explained again: the same evidence as a run
+    that explains every image (the reference, same run), and only the rows missing there, or explained for another
+    class, reach the explainer."""
+    from lit_xai.artifacts import ReliancePool, measure_reliance
+
+    ringed, _ = insert_ring(clean[:20], torch.Generator().manual_seed(3))
+    images01 = torch.cat([ringed, clean[20:]])
+    labels = torch.tensor([1] * 20 + [0] * 20)
+    pool = ReliancePool(images01, images01, labels, list(range(40)))
+    pool.detect("ring")
+    model, lrp = models["reliant"], LRP(canonizers=[])
+    seen: list[int] = []
+
+    def counting(module, images, targets):
+        seen.append(len(images))
+        return lrp(module, images, targets)
+
+    kwargs = {"num_probes": 6, "num_counterfactual": 16, "spray_samples": 16, "seed": 5}
+    reference = measure_reliance(model, pool, "ring", 1, lambda x: x, counting, **kwargs)
+    assert sum(seen) == 6 + 16
+    # discovery-like maps: every pool image for its own class, but rows 2 and 5 missing and row 7 for class 0
+    rows = torch.tensor([r for r in range(40) if r not in (2, 5)])
+    targets = labels[rows].clone()
+    targets[rows == 7] = 0
+    explained = (rows, targets, lrp(model, images01[rows], targets))
+    seen.clear()
+    reused = measure_reliance(model, pool, "ring", 1, lambda x: x, counting, explained=explained, **kwargs)
+    probes_missing = len({2, 5, 7} & set(reference["probe_rows"]))
+    assert probes_missing > 0  # the test reaches the mixed case
+    assert seen == [probes_missing, 3]  # the probes, then the 16 SpRAy images (rows 0-15), that are missing
+    # an image's map is the same in any batch up to float32 rounding of the linear layer's sums (2304 inputs)
+    ref = reference["heatmaps"]
+    tol = torch.finfo(torch.float32).eps * SIZE * SIZE * float(ref.abs().max())
+    assert (reused["heatmaps"] - ref).abs().max() <= tol
+    assert reused["relevance_ratio"] == pytest.approx(reference["relevance_ratio"], rel=1e-4)
+    assert reused["spray"] == reference["spray"]
+    assert reused["counterfactual"] == reference["counterfactual"] and reused["removal"] == reference["removal"]
