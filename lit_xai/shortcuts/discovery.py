@@ -50,7 +50,7 @@ Recipe, per class:
    consistently, only in this class, and off the object. Location enters squared because it is what tells a small
    artifact group from an object group: a weak artifact at realistic prevalence (8-13 pool images,
    ``benchmarks/discovery_recall.py``) is as *distinct* as an object cluster of 20-50 images (the excess over the null
-   times ``sqrt(size / n)``), but it sits off the object (location 0.6-0.9 against 0.1-0.15), and an object cluster
+   times ``sqrt(size / n)``), but it sits off the object (location 0.6-0.9 against 0.1-0.3), and an object cluster
    that crosses the threshold is often causal too (pasting an object part moves the prediction), so only the score
    can keep it from the tests. :data:`SUSPICIOUS_THRESHOLD` (maps alone) and :data:`SUSPICIOUS_THRESHOLD_CONCEPTS`
    (maps beside concepts) are the default decision thresholds, measured on the clean controls and the other classes
@@ -99,8 +99,8 @@ __all__ = [
 ]
 
 #: exponent of ``(1 + location)`` in the score (module docstring): with 1, the best object clusters of the clean
-#: controls (1.70) outscored the weak text and ruler groups (1.41-1.58); with 2 every such group clears them by
-#: >= 1.27x (``benchmarks/discovery_recall.py``, 3 seeds; benchmarks/README.md)
+#: controls (1.70) outscored the weak text and ruler groups (1.41-1.58); with 2 every such group clears every
+#: control cluster by >= 1.26x (2.56 against 2.02; ``benchmarks/discovery_recall.py``, 3 seeds; benchmarks/README.md)
 LOCATION_POWER: float = 2.0
 #: default score above which a candidate is called suspicious when the maps (or features) alone are clustered
 #: (``benchmarks/discovery.py``: no clean run or other class reaches it, max 1.17 measured; the square and text
@@ -108,7 +108,7 @@ LOCATION_POWER: float = 2.0
 SUSPICIOUS_THRESHOLD: float = 1.35
 #: the same with concept relevances beside the maps: classes use different concepts, so nearly every cluster is
 #: label-specific (specificity ~1, the factor ``2 * specificity`` ~2) and clean runs score higher (max 2.02 measured
-#: over the clean controls and other classes of both discovery benchmarks; the weak planted groups 2.55-3.70)
+#: over the clean controls and other classes of both discovery benchmarks; the weak planted groups 2.56-3.70)
 SUSPICIOUS_THRESHOLD_CONCEPTS: float = 2.25
 
 
