@@ -27,6 +27,7 @@ flags are used only to score what came back:
 Run:
     python -m benchmarks discovery_recall --quick            # one seed, two kinds: a smoke test (about 2 min)
     python -m benchmarks discovery_recall --json out.json    # 3 seeds x 5 kinds + 3 clean controls
+    python -m benchmarks discovery_recall --cache /tmp/r     # keep the trained models; a rerun only re-scores
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 
-from _discovery_data import shapes_dataset, train_tiny  # noqa: E402
+from _discovery_data import shapes_dataset, tiny_cnn, train_tiny  # noqa: E402
 
 from benchmarks.timing import write_json  # noqa: E402
 from lit_xai.artifacts.tags import insert_burnt_text, insert_square_tag  # noqa: E402
@@ -146,6 +147,23 @@ def _train_more(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: 
     return net.eval()
 
 
+CACHE: Path | None = None  # --cache: the trained models kept on disk, a rerun only discovers and verifies
+
+
+def _trained(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, key: str) -> torch.nn.Module:
+    """:func:`train_tiny` or, with ``--cache``, its state dict saved under ``key`` by an earlier run."""
+    path = None if CACHE is None else CACHE / f"{key}.pt"
+    if path is not None and path.exists():
+        net = tiny_cnn(int(y.max()) + 1, seed)
+        net.load_state_dict(torch.load(path))
+        return net.eval()
+    net = train_tiny(x, y, epochs=epochs, seed=seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), path)
+    return net
+
+
 def run_one(
     kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None, discoveries: int = 1
 ) -> dict:
@@ -157,7 +175,8 @@ def run_one(
     t0 = time.perf_counter()
     x, y, _ = _data(kind, seed, prevalence, "train")
     gap = 2 if discoveries > 1 else 0
-    net = train_tiny(x, y, epochs=epochs - gap, seed=seed)
+    key = f"{kind or 'clean'}-{seed}-{prevalence:g}-{epochs - gap}"
+    net = _trained(x, y, epochs - gap, seed, key)
     xv, yv, fv = _data(kind, seed, prevalence, "val")
     # the monitor's defaults (the ring detector knows none of these artifacts); ``threshold`` overrides discovery's
     watch = ShortcutWatch(("ring",), discovery=Discovery(threshold=threshold))
@@ -252,7 +271,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--discoveries", type=int, default=1, choices=[1, 2], help="2: one more, 2 epochs before")
     parser.add_argument("--quick", action="store_true", help="one seed, the tag and the text, 12 epochs")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the trained models here; a rerun re-uses them")
     args = parser.parse_args(argv)
+    global CACHE
+    CACHE = args.cache
     if args.quick:
         args.seeds, args.kinds, args.epochs = args.seeds[:1], ["tag", "text"], 12
     torch.set_num_threads(args.threads)

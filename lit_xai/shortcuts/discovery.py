@@ -45,10 +45,16 @@ Recipe, per class:
      from the class mean's, in half-diagonals); ``location = max(border, corners, 0) + offcentre
      (+ max(outside_roi, 0))``.
 
-   ``score = max(distinct, 0) * (2 * specificity) * (1 + location)``: zero when the cluster looks
-   where random subsets of the class look, large when it looks somewhere new, consistently, only in this class, and
-   off the object. :data:`SUSPICIOUS_THRESHOLD` (maps alone) and :data:`SUSPICIOUS_THRESHOLD_CONCEPTS` (maps beside
-   concepts) are the default decision thresholds, measured in ``benchmarks/discovery.py``.
+   ``score = max(distinct, 0) * (2 * specificity) * (1 + location) ** LOCATION_POWER`` (:data:`LOCATION_POWER` = 2):
+   zero when the cluster looks where random subsets of the class look, large when it looks somewhere new,
+   consistently, only in this class, and off the object. Location enters squared because it is what tells a small
+   artifact group from an object group: a weak artifact at realistic prevalence (8-13 pool images,
+   ``benchmarks/discovery_recall.py``) is as *distinct* as an object cluster of 20-50 images (the excess over the null
+   times ``sqrt(size / n)``), but it sits off the object (location 0.6-0.9 against 0.1-0.3), and an object cluster
+   that crosses the threshold is often causal too (pasting an object part moves the prediction), so only the score
+   can keep it from the tests. :data:`SUSPICIOUS_THRESHOLD` (maps alone) and :data:`SUSPICIOUS_THRESHOLD_CONCEPTS`
+   (maps beside concepts) are the default decision thresholds, measured on the clean controls and the other classes
+   of ``benchmarks/discovery.py`` and ``benchmarks/discovery_recall.py``.
 5. **Top-k** per class by score, skipping candidates whose Jaccard overlap with an already chosen one is 0.5 or more.
 
 Example:
@@ -84,6 +90,7 @@ from .spray import _normalised_affinity, _smallest_laplacian_eigenpairs, kmeans,
 
 __all__ = [
     "Candidate",
+    "LOCATION_POWER",
     "SUSPICIOUS_THRESHOLD",
     "SUSPICIOUS_THRESHOLD_CONCEPTS",
     "default_threshold",
@@ -91,12 +98,18 @@ __all__ = [
     "explanation_features",
 ]
 
+#: exponent of ``(1 + location)`` in the score (module docstring): with 1, the best object clusters of the clean
+#: controls (1.70) outscored the weak text and ruler groups (1.41-1.58); with 2 every such group clears every
+#: control cluster by >= 1.26x (2.56 against 2.02; ``benchmarks/discovery_recall.py``, 3 seeds; benchmarks/README.md)
+LOCATION_POWER: float = 2.0
 #: default score above which a candidate is called suspicious when the maps (or features) alone are clustered
-#: (``benchmarks/discovery.py``: no clean run reaches it; the square and text tags of every run exceed it)
-SUSPICIOUS_THRESHOLD: float = 1.25
+#: (``benchmarks/discovery.py``: no clean run or other class reaches it, max 1.17 measured; the square and text
+#: tags of every run exceed it, min 2.81)
+SUSPICIOUS_THRESHOLD: float = 1.35
 #: the same with concept relevances beside the maps: classes use different concepts, so nearly every cluster is
-#: label-specific (specificity ~1, the factor ``2 * specificity`` ~2) and clean runs score higher (max 1.57 measured)
-SUSPICIOUS_THRESHOLD_CONCEPTS: float = 1.75
+#: label-specific (specificity ~1, the factor ``2 * specificity`` ~2) and clean runs score higher (max 2.02 measured
+#: over the clean controls and other classes of both discovery benchmarks; the weak planted groups 2.56-3.70)
+SUSPICIOUS_THRESHOLD_CONCEPTS: float = 2.25
 
 
 @dataclass
@@ -175,7 +188,7 @@ def default_threshold(concepts: bool) -> float:
 
     Example:
         >>> default_threshold(False), default_threshold(True)
-        (1.25, 1.75)
+        (1.35, 2.25)
     """
     return SUSPICIOUS_THRESHOLD_CONCEPTS if concepts else SUSPICIOUS_THRESHOLD
 
@@ -498,6 +511,6 @@ def _class_candidates(
                 terms["outside_roi"] = float(outside[mem_rows].mean() - outside[rest_rows].mean())
                 location += max(terms["outside_roi"], 0.0)
         terms["location"] = location
-        score = max(distinct, 0.0) * 2.0 * specificity * (1.0 + location)
+        score = max(distinct, 0.0) * 2.0 * specificity * (1.0 + location) ** LOCATION_POWER
         found.append({"set": members, "score": float(score), "terms": terms, "focus": map_focus})
     return found

@@ -55,7 +55,8 @@ class Net(LightningModule):
 def fit(root: Path, tag: str | None) -> ShortcutMonitor:
     seed_everything(0)
     # defaults (detectors=("ring",), verification on) but the maps alone are clustered: with the concept relevances
-    # beside them the tag's cluster scores 1.0-1.3 here, under their threshold 1.75 (discovery recall, issue 32 item 2)
+    # beside them the tag's cluster scored 1.0-1.3 here, under their threshold (then 1.75; discovery recall, issue 32
+    # item 2)
     mon = ShortcutMonitor(model=ModelSpec(input_range=(-0.5, 0.5)), discovery=Discovery(concepts=False), verbose=False)
     trainer = Trainer(
         max_epochs=EPOCHS, accelerator="cpu", logger=False, callbacks=[mon], enable_progress_bar=False,

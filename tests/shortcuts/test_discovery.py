@@ -325,6 +325,27 @@ def test_distinct_is_measured_on_the_maps_where_the_group_exceeds_the_rest() -> 
     assert reference > math.log(3.0) and top.terms["distinct"] > 0.5
 
 
+def test_score_is_its_terms_with_location_squared(shapes) -> None:
+    # the score the thresholds were measured on (benchmarks/README.md, suites discovery and discovery_recall):
+    # max(distinct, 0) * 2 * specificity * (1 + location) ** LOCATION_POWER, location counted twice because it is
+    # what sets a small artifact group apart from an object group of the same distinctness
+    from lit_xai.shortcuts.discovery import LOCATION_POWER
+
+    _, _, y, flags, _, heat = shapes["square"]
+    found = discover_candidates(heat, y, top_k=3)
+    assert LOCATION_POWER == 2.0 and len(found) >= 3
+    for c in found:
+        t = c.terms
+        # a product of four float64 factors: within a few float64 eps of the same product recomputed
+        expected = max(t["distinct"], 0.0) * 2.0 * t["specificity"] * (1.0 + t["location"]) ** 2
+        assert c.score == pytest.approx(expected, rel=8 * np.finfo(np.float64).eps, abs=1e-300)
+    # the corner tag sits off the object: its group's location term exceeds that of every other class's candidate
+    tag = max(found, key=lambda c: c.score)
+    assert tag.class_index == TAGGED_CLASS and _purity_recall(tag, flags, y)[0] >= 0.8
+    others = [c.terms["location"] for c in found if c.class_index != TAGGED_CLASS]
+    assert tag.terms["location"] > max(others), (tag.terms["location"], others)
+
+
 @pytest.mark.slow
 def test_demo_ring_is_the_top_melanoma_candidate_of_the_monitor(tmp_path) -> None:
     # the demo (configs/demo.yaml's data, model and ShortcutMonitor, default discovery: maps beside concepts, every
