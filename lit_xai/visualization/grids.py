@@ -530,13 +530,14 @@ def timeline_grid(
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
     text_px = 11
     if fit_width is not None and label_w + _GAP + columns * (hw[1] + _GAP) - _GAP + 2 * _MARGIN > fit_width:
+        # the probes' labels wrap onto more lines, also after an arrow ("#204 melanoma→" / "melanoma")
+        row_labels = [str(label).replace("\u2192", "\u2192 ") for label in row_labels]
 
         def longest_word(size: int) -> int:  # a label wraps at spaces: its longest word must fit the column
-            words = (w for label in row_labels for w in str(label).split())
+            words = (w for label in row_labels for w in label.split())
             return max((_text_width(w, _font(size)) for w in words), default=0) + 6
 
-        # the probes' labels wrap onto more lines
-        label_w = min(label_w, max(60, longest_word(11), fit_width * 2 // 7))
+        label_w = min(label_w, max(60, longest_word(11), fit_width // 4))
         hw = _fit_tile(hw, columns, fit_width - label_w - _GAP)
         text_px = fit_text_px(label_w + _GAP + columns * (hw[1] + _GAP) - _GAP, fit_width)
         # still wider than the card (many epochs): larger type, as large as the columns' own labels still fit
