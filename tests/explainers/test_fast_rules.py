@@ -453,16 +453,8 @@ def test_gamma_keeps_both_terms_when_the_relu_output_has_another_consumer(mean_f
         return LayerMapComposite([(nn.ReLU, Pass()), ((nn.Conv2d, nn.Linear), Gamma(0.25))])
 
     rules = FastRules(composite())
-    rules.register(net)
-    try:
-        assert rules.fast_layers == 3
-        xi = x.clone().requires_grad_(True)
-        out = net(xi)
-        init = torch.zeros_like(out)
-        init[torch.arange(2), targets] = out[torch.arange(2), targets].detach()
-        (ours,) = torch.autograd.grad(out, xi, init)
-    finally:
-        rules.remove()
+    (ours,) = _relevance(net, x, targets, rules)
+    assert rules.fast_layers == 3
     assert calls[0] == 0  # conv2 feeds a mean (no mark), conv1's ReLU output has two consumers (mark rejected)
     _assert_same(ours, _zennit(net, x, targets, composite()))
 
@@ -516,16 +508,8 @@ def test_signed_inputs_take_the_fast_rule_and_match_zennit(rule, monkeypatch) ->
     original = _fast_rules._FallbackHook.__call__
     monkeypatch.setattr(_fast_rules._FallbackHook, "__call__", lambda self, x: fallbacks.append(1) or original(self, x))
     rules = FastRules(composite())
-    rules.register(net)
-    try:
-        assert rules.fast_layers == 5
-        xi = x.clone().requires_grad_(True)
-        out = net(xi)
-        init = torch.zeros_like(out)
-        init[torch.arange(3), targets] = out[torch.arange(3), targets].detach()
-        (ours,) = torch.autograd.grad(out, xi, init)
-    finally:
-        rules.remove()
+    (ours,) = _relevance(net, x, targets, rules)
+    assert rules.fast_layers == 5
     assert not fallbacks  # no zennit hook ran: signed inputs and in-place activations are on the fast path
     assert all("forward" not in m.__dict__ for m in net.modules())
     # zennit's hooks in float64 are the oracle; ours may be off by a few times zennit's own float32 rounding
