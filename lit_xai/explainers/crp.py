@@ -126,14 +126,33 @@ def layer_relevance(
         ``(layer_rel, input_rel)``: relevance at the layer output (shape of the layer output, e.g. ``(N, C, h, w)``)
         and input relevance ``(N, C_in, H, W)`` — the full LRP attribution, skip paths included.
     """
+    with _layer_pass(net, layer, composite, canonizers, composite_kwargs) as run:
+        return run(images, targets, with_input=True)
+
+
+@contextlib.contextmanager
+def _layer_pass(
+    net: nn.Module, layer: str, composite: str, canonizers: list | None, composite_kwargs: dict[str, Any] | None
+) -> Iterator[Any]:
+    """The composite's rules registered on ``net`` once, yielding ``run(images, targets, with_input)``: one LRP pass
+    of a chunk, returning the relevance at ``layer``'s output and, ``with_input``, at the input (else ``None``; the
+    backward then stops at the layer)."""
     module = dict(net.named_modules())[resolve_layer_name(net, layer)]
     comp = build_composite(composite, net, canonizers, composite_kwargs)
-    x = prepare_input(images, net)
     with _rules_context(comp, net) as modified, capture_output(module) as state:
-        out = modified(x)
-        init = target_init(out, as_targets(targets, x.shape[0], out.device), "CRP")
-        layer_rel, input_rel = torch.autograd.grad(out, (state["out"], x), grad_outputs=init)
-    return layer_rel.detach(), input_rel.detach()
+
+        def run(images: torch.Tensor, targets: torch.Tensor, with_input: bool) -> tuple[torch.Tensor, Any]:
+            x = prepare_input(images, net)
+            try:
+                out = modified(x)
+                init = target_init(out, as_targets(targets, x.shape[0], out.device), "CRP")
+                wrt = (state["out"], x) if with_input else (state["out"],)
+                grads = torch.autograd.grad(out, wrt, grad_outputs=init)
+            finally:
+                state.clear()  # the captured output holds this chunk's graph
+            return grads[0].detach(), grads[1].detach() if with_input else None
+
+        yield run
 
 
 def _channel_mask(channels: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -307,22 +326,13 @@ def channel_relevances(
     normalisation) equals the total of that channel's conditional heatmap when the rules below are conservative.
     """
     targets = as_targets(targets, images.shape[0], torch.device("cpu"))
-    module = dict(net.named_modules())[resolve_layer_name(net, layer)]
-    comp = build_composite(composite, net, canonizers, composite_kwargs)
     chunks = []
     # one composite context for all chunks (canonizing once), and the backward stops at the layer: the part below it
     # (the high-resolution layers, most of an LRP backward) is not run for relevances that are never read there. The
-    # same rule arithmetic above the layer as :func:`layer_relevance`, so the same numbers
-    with _rules_context(comp, net) as modified, capture_output(module) as state:
+    # same pass as :func:`layer_relevance`, so the same numbers
+    with _layer_pass(net, layer, composite, canonizers, composite_kwargs) as run:
         for i in range(0, images.shape[0], batch_size):
-            x = prepare_input(images[i : i + batch_size], net)
-            try:
-                out = modified(x)
-                init = target_init(out, as_targets(targets[i : i + batch_size], x.shape[0], out.device), "CRP")
-                (rel,) = torch.autograd.grad(out, state["out"], grad_outputs=init)
-            finally:
-                state.clear()  # the captured output holds this chunk's graph
-            rel = rel.detach()
+            rel, _ = run(images[i : i + batch_size], targets[i : i + batch_size], with_input=False)
             chunks.append(rel.reshape(rel.shape[0], rel.shape[1], -1).sum(2) if rel.ndim > 2 else rel)
     return torch.cat(chunks)
 
