@@ -529,7 +529,11 @@ def timeline_grid(
     widest = max((_text_width(str(lbl), font) for lbl in row_labels), default=0) + 6
     label_w = int(min(max(widest, 60), max(140, 2 * hw[1])))
     text_px = 11
-    if fit_width is not None and label_w + _GAP + columns * (hw[1] + _GAP) - _GAP + 2 * _MARGIN > fit_width:
+
+    def grid_width() -> int:  # the label column and the tile columns, with their gaps (margins not included)
+        return label_w + _GAP + columns * (hw[1] + _GAP) - _GAP
+
+    if fit_width is not None and grid_width() + 2 * _MARGIN > fit_width:
         # the probes' labels wrap onto more lines, also after an arrow ("#204 melanoma→" / "melanoma")
         row_labels = [str(label).replace("\u2192", "\u2192 ") for label in row_labels]
 
@@ -539,7 +543,7 @@ def timeline_grid(
 
         label_w = min(label_w, max(60, longest_word(11), fit_width // 4))
         hw = _fit_tile(hw, columns, fit_width - label_w - _GAP)
-        text_px = fit_text_px(label_w + _GAP + columns * (hw[1] + _GAP) - _GAP, fit_width)
+        text_px = fit_text_px(grid_width(), fit_width)
         # still wider than the card (many epochs): larger type, as large as the columns' own labels still fit
         heads = [w for c in [*column_labels, "input"] for w in f"{c} · 0.000".split()]
         while text_px > 11 and max(_text_width(w, _font(text_px)) for w in heads) > hw[1] - 4:
@@ -559,8 +563,7 @@ def timeline_grid(
         if masks is not None:
             inputs = _paint(inputs, _outline(masks.detach().cpu(), hw, thickness=1), MASK_RGB)
         tiles, column_labels = [inputs, *tiles], ["input", *column_labels]
-    body_w = len(tiles) * hw[1] + (len(tiles) - 1) * _GAP
-    width = label_w + _GAP + body_w
+    width = grid_width()
     parts: list[Image.Image] = []
     if legend:
         note = "rows: probes; columns: " + ("the input, then " if images01 is not None else "") + "epochs"
