@@ -121,6 +121,176 @@ class _Rule:
     high: Any = None
 
 
+class Ledger:
+    """Per-image relevance absorbed by the fast rule layers of one backward pass (the conservation guard's account).
+
+    A rule layer hands down ``R_in = R_out - a``: ``a`` is what its bias and stabiliser absorbed (for the Gamma and
+    ZBox rules also their bias terms), ``Σ R_out - Σ R_in`` per image. With every layer that carries relevance on a
+    fast rule (the rest under ``Pass``, identities, max-pools), the input relevance plus the absorbed relevance
+    telescopes to the explained logit exactly (up to rounding); a layer without a rule (its plain gradient applied
+    to the relevance) or a zennit hook's absorption is not counted, and shows as the difference. So the guard can
+    judge a map whose biases absorbed most of its relevance without a second, bias-free pass
+    (:mod:`lit_xai.explainers.conservation`).
+
+    The account is only as good as the claim that nothing else changes the relevance's total, so before the
+    backward :meth:`inspect` walks the autograd graph from the logits to the input: every node on a path that carries
+    relevance must be a rule (lit_xai's rule functions, or inside a module that a zennit hook rewrites) or move values
+    without combining them (views, permutations, concatenation, max-pooling, ...). A plain ``a + b``, ``a * b``, an
+    unruled normalisation or convolution there marks the ledger ``complete = False``: its account is not used, and
+    the guard falls back to the bias-free pass. So the account never accepts a map that an unruled operation
+    distorted.
+
+    Sums are per image (dimension 0 of each relevance tensor); a tensor whose first dimension is not the batch (a
+    sequence-first layer) also marks the ledger incomplete.
+    """
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+        self.absorbed = torch.zeros(batch, dtype=torch.float64)
+        self.complete = True
+        self.layers = 0  # rule-layer backward calls counted
+        self.regions: list[Any] = []  # autograd nodes of outputs of modules that carry a zennit hook (set by FastRules)
+        self.unruled: list[str] = []  # what made the account incomplete (node names), for messages and tests
+
+    @property
+    def usable(self) -> bool:
+        """The account may judge maps: nothing uncounted on the relevance's path, and some layer counted."""
+        return self.complete and self.layers > 0
+
+    def inspect(self, out: torch.Tensor, x: torch.Tensor) -> None:
+        """Walk the graph from ``out`` to the input ``x`` (before the backward) and mark the ledger incomplete when a
+        node on a path to ``x`` could change the relevance's total unseen (see the class docstring)."""
+        if out.grad_fn is None:
+            self.complete = False
+            return
+        children = _relevance_children
+        # the nodes of every path from out to x: a node reaches x if it is x's accumulator or a child reaches x
+        reaches: dict[Any, bool] = {}
+        stack: list[tuple[Any, bool]] = [(out.grad_fn, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in reaches and not expanded:
+                continue
+            if expanded:
+                below = children(node)
+                reaches[node] = getattr(node, "variable", None) is x or any(reaches.get(c, False) for c in below)
+                continue
+            reaches[node] = False  # provisional (a graph has no cycles, so this is never read before it is final)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children(node) if c not in reaches)
+        if not reaches.get(out.grad_fn, False):
+            self.complete = False  # the input is not on the graph (nothing to vouch for)
+            self.unruled.append("no path to the input")
+            return
+        rules = _rule_nodes()
+        inside = _zennit_regions(self.regions, reaches, rules)
+        for node, reached in reaches.items():
+            if not reached or node in inside or getattr(node, "variable", None) is x:
+                continue
+            name = type(node).__name__
+            if name in _COUNTED_NODES or name in _MOVING_NODES or name in rules:
+                continue
+            if name in _CONSTANT_SHIFTS and sum(reaches.get(c, False) for c in children(node)) == 1:
+                continue  # x + c with a constant c (a position embedding): x's side gets the relevance unchanged
+            self.unruled.append(name)
+        if self.unruled:
+            self.complete = False
+
+    def _sum(self, t: torch.Tensor) -> torch.Tensor | None:
+        if t.dim() < 2 or t.shape[0] != self.batch:
+            self.complete = False
+            return None
+        # a float32 reduction (float64 accumulation costs 6x here), the differences in float64: rounding of order
+        # eps32 x sum |R| per layer, far inside the band the account is judged on
+        return t.sum(dim=tuple(range(1, t.dim()))).double()
+
+    def record(self, out_relevance: torch.Tensor, *in_relevance: torch.Tensor) -> None:
+        """Count ``Σ R_out - Σ R_in`` per image for one rule layer's backward."""
+        total = self._sum(out_relevance)
+        for r in in_relevance:
+            part = self._sum(r)
+            if total is None or part is None:
+                return
+            total = total.sub_(part)
+        if total is None:
+            return
+        self.absorbed = total if self.layers == 0 else self.absorbed.to(total.device).add_(total)
+        self.layers += 1
+
+
+#: autograd nodes of the fast rules, whose backward the ledger counts
+_COUNTED_NODES = frozenset({"_RuleLayerBackward", "_NormLayerBackward", "_ResidualNormBackward"})
+#: autograd nodes that move relevance without changing its total: views and permutations, splits and concatenation,
+#: broadcasts (their backward sums the copies), max-pooling (to the winner), dtype changes, zennit's input wrappers
+_MOVING_NODES = frozenset(
+    {
+        "AliasBackward0", "AsStridedBackward0", "CatBackward0", "CloneBackward0", "ExpandBackward0",
+        "IdentityBackward", "IndexBackward0", "MaxPool2DWithIndicesBackward0", "MaxPool3DWithIndicesBackward0",
+        "AdaptiveMaxPool2DBackward0", "PermuteBackward0", "ReshapeAliasBackward0", "SelectBackward0",
+        "SliceBackward0", "SplitBackward0", "SplitWithSizesBackward0", "SqueezeBackward0", "SqueezeBackward1",
+        "SqueezeBackward2", "StackBackward0", "TBackward0", "ToCopyBackward0", "TransposeBackward0",
+        "UnbindBackward0", "UnsafeViewBackward0", "UnsqueezeBackward0", "ViewBackward0",
+    }
+)  # fmt: skip
+
+
+#: ``a + b`` / ``a - b``: total-preserving towards the input when only one side leads to it (the other a constant)
+_CONSTANT_SHIFTS = frozenset({"AddBackward0", "AddBackward1", "SubBackward0", "SubBackward1"})
+
+
+def _rule_nodes() -> frozenset[str]:
+    """Autograd node names of lit_xai's other rule functions (gates, transformer rules): rules, not counted."""
+    found: set[str] = set()
+    pending = list(torch.autograd.Function.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("lit_xai."):
+            found.add(f"{cls.__name__}Backward")
+    return frozenset(found)
+
+
+def _relevance_children(node: Any) -> list[Any]:
+    """The nodes a node hands relevance to (a signal-only gate hands its gate branch explicit zeros: left out)."""
+    nexts = [n for n, _ in node.next_functions if n is not None]
+    if type(node).__name__ == "_SignalOnlyGateBackward" and len(node.next_functions) == 2:
+        first = node.next_functions[1][0]
+        return [] if first is None else [first]
+    return nexts
+
+
+def _zennit_regions(tops: list[Any], reaches: dict[Any, bool], rules: frozenset[str]) -> set[Any]:
+    """The nodes inside modules that carry a zennit hook: from each module's output node down to its input wrapper
+    (zennit's ``Identity``), whose gradient the hook replaces. A region that does not end in that wrapper on every
+    path is not a hooked module's inside: nothing of it is returned."""
+    inside: set[Any] = set()
+    for top in tops:
+        region: set[Any] = set()
+        stack, closed = [top], True
+        while stack and closed:
+            node = stack.pop()
+            if node in region:
+                continue
+            region.add(node)
+            for child in (n for n, _ in node.next_functions if n is not None):
+                name = type(child).__name__
+                if name == "IdentityBackward":
+                    continue  # the hooked module's input: the region ends here
+                if getattr(child, "variable", None) is not None:
+                    if reaches.get(child, False):
+                        closed = False  # reaches the input without passing the hook's wrapper
+                    continue  # a parameter
+                if not reaches.get(child, False):
+                    continue
+                if name in _COUNTED_NODES or name in rules:
+                    closed = False  # another rule below, no wrapper in between: not a hooked module's inside
+                    break
+                stack.append(child)
+        if closed:
+            inside |= region
+    return inside
+
+
 def _closure(fn: Any) -> dict[str, Any]:
     code = getattr(fn, "__code__", None)
     if code is None or fn.__closure__ is None:
@@ -246,6 +416,7 @@ class _Layer:
         # FastRules._fold_batch_norms); None: no fold
         self.scale: torch.Tensor | None = None
         self._derived: _Derived | None = None
+        self.ledger: Ledger | None = None  # set by FastRules(ledger=...): the absorbed relevance is counted
 
     def derived(self) -> _Derived:
         """The layer's derived weights, each computed on first access (only those its path needs)."""
@@ -389,7 +560,10 @@ class _RuleLayer(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         try:
-            return (*_RuleLayer._backward(ctx, grad), None)
+            result = _RuleLayer._backward(ctx, grad)
+            if ctx.layer.ledger is not None:
+                ctx.layer.ledger.record(grad, result[0])
+            return (*result, None)
         finally:
             ctx.layer.release()  # a non-caching registration runs one backward per layer: its copies are done
 
@@ -590,6 +764,13 @@ class _NormLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        result = _NormLayer._backward(ctx, grad)
+        if ctx.layer.ledger is not None:
+            ctx.layer.ledger.record(grad, result[0])
+        return result
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         layer = ctx.layer
         x = _saved_input(ctx)
         inv = ctx.factor
@@ -622,6 +803,13 @@ class _ResidualNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        result = _ResidualNorm._backward(ctx, grad)
+        if ctx.layer.ledger is not None:
+            ctx.layer.ledger.record(grad, result[0], result[1])
+        return result
+
+    @staticmethod
+    def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         layer, a, b = ctx.layer, ctx.a, ctx.b
         if (a._version, b._version) != ctx.versions:
             raise RuntimeError(
@@ -739,11 +927,16 @@ class FastRules:
             through one retained graph, as CRP does per concept); costs their memory while the graph lives.
         enabled: ``False`` registers plain zennit hooks (``composite.register``); ``None`` (default) follows
             :func:`fast_rules_enabled`.
+        ledger: count the relevance each fast rule layer absorbs (one backward pass; see :class:`Ledger`). With
+            ``enabled`` off nothing is counted (``ledger.layers`` stays 0).
     """
 
-    def __init__(self, composite: Composite, cache: bool = False, enabled: bool | None = None) -> None:
+    def __init__(
+        self, composite: Composite, cache: bool = False, enabled: bool | None = None, ledger: Ledger | None = None
+    ) -> None:
         self.composite = composite
         self.cache = cache
+        self.ledger = ledger
         self.enabled = fast_rules_enabled() if enabled is None else bool(enabled)
         self.patched: list[nn.Module] = []
         self.fast_layers = 0  # Conv2d / Linear on a fast rule
@@ -774,7 +967,7 @@ class FastRules:
                 continue
             norm = _norm_rule(template) if type(child) is zlayer.Sum else None
             if norm is not None:
-                child.forward = _make_norm_forward(_Layer(child, norm, self.cache))
+                child.forward = _make_norm_forward(self._layer(child, norm))
                 self.patched.append(child)
                 self.fast_sums += 1
                 self._unstack_parent(model, name, child)
@@ -786,12 +979,14 @@ class FastRules:
             if rule is None:
                 comp.hook_refs.add(hook)
                 comp.handles.append(hook.register(child))
+                if self.ledger is not None:  # the hooked module's inside is a rule (Ledger.inspect)
+                    comp.handles.append(child.register_forward_hook(_region_recorder(self.ledger)))
                 continue
             # zennit's hook as the fallback for inputs with negative entries (same module, same semantics)
-            fallback = _FallbackHook(hook, child)
+            fallback = _FallbackHook(hook, child, self.ledger)
             comp.hook_refs.add(hook)
             comp.handles.append(fallback.handles)
-            layers[child] = _Layer(child, rule, self.cache)
+            layers[child] = self._layer(child, rule)
             child.forward = _make_forward(layers[child], fallback)
             self.patched.append(child)
             self.fast_layers += 1
@@ -804,6 +999,11 @@ class FastRules:
                 norm.forward = _identity
                 self.folded += 1
             self.patched.append(norm)
+
+    def _layer(self, module: nn.Module, rule: _Rule) -> _Layer:
+        layer = _Layer(module, rule, self.cache)
+        layer.ledger = self.ledger
+        return layer
 
     def _unstack_parent(self, model: nn.Module, name: str, child: nn.Module) -> None:
         """A torchvision residual block canonized by zennit sums through ``child``: let it skip the stack."""
@@ -829,9 +1029,10 @@ class FastRules:
 class _FallbackHook:
     """zennit's hook on a module, applied only to calls the fast rule cannot take (switched per call)."""
 
-    def __init__(self, hook: Any, module: nn.Module) -> None:
+    def __init__(self, hook: Any, module: nn.Module, ledger: Ledger | None = None) -> None:
         self.hook = hook
         self.module = module
+        self.ledger = ledger
         self.handles = RemovableHandleList()
         self.handles.append(_Unregister(hook))
         # zennit's backward re-runs ``module.forward`` with modified parameters: while it does, the patched forward
@@ -858,7 +1059,23 @@ class _FallbackHook:
         x = hook.pre_forward(module, (x,))
         out = type(module).forward(module, x)
         hook.forward(module, (x,), out)
-        return hook.post_forward(module, (x,), out)
+        out = hook.post_forward(module, (x,), out)
+        if self.ledger is not None and out.grad_fn is not None:
+            self.ledger.regions.append(out.grad_fn)
+        return out
+
+
+def _region_recorder(ledger: Ledger) -> Any:
+    """A forward hook noting the output node of a module that carries a zennit hook (weakly: no cycle)."""
+    ref = weakref.ref(ledger)
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        owner = ref()
+        first = output[0] if isinstance(output, tuple) else output
+        if owner is not None and isinstance(first, torch.Tensor) and first.grad_fn is not None:
+            owner.regions.append(first.grad_fn)
+
+    return record
 
 
 class _Unregister:

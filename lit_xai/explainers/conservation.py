@@ -90,10 +90,19 @@ class ConservationCheck:
 
     Biases absorb a share of the relevance that no rule can avoid, and in a random-init network with large biases
     they may absorb most of it (``ratios`` of 0.2 or below 0 with every layer handled correctly). So a map whose
-    ratio leaves the band is re-explained once on the same network with every additive constant removed (biases,
-    batch-norm means, a ViT's class token and position embedding), where correct rules conserve exactly:
-    ``exact_ratios`` holds those ratios, and ``ok`` is decided on them. A map is flagged only when its rules, not
-    its biases, lose or create relevance.
+    ratio leaves the band is judged with the biases accounted for, in two steps:
+
+    1. **The account** (free): every fast rule layer counted the relevance its bias and stabiliser absorbed in the
+       pass that made the map (:class:`~lit_xai.explainers._fast_rules.Ledger`); ``accounted_ratios`` holds
+       ``(Σ R + Σ absorbed) / logit``, which is 1 to rounding when every layer carrying relevance has its rule. What
+       it does not count (a layer without a rule, whose plain gradient rescales the relevance; a zennit hook's own
+       bias) stays in the difference.
+    2. **The bias-free pass** (one more LRP pass, only for maps whose account also leaves the band): the map is
+       re-explained on the same network with every additive constant removed (biases, batch-norm means, a ViT's
+       class token and position embedding), where correct rules conserve exactly; ``exact_ratios`` holds those.
+
+    ``ok`` is decided on the last of these that was computed. A map is flagged only when its rules, not its
+    biases, lose or create relevance.
 
     Attributes:
         sums: ``(N,)`` total input relevance of each map (for CRP: the relevance at the concept layer times the
@@ -101,12 +110,14 @@ class ConservationCheck:
         logits: ``(N,)`` the explained logit of each image.
         ratios: ``(N,)`` ``sums / logits``; NaN where ``|logit| < MIN_LOGIT`` (not judged).
         exact_ratios: ``(N,)`` the same on the network without additive constants; NaN where not computed (the map
-            passed).
-        ok: ``(N,)`` bool: the ratio (else the exact ratio, when computed) inside ``band``, or not judged. Mark the
-            others unreliable.
+            passed before the bias-free pass).
+        ok: ``(N,)`` bool: the ratio (else the accounted ratio, else the exact ratio, the last one computed) inside
+            ``band``, or not judged. Mark the others unreliable.
         band: the accepted ``(low, high)`` ratio.
         network: class name of the explained network.
         unhandled: layer types of the network without an LRP rule (filled when some map failed).
+        accounted_ratios: ``(N,)`` ``(sums + absorbed) / logits`` for maps outside the band whose pass counted the
+            absorbed relevance; NaN where not computed.
     """
 
     sums: torch.Tensor
@@ -117,6 +128,17 @@ class ConservationCheck:
     band: tuple[float, float] = CONSERVATION_BAND
     network: str = ""
     unhandled: tuple[str, ...] = field(default_factory=tuple)
+    accounted_ratios: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.accounted_ratios is None:
+            self.accounted_ratios = torch.full_like(self.ratios, math.nan)
+
+    @property
+    def judged_ratios(self) -> torch.Tensor:
+        """``(N,)`` the ratio each map was decided on: the exact ratio, else the accounted one, else the plain one."""
+        accounted = torch.where(self.accounted_ratios.isnan(), self.ratios, self.accounted_ratios)
+        return torch.where(self.exact_ratios.isnan(), accounted, self.exact_ratios)
 
     @property
     def finite(self) -> torch.Tensor:
@@ -142,7 +164,7 @@ class ConservationCheck:
                 "(torch.isfinite(x).all()) and the training for divergence (lower the learning rate, set "
                 "gradient_clip_val)."
             )
-        bad = torch.where(self.exact_ratios.isnan(), self.ratios, self.exact_ratios)[~self.ok]
+        bad = self.judged_ratios[~self.ok]
         shown = ", ".join(f"{float(r):.3g}" for r in bad[:4])
         missing = (
             f"Layer types with no LRP rule: {', '.join(self.unhandled)}; their plain gradient rescales the relevance "
@@ -173,7 +195,7 @@ class ConservationCheck:
     def to(self, device: torch.device | str) -> ConservationCheck:
         return ConservationCheck(
             self.sums.to(device), self.logits.to(device), self.ratios.to(device), self.exact_ratios.to(device),
-            self.ok.to(device), self.band, self.network, self.unhandled,
+            self.ok.to(device), self.band, self.network, self.unhandled, self.accounted_ratios.to(device),
         )  # fmt: skip
 
     def with_exact(
@@ -207,8 +229,11 @@ def conservation_check(
     band: tuple[float, float] = CONSERVATION_BAND,
     network: str = "",
     min_logit: float = MIN_LOGIT,
+    absorbed: torch.Tensor | None = None,
 ) -> ConservationCheck:
-    """A :class:`ConservationCheck` from per-image relevance sums and explained logits.
+    """A :class:`ConservationCheck` from per-image relevance sums and explained logits; ``absorbed``: ``(N,)`` the
+    relevance the rule layers absorbed in the same pass (a complete :class:`~lit_xai.explainers._fast_rules.Ledger`),
+    which decides the maps outside the band (``accounted_ratios``).
 
     Example:
         >>> check = conservation_check(torch.tensor([1.0, 50.0, 0.0]), torch.tensor([1.1, 1.0, 0.0]))
@@ -217,6 +242,9 @@ def conservation_check(
         >>> check.with_exact(torch.tensor([1]), torch.tensor([0.98]))  # the bias-free pass conserves: biases did it
         >>> check.all_ok
         True
+        >>> # the pass's rule layers absorbed 49: accounted for, the map conserves, no bias-free pass is needed
+        >>> conservation_check(torch.tensor([50.0]), torch.tensor([1.0]), absorbed=torch.tensor([-49.0])).all_ok
+        True
     """
     sums = sums.detach().double().cpu().reshape(-1)
     logits = logits.detach().double().cpu().reshape(-1)
@@ -224,8 +252,15 @@ def conservation_check(
     ratios = _ratio(sums, logits, judged)
     exact = torch.full_like(ratios, math.nan)
     # a NaN/Inf map or logit is never "not judged": it fails (a NaN logit is not a small one)
-    ok = (_inside(ratios, band) | ~judged) & torch.isfinite(sums) & torch.isfinite(logits)
-    return ConservationCheck(sums, logits, ratios, exact, ok, band, network)
+    finite = torch.isfinite(sums) & torch.isfinite(logits)
+    ok = (_inside(ratios, band) | ~judged) & finite
+    accounted = torch.full_like(ratios, math.nan)
+    if absorbed is not None:
+        rows = ~ok & judged & finite
+        absorbed = absorbed.detach().double().cpu().reshape(-1)
+        accounted[rows] = _ratio(sums[rows] + absorbed[rows], logits[rows], judged[rows])
+        ok |= rows & _inside(accounted, band)
+    return ConservationCheck(sums, logits, ratios, exact, ok, band, network, accounted_ratios=accounted)
 
 
 def network_name(model: nn.Module) -> str:
@@ -297,10 +332,12 @@ def check_conservation(
     images: torch.Tensor,
     targets: torch.Tensor | int,
     band: tuple[float, float] = CONSERVATION_BAND,
+    account: bool = True,
 ) -> ConservationCheck | None:
     """Run the conservation guard for ``explainer`` on ``model``: an LRP pass with the explainer's composite,
-    canonizers and composite arguments (on an eval-mode copy) and, for maps outside the band, one with biases
-    ignored; no warning. A monitor calls this once at fit start and refuses when ``not check.all_ok``.
+    canonizers and composite arguments (on an eval-mode copy) and, for maps outside the band, their account of
+    absorbed relevance, then for those still outside one pass with biases removed; no warning. A monitor calls this
+    once at fit start and refuses when ``not check.all_ok``.
 
     Args:
         model: the classifier (or a LightningModule holding it).
@@ -309,12 +346,15 @@ def check_conservation(
         images: ``(N, C, H, W)`` model input.
         targets: class index per image (an int applies to all).
         band: accepted ratio.
+        account: ``False`` skips the account (every map outside the band gets the bias-free pass), to compare the
+            two steps' verdicts.
 
     Returns:
         The :class:`ConservationCheck` (``unhandled`` filled when a map failed), or ``None`` for explainers that
         do not propagate relevance (Grad-CAM).
     """
     from ._core import as_targets, default_composite, explanation_model
+    from ._fast_rules import Ledger
     from .lrp_pass import lrp_pass
 
     lrp = getattr(explainer, "lrp", explainer)  # LRPGradCAM holds its LRP
@@ -324,8 +364,10 @@ def check_conservation(
     with explanation_model(model, True, share_tensors=True) as net:
         composite = lrp.composite if lrp.composite is not None else default_composite(net)
         fast = getattr(lrp, "fast_rules", True)
-        relevance, logits = lrp_pass(net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast)
-        check = conservation_check(relevance.flatten(1).sum(1), logits, band, network_name(net))
+        ledger = Ledger(images.shape[0])
+        relevance, logits = lrp_pass(net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast, ledger)
+        absorbed = ledger.absorbed if account and ledger.usable else None
+        check = conservation_check(relevance.flatten(1).sum(1), logits, band, network_name(net), absorbed=absorbed)
         confirm(check, net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast)
     return check
 

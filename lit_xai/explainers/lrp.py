@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._core import COMPOSITES, as_targets, build_composite, default_composite, explanation_model
+from ._fast_rules import Ledger
 from .base import Explainer, register_explainer
 from .conservation import ConservationCheck, confirm, conservation_check, network_name, warn_if_not_conserved
 from .inputs import check_images
@@ -96,22 +97,28 @@ class LRP(Explainer):
     def relevance_on(self, net: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-channel input relevance ``(N, C, H, W)`` on a prepared ``net``."""
         composite = self.composite_for(net)
-        chunks = [
-            lrp_pass(
-                net,
-                images[i : i + self.batch_size],
-                targets[i : i + self.batch_size],
-                composite=composite,
-                # zennit canonizers are templates: apply() registers fresh copies, so reuse across calls is safe
-                canonizers=self.canonizers,
-                composite_kwargs=self.composite_kwargs,
-                fast_rules=self.fast_rules,
+        chunks, ledgers = [], []
+        for i in range(0, images.shape[0], self.batch_size):
+            batch = images[i : i + self.batch_size]
+            ledgers.append(Ledger(batch.shape[0]))  # what the rule layers absorb: judges maps outside the band
+            chunks.append(
+                lrp_pass(
+                    net,
+                    batch,
+                    targets[i : i + self.batch_size],
+                    composite=composite,
+                    # zennit canonizers are templates: apply() registers fresh copies, so reuse across calls is safe
+                    canonizers=self.canonizers,
+                    composite_kwargs=self.composite_kwargs,
+                    fast_rules=self.fast_rules,
+                    ledger=ledgers[-1],
+                )
             )
-            for i in range(0, images.shape[0], self.batch_size)
-        ]
         relevance = torch.cat([r for r, _ in chunks])
         logits = torch.cat([z for _, z in chunks])
-        check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net))
+        counted = all(ledger.usable for ledger in ledgers)
+        absorbed = torch.cat([ledger.absorbed for ledger in ledgers]) if counted else None
+        check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net), absorbed=absorbed)
         confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs, self.fast_rules)
         warn_if_not_conserved(check, "LRP", stacklevel=5)
         self.last_check = check

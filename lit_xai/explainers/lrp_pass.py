@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._core import as_targets, build_composite, check_logit_shape, prepare_input, target_init
-from ._fast_rules import FastRules
+from ._fast_rules import FastRules, Ledger
 
 __all__ = ["lrp_pass", "lrp_relevance"]
 
@@ -68,9 +68,12 @@ def lrp_pass(
     canonizers: list | None = None,
     composite_kwargs: dict[str, Any] | None = None,
     fast_rules: bool = True,
+    ledger: Ledger | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`lrp_relevance` and the explained logit of each image ``(N,)`` (for the conservation guard).
-    ``fast_rules=False``: zennit's own hooks (see :mod:`lit_xai.explainers._fast_rules`)."""
+    ``fast_rules=False``: zennit's own hooks (see :mod:`lit_xai.explainers._fast_rules`). ``ledger``: a
+    :class:`~lit_xai.explainers._fast_rules.Ledger` for this batch, filled with the relevance each fast rule layer
+    absorbed."""
     norm_types = nn.modules.batchnorm._BatchNorm
     training = [name for name, m in model.named_modules() if m.training and isinstance(m, norm_types)]
     if training:
@@ -81,7 +84,7 @@ def lrp_pass(
     comp = build_composite(composite, model, canonizers, composite_kwargs)
     # zennit's composite with its Conv2d/Linear Epsilon/ZPlus/Gamma hooks replaced by single-pass rule layers
     # (_fast_rules: same arithmetic, no discarded ordinary backward, no re-run forwards); the rest is zennit's
-    rules = FastRules(comp, enabled=None if fast_rules else False)
+    rules = FastRules(comp, enabled=None if fast_rules else False, ledger=ledger)
     with torch.inference_mode(False), torch.enable_grad():
         x = prepare_input(images, model)
         try:
@@ -91,6 +94,9 @@ def lrp_pass(
             raise
         try:
             out = check_logit_shape(model(x))
+            if ledger is not None:
+                ledger.inspect(out, x)  # is everything on the relevance's path counted or a rule?
+                ledger.regions.clear()
             t = as_targets(targets, x.shape[0], out.device)
             init = target_init(out, t)
             rows = torch.arange(len(t), device=out.device)
@@ -98,4 +104,3 @@ def lrp_pass(
         finally:
             rules.remove()
     return relevance.detach(), out[rows, t].detach()
-

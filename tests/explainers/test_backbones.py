@@ -112,3 +112,27 @@ def test_squeeze_excitation_gate_branch_is_left_out_of_the_backward(name: str, m
         monkeypatch.setattr(module, "_squeeze_excitation_forward", attached)
     assert torch.equal(lrp_relevance(net, x, t, composite), detached)
     assert calls  # the attached forward ran
+
+
+@pytest.mark.parametrize("weights", ["random", "trained"])
+def test_the_account_decides_as_the_bias_free_pass_on_every_backbone(weights: str) -> None:
+    """The guard's free account (relevance absorbed per rule layer, see ``Ledger``) and its bias-free second pass give
+    the same verdict on every family, correct or explained without its rules (the negative controls), and on CNNs
+    whose biases absorb relevance the account takes the place of the second pass."""
+    torch.manual_seed(1)
+    x = torch.randn(4, 3, SIZE, SIZE)
+    cases = [(name, LRP()) for name in BACKBONES]
+    cases += [(name, LRP(canonizers=[])) for name in ("mobilenet_v3", "timm_convnext", "timm_vit")]
+    decided = {}
+    for name, lrp in cases:
+        net = build(name, weights, x.double()).float()
+        t = net(x).argmax(1)
+        fast = check_conservation(net, lrp, x, t)
+        slow = check_conservation(net, lrp, x, t, account=False)
+        assert fast is not None and slow is not None
+        assert fast.ok.tolist() == slow.ok.tolist(), (name, fast.judged_ratios, slow.judged_ratios)
+        decided[name, bool(lrp.canonizers == [])] = int((fast.ok & ~fast.accounted_ratios.isnan()).sum())
+    # without their rules nothing is accepted by the account (an unruled a * b or LayerNorm is on the path)
+    assert all(count == 0 for (_, bare), count in decided.items() if bare), decided
+    if weights == "trained":  # calibrated biases absorb relevance: the account, not a second pass, judged these
+        assert decided["mobilenet_v3", False] > 0 and decided["monai_densenet", False] > 0, decided

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from zennit.torchvision import SequentialMergeBatchNorm
 
 from lit_xai.explainers import CRP, LRP, GradCAM, LRPGradCAM
 from lit_xai.explainers import conservation as cons
@@ -82,7 +83,7 @@ def test_unhandled_layer_norm_is_flagged_by_crp_too():
 
 def test_healthy_networks_pass_even_when_biases_absorb_most_relevance():
     # random biases of a random network absorb so much that sum(R) / logit leaves the band (even turns negative);
-    # the rules themselves conserve, which the bias-free re-check shows: nothing is flagged
+    # the rules themselves conserve, which both the account of absorbed relevance and the bias-free re-check show
     net, x = plain_cnn(nn.BatchNorm2d), images()
     lrp = LRP(canonizers=[])
     with warnings.catch_warnings():
@@ -90,13 +91,51 @@ def test_healthy_networks_pass_even_when_biases_absorb_most_relevance():
         lrp(net, x, 0)
     check = lrp.last_check
     assert check is not None and check.all_ok
-    assert bool((~check.exact_ratios.isnan()).any()), "the ratios with biases should leave the band here"
-    torch.testing.assert_close(
-        check.exact_ratios[~check.exact_ratios.isnan()],
-        torch.ones(4, dtype=torch.float64)[~check.exact_ratios.isnan()],
-        rtol=1e-3,
-        atol=0,
-    )
+    outside = ~_inside(check.ratios)
+    assert bool(outside.any()), "the ratios with biases should leave the band here"
+    # the account decided those maps, with no second pass: (sum R + absorbed) / logit is 1 up to float32 rounding
+    assert bool(check.exact_ratios.isnan().all())
+    accounted = check.accounted_ratios[outside]
+    assert_ratio_one(accounted, check, outside)
+    # the bias-free pass, when asked for instead, reaches the same verdict
+    exact = check_conservation(net, lrp, x, 0, account=False)
+    assert exact is not None and exact.all_ok and bool(exact.accounted_ratios.isnan().all())
+    torch.testing.assert_close(exact.exact_ratios[outside], torch.ones_like(accounted), rtol=1e-3, atol=0)
+
+
+def _inside(ratios: torch.Tensor) -> torch.Tensor:
+    low, high = CONSERVATION_BAND
+    return (ratios >= low) & (ratios <= high)
+
+
+def assert_ratio_one(accounted: torch.Tensor, check, rows: torch.Tensor) -> None:
+    """``accounted`` is 1 within float32 rounding: the per-layer sums telescope, each term rounded at float32 relative
+    to the magnitude of what the layers handed down (bounded here by 1e3 x the logit for these small networks)."""
+    bound = 1e3 * torch.finfo(torch.float32).eps * (1 + (check.sums[rows] / check.logits[rows]).abs())
+    assert bool(((accounted - 1).abs() <= bound).all()), (accounted, bound)
+
+
+def test_the_account_and_the_bias_free_pass_agree_on_every_verdict():
+    """On healthy and broken networks alike the free account flags exactly the maps the bias-free pass flags."""
+    cases = [
+        (plain_cnn(nn.GroupNorm), LRP(canonizers=[])),
+        (plain_cnn(nn.BatchNorm2d), LRP(canonizers=[])),
+        (plain_cnn(nn.BatchNorm2d), LRP(canonizers=[SequentialMergeBatchNorm()])),
+        (plain_cnn(nn.InstanceNorm2d), LRP(canonizers=[])),
+        (plain_cnn(None), LRP(canonizers=[])),
+    ]
+    for arch in ("tiny_resnet", "tiny_vgg", "tiny_densenet", "tiny_efficientnet_relu"):
+        torch.manual_seed(0)
+        cases.append((build_architecture(arch, num_classes=3).eval(), LRP()))
+    decided_by_account = 0
+    for net, lrp in cases:
+        x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        fast = check_conservation(net, lrp, x, 0)
+        slow = check_conservation(net, lrp, x, 0, account=False)
+        assert fast is not None and slow is not None
+        assert fast.ok.tolist() == slow.ok.tolist(), (type(net).__name__, fast.judged_ratios, slow.judged_ratios)
+        decided_by_account += int((fast.ok & ~fast.accounted_ratios.isnan()).sum())
+    assert decided_by_account > 0, "no map needed the account: the comparison shows nothing"
 
 
 @pytest.mark.parametrize("arch", ["tiny_resnet", "tiny_vgg", "tiny_densenet", "tiny_efficientnet_relu"])
@@ -116,3 +155,52 @@ def test_check_conservation_skips_methods_without_relevance():
     assert check_conservation(net, GradCAM(layer="4"), x, 0) is None
     check = check_conservation(net, LRPGradCAM(layer="4", canonizers=[]), x, 0)
     assert check is not None and check.all_ok
+
+
+def test_the_account_leaves_every_map_bitwise_unchanged():
+    from lit_xai.explainers._fast_rules import Ledger
+    from lit_xai.explainers.lrp_pass import lrp_pass
+
+    for arch in ("tiny_resnet", "tiny_vgg", "tiny_densenet", "tiny_efficientnet_relu"):
+        torch.manual_seed(0)
+        net = build_architecture(arch, num_classes=3).eval()
+        x = torch.randn(3, 3, 32, 32)
+        plain, _ = lrp_pass(net, x, 1, "epsilon_plus_flat")
+        ledger = Ledger(3)
+        counted, _ = lrp_pass(net, x, 1, "epsilon_plus_flat", ledger=ledger)
+        assert torch.equal(plain, counted), arch
+        assert ledger.usable and ledger.layers > 0, (arch, ledger.unruled)
+
+
+class _Functional(nn.Module):
+    """conv-ReLU, then ``op`` written in forward() (no module, no rule), global pool, linear."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.act, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1)
+        self.pool, self.head, self.op = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 3), op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv(x))
+        y = self.conv2(h)
+        if self.op == "residual":
+            y = y + h  # both sides lead to the input: the plain gradient doubles the relevance
+        elif self.op == "gate":
+            y = y * torch.sigmoid(h)
+        elif self.op == "shift":
+            y = y + 0.5  # a constant on one side: the input's side keeps the relevance
+        return self.head(self.pool(y).flatten(1))
+
+
+@pytest.mark.parametrize(("op", "unruled"), [("residual", "AddBackward0"), ("gate", "MulBackward0"), ("shift", None)])
+def test_the_account_is_refused_when_an_unruled_operation_carries_relevance(op, unruled):
+    from lit_xai.explainers._fast_rules import Ledger
+    from lit_xai.explainers.lrp_pass import lrp_pass
+
+    ledger = Ledger(2)
+    lrp_pass(_Functional(op).eval(), images(2), 0, "epsilon_plus", canonizers=[], ledger=ledger)
+    if unruled is None:
+        assert ledger.usable, ledger.unruled
+    else:
+        assert not ledger.usable and unruled in ledger.unruled, ledger.unruled
