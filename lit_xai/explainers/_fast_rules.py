@@ -140,6 +140,12 @@ class Ledger:
     the guard falls back to the bias-free pass. So the account never accepts a map that an unruled operation
     distorted.
 
+    What the account tests: over the counted layers the sums telescope by construction (each layer's difference is
+    measured, whatever its rule did), so the decisive part is the walk (no operation without a rule carries
+    relevance) plus the numbers of what the ledger does not count (a zennit hook's bias, the transformer rules, a
+    class token), which stay in the difference and must leave the ratio inside the band. That each fast rule
+    computes its zennit rule is tested separately, against zennit (``tests/explainers/test_fast_rules.py``).
+
     Sums are per image (dimension 0 of each relevance tensor); a tensor whose first dimension is not the batch (a
     sequence-first layer) also marks the ledger incomplete.
     """

@@ -8,8 +8,12 @@ residual doubles it per block) and the map shows gradient noise, not relevance. 
 costs nothing (both numbers exist after the backward pass), so every LRP and CRP explanation is checked.
 
 **The band** :data:`CONSERVATION_BAND` ``= (0.5, 2.0)``. A map whose ratio lies inside passes at no cost; one outside
-is decided on the ratio of the network with its additive constants removed (see :class:`ConservationCheck`), where
-correct rules conserve exactly. Measured with
+is decided on its *account* (the relevance each fast rule layer absorbed in the same pass, with a walk of the autograd
+graph proving that nothing but rules and value moves carried the relevance, :class:`~lit_xai.explainers._fast_rules.
+Ledger`), and only where no account is possible or it also leaves the band, on the ratio of the network with its
+additive constants removed (a second pass, see :class:`ConservationCheck`), where correct rules conserve exactly.
+Both steps give the same verdicts (``tests/explainers/test_conservation.py``, ``tests/explainers/test_backbones.py``).
+Measured with
 ``benchmarks/backbones.py --conservation`` (tiny configurations of every supported family, random weights and
 "trained-like" ones: random norm affine parameters, calibrated batch-norm statistics, layer scales 0.1-1, random
 biases): every correctly handled family gave 0.968-1.002 (MobileNetV3 lowest); the same networks explained without

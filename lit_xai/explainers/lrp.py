@@ -74,6 +74,11 @@ class LRP(Explainer):
         self.composite_kwargs = dict(composite_kwargs or {})
         self.fast_rules = fast_rules
         self.last_check: ConservationCheck | None = None
+        # count the relevance the rule layers absorb (the guard's free account, ~2-3 % of a ResNet-50 pass) while the
+        # latest call had maps outside the band: a network whose maps conserve as they are skips the count, one
+        # whose biases absorb much gets it instead of a second pass (the first call counts; a change costs at most
+        # one bias-free pass, never a different verdict)
+        self._account = True
 
     #: canonizers and the conservation guard rebind ``.data``, nothing writes weights in place: the explained copy
     #: shares the model's weight storage (no copy of the weights per call: ResNet-50 94 MB, VGG-16 0.5 GB)
@@ -98,9 +103,11 @@ class LRP(Explainer):
         """Per-channel input relevance ``(N, C, H, W)`` on a prepared ``net``."""
         composite = self.composite_for(net)
         chunks, ledgers = [], []
+        account = getattr(self, "_account", True)
         for i in range(0, images.shape[0], self.batch_size):
             batch = images[i : i + self.batch_size]
-            ledgers.append(Ledger(batch.shape[0]))  # what the rule layers absorb: judges maps outside the band
+            # what the rule layers absorb: judges the maps outside the band
+            ledgers.append(Ledger(batch.shape[0]) if account else None)
             chunks.append(
                 lrp_pass(
                     net,
@@ -116,9 +123,10 @@ class LRP(Explainer):
             )
         relevance = torch.cat([r for r, _ in chunks])
         logits = torch.cat([z for _, z in chunks])
-        counted = all(ledger.usable for ledger in ledgers)
+        counted = account and all(ledger.usable for ledger in ledgers)
         absorbed = torch.cat([ledger.absorbed for ledger in ledgers]) if counted else None
         check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net), absorbed=absorbed)
+        self._account = bool((~check.accounted_ratios.isnan()).any() or (~check.ok).any())
         confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs, self.fast_rules)
         warn_if_not_conserved(check, "LRP", stacklevel=5)
         self.last_check = check

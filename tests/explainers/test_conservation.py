@@ -204,3 +204,19 @@ def test_the_account_is_refused_when_an_unruled_operation_carries_relevance(op, 
         assert ledger.usable, ledger.unruled
     else:
         assert not ledger.usable and unruled in ledger.unruled, ledger.unruled
+
+
+def test_lrp_counts_absorbed_relevance_only_while_its_maps_need_it():
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    absorbing, conserving = build_architecture("tiny_vgg", num_classes=3), build_architecture("tiny_densenet", 3)
+    lrp = LRP()
+    for _ in range(2):  # biases absorb most relevance: every call keeps the account (no bias-free pass)
+        lrp(absorbing, x, 0)
+        assert lrp.last_check.all_ok and bool(lrp.last_check.exact_ratios.isnan().all())
+        assert bool((~lrp.last_check.accounted_ratios.isnan()).any()) and lrp._account
+    lrp(conserving, x, 0)  # every map inside the band: the next call skips the count
+    assert lrp.last_check.all_ok and not lrp._account
+    lrp(absorbing, x, 0)  # ... and, finding maps outside the band, decides them by the bias-free pass once
+    check = lrp.last_check
+    assert check.all_ok and bool((~check.exact_ratios.isnan()).any()) and lrp._account
