@@ -155,8 +155,17 @@ class Ledger:
         self.absorbed = torch.zeros(batch, dtype=torch.float64)
         self.complete = True
         self.layers = 0  # rule-layer backward calls counted
+        self.eps = 0.0  # the largest stabiliser of the counted rules (see min_logit)
         self.regions: list[Any] = []  # autograd nodes of outputs of modules that carry a zennit hook (set by FastRules)
         self.unruled: list[str] = []  # what made the account incomplete (node names), for messages and tests
+
+    @property
+    def min_logit(self) -> float:
+        """The smallest ``|logit|`` whose map the account may judge: ``ACCOUNT_LOGIT_FACTOR`` times the largest
+        stabiliser. The account counts what a stabiliser absorbs like what a bias absorbs; where the logits are not
+        far above it (a random-init network with logits of 1e-6, an epsilon of 0.25) that share may be most of the
+        relevance, which the bias-free pass reports and the account would hide: those maps get the bias-free pass."""
+        return ACCOUNT_LOGIT_FACTOR * self.eps
 
     @property
     def usable(self) -> bool:
@@ -210,8 +219,9 @@ class Ledger:
         # eps32 x sum |R| per layer, far inside the band the account is judged on
         return t.sum(dim=tuple(range(1, t.dim()))).double()
 
-    def record(self, out_relevance: torch.Tensor, *in_relevance: torch.Tensor) -> None:
-        """Count ``Σ R_out - Σ R_in`` per image for one rule layer's backward."""
+    def record(self, out_relevance: torch.Tensor, *in_relevance: torch.Tensor, eps: float = 0.0) -> None:
+        """Count ``Σ R_out - Σ R_in`` per image for one rule layer's backward (``eps``: its rule's stabiliser)."""
+        self.eps = max(self.eps, abs(float(eps)))
         total = self._sum(out_relevance)
         for r in in_relevance:
             part = self._sum(r)
@@ -224,6 +234,9 @@ class Ledger:
         self.layers += 1
 
 
+#: the account judges maps whose |logit| is at least this many times the counted rules' largest stabiliser (at the
+#: output layer the stabiliser then takes at most 1 % of the logit)
+ACCOUNT_LOGIT_FACTOR = 100.0
 #: autograd nodes of the fast rules, whose backward the ledger counts
 _COUNTED_NODES = frozenset({"_RuleLayerBackward", "_NormLayerBackward", "_ResidualNormBackward"})
 #: autograd nodes that move relevance without changing its total: views and permutations, splits and concatenation,
@@ -568,7 +581,7 @@ class _RuleLayer(torch.autograd.Function):
         try:
             result = _RuleLayer._backward(ctx, grad)
             if ctx.layer.ledger is not None:
-                ctx.layer.ledger.record(grad, result[0])
+                ctx.layer.ledger.record(grad, result[0], eps=ctx.layer.rule.eps)
             return (*result, None)
         finally:
             ctx.layer.release()  # a non-caching registration runs one backward per layer: its copies are done
@@ -772,7 +785,7 @@ class _NormLayer(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         result = _NormLayer._backward(ctx, grad)
         if ctx.layer.ledger is not None:
-            ctx.layer.ledger.record(grad, result[0])
+            ctx.layer.ledger.record(grad, result[0], eps=ctx.layer.rule.eps)
         return result
 
     @staticmethod
@@ -811,7 +824,7 @@ class _ResidualNorm(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         result = _ResidualNorm._backward(ctx, grad)
         if ctx.layer.ledger is not None:
-            ctx.layer.ledger.record(grad, result[0], result[1])
+            ctx.layer.ledger.record(grad, result[0], result[1], eps=ctx.layer.rule.eps)
         return result
 
     @staticmethod

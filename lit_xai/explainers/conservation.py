@@ -234,10 +234,12 @@ def conservation_check(
     network: str = "",
     min_logit: float = MIN_LOGIT,
     absorbed: torch.Tensor | None = None,
+    account_min_logit: float = 0.0,
 ) -> ConservationCheck:
     """A :class:`ConservationCheck` from per-image relevance sums and explained logits; ``absorbed``: ``(N,)`` the
     relevance the rule layers absorbed in the same pass (a complete :class:`~lit_xai.explainers._fast_rules.Ledger`),
-    which decides the maps outside the band (``accounted_ratios``).
+    which decides the maps outside the band (``accounted_ratios``) whose ``|logit| >= account_min_logit``
+    (:attr:`~lit_xai.explainers._fast_rules.Ledger.min_logit`).
 
     Example:
         >>> check = conservation_check(torch.tensor([1.0, 50.0, 0.0]), torch.tensor([1.1, 1.0, 0.0]))
@@ -260,7 +262,7 @@ def conservation_check(
     ok = (_inside(ratios, band) | ~judged) & finite
     accounted = torch.full_like(ratios, math.nan)
     if absorbed is not None:
-        rows = ~ok & judged & finite
+        rows = ~ok & judged & finite & (logits.abs() >= account_min_logit)
         absorbed = absorbed.detach().double().cpu().reshape(-1)
         accounted[rows] = _ratio(sums[rows] + absorbed[rows], logits[rows], judged[rows])
         ok |= rows & _inside(accounted, band)
@@ -371,7 +373,10 @@ def check_conservation(
         ledger = Ledger(images.shape[0])
         relevance, logits = lrp_pass(net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast, ledger)
         absorbed = ledger.absorbed if account and ledger.usable else None
-        check = conservation_check(relevance.flatten(1).sum(1), logits, band, network_name(net), absorbed=absorbed)
+        sums = relevance.flatten(1).sum(1)
+        check = conservation_check(
+            sums, logits, band, network_name(net), absorbed=absorbed, account_min_logit=ledger.min_logit
+        )
         confirm(check, net, images, t, composite, lrp.canonizers, lrp.composite_kwargs, fast)
     return check
 

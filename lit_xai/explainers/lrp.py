@@ -125,7 +125,14 @@ class LRP(Explainer):
         logits = torch.cat([z for _, z in chunks])
         counted = account and all(ledger.usable for ledger in ledgers)
         absorbed = torch.cat([ledger.absorbed for ledger in ledgers]) if counted else None
-        check = conservation_check(relevance.flatten(1).sum(1), logits, network=network_name(net), absorbed=absorbed)
+        min_logit = max((ledger.min_logit for ledger in ledgers if ledger is not None), default=0.0)
+        check = conservation_check(
+            relevance.flatten(1).sum(1),
+            logits,
+            network=network_name(net),
+            absorbed=absorbed,
+            account_min_logit=min_logit,
+        )
         self._account = bool((~check.accounted_ratios.isnan()).any() or (~check.ok).any())
         confirm(check, net, images, targets, composite, self.canonizers, self.composite_kwargs, self.fast_rules)
         warn_if_not_conserved(check, "LRP", stacklevel=5)
