@@ -128,7 +128,9 @@ class Ledger:
     ZBox rules also their bias terms), ``Σ R_out - Σ R_in`` per image. With every layer that carries relevance on a
     fast rule (the rest under ``Pass``, identities, max-pools), the input relevance plus the absorbed relevance
     telescopes to the explained logit exactly (up to rounding); a layer without a rule (its plain gradient applied
-    to the relevance) or a zennit hook's absorption is not counted, and shows as the difference. So the guard can
+    to the relevance) or a zennit hook's absorption is not counted, and shows as the difference. lit_xai's other
+    rules (LayerNorm, attention mixing, functional linear, gates) and a concatenation with a constant or a parameter
+    (a ViT's class token, whose share never reaches the input) are counted by a hook on their autograd node. So the guard can
     judge a map whose biases absorbed most of its relevance without a second, bias-free pass
     (:mod:`lit_xai.explainers.conservation`).
 
@@ -142,8 +144,8 @@ class Ledger:
 
     What the account tests: over the counted layers the sums telescope by construction (each layer's difference is
     measured, whatever its rule did), so the decisive part is the walk (no operation without a rule carries
-    relevance) plus the numbers of what the ledger does not count (a zennit hook's bias, the transformer rules, a
-    class token), which stay in the difference and must leave the ratio inside the band. That each fast rule
+    relevance) plus the numbers of what the ledger does not count (what a zennit-hooked region absorbs), which stay
+    in the difference and must leave the ratio inside the band. That each fast rule
     computes its zennit rule is tested separately, against zennit (``tests/explainers/test_fast_rules.py``).
 
     Sums are per image (dimension 0 of each relevance tensor); a tensor whose first dimension is not the batch (a
@@ -203,13 +205,39 @@ class Ledger:
             if not reached or node in inside or getattr(node, "variable", None) is x:
                 continue
             name = type(node).__name__
-            if name in _COUNTED_NODES or name in _MOVING_NODES or name in rules:
+            if name in _COUNTED_NODES:
+                continue  # they record themselves
+            if name in rules:
+                # lit_xai's other rules (attention, LayerNorm, functional linear, gates): counted by a hook on their
+                # node, which sees the relevance handed to it and what it hands on (their ctx is the node)
+                node.register_hook(self._node_hook(node, reaches, float(getattr(node, "stab", 0.0) or 0.0)))
+                continue
+            if name in _MOVING_NODES and not all(reaches.get(n, False) for n, _ in node.next_functions):
+                # a concatenation with a constant or a parameter (ViT's class token): its share never reaches the
+                # input, absorbed
+                node.register_hook(self._node_hook(node, reaches, 0.0))
+                continue
+            if name in _MOVING_NODES:
                 continue
             if name in _CONSTANT_SHIFTS and sum(reaches.get(c, False) for c in children(node)) == 1:
                 continue  # x + c with a constant c (a position embedding): x's side gets the relevance unchanged
             self.unruled.append(name)
         if self.unruled:
             self.complete = False
+
+    def _node_hook(self, node: Any, reaches: dict[Any, bool], eps: float) -> Any:
+        """A post-hook for ``node``'s backward: what it received minus what it hands on towards the input (the share
+        of a constant or a parameter never reaches it: absorbed)."""
+        kept = [n is not None and reaches.get(n, False) for n, _ in node.next_functions]
+
+        def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
+            given = [g for g in grad_outputs if g is not None]
+            if len(given) != 1 or len(grad_inputs) != len(kept):
+                self.complete = False  # several outputs, or inputs not matched to edges: not counted here
+                return
+            self.record(given[0], *(g for g, k in zip(grad_inputs, kept) if k and g is not None), eps=eps)
+
+        return hook
 
     def _sum(self, t: torch.Tensor) -> torch.Tensor | None:
         if t.dim() < 2 or t.shape[0] != self.batch:
@@ -258,7 +286,7 @@ _CONSTANT_SHIFTS = frozenset({"AddBackward0", "AddBackward1", "SubBackward0", "S
 
 
 def _rule_nodes() -> frozenset[str]:
-    """Autograd node names of lit_xai's other rule functions (gates, transformer rules): rules, not counted."""
+    """Autograd node names of lit_xai's rule functions (the fast rule layers, gates, transformer rules)."""
     found: set[str] = set()
     pending = list(torch.autograd.Function.__subclasses__())
     while pending:

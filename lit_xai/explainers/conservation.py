@@ -98,9 +98,10 @@ class ConservationCheck:
 
     1. **The account** (free): every fast rule layer counted the relevance its bias and stabiliser absorbed in the
        pass that made the map (:class:`~lit_xai.explainers._fast_rules.Ledger`); ``accounted_ratios`` holds
-       ``(Σ R + Σ absorbed) / logit``, which is 1 to rounding when every layer carrying relevance has its rule. What
-       it does not count (a layer without a rule, whose plain gradient rescales the relevance; a zennit hook's own
-       bias) stays in the difference.
+       ``(Σ R + Σ absorbed) / logit``, which is 1 to rounding when every layer carrying relevance has its rule
+       (the transformer rules are counted too, and a ViT's class token's share as absorbed, as the bias-free pass
+       removes it). What it does not count (a layer without a rule, whose plain gradient rescales the relevance; a
+       zennit hook's own bias) stays in the difference.
     2. **The bias-free pass** (one more LRP pass, only for maps whose account also leaves the band): the map is
        re-explained on the same network with every additive constant removed (biases, batch-norm means, a ViT's
        class token and position embedding), where correct rules conserve exactly; ``exact_ratios`` holds those.

@@ -136,3 +136,41 @@ def test_the_account_decides_as_the_bias_free_pass_on_every_backbone(weights: st
     assert all(count == 0 for (_, bare), count in decided.items() if bare), decided
     if weights == "trained":  # calibrated biases absorb relevance: the account, not a second pass, judged these
         assert decided["mobilenet_v3", False] > 0 and decided["monai_densenet", False] > 0, decided
+
+
+@pytest.mark.parametrize("weights", ["random", "trained"])
+@pytest.mark.parametrize(
+    ("name", "bound"),
+    [
+        # every rule of a timm ViT is counted: float64 rounding (sqrt(eps) leaves room for the reductions' size)
+        ("timm_vit", torch.finfo(torch.float64).eps ** 0.5),
+        ("timm_vit_layer_scale", torch.finfo(torch.float64).eps ** 0.5),
+        # zennit-hooked norm regions (pooling, residual sums) whose epsilon share is not counted
+        ("timm_convnext", 1e-2),
+        ("mobilenet_v3", 1e-2),
+    ],
+)
+def test_the_account_closes_where_every_rule_is_counted(name: str, bound: float, weights: str) -> None:
+    """``Σ R + absorbed = logit`` per image: what the fast rule layers absorb, what lit_xai's transformer rules
+    (LayerNorm, attention mixing) absorb, and the share a concatenated constant takes (a ViT's class token), each
+    counted in the same pass, here on a network whose parameters require gradients (the class token's share then
+    goes to a parameter, not to the input). Not counted: the stabiliser's share inside zennit-hooked regions (a
+    ``Norm`` rule's epsilon), at most ``eps / |z|`` of the relevance there, which the account leaves to rows whose
+    ``|logit|`` is 100x the stabiliser (``Ledger.min_logit``): the bound there is that share, ``1e-6 / 1e-4``."""
+    from lit_xai.explainers._fast_rules import Ledger
+    from lit_xai.explainers.lrp_pass import lrp_pass
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, SIZE, SIZE, dtype=torch.float64)
+    net = build(name, weights, x)
+    ledger = Ledger(x.shape[0])
+    t = net(x).argmax(1)
+    composite = find_profile(net).profile.default_composite
+    relevance, logits = lrp_pass(net, x, t, composite, None, None, True, ledger)
+    assert ledger.usable, ledger.unruled
+    judged = logits.abs() >= ledger.min_logit
+    if weights == "trained":
+        assert bool(judged.all()), logits
+    total = relevance.flatten(1).sum(1) + ledger.absorbed
+    share = (total - logits).abs() / logits.abs()
+    assert bool((share[judged] <= bound).all()), (name, share.tolist(), logits.tolist())
