@@ -130,8 +130,8 @@ class Ledger:
     telescopes to the explained logit exactly (up to rounding); a layer without a rule (its plain gradient applied
     to the relevance) or a zennit hook's absorption is not counted, and shows as the difference. lit_xai's other
     rules (LayerNorm, attention mixing, functional linear, gates) and a concatenation with a constant or a parameter
-    (a ViT's class token, whose share never reaches the input) are counted by a hook on their autograd node. So the guard can
-    judge a map whose biases absorbed most of its relevance without a second, bias-free pass
+    (a ViT's class token, whose share never reaches the input) are counted by a hook on their autograd node. So the
+    guard can judge a map whose biases absorbed most of its relevance without a second, bias-free pass
     (:mod:`lit_xai.explainers.conservation`).
 
     The account is only as good as the claim that nothing else changes the relevance's total, so before the
