@@ -168,6 +168,8 @@ def test_the_account_closes_where_every_rule_is_counted(name: str, bound: float,
     composite = find_profile(net).profile.default_composite
     relevance, logits = lrp_pass(net, x, t, composite, None, None, True, ledger)
     assert ledger.usable, ledger.unruled
+    # the hooks on the rules' autograd nodes only read: the map is the one of a pass without the account
+    assert torch.equal(relevance, lrp_pass(net, x, t, composite, None, None, True)[0])
     judged = logits.abs() >= ledger.min_logit
     if weights == "trained":
         assert bool(judged.all()), logits
