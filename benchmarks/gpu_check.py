@@ -225,15 +225,16 @@ def section_monitor_cost(device: torch.device, quick: bool) -> dict[str, Any]:
         trainer.fit(model, dm)
         return log
 
-    tmp = tempfile.mkdtemp(prefix="lit_xai_gpu_check_")  # the monitors' fallback pictures (no logger) go there
-    plain = run({})
-    epoch = plain["train_epoch_end:m0"][1] - plain["train_epoch_start:m0"][1]
     monitors = {
         "explanation": ExplanationMonitor(explainers=("lrp", "crp", "gradcam"), every_n_epochs=1),
         "shortcut": ShortcutMonitor(artifacts=("ring",), every_n_epochs=1),
         "quality": ExplanationQualityMonitor(explainers=("lrp", "gradcam"), every_n_epochs=1),
     }
-    log = run(monitors)
+    # the monitors' fallback pictures (no logger) go to a folder removed afterwards
+    with tempfile.TemporaryDirectory(prefix="lit_xai_gpu_check_") as tmp:
+        plain = run({})
+        log = run(monitors)
+    epoch = plain["train_epoch_end:m0"][1] - plain["train_epoch_start:m0"][1]
     out: dict[str, Any] = {
         "model": arch, "train_images": n_train, "val_images": n_val, "side": side, "batch": batch,
         "precision": "bf16-mixed" if gpu else "32-true", "train_epoch_s": epoch,

@@ -3,10 +3,12 @@ the ``--shuffle`` order that CI uses to run the numeric tests a second time on a
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 import random
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,8 +20,11 @@ import torch
 # tolerances, tiny models) live in tests/helpers/ and are imported by name (``from _tolerance import ...``)
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
-# the audit cache of a test session lives in a fresh folder, never in the user's ~/.cache
-os.environ.setdefault("LIT_XAI_CACHE", tempfile.mkdtemp(prefix="lit_xai_cache_"))
+# the audit cache of a test session lives in a fresh folder, never in the user's ~/.cache, removed when the session
+# ends (a folder the caller named with LIT_XAI_CACHE is theirs: kept)
+if "LIT_XAI_CACHE" not in os.environ:
+    os.environ["LIT_XAI_CACHE"] = _SESSION_CACHE = tempfile.mkdtemp(prefix="lit_xai_cache_")
+    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture
