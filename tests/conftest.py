@@ -20,11 +20,14 @@ import torch
 # tolerances, tiny models) live in tests/helpers/ and are imported by name (``from _tolerance import ...``)
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
-# the audit cache of a test session lives in a fresh folder, never in the user's ~/.cache, removed when the session
-# ends (a folder the caller named with LIT_XAI_CACHE is theirs: kept)
-if "LIT_XAI_CACHE" not in os.environ:
-    os.environ["LIT_XAI_CACHE"] = _SESSION_CACHE = tempfile.mkdtemp(prefix="lit_xai_cache_")
-    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+# a test session leaves nothing behind: whatever it puts in the temp folder (the doctests' mkdtemp folders, a
+# subprocess's files, pytest's tmp_path) goes into one folder of its own, removed when the session ends
+_SESSION_TMP = tempfile.mkdtemp(prefix="lit_xai_tests_")
+tempfile.tempdir = os.environ["TMPDIR"] = _SESSION_TMP
+atexit.register(shutil.rmtree, _SESSION_TMP, ignore_errors=True)
+# the audit cache of a test session lives in there too, never in the user's ~/.cache (a folder the caller named with
+# LIT_XAI_CACHE is theirs)
+os.environ.setdefault("LIT_XAI_CACHE", tempfile.mkdtemp(prefix="lit_xai_cache_"))
 
 
 @pytest.fixture
