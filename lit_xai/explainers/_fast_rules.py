@@ -122,17 +122,17 @@ class _Rule:
 
 
 class Ledger:
-    """Per-image relevance absorbed by the fast rule layers of one backward pass (the conservation guard's account).
+    """Per-image relevance absorbed by the rules of one backward pass (the conservation guard's account).
 
     A rule layer hands down ``R_in = R_out - a``: ``a`` is what its bias and stabiliser absorbed (for the Gamma and
-    ZBox rules also their bias terms), ``Σ R_out - Σ R_in`` per image. With every layer that carries relevance on a
-    fast rule (the rest under ``Pass``, identities, max-pools), the input relevance plus the absorbed relevance
-    telescopes to the explained logit exactly (up to rounding); a layer without a rule (its plain gradient applied
-    to the relevance) or a zennit hook's absorption is not counted, and shows as the difference. lit_xai's other
-    rules (LayerNorm, attention mixing, functional linear, gates) and a concatenation with a constant or a parameter
-    (a ViT's class token, whose share never reaches the input) are counted by a hook on their autograd node. So the
-    guard can judge a map whose biases absorbed most of its relevance without a second, bias-free pass
-    (:mod:`lit_xai.explainers.conservation`).
+    ZBox rules also their bias terms), ``Σ R_out - Σ R_in`` per image. The fast rule layers count it in their
+    backward; lit_xai's other rules (LayerNorm, attention mixing, functional linear, gates), a concatenation with a
+    constant or a parameter (a ViT's class token, whose share never reaches the input) and each module under a
+    zennit hook of its own (the relevance its output received minus what its input wrappers hand on) are counted by
+    post-hooks on their autograd nodes. With every operation that carries relevance counted, the input relevance
+    plus the absorbed relevance telescopes to the explained logit (up to rounding; float64: to 1e-16 on every
+    backbone family, ``tests/explainers/test_backbones.py``). So the guard can judge a map whose biases absorbed most
+    of its relevance without a second, bias-free pass (:mod:`lit_xai.explainers.conservation`).
 
     The account is only as good as the claim that nothing else changes the relevance's total, so before the
     backward :meth:`inspect` walks the autograd graph from the logits to the input: every node on a path that carries
@@ -142,11 +142,11 @@ class Ledger:
     the guard falls back to the bias-free pass. So the account never accepts a map that an unruled operation
     distorted.
 
-    What the account tests: over the counted layers the sums telescope by construction (each layer's difference is
-    measured, whatever its rule did), so the decisive part is the walk (no operation without a rule carries
-    relevance) plus the numbers of what the ledger does not count (what a zennit-hooked region absorbs), which stay
-    in the difference and must leave the ratio inside the band. That each fast rule
-    computes its zennit rule is tested separately, against zennit (``tests/explainers/test_fast_rules.py``).
+    What the account tests: the sums telescope by construction (each rule's difference is measured, whatever it
+    did), so the decisive part is the walk (no operation without a rule carries relevance), and ``min_logit`` (the
+    stabiliser cannot have taken most of a logit). That each rule computes what it should is tested separately:
+    the fast rules against zennit (``tests/explainers/test_fast_rules.py``), every family's rules by exact
+    conservation of the bias-free network in float64 (``tests/explainers/test_backbones.py``).
 
     Sums are per image (dimension 0 of each relevance tensor); a tensor whose first dimension is not the batch (a
     sequence-first layer) also marks the ledger incomplete.
@@ -200,7 +200,13 @@ class Ledger:
             self.unruled.append("no path to the input")
             return
         rules = _rule_nodes()
-        inside = _zennit_regions(self.regions, reaches, rules)
+        inside, bounds = _zennit_regions(self.regions, reaches, rules)
+        for top, wrappers in bounds:
+            # what a zennit-hooked module absorbs: the relevance its output received minus what its input wrappers
+            # hand on (their hooks run after zennit's, which replaced the gradient there)
+            top.register_hook(self._boundary_hook(top, reaches, entering=True))
+            for wrapper in wrappers:
+                wrapper.register_hook(self._boundary_hook(wrapper, reaches, entering=False))
         for node, reached in reaches.items():
             if not reached or node in inside or getattr(node, "variable", None) is x:
                 continue
@@ -236,6 +242,27 @@ class Ledger:
                 self.complete = False  # several outputs, or inputs not matched to edges: not counted here
                 return
             self.record(given[0], *(g for g, k in zip(grad_inputs, kept) if k and g is not None), eps=eps)
+
+        return hook
+
+    def _boundary_hook(self, node: Any, reaches: dict[Any, bool], entering: bool) -> Any:
+        """A post-hook adding what enters a zennit-hooked region at its output node (``entering``), or subtracting
+        what leaves it towards the input at one of its input wrappers."""
+        kept = [n is not None and reaches.get(n, False) for n, _ in node.next_functions]
+
+        def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
+            if entering:
+                given = [g for g in grad_outputs if g is not None]
+                if len(given) != 1:
+                    self.complete = False  # a module output of several tensors: not counted here
+                    return
+                parts, sign = given, 1.0
+            else:
+                parts, sign = [g for g, k in zip(grad_inputs, kept) if k and g is not None], -1.0
+            for part in parts:
+                total = self._sum(part)
+                if total is not None:
+                    self.absorbed += sign * total
 
         return hook
 
@@ -306,13 +333,18 @@ def _relevance_children(node: Any) -> list[Any]:
     return nexts
 
 
-def _zennit_regions(tops: list[Any], reaches: dict[Any, bool], rules: frozenset[str]) -> set[Any]:
+def _zennit_regions(
+    tops: list[Any], reaches: dict[Any, bool], rules: frozenset[str]
+) -> tuple[set[Any], list[tuple[Any, list[Any]]]]:
     """The nodes inside modules that carry a zennit hook: from each module's output node down to its input wrapper
     (zennit's ``Identity``), whose gradient the hook replaces. A region that does not end in that wrapper on every
-    path is not a hooked module's inside: nothing of it is returned."""
+    path is not a hooked module's inside: nothing of it is returned. Also, per region on the relevance's path, its
+    output node and its input wrappers (where the relevance enters and leaves it)."""
     inside: set[Any] = set()
+    bounds: list[tuple[Any, list[Any]]] = []
     for top in tops:
         region: set[Any] = set()
+        wrappers: list[Any] = []
         stack, closed = [top], True
         while stack and closed:
             node = stack.pop()
@@ -322,6 +354,8 @@ def _zennit_regions(tops: list[Any], reaches: dict[Any, bool], rules: frozenset[
             for child in (n for n, _ in node.next_functions if n is not None):
                 name = type(child).__name__
                 if name == "IdentityBackward":
+                    if reaches.get(child, False) and child not in wrappers:
+                        wrappers.append(child)
                     continue  # the hooked module's input: the region ends here
                 if getattr(child, "variable", None) is not None:
                     if reaches.get(child, False):
@@ -335,7 +369,9 @@ def _zennit_regions(tops: list[Any], reaches: dict[Any, bool], rules: frozenset[
                 stack.append(child)
         if closed:
             inside |= region
-    return inside
+            if reaches.get(top, False):
+                bounds.append((top, wrappers))
+    return inside, bounds
 
 
 def _closure(fn: Any) -> dict[str, Any]:

@@ -96,13 +96,15 @@ class ConservationCheck:
     they may absorb most of it (``ratios`` of 0.2 or below 0 with every layer handled correctly). So a map whose
     ratio leaves the band is judged with the biases accounted for, in two steps:
 
-    1. **The account** (free): every fast rule layer counted the relevance its bias and stabiliser absorbed in the
-       pass that made the map (:class:`~lit_xai.explainers._fast_rules.Ledger`); ``accounted_ratios`` holds
-       ``(Σ R + Σ absorbed) / logit``, which is 1 to rounding when every layer carrying relevance has its rule
-       (the transformer rules are counted too, and a ViT's class token's share as absorbed, as the bias-free pass
-       removes it). What it does not count (a layer without a rule, whose plain gradient rescales the relevance; a
-       zennit hook's own bias) stays in the difference.
-    2. **The bias-free pass** (one more LRP pass, only for maps whose account also leaves the band): the map is
+    1. **The account** (free): every rule counted the relevance its bias and stabiliser absorbed in the pass that
+       made the map (:class:`~lit_xai.explainers._fast_rules.Ledger`: the fast rule layers, the transformer rules,
+       modules under zennit's own hooks, and a ViT's class token's share as absorbed, as the bias-free pass removes
+       it); ``accounted_ratios`` holds ``(Σ R + Σ absorbed) / logit``, 1 to rounding. It is used only where a walk
+       of the autograd graph found no operation without a rule on the relevance's path (a layer without a rule,
+       whose plain gradient rescales the relevance, makes it unusable) and where ``|logit|`` is at least 100x the
+       rules' stabiliser (below that the stabiliser may have taken most of the relevance).
+    2. **The bias-free pass** (one more LRP pass, only for maps outside the band the account could not judge or
+       left outside it): the map is
        re-explained on the same network with every additive constant removed (biases, batch-norm means, a ViT's
        class token and position embedding), where correct rules conserve exactly; ``exact_ratios`` holds those.
 
