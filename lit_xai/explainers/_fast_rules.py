@@ -130,7 +130,7 @@ class Ledger:
     constant or a parameter (a ViT's class token, whose share never reaches the input) and each module under a
     zennit hook of its own (the relevance its output received minus what its input wrappers hand on) are counted by
     post-hooks on their autograd nodes. With every operation that carries relevance counted, the input relevance
-    plus the absorbed relevance telescopes to the explained logit (up to rounding; float64: to 1e-16 on every
+    plus the absorbed relevance telescopes to the explained logit (up to rounding; in float64 on every tiny
     backbone family, ``tests/explainers/test_backbones.py``). So the guard can judge a map whose biases absorbed most
     of its relevance without a second, bias-free pass (:mod:`lit_xai.explainers.conservation`).
 
