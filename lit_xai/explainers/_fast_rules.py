@@ -204,9 +204,9 @@ class Ledger:
         for top, wrappers in bounds:
             # what a zennit-hooked module absorbs: the relevance its output received minus what its input wrappers
             # hand on (their hooks run after zennit's, which replaced the gradient there)
-            top.register_hook(self._boundary_hook(top, reaches, entering=True))
+            top.register_hook(self._flow_hook(top, reaches, handed=False))
             for wrapper in wrappers:
-                wrapper.register_hook(self._boundary_hook(wrapper, reaches, entering=False))
+                wrapper.register_hook(self._flow_hook(wrapper, reaches, received=False))
         for node, reached in reaches.items():
             if not reached or node in inside or getattr(node, "variable", None) is x:
                 continue
@@ -216,12 +216,12 @@ class Ledger:
             if name in rules:
                 # lit_xai's other rules (attention, LayerNorm, functional linear, gates): counted by a hook on their
                 # node, which sees the relevance handed to it and what it hands on (their ctx is the node)
-                node.register_hook(self._node_hook(node, reaches, float(getattr(node, "stab", 0.0) or 0.0)))
+                node.register_hook(self._flow_hook(node, reaches, float(getattr(node, "stab", 0.0) or 0.0)))
                 continue
             if name in _MOVING_NODES and not all(reaches.get(n, False) for n, _ in node.next_functions):
                 # a concatenation with a constant or a parameter (ViT's class token): its share never reaches the
                 # input, absorbed
-                node.register_hook(self._node_hook(node, reaches, 0.0))
+                node.register_hook(self._flow_hook(node, reaches))
                 continue
             if name in _MOVING_NODES:
                 continue
@@ -231,38 +231,29 @@ class Ledger:
         if self.unruled:
             self.complete = False
 
-    def _node_hook(self, node: Any, reaches: dict[Any, bool], eps: float) -> Any:
-        """A post-hook for ``node``'s backward: what it received minus what it hands on towards the input (the share
-        of a constant or a parameter never reaches it: absorbed)."""
+    def _flow_hook(
+        self, node: Any, reaches: dict[Any, bool], eps: float = 0.0, received: bool = True, handed: bool = True
+    ) -> Any:
+        """A post-hook for ``node``'s backward counting, as absorbed, the relevance it ``received`` (added) and what
+        it ``handed`` on towards the input (subtracted; the share of a constant or a parameter never reaches it). A
+        rule's node counts both; a zennit-hooked module counts what its output node received and what its input
+        wrappers hand on."""
         kept = [n is not None and reaches.get(n, False) for n, _ in node.next_functions]
 
         def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
             given = [g for g in grad_outputs if g is not None]
-            if len(given) != 1 or len(grad_inputs) != len(kept):
+            if len(grad_inputs) != len(kept) or (received and len(given) != 1):
                 self.complete = False  # several outputs, or inputs not matched to edges: not counted here
                 return
-            self.record(given[0], *(g for g, k in zip(grad_inputs, kept) if k and g is not None), eps=eps)
-
-        return hook
-
-    def _boundary_hook(self, node: Any, reaches: dict[Any, bool], entering: bool) -> Any:
-        """A post-hook adding what enters a zennit-hooked region at its output node (``entering``), or subtracting
-        what leaves it towards the input at one of its input wrappers."""
-        kept = [n is not None and reaches.get(n, False) for n, _ in node.next_functions]
-
-        def hook(grad_inputs: tuple, grad_outputs: tuple) -> None:
-            if entering:
-                given = [g for g in grad_outputs if g is not None]
-                if len(given) != 1:
-                    self.complete = False  # a module output of several tensors: not counted here
-                    return
-                parts, sign = given, 1.0
-            else:
-                parts, sign = [g for g, k in zip(grad_inputs, kept) if k and g is not None], -1.0
-            for part in parts:
+            self.eps = max(self.eps, abs(eps))
+            flow = [(g, 1.0) for g in given if received]
+            flow += [(g, -1.0) for g, k in zip(grad_inputs, kept) if handed and k and g is not None]
+            for part, sign in flow:
                 total = self._sum(part)
                 if total is not None:
-                    self.absorbed += sign * total
+                    self.absorbed = self.absorbed.to(total.device).add_(total, alpha=sign)
+            if received and handed:
+                self.layers += 1
 
         return hook
 
@@ -285,7 +276,7 @@ class Ledger:
             total = total.sub_(part)
         if total is None:
             return
-        self.absorbed = total if self.layers == 0 else self.absorbed.to(total.device).add_(total)
+        self.absorbed = self.absorbed.to(total.device).add_(total)  # on the relevance's device
         self.layers += 1
 
 
