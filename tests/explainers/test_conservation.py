@@ -220,3 +220,18 @@ def test_lrp_counts_absorbed_relevance_only_while_its_maps_need_it():
     lrp(absorbing, x, 0)  # ... and, finding maps outside the band, decides them by the bias-free pass once
     check = lrp.last_check
     assert check.all_ok and bool((~check.exact_ratios.isnan()).any()) and lrp._account
+
+
+def test_the_account_keeps_what_is_counted_before_the_first_rule_layer():
+    """The backward may reach a module under zennit's own hook (counted by a post-hook on its output node) before
+    the first fast rule layer records: both shares add up, whichever comes first."""
+    from types import SimpleNamespace
+
+    from lit_xai.explainers._fast_rules import Ledger
+
+    ledger = Ledger(2)
+    top = SimpleNamespace(next_functions=())  # a region's output node: what it received enters the account
+    ledger._flow_hook(top, {}, handed=False)((), (torch.full((2, 3), 1.0, dtype=torch.float64),))
+    ledger.record(torch.full((2, 4), 1.0), torch.full((2, 4), 0.5))  # a rule layer: 4 in, 2 handed on
+    assert ledger.absorbed.tolist() == [5.0, 5.0]
+    assert ledger.layers == 1
