@@ -57,7 +57,7 @@ import contextlib
 import contextvars
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,12 +218,11 @@ class Ledger:
                 # node, which sees the relevance handed to it and what it hands on (their ctx is the node)
                 node.register_hook(self._flow_hook(node, reaches, float(getattr(node, "stab", 0.0) or 0.0)))
                 continue
-            if name in _MOVING_NODES and not all(reaches.get(n, False) for n, _ in node.next_functions):
-                # a concatenation with a constant or a parameter (ViT's class token): its share never reaches the
-                # input, absorbed
-                node.register_hook(self._flow_hook(node, reaches))
-                continue
             if name in _MOVING_NODES:
+                if not all(reaches.get(n, False) for n, _ in node.next_functions):
+                    # a concatenation with a constant or a parameter (ViT's class token): its share never reaches
+                    # the input, absorbed
+                    node.register_hook(self._flow_hook(node, reaches))
                 continue
             if name in _CONSTANT_SHIFTS and sum(reaches.get(c, False) for c in children(node)) == 1:
                 continue  # x + c with a constant c (a position embedding): x's side gets the relevance unchanged
@@ -245,15 +244,8 @@ class Ledger:
             if len(grad_inputs) != len(kept) or (received and len(given) != 1):
                 self.complete = False  # several outputs, or inputs not matched to edges: not counted here
                 return
-            self.eps = max(self.eps, abs(eps))
-            flow = [(g, 1.0) for g in given if received]
-            flow += [(g, -1.0) for g, k in zip(grad_inputs, kept) if handed and k and g is not None]
-            for part, sign in flow:
-                total = self._sum(part)
-                if total is not None:
-                    self.absorbed = self.absorbed.to(total.device).add_(total, alpha=sign)
-            if received and handed:
-                self.layers += 1
+            handed_on = [g for g, k in zip(grad_inputs, kept) if handed and k and g is not None]
+            self._count(given if received else [], handed_on, eps, layer=received and handed)
 
         return hook
 
@@ -267,17 +259,22 @@ class Ledger:
 
     def record(self, out_relevance: torch.Tensor, *in_relevance: torch.Tensor, eps: float = 0.0) -> None:
         """Count ``Σ R_out - Σ R_in`` per image for one rule layer's backward (``eps``: its rule's stabiliser)."""
+        self._count([out_relevance], in_relevance, eps, layer=True)
+
+    def _count(self, received: Sequence[torch.Tensor], handed: Sequence[torch.Tensor], eps: float, layer: bool) -> None:
+        """Add ``Σ received - Σ handed`` per image to the account (nothing where a tensor is not batch-first: the
+        account is then incomplete); ``layer``: it was one rule's whole backward."""
         self.eps = max(self.eps, abs(float(eps)))
-        total = self._sum(out_relevance)
-        for r in in_relevance:
-            part = self._sum(r)
-            if total is None or part is None:
-                return
-            total = total.sub_(part)
-        if total is None:
+        sums = [self._sum(t) for t in (*received, *handed)]
+        if any(part is None for part in sums) or not sums:
             return
+        total = torch.zeros_like(sums[0])
+        for part in sums[: len(received)]:
+            total.add_(part)
+        for part in sums[len(received) :]:
+            total.sub_(part)
         self.absorbed = self.absorbed.to(total.device).add_(total)  # on the relevance's device
-        self.layers += 1
+        self.layers += int(layer)
 
 
 #: the account judges maps whose |logit| is at least this many times the counted rules' largest stabiliser (at the
