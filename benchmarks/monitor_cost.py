@@ -1,6 +1,7 @@
 """The demo with / without both monitors while another process keeps one core busy: the monitors' overhead ratio.
 
     python -m benchmarks monitor_cost [--repeats 3] [--idle] [--quick] [--profile] [--before DIR] [--no-every-epoch]
+                                      [--budget SHARE]
                                       [--json OUT.json]
 
 Issue 35, item 4. ``python train.py --config configs/demo.yaml`` as a user types it (the command picks its torch
@@ -84,9 +85,10 @@ def parse_progress(stdout: str) -> dict[str, dict[int, float]]:
     return out
 
 
-def _configs(out: Path, quick: bool) -> dict[str, Path]:
-    """The demo as shipped (``monitors``), without the monitors (``plain``) and with both monitors measuring every
-    epoch (``every_epoch``: their schedule before issue 35)."""
+def _configs(out: Path, quick: bool, budget: float | None = None) -> dict[str, Path]:
+    """The demo as shipped (``monitors``), without the monitors (``plain``), with both monitors measuring every
+    epoch (``every_epoch``: their schedule before issue 35) and, given a ``budget``, as shipped with that time
+    budget on both monitors' schedules (``budget``: ``Schedule(..., time_budget=...)``)."""
     import yaml
 
     figures = _readme_figures()
@@ -97,6 +99,14 @@ def _configs(out: Path, quick: bool) -> dict[str, Path]:
             callback["init_args"]["every_n_epochs"] = 1
     paths["every_epoch"] = out / "demo_every_epoch.yaml"
     paths["every_epoch"].write_text(yaml.safe_dump(config, sort_keys=False))
+    if budget is not None:
+        config = yaml.safe_load(paths["monitors"].read_text())
+        for callback in config["trainer"]["callbacks"]:
+            schedule = callback.get("init_args", {}).get("every_n_epochs")
+            if isinstance(schedule, dict) and schedule.get("class_path", "").endswith("Schedule"):
+                schedule.setdefault("init_args", {})["time_budget"] = budget
+        paths["budget"] = out / "demo_budget.yaml"
+        paths["budget"].write_text(yaml.safe_dump(config, sort_keys=False))
     if quick:
         for path in paths.values():
             config = yaml.safe_load(path.read_text())
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="one more monitored run under cProfile")
     parser.add_argument("--before", type=Path, help="another checkout: its shipped demo as a 4th command")
     parser.add_argument("--no-every-epoch", action="store_true", help="leave out the every-epoch variant")
+    parser.add_argument("--budget", type=float, help="add the shipped demo with Schedule(time_budget=BUDGET) on both")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.before is not None and not (args.before / "train.py").is_file():
@@ -145,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = _readme_figures()
     results: dict[str, Any] = {"busy_core": not args.idle, "quick": args.quick, "repeats": args.repeats}
     monitored = ["monitors"] + ([] if args.no_every_epoch else ["every_epoch"]) + (["before"] if args.before else [])
+    monitored += ["budget"] if args.budget is not None else []
     progress: dict[str, list[dict[str, dict[int, float]]]] = {name: [] for name in monitored}
     evidence: dict[str, list[dict[str, Any]]] = {name: [] for name in monitored}
     roots = {"before": args.before.resolve()} if args.before is not None else {}
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         results["before"] = str(args.before.resolve())
     with tempfile.TemporaryDirectory(prefix="lit_xai_monitor_cost_") as tmp:
         out = Path(tmp)
-        configs = _configs(out, args.quick)
+        configs = _configs(out, args.quick, args.budget)
         if args.no_every_epoch:
             del configs["every_epoch"]
         if args.before is not None:
@@ -207,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "monitors": "as shipped (doubling schedule)",
         "every_epoch": "every epoch (before issue 35)",
         "before": f"as shipped, run by {args.before}",
+        "budget": f"as shipped with Schedule(time_budget={args.budget}) on both",
     }
     for name in monitored:
         label = labels[name]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any, Optional, Union
 
@@ -29,13 +30,18 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
-from ..schedule import Schedule, Spacing, due  # the one schedule rule, below the callbacks (the shortcut policy too)
+from ..schedule import Schedule, Spacing, due, over_budget  # the one schedule rule, below the callbacks and shortcuts
 from ._background import Background, snapshot
 from ._checks import warn_resume_into_same_version
 from .epoch_metrics import log_epoch_metrics
 from .sinks import emit, notify, publish, scalars_of
 
 __all__ = ["MonitorBase", "due", "epoch_step", "preserve_rng", "skip_reason"]
+
+#: the clock of the time budget (``Schedule(time_budget=...)``); a module attribute, so a test can drive it
+_now = time.perf_counter
+#: every lit_xai monitor's own seconds per trainer: a monitor's budget counts the fit's time without all of them
+_MONITOR_SECONDS: weakref.WeakKeyDictionary[Trainer, float] = weakref.WeakKeyDictionary()
 
 
 def epoch_step(epoch: int) -> int:
@@ -74,28 +80,40 @@ def skip_reason(
     last_epoch: Optional[int] = None,
     on_eval: bool = False,
     spacing: Spacing = "even",
+    budget: Optional[float] = None,
+    spent: float = 0.0,
+    training: float = 0.0,
+    expected: Optional[float] = None,
 ) -> Optional[str]:
     """The schedule of every monitor as a pure decision: ``None`` = measure now, else why not.
 
     Every ``every_n_epochs``-th epoch (``spacing``: see :func:`~lit_xai.schedule.due`) and the last one (always
     under ``fast_dev_run``); never during the sanity check; under ``validate``/``test`` only with ``on_eval``; never
-    twice for one epoch (a resumed run).
+    twice for one epoch (a resumed run). With a time ``budget`` (see :func:`~lit_xai.schedule.over_budget`: the
+    monitor's ``spent`` seconds, the fit's ``training`` seconds without the monitors, the ``expected`` seconds of the
+    next measurement) a due epoch that would go over it is skipped, and the measurement is due again at every later
+    epoch until one fits: a postponed epoch is one after ``last_epoch`` (the last measured) that was due.
 
     Example:
         >>> skip_reason(epoch=1, every_n_epochs=2) is None, skip_reason(epoch=0, every_n_epochs=2, max_epochs=5)
         (True, 'not due (every_n_epochs=2)')
         >>> skip_reason(epoch=4, every_n_epochs=1, last_epoch=4)
         'epoch 4 already measured (resumed run)'
+        >>> skip_reason(epoch=4, every_n_epochs=2, last_epoch=1, budget=0.1, spent=2.0, training=40.0, expected=1.0)
+        >>> # epoch 3 was due and postponed: epoch 4 measures now that 3 s fit into 4 s
     """
     if sanity_checking:
         return "sanity check"
     if fn != "fit":
         return None if on_eval else f"trainer.{fn}"
     if not fast_dev_run and not due(epoch, every_n_epochs, max_epochs, spacing):
-        return f"not due (every_n_epochs={every_n_epochs}" + (", doubling)" if spacing == "doubling" else ")")
+        after = last_epoch + 1 if last_epoch is not None else 0
+        postponed = budget is not None and any(due(e, every_n_epochs, max_epochs, spacing) for e in range(after, epoch))
+        if not postponed:
+            return f"not due (every_n_epochs={every_n_epochs}" + (", doubling)" if spacing == "doubling" else ")")
     if last_epoch is not None and epoch <= last_epoch:
         return f"epoch {epoch} already measured (resumed run)"
-    return None
+    return over_budget(budget, spent, training, expected)
 
 
 class MonitorBase(Callback):
@@ -115,6 +133,10 @@ class MonitorBase(Callback):
         asynchronous: measure a frozen snapshot of the weights on a background thread while training goes on:
             results are logged at the same steps, only later; fit end waits for the last job; a job's error is
             raised at the next epoch end; single-process training only (else synchronous, with a warning).
+
+    A ``Schedule(..., time_budget=0.05)`` caps the monitor's own time at that share of the fit's time without the
+    monitors (:func:`~lit_xai.schedule.over_budget`): its seconds are those of :meth:`run`'s work (measuring,
+    pictures, logging; on the background thread too) from fit start on, the initial model's included.
     """
 
     #: measure under ``trainer.validate`` / ``trainer.test`` too (a monitor may make this an argument)
@@ -133,8 +155,10 @@ class MonitorBase(Callback):
         asynchronous: bool = False,
     ) -> None:
         spacing: Spacing = "even"
+        budget: Optional[float] = None
         if isinstance(every_n_epochs, Schedule):
-            every_n_epochs, spacing = every_n_epochs.every_n_epochs, every_n_epochs.spacing
+            spacing, budget = every_n_epochs.spacing, every_n_epochs.time_budget
+            every_n_epochs = every_n_epochs.every_n_epochs
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if model is not None and not isinstance(model, ModelSpec):
@@ -145,6 +169,7 @@ class MonitorBase(Callback):
         self.verbose = verbose
         self.asynchronous = asynchronous
         self.spacing = spacing
+        self.time_budget = budget
         self.contract: Optional[ModelContract] = None
         self._background = Background(tag)
         # checkpointed state
@@ -152,6 +177,10 @@ class MonitorBase(Callback):
         self.last_epoch: Optional[int] = None  # last epoch measured or (asynchronous) handed to the thread
         self._finished_epoch: Optional[int] = None  # last epoch whose results are in the history
         self._restored = False
+        # the time budget's account of this fit (not checkpointed: a resumed fit starts a new account)
+        self._spent = 0.0  # this monitor's seconds
+        self._last_cost: Optional[float] = None  # its last measurement's seconds: the next one's expected cost
+        self._clock: Optional[tuple[float, float]] = None  # (time, all monitors' seconds) at train start
 
     # ------------------------------------------------------------------ the three methods of a monitor
     def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
@@ -190,6 +219,10 @@ class MonitorBase(Callback):
     # ------------------------------------------------------------------ the decision
     def skip_reason(self, trainer: Trainer) -> Optional[str]:
         """Why this validation epoch end is not measured (None: it is); see :func:`skip_reason`."""
+        spent, training = self._spent, 0.0
+        if self.time_budget is not None and self._clock is not None:
+            start, others = self._clock
+            training = (_now() - start) - (_MONITOR_SECONDS.get(trainer, 0.0) - others)
         return skip_reason(
             epoch=trainer.current_epoch,
             every_n_epochs=self.every_n_epochs,
@@ -200,7 +233,24 @@ class MonitorBase(Callback):
             last_epoch=self.last_epoch,
             on_eval=self.on_eval,
             spacing=self.spacing,
+            budget=self.time_budget,
+            spent=spent,
+            training=max(0.0, training),
+            expected=self._last_cost,
         )
+
+    def measure_now(self, trainer: Trainer) -> bool:
+        """The decision of :meth:`skip_reason` at a validation epoch end, the same on every rank (with a budget,
+        rank 0's: only it measures and keeps the account); says so on the console when the budget postpones a
+        measurement."""
+        reason = self.skip_reason(trainer)
+        if self.time_budget is not None and trainer.world_size > 1:
+            reason = trainer.strategy.broadcast(reason, src=0)
+        epoch = trainer.current_epoch
+        scheduled = due(epoch, self.every_n_epochs, trainer.max_epochs, self.spacing)  # not the ones still waiting
+        if reason is not None and reason.startswith("over budget") and scheduled and self.verbose:
+            notify(trainer, f"[{self.tag}] epoch {epoch}: postponed, {reason}")
+        return reason is None
 
     def resolve(
         self, trainer: Trainer, pl_module: LightningModule, images: torch.Tensor, targets: torch.Tensor
@@ -252,6 +302,7 @@ class MonitorBase(Callback):
     ) -> dict[str, Any]:
         """measure -> record -> render -> log; the payload other ranks receive (``background``: on the worker)."""
         start = time.perf_counter()
+        clock = _now()
         result = self.measure(self.contract, module, epoch, mode)
         result["seconds"] = time.perf_counter() - start
         with self._background.lock:
@@ -265,6 +316,12 @@ class MonitorBase(Callback):
         self._after(trainer, result, epoch, mode)
         if self.verbose:
             notify(trainer, f"[{self.tag}] {_where(epoch)}: done in {time.perf_counter() - start:.1f} s")
+        if mode == "fit":
+            cost = _now() - clock
+            with self._background.lock:
+                self._spent += cost
+                self._last_cost = cost
+                _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + cost
         return {"scalars": scalars_of(outputs), "history": entries, **self._payload(result)}
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
@@ -282,6 +339,8 @@ class MonitorBase(Callback):
 
     # ------------------------------------------------------------------ Lightning hooks shared by every monitor
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._spent, self._last_cost, self._clock = 0.0, None, None
         if self.asynchronous and trainer.world_size > 1:
             rank_zero_warn(
                 f"{type(self).__name__}(asynchronous=True) runs synchronously under multi-process training (its "
@@ -290,10 +349,11 @@ class MonitorBase(Callback):
             self.asynchronous = False
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.skip_reason(trainer) is None:
+        if self.measure_now(trainer):
             self.run(trainer, pl_module, trainer.current_epoch)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._clock = (_now(), _MONITOR_SECONDS.get(trainer, 0.0))  # the budget's training clock
         if trainer.is_global_zero:  # the checkpoint path is known from here on (not yet in setup)
             warn_resume_into_same_version(trainer)
 

@@ -213,7 +213,7 @@ class ExplanationMonitor(MonitorBase):
             self.run(trainer, pl_module, epoch=-1, everywhere=False)  # baseline: the untrained model, rank 0
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.skip_reason(trainer) is None:
+        if self.measure_now(trainer):
             if trainer.is_global_zero:
                 self._prepare(trainer, pl_module)  # validate/test: fit start did not run
             self.run(trainer, pl_module, trainer.current_epoch)

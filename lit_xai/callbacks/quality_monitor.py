@@ -131,7 +131,7 @@ class ExplanationQualityMonitor(MonitorBase):
             self.probes = select_probes(dataset, self.num_probes, self.settings.seed, num_artifact=0)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.skip_reason(trainer) is None:
+        if self.measure_now(trainer):
             if trainer.is_global_zero and self.probes is not None:
                 self.resolve(trainer, pl_module, self.probes.images[:2].clone(), self.probes.targets)
             self.run(trainer, pl_module, trainer.current_epoch)

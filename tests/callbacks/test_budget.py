@@ -1,0 +1,145 @@
+"""The monitors' time budget (``Schedule(time_budget=...)``): postponed, not dropped; the other monitors' time is not
+training time; the console says so. Driven by a fake clock, so the decisions are exact on any machine."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.data import DataLoader, TensorDataset
+
+import lit_xai.callbacks.base as base
+from lit_xai.callbacks.base import MonitorBase
+from lit_xai.schedule import Schedule
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Training(Callback):
+    """Each training batch takes ``seconds`` on the clock (one batch per epoch)."""
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def on_train_batch_end(self, *args) -> None:
+        self.clock.t += self.seconds
+
+
+class Costly(MonitorBase):
+    """A monitor whose measurement takes ``cost`` seconds on the clock."""
+
+    def __init__(self, clock: Clock, cost: float, **kw) -> None:
+        super().__init__(verbose=kw.pop("verbose", False), **kw)
+        self.clock, self.cost = clock, cost
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.contract = SimpleNamespace(module=lambda module: module)  # no model contract needed here
+
+    def measure(self, contract, module, epoch, mode):
+        self.clock.t += self.cost
+        return {}
+
+    def record(self, result, epoch, mode):
+        return [{"epoch": epoch}]
+
+
+class Tiny(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 2)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def validation_step(self, batch, _):
+        pass
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(callbacks, max_epochs: int = 10) -> None:
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 4, generator=g), torch.randint(0, 2, (8,), generator=g))
+    loader = DataLoader(data, batch_size=8)
+    trainer = Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+    trainer.fit(Tiny(), loader, loader)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(base, "_now", c)
+    return c
+
+
+def _epochs(monitor: MonitorBase) -> list[int]:
+    return [h["epoch"] for h in monitor.history]
+
+
+@pytest.mark.parametrize("spacing", ["even", "doubling"])
+def test_a_budget_postpones_measurements_and_keeps_the_share(clock, spacing):
+    # 10 s of training per epoch, 3 s per measurement, budget 10 %: the first measurement is made (its cost is
+    # unknown), the next when 3 + 3 <= 0.1 x training, i.e. after 60 s (epoch 5), then after 90 s (epoch 8); the
+    # last epoch's would be 12 s of 100 s and is postponed past the end. The doubling schedule's epochs 1, 3 and 7
+    # are each postponed to the first epoch where they fit: the same epochs.
+    monitor = Costly(clock, 3.0, every_n_epochs=Schedule(1, spacing, time_budget=0.1))
+    _fit([Training(clock, 10.0), monitor])
+    assert _epochs(monitor) == [0, 5, 8]
+    assert monitor._spent == pytest.approx(9.0) and monitor._spent <= 0.1 * 100.0
+
+    free = Costly(clock, 3.0, every_n_epochs=Schedule(1, spacing))  # no budget: the schedule alone
+    _fit([Training(clock, 10.0), free])
+    assert _epochs(free) == ([0, 1, 3, 7, 9] if spacing == "doubling" else list(range(10)))
+
+
+def test_the_other_monitors_time_is_not_training_time(clock):
+    # B takes 5 s every epoch without a budget; A (2 s, budget 10 %) counts only the 10 s of training per epoch:
+    # it measures when 2 x (measurements + 1) <= epochs completed, i.e. at epochs 0, 3, 5, 7, 9. Had B's seconds
+    # counted as training (15 s per epoch), A would have measured at epochs 0, 2, 3, 5, 6, 7, 9.
+    a = Costly(clock, 2.0, every_n_epochs=Schedule(1, "even", time_budget=0.1), tag="A")
+    b = Costly(clock, 5.0, every_n_epochs=1, tag="B")
+    _fit([Training(clock, 10.0), a, b])
+    assert _epochs(a) == [0, 3, 5, 7, 9]
+    assert _epochs(b) == list(range(10))
+
+
+def test_the_console_says_what_was_postponed(clock, capsys):
+    monitor = Costly(clock, 3.0, every_n_epochs=Schedule(1, "even", time_budget=0.1), verbose=True, tag="XAI/demo")
+    _fit([Training(clock, 10.0), monitor], max_epochs=3)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "[XAI/demo] epoch 1: postponed, over budget: 3.0 s so far + 3.0 s would be 30% of 20.0 s of training" in text
+    assert "(budget 10%)" in text and text.count("postponed") == 2  # epochs 1 and 2, each due
+
+    waiting = Costly(clock, 3.0, every_n_epochs=Schedule(2, "even", time_budget=0.1), verbose=True, tag="XAI/two")
+    _fit([Training(clock, 10.0), waiting], max_epochs=4)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    # due at epochs 1 and 3 (the last): epoch 1 measures (the first), epoch 3 is postponed; said once per due epoch
+    assert [h["epoch"] for h in waiting.history] == [1] and text.count("postponed") == 1
+
+
+def test_a_budget_must_be_a_share():
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"Schedule\(time_budget=...\) is a share of the training time"):
+            Schedule(1, "even", time_budget=bad)
+    assert Schedule(1, "even", time_budget=1.0).time_budget == 1.0
