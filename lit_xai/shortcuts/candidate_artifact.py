@@ -9,7 +9,11 @@ artifact has (:func:`lit_xai.artifacts.register_artifact`):
   smallest set of pixels holding ``mass`` of it (:func:`candidate_masks`);
 * **detect**: a template detector for any image: the members' per-pixel median inside the *region* (pixels where at
   least ``region_share`` of the member masks agree) and ``score = 1 - mean |image - template|`` there; the threshold
-  separates members from other-class images best (Youden's J);
+  separates members from other-class images best (Youden's J). A template that cannot tell them apart (J below
+  :data:`MIN_DETECTOR_J`: e.g. white text whose letters differ, whose median is mostly background) flags no image: its
+  flags would be noise, and they decide which images the tests use (flagged images are left out of the insertion
+  test; on the text of ``benchmarks/discovery_recall.py`` such a detector flagged 99 % of the other classes' images,
+  leaving none to insert into). The members alone are then the artifact's images (:meth:`CandidateArtifact.flag_pool`);
 * **insert**: paste a (seeded) random member's masked pixels into each image — the counterfactual insertion test;
 * **remove**: inpaint the mask (the harmonic fill of :func:`lit_xai.artifacts.remove_ring`) — the removal test.
 
@@ -53,7 +57,13 @@ from ..artifacts.inserters import remove_ring
 from ..artifacts.registry import ARTIFACTS, Artifact, register_artifact
 from .discovery import Candidate
 
-__all__ = ["CandidateArtifact", "candidate_artifact", "candidate_masks"]
+__all__ = ["MIN_DETECTOR_J", "CandidateArtifact", "candidate_artifact", "candidate_masks"]
+
+#: the smallest Youden J (share of members flagged minus share of other-class images flagged, at the threshold) of a
+#: template detector that is used; below it the detector flags nothing and the members alone carry the artifact.
+#: ``benchmarks/discovery_recall.py`` (3 seeds, the text and ruler candidates): J 0.01-0.33 where the template flags
+#: 62-99 % of the other classes' images, 0.55-1.0 where it flags 0-5 %
+MIN_DETECTOR_J: float = 0.5
 
 
 def _distinct_region(heatmaps: torch.Tensor, member: torch.Tensor, rest: torch.Tensor, contrast: float) -> torch.Tensor:
@@ -133,8 +143,11 @@ class CandidateArtifact:
         member_images: ``(M, C, H, W)`` the members in [0, 1] (the inserter pastes from them).
         region: ``(H, W)`` bool where the member masks agree (the template detector looks there).
         template: ``(C, H, W)`` members' per-pixel median (used inside ``region``).
-        threshold: template score from which an image is flagged.
+        threshold: template score from which an image is flagged (``inf``: the template is not selective, see
+            ``detector_j``; no image is flagged by it).
         shift: largest shift (pixels) of the template the detector tries.
+        detector_j: the template's Youden J on the images it was built on (members against other classes), at its
+            threshold; below :data:`MIN_DETECTOR_J` the threshold is ``inf``.
     """
 
     candidate: Candidate
@@ -144,6 +157,7 @@ class CandidateArtifact:
     template: torch.Tensor
     threshold: float
     shift: int = 0
+    detector_j: float = math.nan
     #: the images, scores and masks of the last :meth:`detect` call, the one cache of the detector: the monitor
     #: detects on the same pool images twice (the threshold in :func:`candidate_artifact`, then ``pool.detect``,
     #: which scores the whole pool in one call), a search over (2 shift + 1)^2 template positions each time
@@ -312,6 +326,11 @@ def candidate_artifact(
     scores, _ = art.detect(x)  # kept in art._last: pool.detect on these images reads it
     negatives = ~member if lab is None else (lab != candidate.class_index)
     art.threshold = _youden_threshold(scores[member], scores[negatives])
+    if negatives.any():
+        flagged = scores >= art.threshold
+        art.detector_j = float(flagged[member].float().mean() - flagged[negatives].float().mean())
+        if art.detector_j < MIN_DETECTOR_J:
+            art.threshold = math.inf  # its flags would be noise: the members alone carry the artifact
     return art
 
 

@@ -281,7 +281,10 @@ class ShortcutWatch:
         detector flagging at least half of the members, else None), ``twin_share``, ``members`` (ids),
         ``mask_share`` (the template region's share of the image), ``region`` (that ``(H, W)`` bool mask),
         ``member_rows`` (the members' rows in the pool: their thumbnails), ``screen`` (``"score"``: above the
-        threshold, or ``"persists"``) and ``evidence``; candidates whose artifact cannot be built are left out,
+        threshold, or ``"persists"``), ``detector_j`` and ``selective`` (the template detector's Youden J, and
+        whether it is used: else the members alone carry the artifact, see
+        :data:`~lit_xai.shortcuts.candidate_artifact.MIN_DETECTOR_J`) and ``evidence``; candidates whose artifact
+        cannot be built are left out,
         and so is a candidate whose template region overlaps (IoU >= 0.5) that of a better-ranked candidate of
         its class (one artifact split over two clusters is tested and named once)."""
         pool, budget, names = self.pool, self.budget, contract.class_names
@@ -329,6 +332,7 @@ class ShortcutWatch:
                     "rank": cand.rank,
                     "twin": twin, "twin_share": twin_share, "members": [int(m) for m in cand.members],
                     "mask_share": float(art.region.float().mean()), "score": float(cand.score), "evidence": evidence,
+                    "detector_j": art.detector_j, "selective": art.threshold < math.inf,
                     "region": art.region.clone(), "member_rows": rows.tolist(),
                     "screen": "score" if cand.suspicious else "persists",
                 }  # fmt: skip

@@ -23,6 +23,7 @@ from lit_xai.artifacts import (
     measure_reliance,
     render_candidates,
 )
+from lit_xai.shortcuts.candidate_artifact import MIN_DETECTOR_J
 
 TAGGED_CLASS = 1
 
@@ -115,6 +116,7 @@ def test_candidate_becomes_a_testable_artifact(shapes) -> None:
     scores, _ = art.detect(x)
     detected = scores >= art.threshold
     assert float(detected[flags].float().mean()) > 0.9 and float(detected[~flags].float().mean()) < 0.1
+    assert art.detector_j >= MIN_DETECTOR_J and art.threshold < math.inf  # a selective template: used
     other = (y != TAGGED_CLASS).nonzero().flatten()[:40]
     inserted, masks = art.insert(x[other], torch.Generator().manual_seed(0))
     assert masks.any() and float((art.detect(inserted)[0] >= art.threshold).float().mean()) > 0.9
@@ -139,6 +141,39 @@ def test_candidate_becomes_a_testable_artifact(shapes) -> None:
         assert evidence["counterfactual"]["mean_shift"] > 0.1, evidence["counterfactual"]
         assert evidence["relevance_ratio"] > 2.0
     assert name not in ARTIFACTS  # the registry is left as it was
+
+
+def test_a_template_that_cannot_tell_members_apart_flags_nothing_and_the_members_carry_the_artifact() -> None:
+    # white marks of a different shape in each member's corner (as burnt-in letters that differ): the members' median
+    # there is mostly background, so every image matches the template about as well as a member does. Its flags
+    # would be noise -- and they decide the tests' images (flagged images are not inserted into) -- so the detector
+    # flags no image, and the pool's artifact images are the members alone
+    g = torch.Generator().manual_seed(0)
+    x = 0.5 + 0.05 * (torch.rand(40, 3, 32, 32, generator=g) - 0.5)
+    heat = torch.zeros(40, 32, 32)
+    heat[:, 12:20, 12:20] = 1.0  # the object, where every image looks
+    for i in range(10):  # members: class 1, a random white mark in the top-left corner
+        mark = torch.rand(8, 8, generator=g) < 0.3
+        x[i, :, :8, :8][:, mark] = 1.0
+        heat[i, :8, :8] += 3.0 * mark
+    labels = torch.tensor([1] * 20 + [0] * 20)
+    members, rows = list(range(100, 110)), list(range(10))
+    cand = Candidate(class_index=1, members=members, score=3.0, size=10, fraction=0.5, rows=rows)
+    art = candidate_artifact(cand, x, heat, labels=labels)
+    assert art.detector_j < MIN_DETECTOR_J and art.threshold == math.inf
+    scores, _ = art.detect(x)
+    assert not bool((scores >= art.threshold).any())
+    name = "candidate_test_unselective"
+    with art.registered(name):
+        pool = ReliancePool(x, x - 0.5, labels, list(range(100, 140)))
+        pool.detect(name)
+        art.flag_pool(pool, name)
+        assert pool.flags[name].nonzero().flatten().tolist() == list(range(10))
+    # the same members with one mark they share: the template separates them, and it is used
+    shared = x.clone()
+    shared[:10, :, :8, :8] = 1.0
+    art = candidate_artifact(cand, shared, heat, labels=labels)
+    assert art.detector_j >= MIN_DETECTOR_J and art.threshold < math.inf
 
 
 def test_candidate_detector_reuses_its_last_search_on_the_same_images(shapes, monkeypatch) -> None:
