@@ -22,7 +22,12 @@ flags are used only to score what came back:
 * **found**: a candidate of the planted class among its top-3 with purity >= 0.5 and recall >= 0.5 of the pool's
   planted images, scoring above the discovery threshold;
 * **verified**: that candidate went through the sham-controlled insertion / removal tests and met the alert rule;
-* **false alarm** (clean control): any candidate meeting the rule.
+* **false alarm** (clean control): any candidate meeting the rule;
+* **learned** (the ground truth, not the monitor's): the planted artifact, pasted with its own planting function into
+  the clean images of the other classes, raises P(planted class), or the planted images' clean twins (the same image
+  without it) lower it, by more than the alert rule's ``min_effect`` (lower 95 % bootstrap bound; no sham: the edit
+  is exact). A correct verifier can only verify what the model learned; "verified of learned" is the recall that
+  can be asked for (an artifact the model does not use is no shortcut, and verifying it would be a false alarm).
 
 Run:
     python -m benchmarks discovery_recall --quick            # one seed, two kinds: a smoke test (about 2 min)
@@ -164,6 +169,37 @@ def _trained(x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, key: str)
     return net
 
 
+def ground_truth(net: torch.nn.Module, kind: str, seed: int, prevalence: float) -> dict:
+    """Whether the model learned the planted artifact (module docstring, *learned*): the exact insertion and removal
+    effects on P(planted class), with 95 % bootstrap intervals."""
+    from lit_xai.shortcuts import AlertRule, bootstrap_effect
+
+    cls = TARGET[kind]
+    xv, yv, fv = _data(kind, seed, prevalence, "val")
+    xc, _, _ = _data(None, seed, prevalence, "val")  # the same images, nothing planted
+    other = (yv != cls).nonzero().flatten()[:256]
+    g = torch.Generator().manual_seed(seed + 2024)
+    pasted = PLANT[kind](xc[other], g)[0].clamp(0, 1)
+    with torch.no_grad():
+
+        def p(images: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(net(images - 0.5), 1)[:, cls]
+
+        insertion = p(pasted) - p(xc[other])
+        removal = p(xc[fv]) - p(xv[fv])  # the planted images' clean twins: a drop is reliance
+    zeros = torch.zeros(len(insertion))
+    ins = bootstrap_effect(insertion, zeros, seed=seed)
+    rem = bootstrap_effect(removal, torch.zeros(len(removal)), sign=-1.0, seed=seed)
+    floor = AlertRule().min_effect
+    learned = bool(ins["interval"][0] > floor or rem["interval"][0] > floor)
+    return {
+        "learned": learned, "min_effect": floor,
+        "insertion": round(float(ins["effect"]), 4), "insertion_ci": [round(float(v), 4) for v in ins["interval"]],
+        "removal": round(float(rem["effect"]), 4), "removal_ci": [round(float(v), 4) for v in rem["interval"]],
+        "n_insertion": int(len(insertion)), "n_removal": int(len(removal)),
+    }  # fmt: skip
+
+
 def run_one(
     kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None, discoveries: int = 1
 ) -> dict:
@@ -214,6 +250,8 @@ def run_one(
             "insertion": ins.get("effect"), "insertion_ci": ins.get("interval"),
         })  # fmt: skip
 
+    truth = ground_truth(net, kind, seed, prevalence) if kind is not None else None
+
     def on_target(d: dict) -> bool:
         return cls is not None and d["class"] == cls and d["purity"] >= 0.5 and d["recall"] >= 0.5
 
@@ -228,15 +266,16 @@ def run_one(
         "verified": any(on_target(t) and t["met"] for t in tests),
         "screens": [v.get("screen") for v in verified],
         "false_alarms": sum(t["met"] and not on_target(t) for t in tests),
-        "candidates": cands, "tests": tests, "seconds": time.perf_counter() - t0,
+        "candidates": cands, "tests": tests, "truth": truth, "learned": None if truth is None else truth["learned"],
+        "seconds": time.perf_counter() - t0,
     }  # fmt: skip
 
 
 def table(results: list[dict], seeds: list[int], kinds: list[str]) -> str:
     lines = [
-        "| kind | planted in pool (per seed) | listed (top-3, pur/rec >= 0.5) | found (above threshold) | verified | "
-        "other candidates verified |",
-        "|---|---|---|---|---|---|",
+        "| kind | planted in pool (per seed) | learned (true insertion effect per seed) "
+        "| listed (top-3, pur/rec >= 0.5) | found (above threshold) | verified | other candidates verified |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind in [*kinds, "clean"]:
         rows = [r for r in results if r["kind"] == kind]
@@ -246,17 +285,25 @@ def table(results: list[dict], seeds: list[int], kinds: list[str]) -> str:
         planted = ", ".join(str(r["planted_in_pool"]) for r in rows)
         if kind == "clean":
             tested = sum(len(r["tests"]) for r in rows)
-            lines.append(f"| clean control | 0 | - | - | - | {sum(r['false_alarms'] for r in rows)} of {tested} "
+            lines.append(f"| clean control | 0 | - | - | - | - | {sum(r['false_alarms'] for r in rows)} of {tested} "
                          f"candidates tested ({n} seeds) |")  # fmt: skip
             continue
+        effects = ", ".join(f"{r['truth']['insertion']:+.2f}" for r in rows if r.get("truth"))
+        learned = f"{sum(bool(r.get('learned')) for r in rows)}/{n} ({effects})"
         lines.append(
-            f"| {kind} | {planted} | {sum(r['listed'] for r in rows)}/{n} | {sum(r['found'] for r in rows)}/{n} | "
-            f"{sum(r['verified'] for r in rows)}/{n} | {sum(r['false_alarms'] for r in rows)} |"
+            f"| {kind} | {planted} | {learned} | {sum(r['listed'] for r in rows)}/{n} | "
+            f"{sum(r['found'] for r in rows)}/{n} | {sum(r['verified'] for r in rows)}/{n} | "
+            f"{sum(r['false_alarms'] for r in rows)} |"
         )
     per_seed = []
     for s in seeds:
-        hit = sum(r["verified"] for r in results if r["seed"] == s and r["kind"] != "clean")
-        per_seed.append(f"seed {s}: {hit}/{len(kinds)} verified")
+        mine = [r for r in results if r["seed"] == s and r["kind"] != "clean"]
+        hit = sum(r["verified"] for r in mine)
+        learned = [r for r in mine if r.get("learned")]
+        per_seed.append(
+            f"seed {s}: {hit}/{len(kinds)} verified, {sum(r['verified'] for r in learned)} of the {len(learned)} "
+            f"kinds the model learned"
+        )
     return "\n".join(lines) + "\n\n" + "; ".join(per_seed)
 
 
@@ -291,6 +338,12 @@ def main(argv: list[str] | None = None) -> None:
             if args.json is not None:
                 args.json.write_text(json.dumps({"partial": results}, default=str))
     print(table(results, args.seeds, args.kinds))
+    for r in results:
+        if r.get("truth"):
+            t = r["truth"]
+            print(f"truth seed {r['seed']} {r['kind']:6s} learned {t['learned']!s:5s} insertion {t['insertion']:+.3f} "
+                  f"{t['insertion_ci']} removal {t['removal']:+.3f} {t['removal_ci']} (n {t['n_insertion']}, "
+                  f"{t['n_removal']}); verified {r['verified']}")  # fmt: skip
     if args.json is not None:
         write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                    suite="discovery_recall")  # fmt: skip
