@@ -22,6 +22,7 @@ from lit_xai.callbacks import ExplanationMonitor, ShortcutBudget, ShortcutMonito
 from lit_xai.datamodules import SyntheticShortcutDataModule
 from lit_xai.explainers import CRP
 from lit_xai.models import ImageClassifier
+from lit_xai.schedule import Schedule
 
 
 def main(out: str) -> None:
@@ -33,6 +34,12 @@ def main(out: str) -> None:
     shortcut = ShortcutMonitor(
         budget=ShortcutBudget(audit_max_samples=64, pool_size=32, num_counterfactual=8, spray_samples=0), verbose=False
     )
+    # a time budget no measurement fits: rank 0 alone keeps the account, and every rank must follow its decision (a
+    # rank that measured while rank 0 postponed would wait for rank 0 in the broadcast until the timeout)
+    thrifty = ExplanationMonitor(
+        explainers=("lrp",), probes=2, verbose=False, tag="XAI_budget",
+        every_n_epochs=Schedule(1, "even", time_budget=1e-6),
+    )  # fmt: skip
     strategy = DDPStrategy(process_group_backend="gloo", timeout=timedelta(seconds=60))
     trainer = Trainer(
         accelerator="cpu",
@@ -41,7 +48,7 @@ def main(out: str) -> None:
         max_epochs=2,
         num_sanity_val_steps=0,
         logger=TensorBoardLogger(out, name="ddp"),
-        callbacks=[xai, shortcut],
+        callbacks=[xai, shortcut, thrifty],
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -50,6 +57,7 @@ def main(out: str) -> None:
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,
         "xai_history": [h["epoch"] for h in xai.history],
+        "budget_history": [h["epoch"] for h in thrifty.history],
         "metrics": sorted(k for k in trainer.callback_metrics if k.startswith(("XAI_drift/", "XAI_shortcut/"))),
         "alerts": len(shortcut.alerts),
         "time_s": float(trainer.callback_metrics.get("XAI_drift/time_s", -1)),

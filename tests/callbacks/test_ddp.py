@@ -34,6 +34,8 @@ def test_ddp_two_processes(tmp_path):
     assert r0["xai_history"] == [-1, 0, 1]  # rank 0 explained the baseline and both epochs
     # rank 1 explained nothing itself (no baseline at fit start) but holds the broadcast history of every epoch
     assert r1["xai_history"] == [0, 1]
+    # a monitor with a time budget measured the initial model only (rank 0) and postponed both epochs on every rank
+    assert r0["budget_history"] == [-1] and r1["budget_history"] == []
     # ... but received the broadcast scalars, identical on both ranks (usable by checkpoint/early-stopping callbacks)
     assert r0["metrics"] == r1["metrics"] and "XAI_drift/time_s" in r0["metrics"]
     assert any(m.startswith("XAI_drift/lrp/") for m in r0["metrics"])
