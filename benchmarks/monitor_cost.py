@@ -1,7 +1,7 @@
 """The demo with / without both monitors while another process keeps one core busy: the monitors' overhead ratio.
 
     python -m benchmarks monitor_cost [--repeats 3] [--idle] [--quick] [--profile] [--before DIR] [--no-every-epoch]
-                                      [--budget SHARE]
+                                      [--budget SHARE[,SHARE]]
                                       [--json OUT.json]
 
 Issue 35, item 4. ``python train.py --config configs/demo.yaml`` as a user types it (the command picks its torch
@@ -85,10 +85,11 @@ def parse_progress(stdout: str) -> dict[str, dict[int, float]]:
     return out
 
 
-def _configs(out: Path, quick: bool, budget: float | None = None) -> dict[str, Path]:
+def _configs(out: Path, quick: bool, budget: list[float] | None = None) -> dict[str, Path]:
     """The demo as shipped (``monitors``), without the monitors (``plain``), with both monitors measuring every
     epoch (``every_epoch``: their schedule before issue 35) and, given a ``budget``, as shipped with that time
-    budget on both monitors' schedules (``budget``: ``Schedule(..., time_budget=...)``)."""
+    budget on the monitors' schedules (``budget``: ``Schedule(..., time_budget=...)``; one share for every monitor,
+    or one per monitor in the config's order: ExplanationMonitor, ShortcutMonitor)."""
     import yaml
 
     figures = _readme_figures()
@@ -101,10 +102,17 @@ def _configs(out: Path, quick: bool, budget: float | None = None) -> dict[str, P
     paths["every_epoch"].write_text(yaml.safe_dump(config, sort_keys=False))
     if budget is not None:
         config = yaml.safe_load(paths["monitors"].read_text())
-        for callback in config["trainer"]["callbacks"]:
-            schedule = callback.get("init_args", {}).get("every_n_epochs")
-            if isinstance(schedule, dict) and schedule.get("class_path", "").endswith("Schedule"):
-                schedule.setdefault("init_args", {})["time_budget"] = budget
+        schedules = [
+            schedule
+            for callback in config["trainer"]["callbacks"]
+            if isinstance(schedule := callback.get("init_args", {}).get("every_n_epochs"), dict)
+            and schedule.get("class_path", "").endswith("Schedule")
+        ]
+        shares = budget * len(schedules) if len(budget) == 1 else budget
+        if len(shares) != len(schedules):
+            raise ValueError(f"--budget: {len(budget)} shares for {len(schedules)} monitors with a Schedule")
+        for schedule, share in zip(schedules, shares):
+            schedule.setdefault("init_args", {})["time_budget"] = share
         paths["budget"] = out / "demo_budget.yaml"
         paths["budget"].write_text(yaml.safe_dump(config, sort_keys=False))
     if quick:
@@ -148,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="one more monitored run under cProfile")
     parser.add_argument("--before", type=Path, help="another checkout: its shipped demo as a 4th command")
     parser.add_argument("--no-every-epoch", action="store_true", help="leave out the every-epoch variant")
-    parser.add_argument("--budget", type=float, help="add the shipped demo with Schedule(time_budget=BUDGET) on both")
+    parser.add_argument(
+        "--budget", help="add the demo with Schedule(time_budget=...): one share, or one per monitor (0.03,0.07)"
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     if args.before is not None and not (args.before / "train.py").is_file():
@@ -164,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         results["before"] = str(args.before.resolve())
     with tempfile.TemporaryDirectory(prefix="lit_xai_monitor_cost_") as tmp:
         out = Path(tmp)
-        configs = _configs(out, args.quick, args.budget)
+        budget = None if args.budget is None else [float(v) for v in args.budget.split(",")]
+        configs = _configs(out, args.quick, budget)
         if args.no_every_epoch:
             del configs["every_epoch"]
         if args.before is not None:
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "monitors": "as shipped (doubling schedule)",
         "every_epoch": "every epoch (before issue 35)",
         "before": f"as shipped, run by {args.before}",
-        "budget": f"as shipped with Schedule(time_budget={args.budget}) on both",
+        "budget": f"as shipped with Schedule(time_budget={args.budget})",
     }
     for name in monitored:
         label = labels[name]
