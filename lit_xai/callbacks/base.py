@@ -301,10 +301,9 @@ class MonitorBase(Callback):
         self, trainer: Trainer, module: torch.nn.Module, epoch: int, mode: str, background: bool = False
     ) -> dict[str, Any]:
         """measure -> record -> render -> log; the payload other ranks receive (``background``: on the worker)."""
-        start = time.perf_counter()
-        clock = _now()
+        start = _now()
         result = self.measure(self.contract, module, epoch, mode)
-        result["seconds"] = time.perf_counter() - start
+        result["seconds"] = _now() - start
         with self._background.lock:
             entries = self.record(result, epoch, mode)
             self.history.extend(entries)
@@ -315,9 +314,9 @@ class MonitorBase(Callback):
         emit(trainer, outputs, epoch_step(epoch))
         self._after(trainer, result, epoch, mode)
         if self.verbose:
-            notify(trainer, f"[{self.tag}] {_where(epoch)}: done in {time.perf_counter() - start:.1f} s")
+            notify(trainer, f"[{self.tag}] {_where(epoch)}: done in {_now() - start:.1f} s")
         if mode == "fit":
-            cost = _now() - clock
+            cost = _now() - start
             with self._background.lock:
                 self._spent += cost
                 self._last_cost = cost

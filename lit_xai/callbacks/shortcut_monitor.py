@@ -319,7 +319,7 @@ class ShortcutMonitor(MonitorBase):
         for v in (found or {}).get("verified", []):  # discovered candidates, tested like a watched artifact
             decision, reason = self.rule.decide(v["evidence"])
             plain = {k: x for k, x in v["evidence"].items() if k != "heatmaps"}
-            about = {k: v[k] for k in ("label", "twin", "twin_share", "mask_share", "screen") if k in v}
+            about = {k: v[k] for k in ("label", "twin", "twin_share", "mask_share", "screen", "selective") if k in v}
             keep = ("counterfactual", "removal", "exposure", "tests", "removal_skipped")
             tested[(v["class_index"], v["rank"])] = {
                 **to_jsonable(about), "rule_met": bool(decision), "informative": decision is not None,

@@ -78,6 +78,7 @@ def test_an_unregistered_tag_is_verified_and_the_clean_control_is_not(tmp_path: 
     report = json.loads((Path(mon._log_dir) / "shortcut_report.json").read_text())
     tested = [c["tested"] for c in report["candidates"] if "tested" in c]
     assert any(t["rule_met"] for t in tested) and all("counterfactual" in t for t in tested)
+    assert all(t["selective"] is True for t in tested)  # the square tag's template tells members apart: it is used
     # the verdict picture names the unnamed artifact and shows its members (with their mask) and its evidence chart
     key = (alert["artifact"], alert["class"])
     strip = mon._candidate_strip(key)
