@@ -38,7 +38,8 @@ def over_budget(budget: Optional[float], spent: float, training: float, expected
 
     ``budget`` is the largest share of the training time the monitor may add (0.1: 10 %); ``spent`` its own seconds
     so far, ``training`` the fit's seconds so far without the monitors', ``expected`` what the next measurement will
-    take (its last one's seconds; ``None`` before the first, which is always made: its cost is unknown until then).
+    take (the seconds of the monitor's last one of its kind; ``None`` before the first, which is always made: its
+    cost is unknown until then).
 
     Example:
         >>> over_budget(0.1, spent=1.0, training=30.0, expected=1.5) is None  # 2.5 s <= 3.0 s
@@ -70,7 +71,9 @@ class Schedule:
             epoch whose measurement would take the monitor's own time (measuring, pictures, logging) over
             ``time_budget`` x the fit's time without the monitors is postponed, and made at the first later epoch
             where it fits (see :func:`over_budget`); the console says so. The first measurement is always made
-            (its cost is unknown until then), the monitor's last one counts as the next one's cost. Meant for
+            (its cost is unknown until then); the next one is expected to cost what the monitor's last one of
+            the same kind did (the ShortcutMonitor's discovery epochs are a kind of their own), and the first of
+            a kind what the costliest so far did. Meant for
             machines whose cores are busy, and for large models or pools: a budget trades early evidence for time
             (a shortcut alert needs measured epochs). Not the ShortcutMonitor's ``budget`` (its pool sizes).
 

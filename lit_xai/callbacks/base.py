@@ -179,7 +179,7 @@ class MonitorBase(Callback):
         self._restored = False
         # the time budget's account of this fit (not checkpointed: a resumed fit starts a new account)
         self._spent = 0.0  # this monitor's seconds
-        self._last_cost: Optional[float] = None  # its last measurement's seconds: the next one's expected cost
+        self._costs: dict[str, float] = {}  # per kind of measurement (cost_kind), the last one's seconds
         self._clock: Optional[tuple[float, float]] = None  # (time, all monitors' seconds) at train start
 
     # ------------------------------------------------------------------ the three methods of a monitor
@@ -194,6 +194,12 @@ class MonitorBase(Callback):
     def render(self, result: dict[str, Any], epoch: int, mode: str) -> dict[str, Any]:
         """What to log for ``result``: ``{tag: number | markdown text | picture}``."""
         return {}
+
+    def cost_kind(self, epoch: int) -> str:
+        """What kind of measurement ``epoch``'s is, for the time budget: measurements of one kind are expected to
+        cost what the last one of that kind did (a monitor whose epochs differ, e.g. discovery epochs, names
+        them)."""
+        return "measurement"
 
     # ------------------------------------------------------------------ state
     @property
@@ -219,10 +225,12 @@ class MonitorBase(Callback):
     # ------------------------------------------------------------------ the decision
     def skip_reason(self, trainer: Trainer) -> Optional[str]:
         """Why this validation epoch end is not measured (None: it is); see :func:`skip_reason`."""
-        spent, training = self._spent, 0.0
+        spent, training, expected = self._spent, 0.0, None
         if self.time_budget is not None and self._clock is not None:
             start, others = self._clock
             training = (_now() - start) - (_MONITOR_SECONDS.get(trainer, 0.0) - others)
+            # the last measurement of this kind; before the first of a kind, the costliest of any kind
+            expected = self._costs.get(self.cost_kind(trainer.current_epoch), max(self._costs.values(), default=None))
         return skip_reason(
             epoch=trainer.current_epoch,
             every_n_epochs=self.every_n_epochs,
@@ -236,7 +244,7 @@ class MonitorBase(Callback):
             budget=self.time_budget,
             spent=spent,
             training=max(0.0, training),
-            expected=self._last_cost,
+            expected=expected,
         )
 
     def measure_now(self, trainer: Trainer) -> bool:
@@ -319,7 +327,7 @@ class MonitorBase(Callback):
             cost = _now() - start
             with self._background.lock:
                 self._spent += cost
-                self._last_cost = cost
+                self._costs[self.cost_kind(epoch)] = cost
                 _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + cost
         return {"scalars": scalars_of(outputs), "history": entries, **self._payload(result)}
 
@@ -339,7 +347,7 @@ class MonitorBase(Callback):
     # ------------------------------------------------------------------ Lightning hooks shared by every monitor
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._spent, self._last_cost, self._clock = 0.0, None, None
+            self._spent, self._costs, self._clock = 0.0, {}, None
         if self.asynchronous and trainer.world_size > 1:
             rank_zero_warn(
                 f"{type(self).__name__}(asynchronous=True) runs synchronously under multi-process training (its "

@@ -261,6 +261,11 @@ class ShortcutMonitor(MonitorBase):
         return ids, read_shared(trainer, data, ids)
 
     # ------------------------------------------------------------------ work
+    def cost_kind(self, epoch: int) -> str:
+        """A discovery epoch costs several times a reliance-only one (the time budget's estimate, see
+        :class:`~lit_xai.schedule.Schedule`)."""
+        return "discovery" if self.discovery.due(epoch, self._max_epochs) else "reliance"
+
     def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
         """The reliance evidence of every watched (artifact, class) and the relevance outside the ROI
         (:meth:`lit_xai.shortcuts.ShortcutWatch.measure`; discovery when it is due)."""

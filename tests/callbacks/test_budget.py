@@ -122,6 +122,28 @@ def test_the_other_monitors_time_is_not_training_time(clock):
     assert _epochs(b) == list(range(10))
 
 
+class TwoKinds(Costly):
+    """Every third epoch's measurement is a costlier kind (4 s against 1 s), as the ShortcutMonitor's discovery."""
+
+    def cost_kind(self, epoch: int) -> str:
+        return "big" if epoch % 3 == 2 else "small"
+
+    def measure(self, contract, module, epoch, mode):
+        self.clock.t += 4.0 if self.cost_kind(epoch) == "big" else 1.0
+        return {}
+
+
+def test_a_measurement_is_expected_to_cost_what_the_last_of_its_kind_did(clock):
+    # 10 s of training per epoch, budget 10 %. Epochs 0, 1 (1 s each) and 2 (the first big one, expected at the
+    # costliest so far, 1 s: 3 <= 3) are made; then each kind is expected at its own last cost: the small epochs 6,
+    # 7, 10 and the big 9 fit, 10 s in all of 120. Expecting the last measurement's cost whatever its kind gives
+    # epochs 0, 1, 2, 9, 10, 11: a big epoch expected at 1 s, a small one at 4 s.
+    monitor = TwoKinds(clock, 0.0, every_n_epochs=Schedule(1, "even", time_budget=0.1))
+    _fit([Training(clock, 10.0), monitor], max_epochs=12)
+    assert _epochs(monitor) == [0, 1, 2, 6, 7, 9, 10]
+    assert monitor._spent == pytest.approx(10.0)
+
+
 def test_the_console_says_what_was_postponed(clock, capsys):
     monitor = Costly(clock, 3.0, every_n_epochs=Schedule(1, "even", time_budget=0.1), verbose=True, tag="XAI/demo")
     _fit([Training(clock, 10.0), monitor], max_epochs=3)
