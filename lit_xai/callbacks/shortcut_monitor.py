@@ -264,12 +264,15 @@ class ShortcutMonitor(MonitorBase):
     def cost_kind(self, epoch: int) -> str:
         """A discovery epoch costs several times a reliance-only one (the time budget's estimate, see
         :class:`~lit_xai.schedule.Schedule`)."""
-        return "discovery" if self.discovery.due(epoch, self._max_epochs) else "reliance"
+        return "discovery" if self._discovers(epoch) else "reliance"
+
+    def _discovers(self, epoch: int) -> bool:
+        return self.discovery.due(epoch, self._max_epochs)
 
     def measure(self, contract: ModelContract, module: torch.nn.Module, epoch: int, mode: str) -> dict[str, Any]:
         """The reliance evidence of every watched (artifact, class) and the relevance outside the ROI
         (:meth:`lit_xai.shortcuts.ShortcutWatch.measure`; discovery when it is due)."""
-        return self.watch.measure(contract, module, discover=self.discovery.due(epoch, self._max_epochs))
+        return self.watch.measure(contract, module, discover=self._discovers(epoch))
 
     def _concepts(
         self, module: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor

@@ -325,21 +325,20 @@ def candidate_artifact(
     art = CandidateArtifact(candidate, masks, x[rows].clone(), region, template, threshold=1.0, shift=shift)
     scores, _ = art.detect(x)  # kept in art._last: pool.detect on these images reads it
     negatives = ~member if lab is None else (lab != candidate.class_index)
-    art.threshold = _youden_threshold(scores[member], scores[negatives])
-    if negatives.any():
-        flagged = scores >= art.threshold
-        art.detector_j = float(flagged[member].float().mean() - flagged[negatives].float().mean())
-        if art.detector_j < MIN_DETECTOR_J:
-            art.threshold = math.inf  # its flags would be noise: the members alone carry the artifact
+    art.threshold, art.detector_j = _youden_threshold(scores[member], scores[negatives])
+    if art.detector_j < MIN_DETECTOR_J:  # NaN (no negatives) keeps the template
+        art.threshold = math.inf  # its flags would be noise: the members alone carry the artifact
     return art
 
 
-def _youden_threshold(pos: torch.Tensor, neg: torch.Tensor) -> float:
-    """The cut that maximises sensitivity + specificity (ties: the midpoint between the neighbouring scores)."""
+def _youden_threshold(pos: torch.Tensor, neg: torch.Tensor) -> tuple[float, float]:
+    """The cut that maximises sensitivity + specificity (ties: the midpoint between the neighbouring scores), and
+    Youden's J there (sensitivity + specificity - 1; NaN without negatives)."""
     if len(neg) == 0:
-        return float(pos.min())
+        return float(pos.min()), math.nan
     values = torch.cat([pos, neg]).sort().values
     cuts = torch.cat([values[:1], (values[1:] + values[:-1]) / 2, values[-1:] + 1e-6])
     tpr = (pos[None] >= cuts[:, None]).float().mean(1)
     tnr = (neg[None] < cuts[:, None]).float().mean(1)
-    return float(cuts[int(torch.argmax(tpr + tnr))])
+    best = int(torch.argmax(tpr + tnr))
+    return float(cuts[best]), float(tpr[best] + tnr[best] - 1.0)
