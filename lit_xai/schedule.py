@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-__all__ = ["Schedule", "Spacing", "due", "over_budget"]
+__all__ = ["OverBudget", "Schedule", "Spacing", "due", "over_budget"]
 
 #: how due epochs are spaced: ``"even"`` every N-th epoch; ``"doubling"`` the N-th, 2N-th, 4N-th, 8N-th, ... epoch
 #: (the gaps double: dense early, while the model and its explanations change fast, sparse later)
@@ -33,7 +33,16 @@ def due(epoch: int, every_n_epochs: int, max_epochs: Optional[int] = None, spaci
     return k & (k - 1) == 0  # a power of two
 
 
-def over_budget(budget: Optional[float], spent: float, training: float, expected: Optional[float]) -> Optional[str]:
+class OverBudget(str):
+    """A reason not to measure that is the time budget's (:func:`over_budget`): a ``str``, the console's words, whose
+    type tells a postponement from the schedule's other reasons."""
+
+    __slots__ = ()
+
+
+def over_budget(
+    budget: Optional[float], spent: float, training: float, expected: Optional[float]
+) -> Optional[OverBudget]:
     """Whether a due measurement would take a monitor over its time ``budget``: ``None`` = measure, else why not.
 
     ``budget`` is the largest share of the training time the monitor may add (0.1: 10 %); ``spent`` its own seconds
@@ -54,7 +63,7 @@ def over_budget(budget: Optional[float], spent: float, training: float, expected
     if spent + expected <= budget * training:
         return None
     share = (spent + expected) / training if training > 0 else float("inf")
-    return (
+    return OverBudget(
         f"over budget: {spent:.1f} s so far + {expected:.1f} s would be {share:.0%} of {training:.1f} s of training "
         f"(budget {budget:.0%})"
     )
@@ -73,7 +82,8 @@ class Schedule:
             where it fits (see :func:`over_budget`); the console says so. The first measurement is always made
             (its cost is unknown until then); the next one is expected to cost what the monitor's last one of
             the same kind did (the ShortcutMonitor's discovery epochs are a kind of their own), and the first of
-            a kind what the costliest so far did. Meant for
+            a kind its work (``MonitorBase.cost_units``: the ShortcutMonitor's LRP maps) times the most seconds
+            per unit so far. Meant for
             machines whose cores are busy, and for large models or pools: a budget trades early evidence for time
             (a shortcut alert needs measured epochs). Not the ShortcutMonitor's ``budget`` (its pool sizes).
 

@@ -30,7 +30,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from ..contracts import ModelContract, ModelSpec, resolve_contract
-from ..schedule import Schedule, Spacing, due, over_budget  # the one schedule rule, below the callbacks and shortcuts
+from ..schedule import OverBudget, Schedule, Spacing, due, over_budget  # the one schedule rule, below callbacks
 from ._background import Background, snapshot
 from ._checks import warn_resume_into_same_version
 from .epoch_metrics import log_epoch_metrics
@@ -179,7 +179,7 @@ class MonitorBase(Callback):
         self._restored = False
         # the time budget's account of this fit (not checkpointed: a resumed fit starts a new account)
         self._spent = 0.0  # this monitor's seconds
-        self._costs: dict[str, float] = {}  # per kind of measurement (cost_kind), the last one's seconds
+        self._costs: dict[str, tuple[float, float]] = {}  # per cost_kind, the last one's (seconds, cost_units)
         self._clock: Optional[tuple[float, float]] = None  # (time, all monitors' seconds) at train start
 
     # ------------------------------------------------------------------ the three methods of a monitor
@@ -200,6 +200,12 @@ class MonitorBase(Callback):
         cost what the last one of that kind did (a monitor whose epochs differ, e.g. discovery epochs, names
         them)."""
         return "measurement"
+
+    def cost_units(self, epoch: int) -> float:
+        """How much work ``epoch``'s measurement is, in any unit its seconds grow with (e.g. the images it explains),
+        for the time budget: the first measurement of a kind is expected to cost its units times the most seconds
+        per unit measured so far (every measurement 1 unit by default: the costliest so far)."""
+        return 1.0
 
     # ------------------------------------------------------------------ state
     @property
@@ -229,8 +235,7 @@ class MonitorBase(Callback):
         if self.time_budget is not None and self._clock is not None:
             start, others = self._clock
             training = (_now() - start) - (_MONITOR_SECONDS.get(trainer, 0.0) - others)
-            # the last measurement of this kind; before the first of a kind, the costliest of any kind
-            expected = self._costs.get(self.cost_kind(trainer.current_epoch), max(self._costs.values(), default=None))
+            expected = self.expected_cost(trainer.current_epoch)
         return skip_reason(
             epoch=trainer.current_epoch,
             every_n_epochs=self.every_n_epochs,
@@ -247,6 +252,17 @@ class MonitorBase(Callback):
             expected=expected,
         )
 
+    def expected_cost(self, epoch: int) -> Optional[float]:
+        """The seconds ``epoch``'s measurement is expected to take (None before the first measurement): those of the
+        last measurement of its :meth:`cost_kind`; before the first of a kind, its :meth:`cost_units` times the most
+        seconds per unit so far."""
+        last = self._costs.get(self.cost_kind(epoch))
+        if last is not None:
+            return last[0]
+        if not self._costs:
+            return None
+        return max(seconds / units for seconds, units in self._costs.values()) * self.cost_units(epoch)
+
     def measure_now(self, trainer: Trainer) -> bool:
         """The decision of :meth:`skip_reason` at a validation epoch end, the same on every rank (with a budget,
         rank 0's: only it measures and keeps the account); says so on the console when the budget postpones a
@@ -256,7 +272,7 @@ class MonitorBase(Callback):
             reason = trainer.strategy.broadcast(reason, src=0)
         epoch = trainer.current_epoch
         scheduled = due(epoch, self.every_n_epochs, trainer.max_epochs, self.spacing)  # not the ones still waiting
-        if reason is not None and reason.startswith("over budget") and scheduled and self.verbose:
+        if isinstance(reason, OverBudget) and scheduled and self.verbose:
             notify(trainer, f"[{self.tag}] epoch {epoch}: postponed, {reason}")
         return reason is None
 
@@ -327,7 +343,7 @@ class MonitorBase(Callback):
             cost = _now() - start
             with self._background.lock:
                 self._spent += cost
-                self._costs[self.cost_kind(epoch)] = cost
+                self._costs[self.cost_kind(epoch)] = (cost, max(float(self.cost_units(epoch)), 1e-9))
                 _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + cost
         return {"scalars": scalars_of(outputs), "history": entries, **self._payload(result)}
 

@@ -48,11 +48,6 @@ from .sinks import Picture, find_tensorboard, log_text, notify
 __all__ = ["Discovery", "ShortcutBudget", "ShortcutMonitor"]  # Discovery, ShortcutBudget: from lit_xai.shortcuts.watch
 
 
-
-
-
-
-
 class ShortcutMonitor(MonitorBase):
     """Detect shortcut artifacts in the data and the model's reliance on them, with alerts.
 
@@ -266,6 +261,13 @@ class ShortcutMonitor(MonitorBase):
         :class:`~lit_xai.schedule.Schedule`)."""
         return "discovery" if self._discovers(epoch) else "reliance"
 
+    def cost_units(self, epoch: int) -> float:
+        """The LRP maps the measurement explains (:meth:`~lit_xai.shortcuts.ShortcutWatch.explained_maps`): before
+        the first discovery epoch, its cost is estimated from a reliance epoch's seconds per map (a discovery epoch
+        explains the whole pool; on the demo 256 maps against 72)."""
+        names = self.contract.class_names if self.contract is not None else None
+        return float(self.watch.explained_maps(names, discover=self._discovers(epoch)))
+
     def _discovers(self, epoch: int) -> bool:
         return self.discovery.due(epoch, self._max_epochs)
 
@@ -289,12 +291,6 @@ class ShortcutMonitor(MonitorBase):
         names = self.resolve(trainer, pl_module, read.images[:2], read.targets).class_names
         self.watch.check_target_class(names)
         self.watch.pool = self.watch.read_pool(read, ids, self.contract.to01, "val")
-
-
-
-
-
-
 
     def record(self, result: dict[str, Any], epoch: int, mode: str) -> list[dict[str, Any]]:
         """History entries, the rule's streaks and the alerts that fire now (``result["alerts"]``)."""

@@ -230,6 +230,19 @@ class ShortcutWatch:
             for c in self.targets_for(a, names)
         )
 
+    def explained_maps(self, names: Optional[list[str]], discover: bool = False) -> int:
+        """How many LRP maps :meth:`measure` explains (at least 1; the time budget's unit of work): the probes' and
+        SpRAy's of every watched (artifact, class); with ``discover`` the pool's labelled images instead, which
+        those are read from. Before the pool is read, 1."""
+        if self.pool is None or names is None:
+            return 1
+        reliance = sum(len(self.targets_for(a, names)) for a in self.detectors) * (
+            self.budget.num_probes + self.budget.spray_samples
+        )
+        if discover:
+            reliance = max(reliance, int((self.pool.labels >= 0).sum()))
+        return max(1, reliance)
+
     # ------------------------------------------------------------------ measure
     def measure(self, contract: ModelContract, module: torch.nn.Module, discover: bool = False) -> dict[str, Any]:
         """The reliance evidence of every watched (artifact, class), the relevance outside the ROI and, with

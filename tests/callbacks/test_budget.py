@@ -144,6 +144,31 @@ def test_a_measurement_is_expected_to_cost_what_the_last_of_its_kind_did(clock):
     assert monitor._spent == pytest.approx(10.0)
 
 
+class Units(TwoKinds):
+    """TwoKinds whose measurements say their work: a big one is 4 units, a small one 1 (as the ShortcutMonitor's
+    discovery epoch explains the whole pool, its reliance epochs the probes' and SpRAy's maps)."""
+
+    def cost_units(self, epoch: int) -> float:
+        return 4.0 if self.cost_kind(epoch) == "big" else 1.0
+
+    def measure(self, contract, module, epoch, mode):
+        self.shares.append((self._spent + (4.0 if self.cost_kind(epoch) == "big" else 1.0)) / (10.0 * (epoch + 1)))
+        return super().measure(contract, module, epoch, mode)
+
+
+def test_the_first_measurement_of_a_kind_is_expected_from_its_units(clock):
+    # As above, but the big kind says it is 4 units: its first one, at epoch 2, is expected at 4 x 1 s per unit and
+    # postponed (2 + 4 > 3), so are those of epochs 5 and 8; the first big one made is epoch 11's (8 + 4 <= 12). The
+    # share stays within 10 % after every measurement; expected at the costliest so far (1 s, the test above), epoch
+    # 2's big measurement took the monitor to 6 s of 30 (20 %).
+    monitor = Units(clock, 0.0, every_n_epochs=Schedule(1, "even", time_budget=0.1))
+    monitor.shares = []
+    _fit([Training(clock, 10.0), monitor], max_epochs=12)
+    assert _epochs(monitor) == [0, 1, 3, 4, 6, 7, 9, 10, 11]
+    assert monitor._spent == pytest.approx(12.0) and max(monitor.shares[1:]) <= 0.1 + 1e-12
+    assert monitor.expected_cost(14) == 4.0 and monitor.expected_cost(13) == 1.0  # each kind's last cost now
+
+
 def test_the_console_says_what_was_postponed(clock, capsys):
     monitor = Costly(clock, 3.0, every_n_epochs=Schedule(1, "even", time_budget=0.1), verbose=True, tag="XAI/demo")
     _fit([Training(clock, 10.0), monitor], max_epochs=3)
@@ -165,3 +190,23 @@ def test_a_budget_must_be_a_share():
         with pytest.raises(ValueError, match=r"Schedule\(time_budget=...\) is a share of the training time"):
             Schedule(1, "even", time_budget=bad)
     assert Schedule(1, "even", time_budget=1.0).time_budget == 1.0
+
+
+def test_the_shortcut_watch_counts_the_maps_it_explains():
+    # the ShortcutMonitor's cost_units: per watched (artifact, class) the probes' and SpRAy's maps; on a discovery
+    # epoch the pool's labelled images (those maps are read from them); 1 before the pool is read
+    from lit_xai.shortcuts import ShortcutBudget, ShortcutWatch
+    from lit_xai.shortcuts.monitoring import ReliancePool
+
+    watch = ShortcutWatch(("ring",), budget=ShortcutBudget(num_probes=8, spray_samples=64), target_class="b")
+    assert watch.explained_maps(["a", "b"]) == 1
+    x = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1] * 18 + [-1] * 4)  # 4 unlabelled images are not explained by discovery
+    watch.pool = ReliancePool(x, x, labels, list(range(40)))
+    assert watch.explained_maps(["a", "b"]) == 72
+    assert watch.explained_maps(["a", "b"], discover=True) == 72  # never fewer than the reliance maps
+    watch.budget = ShortcutBudget(num_probes=4, spray_samples=0)
+    assert watch.explained_maps(["a", "b"], discover=True) == 36
+    watch.target_class = None  # the ring is in no image: no class is watched for it, and the count is still 1
+    watch.pool.detect("ring")
+    assert watch.explained_maps(["a", "b"]) == 1
