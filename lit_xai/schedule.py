@@ -77,15 +77,15 @@ class Schedule:
         spacing: ``"even"`` (every N-th epoch) or ``"doubling"`` (the N-th, 2N-th, 4N-th, ... epoch), the last
             epoch always (see :func:`due`).
         time_budget: the largest share of the training time the monitor may add, e.g. ``0.05`` (None: no limit). A due
-            epoch whose measurement would take the monitor's own time (measuring, pictures, logging) over
-            ``time_budget`` x the fit's time without the monitors is postponed, and made at the first later epoch
-            where it fits (see :func:`over_budget`); the console says so. The first measurement is always made
-            (its cost is unknown until then); the next one is expected to cost what the monitor's last one of
-            the same kind did (the ShortcutMonitor's discovery epochs are a kind of their own), and the first of
-            a kind its work (``MonitorBase.cost_units``: the ShortcutMonitor's LRP maps) times the most seconds
-            per unit so far. Meant for
-            machines whose cores are busy, and for large models or pools: a budget trades early evidence for time
-            (a shortcut alert needs measured epochs). Not the ShortcutMonitor's ``budget`` (its pool sizes).
+            epoch whose measurement would take the monitor's own time (its setup at fit start, measuring, pictures,
+            logging) over ``time_budget`` x the fit's time without the monitors is postponed, and made at the first
+            later epoch where it fits (see :func:`over_budget`); the console says so. The first measurement is
+            always made (its cost is unknown until then); the next one is expected to cost what the monitor's last
+            one of the same kind did (the ShortcutMonitor's discovery epochs are a kind of their own), and the first
+            of a kind its work (``MonitorBase.cost_units``: the ShortcutMonitor's LRP maps) times the most seconds
+            per unit so far. Meant for machines whose cores are busy, and for large models or pools: a budget trades
+            early evidence for time (a shortcut alert needs measured epochs). Not the ShortcutMonitor's ``budget``
+            (its pool sizes).
 
     Example:
         >>> s = Schedule(1, "doubling")

@@ -136,7 +136,8 @@ class MonitorBase(Callback):
 
     A ``Schedule(..., time_budget=0.05)`` caps the monitor's own time at that share of the fit's time without the
     monitors (:func:`~lit_xai.schedule.over_budget`): its seconds are those of :meth:`run`'s work (measuring,
-    pictures, logging; on the background thread too) from fit start on, the initial model's included.
+    pictures, logging; on the background thread too) from fit start on, the initial model's included, and of the
+    work a subclass puts in :meth:`accounted` (the lit_xai monitors' fit-start setup: probes, audit, pools).
     """
 
     #: measure under ``trainer.validate`` / ``trainer.test`` too (a monitor may make this an argument)
@@ -251,6 +252,19 @@ class MonitorBase(Callback):
             training=max(0.0, training),
             expected=expected,
         )
+
+    @contextlib.contextmanager
+    def accounted(self, trainer: Trainer) -> Iterator[None]:
+        """Count the work inside in the monitor's time budget, as its measurements are (e.g. its fit-start setup:
+        the dataset audit, reading the pool; a measurement made inside is counted once)."""
+        start, before = _now(), self._spent
+        try:
+            yield
+        finally:
+            with self._background.lock:
+                extra = max(0.0, (_now() - start) - (self._spent - before))
+                self._spent += extra
+                _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + extra
 
     def expected_cost(self, epoch: int) -> Optional[float]:
         """The seconds ``epoch``'s measurement is expected to take (None before the first measurement): those of the

@@ -206,11 +206,12 @@ class ExplanationMonitor(MonitorBase):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        self._prepare(trainer, pl_module)  # fails here, before the first epoch, whatever log_at_fit_start says
-        self._log_probe_table(trainer)
-        resumed = self._restored or trainer.ckpt_path is not None or trainer.global_step > 0
-        if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
-            self.run(trainer, pl_module, epoch=-1, everywhere=False)  # baseline: the untrained model, rank 0
+        with self.accounted(trainer):  # the time budget counts the setup too
+            self._prepare(trainer, pl_module)  # fails here, before the first epoch, whatever log_at_fit_start says
+            self._log_probe_table(trainer)
+            resumed = self._restored or trainer.ckpt_path is not None or trainer.global_step > 0
+            if self.log_at_fit_start and not self.history and not resumed and not trainer.fast_dev_run:
+                self.run(trainer, pl_module, epoch=-1, everywhere=False)  # baseline: the untrained model, rank 0
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.measure_now(trainer):

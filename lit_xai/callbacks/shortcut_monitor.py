@@ -195,12 +195,13 @@ class ShortcutMonitor(MonitorBase):
             raise ValueError("ShortcutMonitor cannot run:\n- " + "\n- ".join(problems))
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # every rank checks (deterministically) so a bad setup fails everywhere instead of hanging DDP
-        self._prepare(trainer, pl_module)
-        self._max_epochs = trainer.max_epochs
-        if self.budget.audit and self.audit_report is None:
-            self._audit(trainer, pl_module)  # every rank: a shard each
-        self._read_train_pool(trainer)  # every rank: a shard each (the decision is the same everywhere)
+        with self.accounted(trainer):  # the time budget counts the setup too (rank 0's decides, see measure_now)
+            # every rank checks (deterministically) so a bad setup fails everywhere instead of hanging DDP
+            self._prepare(trainer, pl_module)
+            self._max_epochs = trainer.max_epochs
+            if self.budget.audit and self.audit_report is None:
+                self._audit(trainer, pl_module)  # every rank: a shard each
+            self._read_train_pool(trainer)  # every rank: a shard each (the decision is the same everywhere)
 
     def _audit(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """The training-split audit, on every rank: each audits its shard of the seeded sample, the counts are

@@ -111,6 +111,36 @@ def test_a_budget_postpones_measurements_and_keeps_the_share(clock, spacing):
     assert _epochs(free) == ([0, 1, 3, 7, 9] if spacing == "doubling" else list(range(10)))
 
 
+class SlowStart(Costly):
+    """Costly whose fit-start setup (as the ShortcutMonitor's audit and pool) takes 6 s on the clock."""
+
+    initial = False  # measure the initial model inside the setup, as the ExplanationMonitor does
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        with self.accounted(trainer):
+            super().on_fit_start(trainer, pl_module)
+            self.clock.t += 6.0
+            if self.initial:
+                self.run(trainer, pl_module, epoch=-1, everywhere=False)
+
+
+def test_the_setup_at_fit_start_counts_in_the_budget(clock):
+    # 10 s of training per epoch, 3 s per measurement, budget 10 %, 12 epochs: with the 6 s of setup counted the
+    # monitor has spent 9 s after epoch 0, and the next 3 s fit only after 120 s (epoch 11); without the setup
+    # counted it would measure at epochs 0, 5, 8 and 11 (the first test's arithmetic), 18 s in all of 120 s
+    monitor = SlowStart(clock, 3.0, every_n_epochs=Schedule(1, "even", time_budget=0.1))
+    _fit([Training(clock, 10.0), monitor], max_epochs=12)
+    assert _epochs(monitor) == [0, 11]
+    assert monitor._spent == pytest.approx(12.0)
+
+    # the initial model measured inside the setup is counted once: 6 + 3 s after fit start, epoch 0 is expected at
+    # 3 s and postponed, epoch 11 fits (counted twice, 12 s after fit start, nothing would fit in 12 epochs)
+    monitor = SlowStart(clock, 3.0, every_n_epochs=Schedule(1, "even", time_budget=0.1))
+    monitor.initial = True
+    _fit([Training(clock, 10.0), monitor], max_epochs=12)
+    assert _epochs(monitor) == [-1, 11]
+
+
 def test_the_other_monitors_time_is_not_training_time(clock):
     # B takes 5 s every epoch without a budget; A (2 s, budget 10 %) counts only the 10 s of training per epoch:
     # it measures when 2 x (measurements + 1) <= epochs completed, i.e. at epochs 0, 3, 5, 7, 9. Had B's seconds
