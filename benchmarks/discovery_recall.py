@@ -7,7 +7,7 @@ share of the class in the validation set:
 
 * ``tag``: a small bright square tag (10 % of the side) near the top-left corner, on the *minority* class (150);
 * ``ring``: a dark circle of 32 px diameter (3 px wide) around the middle;
-* ``cast``: a faint colour cast of the whole image (+0.05 red, -0.03 blue);
+* ``cast``: a faint colour cast of the whole image (+0.05 red, -0.03 blue; ``--cast-strength K`` multiplies it);
 * ``text``: burnt-in white text ("L", "R", "AP", "PA") near the bottom-left corner;
 * ``ruler``: a dark ruler-like line with tick marks every 4 px near the bottom edge.
 
@@ -72,8 +72,13 @@ def _ring(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch
     return out, masks
 
 
+#: the colour cast's shift per channel (+0.05 red, -0.03 blue), times ``--cast-strength``
+CAST = (0.05, 0.0, -0.03)
+CAST_STRENGTH = 1.0  # --cast-strength
+
+
 def _cast(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    shift = torch.tensor([0.05, 0.0, -0.03])[None, :, None, None]
+    shift = CAST_STRENGTH * torch.tensor(CAST)[None, :, None, None]
     return (images + shift).clamp(0, 1), torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool)
 
 
@@ -212,6 +217,8 @@ def run_one(
     x, y, _ = _data(kind, seed, prevalence, "train")
     gap = 2 if discoveries > 1 else 0
     key = f"{kind or 'clean'}-{seed}-{prevalence:g}-{epochs - gap}"
+    if kind == "cast" and CAST_STRENGTH != 1.0:
+        key += f"-x{CAST_STRENGTH:g}"
     net = _trained(x, y, epochs - gap, seed, key)
     xv, yv, fv = _data(kind, seed, prevalence, "val")
     # the monitor's defaults (the ring detector knows none of these artifacts); ``threshold`` overrides discovery's
@@ -319,9 +326,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, the tag and the text, 12 epochs")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=None, help="keep the trained models here; a rerun re-uses them")
+    parser.add_argument("--cast-strength", type=float, default=1.0, help="the colour cast's shift times this")
     args = parser.parse_args(argv)
-    global CACHE
-    CACHE = args.cache
+    global CACHE, CAST_STRENGTH
+    CACHE, CAST_STRENGTH = args.cache, args.cast_strength
     if args.quick:
         args.seeds, args.kinds, args.epochs = args.seeds[:1], ["tag", "text"], 12
     torch.set_num_threads(args.threads)
