@@ -262,9 +262,12 @@ class MonitorBase(Callback):
             yield
         finally:
             with self._background.lock:
-                extra = max(0.0, (_now() - start) - (self._spent - before))
-                self._spent += extra
-                _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + extra
+                self._charge(trainer, max(0.0, (_now() - start) - (self._spent - before)))
+
+    def _charge(self, trainer: Trainer, seconds: float) -> None:
+        """Add ``seconds`` to this monitor's account and to the trainer's monitor time (under the lock)."""
+        self._spent += seconds
+        _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + seconds
 
     def expected_cost(self, epoch: int) -> Optional[float]:
         """The seconds ``epoch``'s measurement is expected to take (None before the first measurement): those of the
@@ -354,11 +357,10 @@ class MonitorBase(Callback):
         if self.verbose:
             notify(trainer, f"[{self.tag}] {_where(epoch)}: done in {_now() - start:.1f} s")
         if mode == "fit":
-            cost = _now() - start
+            cost, units = _now() - start, max(float(self.cost_units(epoch)), 1e-9)
             with self._background.lock:
-                self._spent += cost
-                self._costs[self.cost_kind(epoch)] = (cost, max(float(self.cost_units(epoch)), 1e-9))
-                _MONITOR_SECONDS[trainer] = _MONITOR_SECONDS.get(trainer, 0.0) + cost
+                self._charge(trainer, cost)
+                self._costs[self.cost_kind(epoch)] = (cost, units)
         return {"scalars": scalars_of(outputs), "history": entries, **self._payload(result)}
 
     def _after(self, trainer: Trainer, result: dict[str, Any], epoch: int, mode: str) -> None:
