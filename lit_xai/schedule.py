@@ -81,11 +81,11 @@ class Schedule:
             logging) over ``time_budget`` x the fit's time without the monitors is postponed, and made at the first
             later epoch where it fits (see :func:`over_budget`); the console says so. The first measurement is
             always made (its cost is unknown until then); the next one is expected to cost what the monitor's last
-            one of the same kind did (the ShortcutMonitor's discovery epochs are a kind of their own), and the first
-            of a kind its work (``MonitorBase.cost_units``: the ShortcutMonitor's LRP maps) times the most seconds
-            per unit so far. Meant for machines whose cores are busy, and for large models or pools: a budget trades
-            early evidence for time (a shortcut alert needs measured epochs). Not the ShortcutMonitor's ``budget``
-            (its pool sizes).
+            one of the same kind did (the ShortcutMonitor's discovery epochs and the ExplanationMonitor's picture
+            epochs are kinds of their own), and the first of a kind its work (``MonitorBase.cost_units``: the
+            ShortcutMonitor's LRP maps) times the most seconds per unit so far. Meant for machines whose cores are
+            busy, and for large models or pools: a budget trades early evidence for time (a shortcut alert needs
+            measured epochs). Not the ShortcutMonitor's ``budget`` (its pool sizes).
 
     Example:
         >>> s = Schedule(1, "doubling")

@@ -156,6 +156,7 @@ class ExplanationMonitor(MonitorBase):
         self._checked = False
         self._warned_degenerate: set[str] = set()
         self._frames: dict[tuple[int, str], dict[str, Any]] = {}
+        self._max_epochs: Optional[int] = None  # the fit's (cost_kind: which epochs draw pictures)
         self._restored_ids: Optional[list[int]] = None
         self._strided = False  # the explained network has strided convolutions (LRP legends mention the lattice)
 
@@ -204,6 +205,7 @@ class ExplanationMonitor(MonitorBase):
         self._check_restored_probes()
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._max_epochs = trainer.max_epochs
         if not trainer.is_global_zero:
             return
         with self.accounted(trainer):  # the time budget counts the setup too
@@ -270,6 +272,11 @@ class ExplanationMonitor(MonitorBase):
             if not bool(check.ok.any()) and check.unhandled:
                 raise ValueError(message + " Refusing before training rather than logging wrong maps.")
             rank_zero_warn(message)
+
+    def cost_kind(self, epoch: int) -> str:
+        """Picture epochs (CRP reference search, rendering, encoding: about as much again as the explanations) are
+        a kind of their own for the time budget (:class:`~lit_xai.schedule.Schedule`)."""
+        return "pictures" if self._pictures_due(epoch, self._max_epochs) else "maps"
 
     def _pictures_due(self, epoch: int, max_epochs: Optional[int]) -> bool:
         every = self.pictures.every_n_epochs

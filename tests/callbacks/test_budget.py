@@ -240,3 +240,17 @@ def test_the_shortcut_watch_counts_the_maps_it_explains():
     watch.target_class = None  # the ring is in no image: no class is watched for it, and the count is still 1
     watch.pool.detect("ring")
     assert watch.explained_maps(["a", "b"]) == 1
+
+
+def test_the_explanation_monitors_picture_epochs_are_a_kind_of_their_own():
+    # with pictures at every 2nd explained epoch a picture epoch costs about twice a maps-only one: one estimate for
+    # both would alternate between too high and too low
+    from lit_xai.callbacks import ExplanationMonitor
+    from lit_xai.callbacks.explanation_monitor import Pictures
+
+    monitor = ExplanationMonitor(every_n_epochs=1, pictures=Pictures(every_n_epochs=2))
+    monitor._max_epochs = 6
+    kinds = [monitor.cost_kind(e) for e in range(-1, 6)]  # the initial model, epochs 1, 3 and the last draw pictures
+    assert kinds == ["pictures", "maps", "pictures", "maps", "pictures", "maps", "pictures"]
+    assert all((k == "pictures") == monitor._pictures_due(e, 6) for e, k in zip(range(-1, 6), kinds))
+    assert {ExplanationMonitor(every_n_epochs=1).cost_kind(e) for e in range(-1, 6)} == {"pictures"}  # every epoch
