@@ -42,6 +42,8 @@ __all__ = [
 InsertFn = Callable[..., Any]
 #: ``(images01, masks) -> (images01 without the artifact, masks used)``
 RemoveFn = Callable[..., Any]
+#: ``(images01, edited01, masks, generator) -> images01 with a sham edit`` (the insertion test's control)
+ShamFn = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Artifact:
         threshold: an image is flagged when its score is at least this.
         insert: seeded inserter for the counterfactual insertion test (``None``: the artifact can only be audited).
         remove: remover (inpainting) for the removal test (``None``: the test is skipped, and reports say so).
+        sham: the insertion test's control, for an artifact the generic shams cannot control (``None``: the
+            measurement's :func:`~lit_xai.shortcuts.sham.sham_insert` kind): e.g. a colour cast, whose region is the
+            whole image, is controlled by a cast of the same size in another hue.
     """
 
     name: str
@@ -61,6 +66,7 @@ class Artifact:
     threshold: float
     insert: InsertFn | None = None
     remove: RemoveFn | None = None
+    sham: ShamFn | None = None
 
     @property
     def tests(self) -> tuple[str, ...]:
@@ -78,6 +84,7 @@ def register_artifact(
     threshold: float,
     insert: InsertFn | None = None,
     remove: RemoveFn | None = None,
+    sham: ShamFn | None = None,
 ) -> Artifact:
     """Register an artifact (duplicates raise).
 
@@ -94,9 +101,10 @@ def register_artifact(
         not callable(detect)
         or (insert is not None and not callable(insert))
         or (remove is not None and not callable(remove))
+        or (sham is not None and not callable(sham))
     ):
-        raise TypeError(f"artifact {name!r}: detect, insert and remove must be callables")
-    artifact = Artifact(name, detect, float(threshold), insert, remove)
+        raise TypeError(f"artifact {name!r}: detect, insert, remove and sham must be callables")
+    artifact = Artifact(name, detect, float(threshold), insert, remove, sham)
     ARTIFACTS[name] = artifact
     return artifact
 

@@ -5,6 +5,7 @@ from .audit import ArtifactAssociation, AuditReport, association_table, audit_da
 from .candidate_artifact import CandidateArtifact, candidate_artifact, candidate_masks
 from .candidate_grid import render_candidates
 from .causal import bootstrap_effect, insertion_test, removal_test, summarize_test
+from .colour import ColourCast, colour_candidates, colour_cast
 from .discovery import (
     SUSPICIOUS_THRESHOLD,
     SUSPICIOUS_THRESHOLD_CONCEPTS,
@@ -33,6 +34,9 @@ __all__ = [
     "CandidateArtifact",
     "candidate_artifact",
     "candidate_masks",
+    "ColourCast",
+    "colour_candidates",
+    "colour_cast",
     "render_candidates",
     "bootstrap_effect",
     "insertion_test",

@@ -157,7 +157,8 @@ def measure_reliance(
             has too few artifact images of the class; its detector runs on first use.
         min_removal_images: artifact images of the class below which the removal test moves to ``removal_pool``.
         sham: sham insertion kind, ``"mean"`` (the region at the image's mean colour) or ``"shuffle"`` (the
-            artifact's pixel changes, patches permuted over the image).
+            artifact's pixel changes, patches permuted over the image); an artifact registered with its own
+            ``sham`` uses that instead (reported as ``"own"``).
         confidence: level of the bootstrap intervals.
         resamples: bootstrap resamples.
         explained: ``(rows, targets, maps)``: maps of ``pool`` rows that ``explainer`` already made of this
@@ -206,15 +207,14 @@ def measure_reliance(
         after, inserted = pool.edit(
             ("insert", artifact, seed), clean_other, lambda x: spec.insert(x, torch.Generator().manual_seed(seed))
         )
-        control = pool.edited(
-            ("sham_insert", artifact, seed, sham),
-            clean_other,
-            lambda x: sham_insert(x, after, inserted, sham, torch.Generator().manual_seed(seed + 1)),
-        )
+        kind, make = sham, lambda x: sham_insert(x, after, inserted, sham, torch.Generator().manual_seed(seed + 1))
+        if spec.sham is not None:  # the artifact's own control (e.g. a cast of the same size in another hue)
+            kind, make = "own", lambda x: spec.sham(x, after, inserted, torch.Generator().manual_seed(seed + 1))
+        control = pool.edited(("sham_insert", artifact, seed, kind), clean_other, make)
         before = pool.images01[clean_other]
         real = paired_shift(module, before, after, target_class, normalize, task)
         fake = paired_shift(module, before, control, target_class, normalize, task)
-        out["counterfactual"] = summarize_test("insertion", real, fake, sham, pool.split, **stats)
+        out["counterfactual"] = summarize_test("insertion", real, fake, kind, pool.split, **stats)
         out["tests"].append("insertion")
     # exposure: how many images of the class carry the artifact (where the model could have learned it from)
     rows = (flags & (labels == target_class)).nonzero().flatten()

@@ -27,6 +27,7 @@ from ..contracts import ModelContract, Probes, probabilities, stand_in_labels
 from ..explainers import CRP, Explainer, ExplainerNotApplicable, build_explainer
 from ..schedule import due
 from .candidate_artifact import candidate_artifact
+from .colour import colour_cast
 from .discovery import default_threshold, discover_candidates
 from .monitoring import AlertRule, ReliancePool, measure_reliance
 
@@ -300,7 +301,7 @@ class ShortcutWatch:
         cannot be built are left out,
         and so is a candidate whose template region overlaps (IoU >= 0.5) that of a better-ranked candidate of
         its class (one artifact split over two clusters is tested and named once)."""
-        pool, budget, names = self.pool, self.budget, contract.class_names
+        pool = self.pool
         out: list[dict[str, Any]] = []
         tested: list[tuple[int, int, torch.Tensor]] = []
         for cand in found["candidates"]:
@@ -317,43 +318,71 @@ class ShortcutWatch:
                 continue
             tested.append((cand.class_index, cand.rank, art.region))
             rows = found["rows"][torch.as_tensor(cand.rows, dtype=torch.long)]
-            twin, twin_share = None, 0.0
-            for detector in self.detectors:
-                share = float(pool.flags[detector][rows].float().mean())
-                if share >= 0.5 and share > twin_share:
-                    twin, twin_share = detector, share
-            name = f"_unnamed_c{cand.class_index}_{cand.rank + 1}"
-            pools = [p for p in (pool, self.train_pool) if p is not None]
-            with art.registered(name):
-                try:
-                    pool.detect(name)  # the images the artifact was built from are scored once (its detect cache)
-                    art.flag_pool(pool, name)
-                    evidence = measure_reliance(
-                        module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,
-                        task=contract.task, num_probes=0, num_counterfactual=budget.num_counterfactual,
-                        spray_samples=0, seed=budget.seed, removal_pool=self.train_pool,
-                        min_removal_images=MIN_REMOVAL_IMAGES, confidence=self.rule.confidence,
-                    )  # fmt: skip
-                finally:
-                    for p in pools:
-                        p.forget(name)
-            cls = names[cand.class_index] if cand.class_index < len(names) else str(cand.class_index)
-            evidence["artifact"] = label = f"unnamed artifact {cand.rank + 1} of class '{cls}'"
-            out.append(
-                {
-                    "key": f"candidate_{cand.rank + 1}", "label": label, "class": cls, "class_index": cand.class_index,
-                    "rank": cand.rank,
-                    "twin": twin, "twin_share": twin_share, "members": [int(m) for m in cand.members],
-                    "mask_share": float(art.region.float().mean()), "score": float(cand.score), "evidence": evidence,
-                    "detector_j": art.detector_j, "selective": art.threshold < math.inf,
-                    "region": art.region.clone(), "member_rows": rows.tolist(),
-                    "screen": "score" if cand.suspicious else "persists",
-                }  # fmt: skip
-            )
+            entry = self._test(contract, module, cand, art, rows, "unnamed artifact", "candidate")
+            out.append({**entry, "screen": "score" if cand.suspicious else "persists"})
         self._previous = {}
         for cand in found["candidates"]:
             self._previous.setdefault(cand.class_index, []).append((frozenset(cand.members), float(cand.score)))
         return out
+
+    def verify_colour(
+        self, contract: ModelContract, module: torch.nn.Module, candidates: list[Any], rows: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Every suspicious colour group (:func:`~lit_xai.shortcuts.colour.colour_candidates` of the pool's ``rows``
+        with their ``labels``) as a tested artifact (:func:`~lit_xai.shortcuts.colour.colour_cast`: the group's
+        colour offset added, subtracted, and its own sham), measured as :meth:`verify` measures; the same entries,
+        labelled "unnamed colour cast k of class 'c'" (``key`` ``colour_k``)."""
+        out = []
+        for cand in candidates:
+            if not cand.suspicious:
+                continue
+            try:
+                art = colour_cast(cand, self.pool.images01[rows], labels=labels)
+            except ValueError:
+                continue
+            members = rows[torch.as_tensor(cand.rows, dtype=torch.long)]
+            out.append({**self._test(contract, module, cand, art, members, "unnamed colour cast", "colour"),
+                        "screen": "score"})  # fmt: skip
+        return out
+
+    def _test(
+        self, contract: ModelContract, module: torch.nn.Module, cand: Any, art: Any, rows: torch.Tensor, noun: str,
+        kind: str,
+    ) -> dict[str, Any]:  # fmt: skip
+        """One candidate's artifact ``art`` (members at pool ``rows``) registered for the measurement only and measured
+        like a watched artifact; :meth:`verify`'s entry without ``screen``."""
+        pool, budget, names = self.pool, self.budget, contract.class_names
+        twin, twin_share = None, 0.0
+        for detector in self.detectors:
+            share = float(pool.flags[detector][rows].float().mean())
+            if share >= 0.5 and share > twin_share:
+                twin, twin_share = detector, share
+        name = f"_unnamed_{kind}_c{cand.class_index}_{cand.rank + 1}"
+        pools = [p for p in (pool, self.train_pool) if p is not None]
+        with art.registered(name):
+            try:
+                pool.detect(name)  # the images the artifact was built from are scored once (its detect cache)
+                art.flag_pool(pool, name)
+                evidence = measure_reliance(
+                    module, pool, name, cand.class_index, contract.value_range.from01, explainer=self.explainer,
+                    task=contract.task, num_probes=0, num_counterfactual=budget.num_counterfactual,
+                    spray_samples=0, seed=budget.seed, removal_pool=self.train_pool,
+                    min_removal_images=MIN_REMOVAL_IMAGES, confidence=self.rule.confidence,
+                )  # fmt: skip
+            finally:
+                for p in pools:
+                    p.forget(name)
+        cls = names[cand.class_index] if cand.class_index < len(names) else str(cand.class_index)
+        evidence["artifact"] = label = f"{noun} {cand.rank + 1} of class '{cls}'"
+        return {
+            "key": f"{kind}_{cand.rank + 1}", "label": label, "class": cls, "class_index": cand.class_index,
+            "rank": cand.rank,
+            "twin": twin, "twin_share": twin_share, "members": [int(m) for m in cand.members],
+            "mask_share": float(art.region.float().mean()), "score": float(cand.score), "evidence": evidence,
+            "detector_j": art.detector_j, "selective": art.threshold < math.inf,
+            "region": art.region.clone(), "member_rows": rows.tolist(),
+        }  # fmt: skip
 
     def persists(self, cand: Any, threshold: float) -> bool:
         """Whether ``cand`` is a group of the previous discovery come back (:attr:`Discovery.persist`): its score at
