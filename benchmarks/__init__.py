@@ -34,6 +34,7 @@ SUITES: dict[str, str] = {
     "discovery": "discovery.py",
     "discovery_cost": "discovery_cost.py",  # issue 32 item 4: discovery + candidate tests / an epoch
     "discovery_recall": "discovery_recall.py",  # issue 32 item 2: weak planted artifacts, verified, clean control
+    "colour_groups": "colour_groups.py",  # issue 32 item 2: would a colour view find a learned cast? (no model)
     "correction": "correction.py",
     "quality_demo": "quality_demo.py",
     "quality_vs_quantus": "quality_vs_quantus.py",  # issue 35: AOPC, max-sensitivity, infidelity vs Quantus 0.6

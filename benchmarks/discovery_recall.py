@@ -75,6 +75,7 @@ def _ring(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch
 #: the colour cast's shift per channel (+0.05 red, -0.03 blue), times ``--cast-strength``
 CAST = (0.05, 0.0, -0.03)
 CAST_STRENGTH = 1.0  # --cast-strength
+COLOUR = False  # --colour: the pool's colour groups are tested too (lit_xai.shortcuts.colour)
 
 
 def _cast(images: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +212,7 @@ def run_one(
     """One trained model and one discovery + verification of its validation pool (``discoveries=2``: a first one
     2 epochs earlier, as the monitor's previous discovery epoch, so ``Discovery.persist`` can act)."""
     from lit_xai.contracts import ModelSpec, Probes, resolve_contract
-    from lit_xai.shortcuts import Discovery, ShortcutWatch
+    from lit_xai.shortcuts import Discovery, ShortcutWatch, colour_candidates
 
     t0 = time.perf_counter()
     x, y, _ = _data(kind, seed, prevalence, "train")
@@ -237,22 +238,30 @@ def run_one(
             net = _train_more(net, x, y, gap, seed)
         found = watch.discover(net)
         verified = watch.verify(contract, net, found)
+        colour = []
+        if COLOUR:  # --colour: the pool's colour groups too, tested as colour casts
+            pool_rows = (watch.pool.labels >= 0).nonzero().flatten()
+            labels = watch.pool.labels[pool_rows]
+            ids = [watch.pool.ids[int(r)] for r in pool_rows]
+            colour = colour_candidates(watch.pool.images01[pool_rows], labels, ids)
+            verified += watch.verify_colour(contract, net, colour, pool_rows, labels)
     planted = {int(i) for i, f in zip(rows.tolist(), fv[rows].tolist()) if f}
     cls = TARGET[kind] if kind is not None else None
     cands = []
-    for c in found["candidates"]:
-        hits = sum(int(m) in planted for m in c.members)
-        cands.append({
-            "class": c.class_index, "rank": c.rank, "score": round(c.score, 3), "size": c.size,
-            "suspicious": bool(c.suspicious), "purity": hits / c.size, "recall": hits / max(1, len(planted)),
-        })  # fmt: skip
+    for view, found_here in (("explanations", found["candidates"]), ("colour", colour)):
+        for c in found_here:
+            hits = sum(int(m) in planted for m in c.members)
+            cands.append({
+                "view": view, "class": c.class_index, "rank": c.rank, "score": round(c.score, 3), "size": c.size,
+                "suspicious": bool(c.suspicious), "purity": hits / c.size, "recall": hits / max(1, len(planted)),
+            })  # fmt: skip
     tests = []
     for v in verified:
         decision, reason = watch.rule.decide(v["evidence"])
         hits = sum(int(m) in planted for m in v["members"])
         ins = v["evidence"].get("counterfactual") or {}
         tests.append({
-            "class": v["class_index"], "rank": v["rank"], "met": bool(decision), "reason": reason,
+            "key": v["key"], "class": v["class_index"], "rank": v["rank"], "met": bool(decision), "reason": reason,
             "purity": hits / len(v["members"]), "recall": hits / max(1, len(planted)),
             "insertion": ins.get("effect"), "insertion_ci": ins.get("interval"),
         })  # fmt: skip
@@ -262,7 +271,7 @@ def run_one(
     def on_target(d: dict) -> bool:
         return cls is not None and d["class"] == cls and d["purity"] >= 0.5 and d["recall"] >= 0.5
 
-    target = [c for c in cands if cls is not None and c["class"] == cls]
+    target = [c for c in cands if cls is not None and c["class"] == cls and c["view"] == "explanations"]
     best = max(target, key=lambda c: c["purity"] * c["recall"], default=None)
     return {
         "kind": kind or "clean", "seed": seed, "planted_in_pool": len(planted), "threshold": found["threshold"],
@@ -327,9 +336,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=None, help="keep the trained models here; a rerun re-uses them")
     parser.add_argument("--cast-strength", type=float, default=1.0, help="the colour cast's shift times this")
+    parser.add_argument("--colour", action="store_true", help="test the pool's colour groups too (colour casts)")
     args = parser.parse_args(argv)
-    global CACHE, CAST_STRENGTH
-    CACHE, CAST_STRENGTH = args.cache, args.cast_strength
+    global CACHE, CAST_STRENGTH, COLOUR
+    CACHE, CAST_STRENGTH, COLOUR = args.cache, args.cast_strength, args.colour
     if args.quick:
         args.seeds, args.kinds, args.epochs = args.seeds[:1], ["tag", "text"], 12
     torch.set_num_threads(args.threads)
