@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import benchmarks.discovery_recall as recall  # noqa: E402
-from lit_xai.shortcuts import ShortcutBudget, colour_candidates  # noqa: E402
+from lit_xai.shortcuts import colour_candidates  # noqa: E402
 
 __all__ = ["main"]
 
@@ -40,8 +40,7 @@ __all__ = ["main"]
 def _recall_pool(kind: str | None, seed: int, strength: float) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     recall.CAST_STRENGTH = strength
     x, y, flags = recall._data(kind, seed, 0.03, "val")
-    generator = torch.Generator().manual_seed(ShortcutBudget().seed)
-    rows = torch.randperm(len(y), generator=generator)[: ShortcutBudget().pool_size].sort().values
+    rows = recall.pool_rows(len(y))
     return x[rows], y[rows].numpy(), flags[rows].numpy()
 
 
@@ -50,8 +49,7 @@ def _demo_pool() -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
 
     dm = SyntheticShortcutDataModule(num_train=1600, num_val=400, num_test=400, image_size=96)
     ds = dm.dataset("val")
-    generator = torch.Generator().manual_seed(ShortcutBudget().seed)
-    rows = torch.randperm(len(ds), generator=generator)[: ShortcutBudget().pool_size].sort().values.numpy()
+    rows = recall.pool_rows(len(ds)).numpy()
     images = torch.as_tensor(ds.images[rows]).permute(0, 3, 1, 2).float() / 255.0
     return images, np.asarray(ds.targets)[rows], np.asarray(ds.artifacts)[rows].astype(bool)
 

@@ -206,6 +206,14 @@ def ground_truth(net: torch.nn.Module, kind: str, seed: int, prevalence: float) 
     }  # fmt: skip
 
 
+def pool_rows(n: int) -> torch.Tensor:
+    """The validation rows the monitor would read: ``ShortcutBudget().pool_size`` of ``n``, seeded, sorted."""
+    from lit_xai.shortcuts import ShortcutBudget
+
+    budget = ShortcutBudget()
+    return torch.randperm(n, generator=torch.Generator().manual_seed(budget.seed))[: budget.pool_size].sort().values
+
+
 def run_one(
     kind: str | None, seed: int, prevalence: float, epochs: int, threshold: float | None = None, discoveries: int = 1
 ) -> dict:
@@ -224,8 +232,7 @@ def run_one(
     xv, yv, fv = _data(kind, seed, prevalence, "val")
     # the monitor's defaults (the ring detector knows none of these artifacts); ``threshold`` overrides discovery's
     watch = ShortcutWatch(("ring",), discovery=Discovery(threshold=threshold))
-    g = torch.Generator().manual_seed(watch.budget.seed)
-    rows = torch.randperm(len(yv), generator=g)[: watch.budget.pool_size].sort().values
+    rows = pool_rows(len(yv))
     spec = ModelSpec(input_range=(-0.5, 0.5))
     contract = resolve_contract(spec, net, xv[:2] - 0.5, yv[:2])
     probes = Probes(xv[rows] - 0.5, yv[rows], rows.tolist(), fv[rows])
@@ -239,12 +246,10 @@ def run_one(
         found = watch.discover(net)
         verified = watch.verify(contract, net, found)
         colour = []
-        if COLOUR:  # --colour: the pool's colour groups too, tested as colour casts
-            pool_rows = (watch.pool.labels >= 0).nonzero().flatten()
-            labels = watch.pool.labels[pool_rows]
-            ids = [watch.pool.ids[int(r)] for r in pool_rows]
-            colour = colour_candidates(watch.pool.images01[pool_rows], labels, ids)
-            verified += watch.verify_colour(contract, net, colour, pool_rows, labels)
+        if COLOUR:  # --colour: the colour groups of the images discovery explained, tested as colour casts
+            ids = [watch.pool.ids[int(r)] for r in found["rows"]]
+            colour = colour_candidates(watch.pool.images01[found["rows"]], found["labels"], ids)
+            verified += watch.verify_colour(contract, net, colour, found["rows"], found["labels"])
     planted = {int(i) for i, f in zip(rows.tolist(), fv[rows].tolist()) if f}
     cls = TARGET[kind] if kind is not None else None
     cands = []

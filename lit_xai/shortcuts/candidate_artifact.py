@@ -57,7 +57,7 @@ from ..artifacts.inserters import remove_ring
 from ..artifacts.registry import ARTIFACTS, Artifact, register_artifact
 from .discovery import Candidate
 
-__all__ = ["MIN_DETECTOR_J", "CandidateArtifact", "candidate_artifact", "candidate_masks"]
+__all__ = ["MIN_DETECTOR_J", "CandidateArtifact", "MemberArtifact", "candidate_artifact", "candidate_masks"]
 
 #: the smallest Youden J (share of members flagged minus share of other-class images flagged, at the threshold) of a
 #: template detector that is used; below it the detector flags nothing and the members alone carry the artifact.
@@ -133,8 +133,49 @@ def candidate_masks(
     return masks
 
 
+class MemberArtifact:
+    """What every artifact built from a discovered group shares (:class:`CandidateArtifact`,
+    :class:`~lit_xai.shortcuts.colour.ColourCast`): registered for a ``with`` block only, and its members flagged in
+    a pool. A subclass has ``candidate``, ``register(name)`` and ``member_masks`` (``(M, H, W)``, rows of
+    ``candidate.members``)."""
+
+    candidate: Candidate
+
+    def register(self, name: str | None = None) -> Artifact:
+        raise NotImplementedError
+
+    @property
+    def member_masks(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def registered(self, name: str | None = None) -> Iterator[Artifact]:
+        """Registered for the ``with`` block only (the registry is global: leave no trace), e.g. around
+        ``pool.detect(name); art.flag_pool(pool, name); measure_reliance(...)``."""
+        artifact = self.register(name)
+        try:
+            yield artifact
+        finally:
+            ARTIFACTS.pop(artifact.name, None)
+
+    def flag_pool(self, pool: Any, name: str) -> None:
+        """Flag the group's members in a :class:`~lit_xai.shortcuts.ReliancePool` (by id) with their own masks,
+        on top of what ``pool.detect(name)`` found (call that first when the artifact is registered)."""
+        member_masks = self.member_masks
+        n = len(pool)
+        flags = pool.flags.get(name, torch.zeros(n, dtype=torch.bool)).clone()
+        masks = pool.masks.get(name, torch.zeros(n, *member_masks.shape[-2:], dtype=torch.bool)).clone()
+        where = {int(i): row for row, i in enumerate(pool.ids)}
+        for j, member in enumerate(self.candidate.members):
+            row = where.get(int(member))
+            if row is not None:
+                flags[row] = True
+                masks[row] = member_masks[j]
+        pool.flags[name], pool.masks[name] = flags, masks
+
+
 @dataclass
-class CandidateArtifact:
+class CandidateArtifact(MemberArtifact):
     """What a candidate needs to be tested like a registered artifact (see the module docstring).
 
     Attributes:
@@ -248,30 +289,10 @@ class CandidateArtifact:
         return register_artifact(name, detect=self.detect, threshold=self.threshold, insert=self.insert,
                                  remove=self.remove)  # fmt: skip
 
-    @contextlib.contextmanager
-    def registered(self, name: str | None = None) -> Iterator[Artifact]:
-        """Registered for the ``with`` block only (the registry is global: leave no trace), e.g. around
-        ``pool.detect(name); art.flag_pool(pool, name); measure_reliance(...)``."""
-        artifact = self.register(name)
-        try:
-            yield artifact
-        finally:
-            ARTIFACTS.pop(artifact.name, None)
-
-    def flag_pool(self, pool: Any, name: str) -> None:
-        """Flag the candidate's members in a :class:`~lit_xai.shortcuts.ReliancePool` (by id) with their own masks,
-        on top of what ``pool.detect(name)`` found (call that first when the artifact is registered)."""
-        n = len(pool)
-        h, w = self.region.shape
-        flags = pool.flags.get(name, torch.zeros(n, dtype=torch.bool)).clone()
-        masks = pool.masks.get(name, torch.zeros(n, h, w, dtype=torch.bool)).clone()
-        where = {int(i): row for row, i in enumerate(pool.ids)}
-        for j, member in enumerate(self.candidate.members):
-            row = where.get(int(member))
-            if row is not None:
-                flags[row] = True
-                masks[row] = self.masks[j]
-        pool.flags[name], pool.masks[name] = flags, masks
+    @property
+    def member_masks(self) -> torch.Tensor:
+        """``(M, H, W)`` the members' own masks (what :meth:`flag_pool` gives them)."""
+        return self.masks
 
 
 def candidate_artifact(

@@ -38,16 +38,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..artifacts.registry import ARTIFACTS, Artifact, register_artifact
-from .candidate_artifact import MIN_DETECTOR_J, _youden_threshold
+from ..artifacts.registry import Artifact, register_artifact
+from .candidate_artifact import MIN_DETECTOR_J, MemberArtifact, _youden_threshold
 from .discovery import Candidate
 from .spray import kmeans
 
@@ -153,8 +152,9 @@ def colour_candidates(
 
 
 @dataclass
-class ColourCast:
-    """A colour group as an artifact (:func:`colour_cast`): detector, inserter, remover and its own sham.
+class ColourCast(MemberArtifact):
+    """A colour group as an artifact (:func:`colour_cast`): detector, inserter, remover and its own sham; registered
+    and flagged in a pool as :class:`~lit_xai.shortcuts.candidate_artifact.MemberArtifact` s are.
 
     Attributes:
         candidate: the group (:func:`colour_candidates`).
@@ -229,26 +229,10 @@ class ColourCast:
         return register_artifact(name, detect=self.detect, threshold=self.threshold, insert=self.insert,
                                  remove=self.remove, sham=self.sham)  # fmt: skip
 
-    @contextlib.contextmanager
-    def registered(self, name: str | None = None) -> Iterator[Artifact]:
-        """Registered for the ``with`` block only (the registry is global: leave no trace)."""
-        artifact = self.register(name)
-        try:
-            yield artifact
-        finally:
-            ARTIFACTS.pop(artifact.name, None)
-
-    def flag_pool(self, pool, name: str) -> None:
-        """Flag the members in a :class:`~lit_xai.shortcuts.ReliancePool` (by id), on top of ``pool.detect(name)``."""
-        n = len(pool)
-        flags = pool.flags.get(name, torch.zeros(n, dtype=torch.bool)).clone()
-        masks = pool.masks.get(name, torch.zeros(n, *self.size, dtype=torch.bool)).clone()
-        where = {int(i): row for row, i in enumerate(pool.ids)}
-        for member in self.candidate.members:
-            row = where.get(int(member))
-            if row is not None:
-                flags[row], masks[row] = True, True
-        pool.flags[name], pool.masks[name] = flags, masks
+    @property
+    def member_masks(self) -> torch.Tensor:
+        """``(M, H, W)`` whole-image masks: a cast covers each member entirely."""
+        return torch.ones(len(self.candidate.members), *self.size, dtype=torch.bool)
 
 
 def colour_cast(
